@@ -1,0 +1,184 @@
+//! Wiring: the shared state, the HTTP application, and serving it.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use poem::http::StatusCode;
+use poem::listener::TcpAcceptor;
+use poem::{get, handler, Endpoint, EndpointExt, IntoResponse, Middleware, Request, Response, Route, Server};
+use ssobridge_adapter_core::{Adapter, NoopAdapter};
+use tracing::Instrument;
+
+use crate::config::{AdapterKind, ClientConfig, Config};
+use crate::store::{AnyStore, Store, StoreError};
+use crate::tokens::{KeySet, SigningKey, TokenError};
+use crate::upstream::{UpstreamClient, UpstreamError};
+
+/// A registered downstream client and its adapter.
+pub struct Client {
+    pub config: ClientConfig,
+    pub adapter: Arc<dyn Adapter>,
+}
+
+/// Everything a request handler may use.
+pub struct AppState {
+    /// `public_url` without trailing slash: the `iss` of everything the broker issues.
+    pub issuer: String,
+    pub config: Config,
+    pub store: AnyStore,
+    pub keys: KeySet,
+    pub upstream: UpstreamClient,
+    pub clients: HashMap<String, Client>,
+    pub pairwise_salt: String,
+    pub discovery: serde_json::Value,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Config(#[from] crate::config::ConfigError),
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("signing key: {0}")]
+    Key(#[from] TokenError),
+    #[error("upstream: {0}")]
+    Upstream(#[from] UpstreamError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The signing key the configuration names: `signing.key_pem`, else `signing.key_file`.
+pub fn load_signing_key(config: &Config) -> Result<Option<SigningKey>, StartError> {
+    if let Some(pem) = &config.signing.key_pem {
+        return Ok(Some(SigningKey::from_pem(pem.expose())?));
+    }
+    if let Some(path) = &config.signing.key_file {
+        let pem = std::fs::read_to_string(path).map_err(|e| {
+            StartError::Io(std::io::Error::new(e.kind(), format!("signing.key_file {}: {e}", path.display())))
+        })?;
+        return Ok(Some(SigningKey::from_pem(&pem)?));
+    }
+    Ok(None)
+}
+
+impl AppState {
+    pub async fn new(config: Config, key: SigningKey) -> Result<Arc<AppState>, StartError> {
+        let store = AnyStore::connect(&config.store).await?;
+        Self::with_store(config, key, store)
+    }
+
+    pub fn with_store(config: Config, key: SigningKey, store: AnyStore) -> Result<Arc<AppState>, StartError> {
+        let issuer = config.public_url.clone();
+        let upstream = UpstreamClient::new(&config.upstream, format!("{issuer}/callback"))?;
+        let clients = config
+            .clients
+            .iter()
+            .map(|c| {
+                let adapter: Arc<dyn Adapter> = match c.adapter {
+                    // Other adapters are refused by config validation until they exist.
+                    AdapterKind::None | AdapterKind::Auth0 | AdapterKind::Cognito | AdapterKind::Firebase => {
+                        Arc::new(NoopAdapter)
+                    }
+                };
+                (c.client_id.clone(), Client { config: c.clone(), adapter })
+            })
+            .collect();
+        let pairwise_salt = config.tokens.pairwise_salt.as_ref().map(|s| s.expose().to_owned()).unwrap_or_default();
+        let discovery = crate::oidc::discovery_document(&issuer);
+        Ok(Arc::new(AppState {
+            issuer,
+            config,
+            store,
+            keys: KeySet::new(key),
+            upstream,
+            clients,
+            pairwise_salt,
+            discovery,
+        }))
+    }
+}
+
+/// The whole public application; `extra` mounts more routes (the demo's pages and simulator).
+pub fn endpoint(state: Arc<AppState>, extra: Option<Route>) -> impl Endpoint<Output = Response> {
+    let mut routes = crate::oidc::routes().at("/healthz", get(healthz)).at("/readyz", get(readyz));
+    if let Some(extra) = extra {
+        routes = routes.nest("/", extra);
+    }
+    routes.data(state).with(RequestLog).map_to_response()
+}
+
+#[handler]
+fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Ready when the store answers and the upstream's discovery can be fetched.
+#[handler]
+async fn readyz(state: poem::web::Data<&Arc<AppState>>) -> Response {
+    let store = state.store.ping().await;
+    let upstream = state.upstream.discover().await;
+    let body = serde_json::json!({
+        "store": if store.is_ok() { "ok" } else { "unavailable" },
+        "upstream": if upstream.is_ok() { "ok" } else { "unavailable" },
+    });
+    let status = if store.is_ok() && upstream.is_ok() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    Response::builder().status(status).content_type("application/json").body(body.to_string())
+}
+
+/// A request id per request (echoed as `x-request-id`), a span around the request so every log
+/// line carries it, and one line per request. Only the path is logged: query strings carry
+/// codes and states.
+struct RequestLog;
+
+impl<E: Endpoint> Middleware<E> for RequestLog {
+    type Output = RequestLogEndpoint<E>;
+    fn transform(&self, ep: E) -> Self::Output {
+        RequestLogEndpoint(ep)
+    }
+}
+
+struct RequestLogEndpoint<E>(E);
+
+impl<E: Endpoint> Endpoint for RequestLogEndpoint<E> {
+    type Output = Response;
+
+    async fn call(&self, req: Request) -> poem::Result<Response> {
+        let request_id = uuid::Uuid::new_v4().to_string();
+        let span =
+            tracing::info_span!("request", request_id = %request_id, method = %req.method(), path = %req.uri().path());
+        async move {
+            let started = Instant::now();
+            let result = self.0.call(req).await;
+            let mut response = match result {
+                Ok(output) => output.into_response(),
+                Err(error) => error.into_response(),
+            };
+            tracing::info!(
+                status = response.status().as_u16(),
+                elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+                "request"
+            );
+            if let Ok(value) = poem::http::HeaderValue::from_str(&request_id) {
+                response.headers_mut().insert("x-request-id", value);
+            }
+            Ok(response)
+        }
+        .instrument(span)
+        .await
+    }
+}
+
+/// Serves `endpoint` on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    endpoint: impl Endpoint + 'static,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError> {
+    let acceptor = TcpAcceptor::from_tokio(listener)?;
+    Server::new_with_acceptor(acceptor)
+        .run_with_graceful_shutdown(endpoint, shutdown, Some(std::time::Duration::from_secs(10)))
+        .await?;
+    Ok(())
+}

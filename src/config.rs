@@ -1,0 +1,586 @@
+//! Typed configuration: a TOML file overlaid with `SSOBRIDGE_<SECTION>__<KEY>` environment
+//! variables, validated once at start. Nothing reads the environment after [`Config::load`].
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use url::Url;
+
+use crate::secret::Secret;
+
+pub const ENV_PREFIX: &str = "SSOBRIDGE_";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The issuer: exactly what discovery returns and what goes into `iss`.
+    pub public_url: String,
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    #[serde(default)]
+    pub store: StoreConfig,
+    #[serde(default)]
+    pub signing: SigningConfig,
+    pub upstream: UpstreamConfig,
+    #[serde(default)]
+    pub tokens: TokenConfig,
+    #[serde(default)]
+    pub clients: Vec<ClientConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `memory` or a `redis://` / `rediss://` URL.
+    #[serde(default = "default_store_url")]
+    pub url: String,
+    /// Prepended to every key, so that several deployments (or tests) can share one Redis.
+    #[serde(default = "default_key_prefix")]
+    pub key_prefix: String,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig { url: default_store_url(), key_prefix: default_key_prefix() }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SigningConfig {
+    /// RSA private key, PKCS#1 or PKCS#8 PEM.
+    pub key_file: Option<PathBuf>,
+    /// The same PEM inline, for keys passed through the environment (`SSOBRIDGE_SIGNING__KEY_PEM`).
+    pub key_pem: Option<Secret>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: Secret,
+    #[serde(default = "default_upstream_scopes")]
+    pub scopes: Vec<String>,
+    /// JWS algorithms accepted on upstream ID tokens. `none` and HMAC are never accepted.
+    #[serde(default = "default_upstream_algorithms")]
+    pub allowed_algorithms: Vec<String>,
+    /// Tolerated clock difference with the upstream, for `exp` and `iat`.
+    #[serde(default = "default_clock_skew")]
+    pub clock_skew_seconds: u64,
+    /// Bound on every HTTP call to the upstream.
+    #[serde(default = "default_upstream_timeout")]
+    pub timeout_seconds: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    #[serde(default = "default_token_ttl")]
+    pub id_token_ttl_seconds: u64,
+    #[serde(default = "default_token_ttl")]
+    pub access_token_ttl_seconds: u64,
+    #[serde(default = "default_code_ttl")]
+    pub code_ttl_seconds: u64,
+    #[serde(default = "default_flow_ttl")]
+    pub flow_ttl_seconds: u64,
+    /// Salt of pairwise subjects. Changing it changes every pairwise `sub`: set it once.
+    #[serde(default)]
+    pub pairwise_salt: Option<Secret>,
+}
+
+impl Default for TokenConfig {
+    fn default() -> Self {
+        TokenConfig {
+            id_token_ttl_seconds: default_token_ttl(),
+            access_token_ttl_seconds: default_token_ttl(),
+            code_ttl_seconds: default_code_ttl(),
+            flow_ttl_seconds: default_flow_ttl(),
+            pairwise_salt: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    pub client_id: String,
+    pub client_secret: Secret,
+    pub redirect_uris: Vec<String>,
+    /// Shown on hosted pages so the user knows where they are signing in.
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub adapter: AdapterKind,
+    #[serde(default)]
+    pub subject: SubjectMode,
+    /// Refuse authorization requests without PKCE (S256).
+    #[serde(default)]
+    pub require_pkce: bool,
+    #[serde(default)]
+    pub claims: ClaimMapping,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AdapterKind {
+    #[default]
+    None,
+    Auth0,
+    Cognito,
+    Firebase,
+}
+
+/// How the broker derives the `sub` it issues.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SubjectMode {
+    /// An opaque hash of client and upstream subject (OIDC Core §8.1): stable per user and client,
+    /// URL-safe, reveals nothing. The default, because upstream subjects such as
+    /// `conn_123;user@idp` contain characters some downstreams reject.
+    #[default]
+    Pairwise,
+    /// The upstream subject unchanged.
+    Upstream,
+}
+
+/// Per-client claim rewriting, applied after the standard claims are built.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimMapping {
+    /// `from = "to"`: the claim `from` is issued as `to`.
+    #[serde(default)]
+    pub rename: BTreeMap<String, String>,
+    /// Claims removed from what the client receives.
+    #[serde(default)]
+    pub drop: Vec<String>,
+    /// Static claims added to every token of this client.
+    #[serde(default)]
+    pub add: BTreeMap<String, serde_json::Value>,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 8080))
+}
+fn default_store_url() -> String {
+    "memory".to_owned()
+}
+fn default_key_prefix() -> String {
+    "ssobridge:".to_owned()
+}
+fn default_upstream_scopes() -> Vec<String> {
+    ["openid", "profile", "email"].map(str::to_owned).to_vec()
+}
+fn default_upstream_algorithms() -> Vec<String> {
+    ["RS256", "ES256", "PS256"].map(str::to_owned).to_vec()
+}
+fn default_clock_skew() -> u64 {
+    60
+}
+fn default_upstream_timeout() -> u64 {
+    10
+}
+fn default_token_ttl() -> u64 {
+    3600
+}
+fn default_code_ttl() -> u64 {
+    60
+}
+fn default_flow_ttl() -> u64 {
+    600
+}
+
+/// Claims the broker always sets itself; a client mapping may not add or rename onto them.
+pub const PROTECTED_CLAIMS: &[&str] =
+    &["iss", "sub", "aud", "exp", "iat", "nbf", "nonce", "azp", "at_hash", "auth_time", "jti"];
+
+/// Upstream algorithms ssobridge can verify.
+pub const VERIFIABLE_ALGORITHMS: &[&str] = &["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384"];
+
+/// One thing wrong with the configuration, named by its key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub key: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path} is not valid TOML: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("invalid configuration:\n{}", .0.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<Problem>),
+}
+
+impl ConfigError {
+    fn one(key: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError::Invalid(vec![Problem { key: key.into(), message: message.into() }])
+    }
+}
+
+impl Config {
+    /// Reads `path`, applies the process environment, validates.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        Self::from_toml(&text, std::env::vars(), path)
+    }
+
+    /// Parses `text`, overlays the `SSOBRIDGE_…` variables among `env`, validates.
+    pub fn from_toml(
+        text: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+        path: &Path,
+    ) -> Result<Config, ConfigError> {
+        let mut table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| ConfigError::Syntax { path: path.to_owned(), message: e.to_string() })?;
+        overlay_env(&mut table, env)?;
+        let config: Config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::one(error_key(&e), e.message().to_owned()))?;
+        let problems = config.problems();
+        if problems.is_empty() {
+            Ok(config.normalized())
+        } else {
+            Err(ConfigError::Invalid(problems))
+        }
+    }
+
+    /// The issuer without a trailing slash, as everything else uses it.
+    fn normalized(mut self) -> Self {
+        while self.public_url.ends_with('/') {
+            self.public_url.pop();
+        }
+        while self.upstream.issuer.ends_with('/') {
+            self.upstream.issuer.pop();
+        }
+        self
+    }
+
+    /// Everything wrong with the configuration, one problem per key.
+    pub fn problems(&self) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        let mut problem = |key: &str, message: String| problems.push(Problem { key: key.to_owned(), message });
+
+        if let Err(message) = check_base_url(&self.public_url) {
+            problem("public_url", message);
+        }
+        if self.store.url != "memory"
+            && !self.store.url.starts_with("redis://")
+            && !self.store.url.starts_with("rediss://")
+        {
+            problem("store.url", "must be \"memory\" or a redis:// or rediss:// URL".to_owned());
+        }
+        if let (Some(_), Some(_)) = (&self.signing.key_file, &self.signing.key_pem) {
+            problem("signing.key_file", "set key_file or key_pem, not both".to_owned());
+        }
+        if let Err(message) = check_base_url(&self.upstream.issuer) {
+            problem("upstream.issuer", message);
+        }
+        if self.upstream.client_id.is_empty() {
+            problem("upstream.client_id", "must not be empty".to_owned());
+        }
+        if self.upstream.client_secret.is_empty() {
+            problem("upstream.client_secret", "must not be empty".to_owned());
+        }
+        if !self.upstream.scopes.iter().any(|s| s == "openid") {
+            problem("upstream.scopes", "must include openid".to_owned());
+        }
+        if self.upstream.allowed_algorithms.is_empty() {
+            problem("upstream.allowed_algorithms", "must list at least one algorithm".to_owned());
+        }
+        for alg in &self.upstream.allowed_algorithms {
+            if !VERIFIABLE_ALGORITHMS.contains(&alg.as_str()) {
+                problem(
+                    "upstream.allowed_algorithms",
+                    format!("{alg} is not allowed (use {})", VERIFIABLE_ALGORITHMS.join(", ")),
+                );
+            }
+        }
+        if self.upstream.timeout_seconds == 0 {
+            problem("upstream.timeout_seconds", "must be at least 1".to_owned());
+        }
+        for (key, value) in [
+            ("tokens.id_token_ttl_seconds", self.tokens.id_token_ttl_seconds),
+            ("tokens.access_token_ttl_seconds", self.tokens.access_token_ttl_seconds),
+            ("tokens.code_ttl_seconds", self.tokens.code_ttl_seconds),
+            ("tokens.flow_ttl_seconds", self.tokens.flow_ttl_seconds),
+        ] {
+            if value == 0 {
+                problem(key, "must be at least 1".to_owned());
+            }
+        }
+        if self.tokens.code_ttl_seconds > 600 {
+            // RFC 6749 §4.1.2: a maximum lifetime of 10 minutes is recommended.
+            problem("tokens.code_ttl_seconds", "must be at most 600".to_owned());
+        }
+        if self.clients.is_empty() {
+            problem("clients", "at least one [[clients]] entry is needed".to_owned());
+        }
+        let mut seen = HashSet::new();
+        for (i, client) in self.clients.iter().enumerate() {
+            let at = |field: &str| format!("clients[{i}].{field}");
+            if client.client_id.is_empty() || !client.client_id.chars().all(|c| c.is_ascii_graphic()) {
+                problem(&at("client_id"), "must be non-empty printable ASCII without spaces".to_owned());
+            } else if !seen.insert(client.client_id.as_str()) {
+                problem(&at("client_id"), format!("{} is listed twice", client.client_id));
+            }
+            if client.client_secret.expose().len() < 8 {
+                problem(&at("client_secret"), "must be at least 8 characters".to_owned());
+            }
+            if client.redirect_uris.is_empty() {
+                problem(&at("redirect_uris"), "at least one redirect URI is needed".to_owned());
+            }
+            for uri in &client.redirect_uris {
+                if let Err(message) = check_redirect_uri(uri) {
+                    problem(&at("redirect_uris"), format!("{uri}: {message}"));
+                }
+            }
+            if client.adapter != AdapterKind::None {
+                problem(&at("adapter"), "only \"none\" is available in this version".to_owned());
+            }
+            for (from, to) in &client.claims.rename {
+                if PROTECTED_CLAIMS.contains(&from.as_str()) || PROTECTED_CLAIMS.contains(&to.as_str()) {
+                    problem(&at("claims.rename"), format!("{from} -> {to} touches a protocol claim"));
+                }
+            }
+            for name in client.claims.add.keys().chain(client.claims.drop.iter()) {
+                if PROTECTED_CLAIMS.contains(&name.as_str()) {
+                    problem(&at("claims"), format!("{name} is a protocol claim and cannot be changed"));
+                }
+            }
+        }
+        problems
+    }
+
+    pub fn client(&self, client_id: &str) -> Option<&ClientConfig> {
+        self.clients.iter().find(|c| c.client_id == client_id)
+    }
+}
+
+/// The key a deserialization error is about, e.g. `upstream.client_id`.
+fn error_key(error: &toml::de::Error) -> String {
+    let message = error.message();
+    // serde reports the missing or unknown field by name in the message; the path is not kept
+    // once the table has been turned into a Value, so name the field at least.
+    for marker in ["missing field `", "unknown field `"] {
+        if let Some(rest) = message.split(marker).nth(1) {
+            if let Some(name) = rest.split('`').next() {
+                return name.to_owned();
+            }
+        }
+    }
+    "config".to_owned()
+}
+
+/// Whether `host` is a loopback name or address, where plain `http://` is acceptable.
+pub fn is_loopback_host(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+        None => false,
+    }
+}
+
+fn check_base_url(value: &str) -> Result<Url, String> {
+    let url = Url::parse(value).map_err(|e| format!("not a URL ({e})"))?;
+    match url.scheme() {
+        "https" => {}
+        "http" if is_loopback_host(&url) => {}
+        "http" => return Err("http:// is accepted only for loopback hosts; use https://".to_owned()),
+        other => return Err(format!("scheme {other} is not supported")),
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("must not have a query or fragment".to_owned());
+    }
+    Ok(url)
+}
+
+/// RFC 6749 §3.1.2: absolute, no fragment; RFC 9700 §2.1: https unless loopback.
+pub fn check_redirect_uri(value: &str) -> Result<Url, String> {
+    let url = Url::parse(value).map_err(|e| format!("not an absolute URL ({e})"))?;
+    if url.fragment().is_some() {
+        return Err("must not contain a fragment".to_owned());
+    }
+    match url.scheme() {
+        "https" => Ok(url),
+        "http" if is_loopback_host(&url) => Ok(url),
+        "http" => Err("http:// is accepted only for loopback hosts".to_owned()),
+        other => Err(format!("scheme {other} is not supported")),
+    }
+}
+
+/// Applies `SSOBRIDGE_A__B__C=value` onto `table["a"]["b"]["c"]`. In `clients` the second part
+/// is either an index or a client_id (`-` written as `_`, any case): `SSOBRIDGE_CLIENTS__AUTH0_PROD__CLIENT_SECRET`.
+fn overlay_env(table: &mut toml::Table, env: impl IntoIterator<Item = (String, String)>) -> Result<(), ConfigError> {
+    let mut vars: Vec<(String, String)> =
+        env.into_iter().filter(|(k, _)| k.starts_with(ENV_PREFIX) && k != "SSOBRIDGE_LOG").collect();
+    vars.sort();
+    for (name, value) in vars {
+        let path: Vec<String> = name[ENV_PREFIX.len()..].split("__").map(|s| s.to_ascii_lowercase()).collect();
+        if path.iter().any(String::is_empty) {
+            return Err(ConfigError::one(name, "malformed variable name"));
+        }
+        set_path(table, &path, &value).map_err(|message| ConfigError::one(name.clone(), message))?;
+    }
+    Ok(())
+}
+
+fn set_path(table: &mut toml::Table, path: &[String], raw: &str) -> Result<(), String> {
+    let (first, rest) = path.split_first().ok_or("empty path")?;
+    if rest.is_empty() {
+        let value = typed_like(table.get(first).or(schema_hint(first).as_ref()), raw)?;
+        table.insert(first.clone(), value);
+        return Ok(());
+    }
+    if first == "clients" {
+        let clients = table
+            .get_mut("clients")
+            .and_then(toml::Value::as_array_mut)
+            .ok_or("no [[clients]] entries in the file to override")?;
+        let (selector, rest) = rest.split_first().ok_or("name a client")?;
+        let entry = match selector.parse::<usize>() {
+            Ok(i) => clients.get_mut(i),
+            Err(_) => clients.iter_mut().find(|c| {
+                c.get("client_id")
+                    .and_then(toml::Value::as_str)
+                    .is_some_and(|id| id.replace('-', "_").eq_ignore_ascii_case(selector))
+            }),
+        };
+        let entry = entry.and_then(toml::Value::as_table_mut).ok_or_else(|| format!("no client {selector}"))?;
+        return set_path(entry, rest, raw);
+    }
+    let child = table.entry(first.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    let child = child.as_table_mut().ok_or_else(|| format!("{first} is not a section"))?;
+    set_path(child, rest, raw)
+}
+
+/// The type of a key the file does not set, so that `SSOBRIDGE_TOKENS__CODE_TTL_SECONDS=30`
+/// works without a `[tokens]` section. Everything else is a string.
+fn schema_hint(key: &str) -> Option<toml::Value> {
+    if key.ends_with("_seconds") {
+        Some(toml::Value::Integer(0))
+    } else if key == "require_pkce" {
+        Some(toml::Value::Boolean(false))
+    } else if matches!(key, "redirect_uris" | "scopes" | "allowed_algorithms" | "drop") {
+        Some(toml::Value::Array(Vec::new()))
+    } else {
+        None
+    }
+}
+
+/// Parses an environment string as the type the file has (or a string when the file has none).
+fn typed_like(existing: Option<&toml::Value>, raw: &str) -> Result<toml::Value, String> {
+    match existing {
+        Some(toml::Value::Integer(_)) => {
+            raw.trim().parse().map(toml::Value::Integer).map_err(|_| "expected an integer".to_owned())
+        }
+        Some(toml::Value::Boolean(_)) => {
+            raw.trim().parse().map(toml::Value::Boolean).map_err(|_| "expected true or false".to_owned())
+        }
+        Some(toml::Value::Array(_)) => {
+            if raw.trim_start().starts_with('[') {
+                let parsed: toml::Table =
+                    format!("v = {raw}").parse().map_err(|_| "expected a TOML array".to_owned())?;
+                parsed.get("v").cloned().ok_or_else(|| "expected a TOML array".to_owned())
+            } else {
+                Ok(toml::Value::Array(
+                    raw.split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(|s| toml::Value::String(s.to_owned()))
+                        .collect(),
+                ))
+            }
+        }
+        _ => Ok(toml::Value::String(raw.to_owned())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+public_url = "https://sso.example.com/"
+[upstream]
+issuer = "https://acme.scalekit.dev"
+client_id = "skc_1"
+client_secret = "from-file"
+[[clients]]
+client_id = "auth0-prod"
+client_secret = "0123456789"
+redirect_uris = ["https://acme.us.auth0.com/login/callback"]
+"#;
+
+    fn load(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::from_toml(text, env.iter().map(|(k, v)| (k.to_string(), v.to_string())), Path::new("test.toml"))
+    }
+
+    #[test]
+    fn environment_overrides_file_values() {
+        let config = load(
+            MINIMAL,
+            &[
+                ("SSOBRIDGE_UPSTREAM__CLIENT_SECRET", "from-env"),
+                ("SSOBRIDGE_CLIENTS__AUTH0_PROD__CLIENT_SECRET", "env-secret-1"),
+                ("SSOBRIDGE_TOKENS__CODE_TTL_SECONDS", "30"),
+            ],
+        )
+        .expect("valid");
+        assert_eq!(config.upstream.client_secret.expose(), "from-env");
+        assert_eq!(config.clients[0].client_secret.expose(), "env-secret-1");
+        assert_eq!(config.tokens.code_ttl_seconds, 30);
+        assert_eq!(config.public_url, "https://sso.example.com");
+    }
+
+    #[test]
+    fn problems_name_their_keys() {
+        let text = MINIMAL
+            .replace("https://acme.us.auth0.com/login/callback", "http://acme.example/cb#frag")
+            .replace("https://acme.scalekit.dev", "http://acme.scalekit.dev");
+        let Err(ConfigError::Invalid(problems)) = load(&text, &[]) else { panic!("must be invalid") };
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["upstream.issuer", "clients[0].redirect_uris"], "{problems:?}");
+    }
+
+    #[test]
+    fn unknown_and_missing_keys_are_named() {
+        let Err(ConfigError::Invalid(problems)) = load(&format!("{MINIMAL}\nlisten_addr = \"x\""), &[]) else {
+            panic!("must be invalid")
+        };
+        assert_eq!(problems[0].key, "listen_addr");
+        let Err(ConfigError::Invalid(problems)) = load(&MINIMAL.replace("client_id = \"skc_1\"", ""), &[]) else {
+            panic!("must be invalid")
+        };
+        assert_eq!(problems[0].key, "client_id");
+    }
+
+    #[test]
+    fn loopback_http_is_accepted() {
+        let text = MINIMAL
+            .replace("https://sso.example.com/", "http://127.0.0.1:8080")
+            .replace("https://acme.us.auth0.com/login/callback", "http://localhost:3000/callback");
+        load(&text, &[]).expect("loopback http is fine");
+    }
+
+    #[test]
+    fn unknown_env_key_is_refused() {
+        let Err(ConfigError::Invalid(problems)) = load(MINIMAL, &[("SSOBRIDGE_UPSTREAM__CLIENT_SECRT", "x")]) else {
+            panic!("must be invalid")
+        };
+        assert_eq!(problems[0].key, "client_secrt");
+    }
+}

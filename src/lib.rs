@@ -1,0 +1,18 @@
+//! ssobridge: an identity broker between enterprise IdPs (through Scalekit) and the auth
+//! system an application already runs (Auth0, Cognito, Firebase).
+
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+// The store conformance suite is test support: it asserts, which is its job.
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+pub mod app;
+pub mod config;
+pub mod demo;
+pub mod oidc;
+pub mod pages;
+pub mod routing;
+pub mod secret;
+pub mod store;
+pub mod telemetry;
+pub mod tokens;
+pub mod upstream;

@@ -1,0 +1,195 @@
+//! `GET /callback`: the upstream's answer. Take the flow (single use), verify, link the user
+//! downstream, mint the broker's code, send the browser back to the client.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use poem::web::Data;
+use poem::{handler, Request, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use ssobridge_adapter_core::{AdapterError, Identity};
+use tracing::instrument;
+
+use super::authorize::Flow;
+use super::error::{redirect, with_query, AuthorizeFailure, ErrorCode, OidcError};
+use super::params::Params;
+use crate::app::AppState;
+use crate::config::SubjectMode;
+use crate::store::{keys, put_json, take_json};
+use crate::tokens::{pairwise_subject, random_token, sha256_hex, user_claims, ClaimScopes};
+use crate::upstream::UpstreamClaims;
+
+/// What a broker code stands for: stored under SHA-256 of the code, taken once at `/token`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct CodeGrant {
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub code_challenge: Option<String>,
+    pub nonce: Option<String>,
+    pub scope: String,
+    pub sub: String,
+    /// The user claims (no protocol claims), identical in the ID token and at userinfo.
+    pub claims: Map<String, Value>,
+    pub auth_time: u64,
+}
+
+pub fn now_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+#[handler]
+pub async fn callback(req: &Request, state: Data<&Arc<AppState>>) -> Response {
+    let params = Params::parse(req.uri().query().unwrap_or("").as_bytes());
+    match finish_login(&state, &params).await {
+        Ok(location) => redirect(&location),
+        Err(failure) => failure.into_response(&state.issuer),
+    }
+}
+
+#[instrument(skip_all, fields(client_id, connection_id))]
+pub async fn finish_login(app: &AppState, params: &Params) -> Result<String, AuthorizeFailure> {
+    let expired = || {
+        AuthorizeFailure::page(
+            "This sign-in link is no longer valid",
+            "The sign-in attempt has expired or was already completed. Go back to the application and sign in again.",
+        )
+    };
+    let upstream_state = params.get("state").ok().flatten().ok_or_else(expired)?;
+    // Taken, not read: a replayed or forged state finds nothing (single use).
+    let flow: Flow = match take_json(&app.store, &keys::flow(upstream_state)).await {
+        Ok(Some(flow)) => flow,
+        Ok(None) => return Err(expired()),
+        Err(error) => {
+            let error: OidcError = error.into();
+            return Err(AuthorizeFailure::page("Sign-in is temporarily unavailable", error.description));
+        }
+    };
+    tracing::Span::current().record("client_id", flow.client_id.as_str());
+    let fail = |error: OidcError| AuthorizeFailure::Redirect {
+        redirect_uri: flow.redirect_uri.clone(),
+        state: flow.state.clone(),
+        error,
+    };
+    // RFC 9207: the response must come from the upstream we sent the user to (mix-up defence).
+    let endpoints = app.upstream.endpoints().await.map_err(|e| fail(e.into()))?;
+    match params.get("iss").ok().flatten() {
+        Some(iss) if iss != app.upstream.issuer() => {
+            tracing::warn!("callback iss does not match the upstream issuer");
+            return Err(fail(OidcError::new(
+                ErrorCode::AccessDenied,
+                "the sign-in response came from an unexpected issuer",
+            )));
+        }
+        None if endpoints.iss_parameter_supported => {
+            return Err(fail(OidcError::new(ErrorCode::AccessDenied, "the sign-in response is missing its issuer")));
+        }
+        _ => {}
+    }
+    if let Some(error) = params.get("error").ok().flatten() {
+        return Err(fail(map_upstream_error(error, params.get("error_description").ok().flatten())));
+    }
+    let code = params
+        .get("code")
+        .ok()
+        .flatten()
+        .ok_or_else(|| fail(OidcError::new(ErrorCode::ServerError, "the identity provider returned no code")))?;
+    let claims = app
+        .upstream
+        .exchange(code, &flow.upstream_pkce_verifier, &flow.upstream_nonce)
+        .await
+        .map_err(|e| fail(e.into()))?;
+    let client = app.clients.get(&flow.client_id).ok_or_else(|| {
+        // The client was removed while the user was away.
+        fail(OidcError::new(ErrorCode::UnauthorizedClient, "the application is no longer registered"))
+    })?;
+    let identity = identity(app, &flow.client_id, client.config.subject, &claims);
+    tracing::Span::current().record("connection_id", identity.connection_id.as_deref().unwrap_or(""));
+    let outcome = client.adapter.link(&identity).await.map_err(|e| fail(adapter_error(client.adapter.name(), e)))?;
+    let user_claims =
+        user_claims(&identity, ClaimScopes::from_scope(&flow.scope), outcome.extra_claims(), &client.config.claims);
+    let grant = CodeGrant {
+        client_id: flow.client_id.clone(),
+        redirect_uri: flow.redirect_uri.clone(),
+        code_challenge: flow.code_challenge.clone(),
+        nonce: flow.nonce.clone(),
+        scope: flow.scope.clone(),
+        sub: identity.subject.clone(),
+        claims: user_claims,
+        auth_time: now_secs(),
+    };
+    let code = random_token(32).map_err(|e| fail(e.into()))?;
+    let ttl = Duration::from_secs(app.config.tokens.code_ttl_seconds);
+    put_json(&app.store, &keys::code(&sha256_hex(&code)), &grant, ttl).await.map_err(|e| fail(e.into()))?;
+    tracing::info!("login completed upstream; code issued");
+    let mut response = vec![("code", code.as_str())];
+    if let Some(state) = flow.state.as_deref() {
+        response.push(("state", state));
+    }
+    response.push(("iss", app.issuer.as_str()));
+    Ok(with_query(&flow.redirect_uri, &response))
+}
+
+fn identity(app: &AppState, client_id: &str, mode: SubjectMode, claims: &UpstreamClaims) -> Identity {
+    let subject = match mode {
+        SubjectMode::Upstream => claims.sub.clone(),
+        SubjectMode::Pairwise => pairwise_subject(client_id, &claims.sub, &app.pairwise_salt),
+    };
+    Identity {
+        upstream_subject: claims.sub.clone(),
+        subject,
+        connection_id: claims.connection().map(str::to_owned),
+        organization_id: claims.organization().map(str::to_owned),
+        email: claims.email.clone(),
+        email_verified: claims.email_verified.unwrap_or(false),
+        name: claims.name.clone(),
+        given_name: claims.given_name.clone(),
+        family_name: claims.family_name.clone(),
+    }
+}
+
+/// Upstream (Scalekit) callback errors, as the downstream client should see them.
+fn map_upstream_error(error: &str, description: Option<&str>) -> OidcError {
+    tracing::info!(upstream_error = error, "upstream returned an error");
+    let (code, text) = match error {
+        "domain_not_found" => (ErrorCode::AccessDenied, "single sign-on is not set up for this email domain"),
+        "user_not_active" => (ErrorCode::AccessDenied, "the user is not active at their identity provider"),
+        "access_denied" => (ErrorCode::AccessDenied, "the identity provider denied the sign-in"),
+        "login_required" => (ErrorCode::LoginRequired, "the user must sign in at their identity provider"),
+        "interaction_required" | "consent_required" | "account_selection_required" => {
+            (ErrorCode::InteractionRequired, "the identity provider needs the user to interact")
+        }
+        "temporarily_unavailable" => {
+            (ErrorCode::TemporarilyUnavailable, "the identity provider is temporarily unavailable")
+        }
+        // Anything else (invalid_request, server_error, …) is the broker's or upstream's fault,
+        // not the user's.
+        _ => (ErrorCode::ServerError, "the identity provider could not complete the sign-in"),
+    };
+    // The upstream's own description is shown only for the user-facing cases, bounded.
+    let text = match (code, description) {
+        (ErrorCode::AccessDenied, Some(d)) if d.len() <= 200 => format!("{text}: {d}"),
+        _ => text.to_owned(),
+    };
+    OidcError::new(code, text)
+}
+
+fn adapter_error(adapter: &str, error: AdapterError) -> OidcError {
+    match error {
+        AdapterError::Transient { .. } => {
+            tracing::warn!(adapter, error = %error, "adapter unavailable");
+            OidcError::new(
+                ErrorCode::TemporarilyUnavailable,
+                "the application's user directory is temporarily unavailable",
+            )
+        }
+        AdapterError::Refused { reason } => {
+            tracing::info!(adapter, "adapter refused the user");
+            OidcError::new(ErrorCode::AccessDenied, reason)
+        }
+        AdapterError::Misconfigured { .. } => {
+            tracing::error!(adapter, error = %error, "adapter misconfigured");
+            OidcError::new(ErrorCode::ServerError, "the application's user directory is misconfigured")
+        }
+    }
+}

@@ -1,0 +1,75 @@
+//! The provider face: ssobridge as an OpenID Provider to downstream clients (Auth0, Cognito).
+
+pub mod authorize;
+pub mod callback;
+pub mod error;
+pub mod params;
+pub mod token;
+pub mod userinfo;
+
+use std::sync::Arc;
+
+use poem::http::StatusCode;
+use poem::web::Data;
+use poem::{get, handler, post, Response, Route};
+use serde_json::json;
+
+use self::error::json_response;
+use crate::app::AppState;
+
+/// Every public OIDC endpoint.
+pub fn routes() -> Route {
+    Route::new()
+        .at("/.well-known/openid-configuration", get(discovery))
+        .at("/jwks", get(jwks))
+        .at("/authorize", get(authorize::authorize).post(authorize::authorize))
+        .at("/callback", get(callback::callback))
+        .at("/token", post(token::token))
+        .at("/userinfo", get(userinfo::userinfo).post(userinfo::userinfo))
+}
+
+/// OpenID Connect Discovery 1.0 §3: only what is really implemented.
+pub fn discovery_document(issuer: &str) -> serde_json::Value {
+    json!({
+        "issuer": issuer,
+        "authorization_endpoint": format!("{issuer}/authorize"),
+        "token_endpoint": format!("{issuer}/token"),
+        "userinfo_endpoint": format!("{issuer}/userinfo"),
+        "jwks_uri": format!("{issuer}/jwks"),
+        "scopes_supported": ["openid", "profile", "email"],
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "grant_types_supported": ["authorization_code"],
+        "subject_types_supported": ["pairwise", "public"],
+        "id_token_signing_alg_values_supported": ["RS256"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "code_challenge_methods_supported": ["S256"],
+        "claims_supported": [
+            "iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "azp", "at_hash",
+            "email", "email_verified", "name", "given_name", "family_name", "org_id", "connection_id"
+        ],
+        "claims_parameter_supported": false,
+        "request_parameter_supported": false,
+        "request_uri_parameter_supported": false,
+        "authorization_response_iss_parameter_supported": true,
+    })
+}
+
+#[handler]
+fn discovery(state: Data<&Arc<AppState>>) -> Response {
+    cacheable(json_response(StatusCode::OK, &state.discovery))
+}
+
+#[handler]
+fn jwks(state: Data<&Arc<AppState>>) -> Response {
+    cacheable(json_response(StatusCode::OK, &state.keys.jwks()))
+}
+
+/// Public documents may be cached briefly (key rotation keeps old keys published meanwhile).
+fn cacheable(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(poem::http::header::CACHE_CONTROL, poem::http::HeaderValue::from_static("public, max-age=300"));
+    response.headers_mut().remove(poem::http::header::PRAGMA);
+    response
+}

@@ -1,0 +1,80 @@
+//! Request parameters as the protocol sees them: form-urlencoded, each at most once
+//! (RFC 6749 §3.1), bounded in size.
+
+/// Longest value accepted for any one parameter.
+pub const MAX_PARAM_LEN: usize = 2048;
+/// Largest form body read on the token and authorize endpoints.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+#[derive(Debug, Default)]
+pub struct Params {
+    pairs: Vec<(String, String)>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum ParamError {
+    Repeated(String),
+    TooLong(String),
+}
+
+impl std::fmt::Display for ParamError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ParamError::Repeated(name) => write!(f, "parameter {name} is repeated"),
+            ParamError::TooLong(name) => write!(f, "parameter {name} is too long"),
+        }
+    }
+}
+
+impl Params {
+    pub fn parse(encoded: &[u8]) -> Params {
+        Params { pairs: url::form_urlencoded::parse(encoded).into_owned().collect() }
+    }
+
+    /// The value of `name`, or None; an error if it is repeated or oversized. An empty value
+    /// counts as absent (RFC 6749 §3.1: "parameters sent without a value MUST be treated as if
+    /// they were omitted").
+    pub fn get(&self, name: &str) -> Result<Option<&str>, ParamError> {
+        let mut values = self.pairs.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str());
+        let first = values.next();
+        if values.next().is_some() {
+            return Err(ParamError::Repeated(name.to_owned()));
+        }
+        match first {
+            Some(v) if v.len() > MAX_PARAM_LEN => Err(ParamError::TooLong(name.to_owned())),
+            Some("") | None => Ok(None),
+            Some(v) => Ok(Some(v)),
+        }
+    }
+
+    pub fn has(&self, name: &str) -> bool {
+        self.pairs.iter().any(|(k, v)| k == name && !v.is_empty())
+    }
+}
+
+/// RFC 7636 §4.1/§4.2: 43 to 128 characters of `[A-Za-z0-9-._~]`.
+pub fn is_pkce_value(value: &str) -> bool {
+    (43..=128).contains(&value.len()) && value.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeated_and_empty_parameters() {
+        let params = Params::parse(b"a=1&b=&c=x&c=y");
+        assert_eq!(params.get("a"), Ok(Some("1")));
+        assert_eq!(params.get("b"), Ok(None));
+        assert_eq!(params.get("missing"), Ok(None));
+        assert_eq!(params.get("c"), Err(ParamError::Repeated("c".into())));
+    }
+
+    #[test]
+    fn pkce_syntax() {
+        assert!(is_pkce_value(&"a".repeat(43)));
+        assert!(!is_pkce_value(&"a".repeat(42)));
+        assert!(!is_pkce_value(&"a".repeat(129)));
+        assert!(!is_pkce_value(&format!("{}+", "a".repeat(43))));
+    }
+}

@@ -1,0 +1,205 @@
+//! `POST /token`: authenticate the client, redeem the code once, issue tokens.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use poem::http::{header, StatusCode};
+use poem::web::Data;
+use poem::{handler, Body, Request, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+use tracing::instrument;
+
+use super::callback::{now_secs, CodeGrant};
+use super::error::{json_response, token_error, ErrorCode, OidcError};
+use super::params::{is_pkce_value, Params, MAX_BODY_BYTES};
+use crate::app::{AppState, Client};
+use crate::store::{get_json, keys, put_json, take_json, Store};
+use crate::tokens::{at_hash, pkce_s256, random_token, secrets_equal, sha256_hex};
+
+/// What an access token stands for: stored under SHA-256 of the token.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct AccessGrant {
+    pub client_id: String,
+    pub sub: String,
+    pub claims: Map<String, Value>,
+}
+
+/// Left under the code's hash once redeemed, so that a replay can revoke what was issued.
+#[derive(Debug, Serialize, Deserialize)]
+struct RedeemedCode {
+    access_token_hash: String,
+}
+
+fn invalid(code: ErrorCode, description: &str) -> OidcError {
+    OidcError::new(code, description)
+}
+
+#[handler]
+pub async fn token(req: &Request, body: Body, state: Data<&Arc<AppState>>) -> Response {
+    let basic = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let used_basic = basic.as_deref().is_some_and(|v| v.len() >= 6 && v[..6].eq_ignore_ascii_case("basic "));
+    let form_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if !form_type.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded") {
+        return token_error(
+            &invalid(ErrorCode::InvalidRequest, "the body must be application/x-www-form-urlencoded"),
+            false,
+        );
+    }
+    let params = match body.into_bytes_limit(MAX_BODY_BYTES).await {
+        Ok(bytes) => Params::parse(&bytes),
+        Err(_) => {
+            return token_error(&invalid(ErrorCode::InvalidRequest, "the body is too large or unreadable"), false)
+        }
+    };
+    match redeem(&state, basic.as_deref(), &params).await {
+        Ok(body) => json_response(StatusCode::OK, &body),
+        Err(error) => token_error(&error, used_basic),
+    }
+}
+
+#[instrument(skip_all, fields(client_id))]
+async fn redeem(app: &AppState, authorization: Option<&str>, params: &Params) -> Result<Value, OidcError> {
+    let client = authenticate(app, authorization, params)?;
+    tracing::Span::current().record("client_id", client.config.client_id.as_str());
+    let get = |name: &str| params.get(name).map_err(|e| invalid(ErrorCode::InvalidRequest, &e.to_string()));
+    match get("grant_type")? {
+        None => return Err(invalid(ErrorCode::InvalidRequest, "grant_type is missing")),
+        Some("authorization_code") => {}
+        Some(_) => return Err(invalid(ErrorCode::UnsupportedGrantType, "only authorization_code is supported")),
+    }
+    let code = get("code")?.ok_or_else(|| invalid(ErrorCode::InvalidRequest, "code is missing"))?;
+    let code_hash = sha256_hex(code);
+    let Some(grant) = take_json::<_, CodeGrant>(&app.store, &keys::code(&code_hash)).await? else {
+        revoke_if_replayed(app, &code_hash).await?;
+        return Err(invalid(ErrorCode::InvalidGrant, "the code is invalid, expired or already used"));
+    };
+    if grant.client_id != client.config.client_id {
+        return Err(invalid(ErrorCode::InvalidGrant, "the code was issued to another client"));
+    }
+    // RFC 6749 §4.1.3: redirect_uri must be present and identical when it was in the request.
+    if get("redirect_uri")? != Some(grant.redirect_uri.as_str()) {
+        return Err(invalid(ErrorCode::InvalidGrant, "redirect_uri does not match the authorization request"));
+    }
+    match (&grant.code_challenge, get("code_verifier")?) {
+        (Some(_), None) => return Err(invalid(ErrorCode::InvalidGrant, "code_verifier is missing")),
+        (Some(challenge), Some(verifier)) => {
+            if !is_pkce_value(verifier) || !secrets_equal(&pkce_s256(verifier), challenge) {
+                return Err(invalid(ErrorCode::InvalidGrant, "code_verifier does not match the code_challenge"));
+            }
+        }
+        // RFC 9700 §2.1.1: a verifier for a code issued without a challenge is refused.
+        (None, Some(_)) => return Err(invalid(ErrorCode::InvalidGrant, "no code_challenge was sent for this code")),
+        (None, None) => {}
+    }
+    issue(app, client, &code_hash, grant).await
+}
+
+async fn issue(app: &AppState, client: &Client, code_hash: &str, grant: CodeGrant) -> Result<Value, OidcError> {
+    let access_token = random_token(32)?;
+    let access_hash = sha256_hex(&access_token);
+    let access_ttl = app.config.tokens.access_token_ttl_seconds;
+    // The marker goes in before the token, so that a replay racing this request finds it.
+    put_json(
+        &app.store,
+        &keys::code_used(code_hash),
+        &RedeemedCode { access_token_hash: access_hash.clone() },
+        Duration::from_secs(access_ttl),
+    )
+    .await?;
+    let access =
+        AccessGrant { client_id: grant.client_id.clone(), sub: grant.sub.clone(), claims: grant.claims.clone() };
+    put_json(&app.store, &keys::access_token(&access_hash), &access, Duration::from_secs(access_ttl)).await?;
+
+    let now = now_secs();
+    let mut claims = grant.claims;
+    claims.insert("iss".into(), json!(app.issuer));
+    claims.insert("sub".into(), json!(grant.sub));
+    claims.insert("aud".into(), json!(client.config.client_id));
+    claims.insert("azp".into(), json!(client.config.client_id));
+    claims.insert("iat".into(), json!(now));
+    claims.insert("exp".into(), json!(now + app.config.tokens.id_token_ttl_seconds));
+    claims.insert("auth_time".into(), json!(grant.auth_time));
+    claims.insert("at_hash".into(), json!(at_hash(&access_token)));
+    // Echo the nonce only when the client sent one: Auth0 rejects an unexpected nonce.
+    if let Some(nonce) = grant.nonce {
+        claims.insert("nonce".into(), json!(nonce));
+    }
+    let id_token = app.keys.active().sign_jwt(&claims)?;
+    tracing::info!("tokens issued");
+    Ok(json!({
+        "access_token": access_token,
+        "token_type": "Bearer",
+        "expires_in": access_ttl,
+        "id_token": id_token,
+        "scope": grant.scope,
+    }))
+}
+
+/// A second use of a code revokes the access token the first use produced (RFC 6749 §4.1.2).
+async fn revoke_if_replayed(app: &AppState, code_hash: &str) -> Result<(), OidcError> {
+    if let Some(redeemed) = get_json::<_, RedeemedCode>(&app.store, &keys::code_used(code_hash)).await? {
+        tracing::warn!("authorization code replayed; revoking the tokens it produced");
+        app.store.delete(&keys::access_token(&redeemed.access_token_hash)).await?;
+    }
+    Ok(())
+}
+
+/// `client_secret_basic` or `client_secret_post`, exactly one of them (RFC 6749 §2.3).
+fn authenticate<'a>(app: &'a AppState, authorization: Option<&str>, params: &Params) -> Result<&'a Client, OidcError> {
+    let unauthorized = || invalid(ErrorCode::InvalidClient, "client authentication failed");
+    let form_id = params.get("client_id").map_err(|e| invalid(ErrorCode::InvalidRequest, &e.to_string()))?;
+    let form_secret = params.get("client_secret").map_err(|e| invalid(ErrorCode::InvalidRequest, &e.to_string()))?;
+    let (client_id, secret) = match authorization {
+        Some(value) if value.len() >= 6 && value[..6].eq_ignore_ascii_case("basic ") => {
+            if form_secret.is_some() {
+                return Err(invalid(ErrorCode::InvalidRequest, "use one client authentication method, not two"));
+            }
+            let (id, secret) = decode_basic(&value[6..]).ok_or_else(unauthorized)?;
+            if form_id.is_some_and(|form_id| form_id != id) {
+                return Err(invalid(ErrorCode::InvalidRequest, "client_id does not match the Authorization header"));
+            }
+            (id, secret)
+        }
+        Some(_) => return Err(unauthorized()),
+        None => match (form_id, form_secret) {
+            (Some(id), Some(secret)) => (id.to_owned(), secret.to_owned()),
+            _ => return Err(unauthorized()),
+        },
+    };
+    let client = app.clients.get(&client_id);
+    // Compare even for an unknown client, so that timing does not tell which client ids exist.
+    let expected = client.map(|c| c.config.client_secret.expose()).unwrap_or("\u{0}no-such-client");
+    match client {
+        Some(client) if secrets_equal(&secret, expected) => Ok(client),
+        _ => {
+            let _ = secrets_equal(&secret, expected);
+            tracing::info!("client authentication failed");
+            Err(unauthorized())
+        }
+    }
+}
+
+/// RFC 6749 §2.3.1: id and secret are form-urlencoded before being joined and base64-encoded.
+fn decode_basic(encoded: &str) -> Option<(String, String)> {
+    let decoded = STANDARD.decode(encoded.trim()).ok()?;
+    let decoded = String::from_utf8(decoded).ok()?;
+    let (id, secret) = decoded.split_once(':')?;
+    let unescape =
+        |s: &str| url::form_urlencoded::parse(format!("v={s}").as_bytes()).next().map(|(_, v)| v.into_owned());
+    Some((unescape(id)?, unescape(secret)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_credentials_are_form_decoded() {
+        let header = STANDARD.encode("my%20client:p%3Ass+word");
+        assert_eq!(decode_basic(&header), Some(("my client".into(), "p:ss word".into())));
+        assert_eq!(decode_basic("!!!"), None);
+    }
+}

@@ -1,0 +1,107 @@
+#![allow(clippy::expect_used, clippy::panic)] // test support: failing loudly is the point
+//! The behaviour every [`Store`] backend must have, as one suite each backend's tests run.
+//! A failure panics with the operation that misbehaved.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::Store;
+
+/// Runs every check against a fresh store. Keys are namespaced by `ns` so that backends shared
+/// between tests (one Redis) do not interfere.
+pub async fn run<S: Store + 'static>(store: Arc<S>, ns: &str) {
+    put_get_take(&*store, ns).await;
+    put_new_is_exclusive(&*store, ns).await;
+    ttl_expires(&*store, ns).await;
+    counters(&*store, ns).await;
+    concurrent_take_has_one_winner(store.clone(), ns).await;
+    concurrent_put_new_has_one_winner(store, ns).await;
+}
+
+async fn put_get_take<S: Store>(store: &S, ns: &str) {
+    let key = format!("{ns}:a");
+    assert_eq!(store.get(&key).await.expect("get"), None, "absent key reads as None");
+    store.put(&key, b"one", Duration::from_secs(60)).await.expect("put");
+    assert_eq!(store.get(&key).await.expect("get").as_deref(), Some(&b"one"[..]));
+    store.put(&key, b"two", Duration::from_secs(60)).await.expect("put overwrites");
+    assert_eq!(store.get(&key).await.expect("get").as_deref(), Some(&b"two"[..]));
+    assert_eq!(store.take(&key).await.expect("take").as_deref(), Some(&b"two"[..]));
+    assert_eq!(store.take(&key).await.expect("take"), None, "take is single use");
+    assert_eq!(store.get(&key).await.expect("get"), None, "take deletes");
+    store.put(&key, b"three", Duration::from_secs(60)).await.expect("put");
+    store.delete(&key).await.expect("delete");
+    assert_eq!(store.get(&key).await.expect("get"), None, "delete deletes");
+    store.delete(&key).await.expect("deleting an absent key is fine");
+}
+
+async fn put_new_is_exclusive<S: Store>(store: &S, ns: &str) {
+    let key = format!("{ns}:new");
+    assert!(store.put_new(&key, b"first", Duration::from_secs(60)).await.expect("put_new"));
+    assert!(!store.put_new(&key, b"second", Duration::from_secs(60)).await.expect("put_new"));
+    assert_eq!(store.get(&key).await.expect("get").as_deref(), Some(&b"first"[..]), "the first value stays");
+}
+
+async fn ttl_expires<S: Store>(store: &S, ns: &str) {
+    let key = format!("{ns}:ttl");
+    let new_key = format!("{ns}:ttl-new");
+    store.put(&key, b"short", Duration::from_millis(150)).await.expect("put");
+    assert!(store.put_new(&new_key, b"short", Duration::from_millis(150)).await.expect("put_new"));
+    assert!(store.get(&key).await.expect("get").is_some(), "alive before its TTL");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(store.get(&key).await.expect("get"), None, "gone after its TTL");
+    assert_eq!(store.take(&key).await.expect("take"), None, "an expired value cannot be taken");
+    assert!(
+        store.put_new(&new_key, b"again", Duration::from_secs(60)).await.expect("put_new"),
+        "an expired key is free again"
+    );
+}
+
+async fn counters<S: Store>(store: &S, ns: &str) {
+    let key = format!("{ns}:counter");
+    assert_eq!(store.incr(&key, Duration::from_millis(300)).await.expect("incr"), 1);
+    assert_eq!(store.incr(&key, Duration::from_millis(300)).await.expect("incr"), 2);
+    assert_eq!(store.incr(&key, Duration::from_millis(300)).await.expect("incr"), 3);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(store.incr(&key, Duration::from_secs(60)).await.expect("incr"), 1, "a counter restarts after its TTL");
+}
+
+async fn concurrent_take_has_one_winner<S: Store + 'static>(store: Arc<S>, ns: &str) {
+    for round in 0..20 {
+        let key = format!("{ns}:race:{round}");
+        store.put(&key, b"prize", Duration::from_secs(60)).await.expect("put");
+        let takers: Vec<_> = (0..16)
+            .map(|_| {
+                let store = store.clone();
+                let key = key.clone();
+                tokio::spawn(async move { store.take(&key).await.expect("take") })
+            })
+            .collect();
+        let mut winners = 0;
+        for taker in takers {
+            if taker.await.expect("task").is_some() {
+                winners += 1;
+            }
+        }
+        assert_eq!(winners, 1, "exactly one concurrent take wins (round {round})");
+    }
+}
+
+async fn concurrent_put_new_has_one_winner<S: Store + 'static>(store: Arc<S>, ns: &str) {
+    let key = format!("{ns}:claim");
+    let claimers: Vec<_> = (0..16)
+        .map(|i| {
+            let store = store.clone();
+            let key = key.clone();
+            tokio::spawn(async move {
+                store.put_new(&key, format!("{i}").as_bytes(), Duration::from_secs(60)).await.expect("put_new")
+            })
+        })
+        .collect();
+    let mut winners = 0;
+    for claimer in claimers {
+        if claimer.await.expect("task") {
+            winners += 1;
+        }
+    }
+    assert_eq!(winners, 1, "exactly one concurrent put_new wins");
+}

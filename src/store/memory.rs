@@ -1,0 +1,115 @@
+//! The in-process store: the embedded default for a single instance and the demo.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use super::{Store, StoreError};
+
+/// Expired entries are dropped when read, and all of them every this many writes.
+const SWEEP_EVERY_WRITES: u64 = 4096;
+
+#[derive(Clone, Default)]
+pub struct MemoryStore {
+    inner: Arc<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    entries: Mutex<HashMap<String, Entry>>,
+    writes: AtomicU64,
+}
+
+struct Entry {
+    value: Vec<u8>,
+    expires_at: Instant,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn entries(&self) -> MutexGuard<'_, HashMap<String, Entry>> {
+        // A panic while holding the lock cannot leave a half-written entry (each operation is
+        // one map call), so a poisoned lock is still consistent.
+        self.inner.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn note_write(&self, entries: &mut HashMap<String, Entry>) {
+        if self.inner.writes.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY_WRITES == SWEEP_EVERY_WRITES - 1 {
+            let now = Instant::now();
+            entries.retain(|_, e| e.expires_at > now);
+        }
+    }
+
+    /// Number of live entries (for tests and metrics).
+    pub fn len(&self) -> usize {
+        let now = Instant::now();
+        self.entries().values().filter(|e| e.expires_at > now).count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Store for MemoryStore {
+    async fn put(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), StoreError> {
+        let mut entries = self.entries();
+        entries.insert(key.to_owned(), Entry { value: value.to_vec(), expires_at: Instant::now() + ttl });
+        self.note_write(&mut entries);
+        Ok(())
+    }
+
+    async fn put_new(&self, key: &str, value: &[u8], ttl: Duration) -> Result<bool, StoreError> {
+        let now = Instant::now();
+        let mut entries = self.entries();
+        if entries.get(key).is_some_and(|e| e.expires_at > now) {
+            return Ok(false);
+        }
+        entries.insert(key.to_owned(), Entry { value: value.to_vec(), expires_at: now + ttl });
+        self.note_write(&mut entries);
+        Ok(true)
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let now = Instant::now();
+        Ok(self.entries().get(key).filter(|e| e.expires_at > now).map(|e| e.value.clone()))
+    }
+
+    async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let now = Instant::now();
+        Ok(self.entries().remove(key).filter(|e| e.expires_at > now).map(|e| e.value))
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.entries().remove(key);
+        Ok(())
+    }
+
+    async fn incr(&self, key: &str, ttl: Duration) -> Result<u64, StoreError> {
+        let now = Instant::now();
+        let mut entries = self.entries();
+        let entry = entries
+            .entry(key.to_owned())
+            .and_modify(|e| {
+                if e.expires_at <= now {
+                    *e = Entry { value: b"0".to_vec(), expires_at: now + ttl };
+                }
+            })
+            .or_insert_with(|| Entry { value: b"0".to_vec(), expires_at: now + ttl });
+        let current: u64 = std::str::from_utf8(&entry.value)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| StoreError::Corrupt { key: key.to_owned(), detail: "counter is not a number".to_owned() })?;
+        let next = current + 1;
+        entry.value = next.to_string().into_bytes();
+        Ok(next)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}

@@ -1,0 +1,85 @@
+//! The broker's own tokens: signing keys, JWT minting, claim mapping, and the random values
+//! and digests the protocol needs.
+
+mod claims;
+mod keys;
+
+use aws_lc_rs::digest;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+
+pub use self::claims::{pairwise_subject, user_claims, ClaimScopes};
+pub use self::keys::{generate_rsa_pem, KeySet, SigningAlgorithm, SigningKey};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("signing key: {0}")]
+    Key(String),
+    #[error("signing failed")]
+    Sign,
+    #[error("system random generator failed")]
+    Random,
+    #[error("claims could not be serialized: {0}")]
+    Serialize(String),
+}
+
+/// `bytes` of system randomness, base64url without padding.
+pub fn random_token(bytes: usize) -> Result<String, TokenError> {
+    let mut buffer = vec![0u8; bytes];
+    aws_lc_rs::rand::fill(&mut buffer).map_err(|_| TokenError::Random)?;
+    Ok(URL_SAFE_NO_PAD.encode(buffer))
+}
+
+/// Hex SHA-256: how codes and access tokens are keyed in the store.
+pub fn sha256_hex(input: &str) -> String {
+    digest::digest(&digest::SHA256, input.as_bytes()).as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// RFC 7636 §4.2: `BASE64URL(SHA256(ASCII(code_verifier)))`.
+pub fn pkce_s256(verifier: &str) -> String {
+    URL_SAFE_NO_PAD.encode(digest::digest(&digest::SHA256, verifier.as_bytes()))
+}
+
+/// OIDC Core §3.1.3.6: base64url of the left half of the hash of the access token (SHA-256 for
+/// RS256, ES256 and PS256 alike).
+pub fn at_hash(access_token: &str) -> String {
+    let hash = digest::digest(&digest::SHA256, access_token.as_bytes());
+    URL_SAFE_NO_PAD.encode(&hash.as_ref()[..16])
+}
+
+/// Constant-time equality of two secrets, compared as fixed-length digests so that the
+/// comparison does not reveal lengths either.
+pub fn secrets_equal(a: &str, b: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    let a = digest::digest(&digest::SHA256, a.as_bytes());
+    let b = digest::digest(&digest::SHA256, b.as_bytes());
+    a.as_ref().ct_eq(b.as_ref()).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pkce_matches_rfc7636_appendix_b() {
+        assert_eq!(
+            pkce_s256("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        );
+    }
+
+    #[test]
+    fn random_tokens_are_long_and_distinct() {
+        let a = random_token(32).expect("random");
+        let b = random_token(32).expect("random");
+        assert_eq!(a.len(), 43);
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn secret_comparison() {
+        assert!(secrets_equal("s3cret", "s3cret"));
+        assert!(!secrets_equal("s3cret", "s3cret!"));
+        assert!(!secrets_equal("", "x"));
+    }
+}

@@ -1,0 +1,201 @@
+//! Verification of upstream-signed JWTs (ID tokens, IdP-initiated login tokens).
+
+use std::collections::HashSet;
+use std::str::FromStr;
+
+use jsonwebtoken::jwk::Jwk;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::{Deserialize, Deserializer};
+
+use super::UpstreamError;
+
+/// The upstream claims the broker reads. Unknown claims are ignored.
+#[derive(Debug, Clone, Deserialize)]
+pub struct UpstreamClaims {
+    pub sub: String,
+    #[serde(default)]
+    pub aud: Audience,
+    #[serde(default)]
+    pub azp: Option<String>,
+    #[serde(default)]
+    pub nonce: Option<String>,
+    #[serde(default)]
+    pub iat: Option<i64>,
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default, deserialize_with = "lenient_bool")]
+    pub email_verified: Option<bool>,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub given_name: Option<String>,
+    #[serde(default)]
+    pub family_name: Option<String>,
+    /// Scalekit's organization id.
+    #[serde(default)]
+    pub oid: Option<String>,
+    /// Scalekit puts the connection id in `amr`.
+    #[serde(default)]
+    pub amr: Option<Vec<String>>,
+    /// Some deployments name them explicitly.
+    #[serde(default)]
+    pub organization_id: Option<String>,
+    #[serde(default)]
+    pub connection_id: Option<String>,
+}
+
+impl UpstreamClaims {
+    pub fn organization(&self) -> Option<&str> {
+        self.oid.as_deref().or(self.organization_id.as_deref())
+    }
+
+    pub fn connection(&self) -> Option<&str> {
+        self.connection_id
+            .as_deref()
+            .or_else(|| self.amr.as_ref()?.iter().find(|a| a.starts_with("conn_")).map(String::as_str))
+    }
+}
+
+/// `aud` as a string or an array (RFC 7519 §4.1.3).
+#[derive(Debug, Clone, Default)]
+pub struct Audience(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for Audience {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum OneOrMany {
+            One(String),
+            Many(Vec<String>),
+        }
+        Ok(Audience(match OneOrMany::deserialize(deserializer)? {
+            OneOrMany::One(one) => vec![one],
+            OneOrMany::Many(many) => many,
+        }))
+    }
+}
+
+/// Some providers send `"email_verified": "true"`.
+fn lenient_bool<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<bool>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum BoolOrString {
+        Bool(bool),
+        String(String),
+    }
+    Ok(match Option::<BoolOrString>::deserialize(deserializer)? {
+        Some(BoolOrString::Bool(b)) => Some(b),
+        Some(BoolOrString::String(s)) => Some(s.eq_ignore_ascii_case("true")),
+        None => None,
+    })
+}
+
+#[derive(Debug, thiserror::Error)]
+pub(super) enum VerifyError {
+    #[error("no key in the JWKS matches the token")]
+    UnknownKey,
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl From<VerifyError> for UpstreamError {
+    fn from(error: VerifyError) -> Self {
+        UpstreamError::InvalidIdToken(error.to_string())
+    }
+}
+
+pub(super) struct Verifier {
+    issuer: String,
+    audience: String,
+    algorithms: Vec<Algorithm>,
+    skew: u64,
+}
+
+impl Verifier {
+    pub(super) fn new(
+        issuer: String,
+        audience: String,
+        algorithms: &[String],
+        skew: u64,
+    ) -> Result<Verifier, UpstreamError> {
+        let algorithms = algorithms
+            .iter()
+            .map(|name| match Algorithm::from_str(name) {
+                // Never accept HMAC: the "key" would be our own client secret, which the
+                // upstream is not the only holder of.
+                Ok(alg) if !matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512) => Ok(alg),
+                _ => Err(UpstreamError::Malformed(format!("algorithm {name} is not allowed"))),
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Verifier { issuer, audience, algorithms, skew })
+    }
+
+    pub(super) fn header_kid(&self, jwt: &str) -> Result<Option<String>, UpstreamError> {
+        let header =
+            jsonwebtoken::decode_header(jwt).map_err(|e| UpstreamError::InvalidIdToken(format!("header: {e}")))?;
+        Ok(header.kid)
+    }
+
+    pub(super) fn verify(&self, jwt: &str, keys: &[Jwk], nonce: Option<&str>) -> Result<UpstreamClaims, VerifyError> {
+        // decode_header refuses `alg: none` (not an Algorithm) before anything else is read.
+        let header = jsonwebtoken::decode_header(jwt).map_err(|e| VerifyError::Invalid(format!("header: {e}")))?;
+        if !self.algorithms.contains(&header.alg) {
+            return Err(VerifyError::Invalid(format!("algorithm {:?} is not allowed", header.alg)));
+        }
+        let jwk = select_key(keys, header.kid.as_deref(), header.alg).ok_or(VerifyError::UnknownKey)?;
+        let key = DecodingKey::from_jwk(jwk).map_err(|e| VerifyError::Invalid(format!("JWK: {e}")))?;
+        let mut validation = Validation::new(header.alg);
+        validation.set_issuer(&[&self.issuer]);
+        validation.set_audience(&[&self.audience]);
+        validation.required_spec_claims =
+            ["exp", "iss", "aud", "sub"].into_iter().map(str::to_owned).collect::<HashSet<_>>();
+        validation.leeway = self.skew;
+        validation.validate_nbf = true;
+        let claims = jsonwebtoken::decode::<UpstreamClaims>(jwt, &key, &validation)
+            .map_err(|e| VerifyError::Invalid(e.to_string()))?
+            .claims;
+        let now = jsonwebtoken::get_current_timestamp() as i64;
+        match claims.iat {
+            None => return Err(VerifyError::Invalid("iat is missing".to_owned())),
+            Some(iat) if iat > now + self.skew as i64 => {
+                return Err(VerifyError::Invalid("iat is in the future".to_owned()))
+            }
+            Some(_) => {}
+        }
+        // OIDC Core §3.1.3.7 items 4 and 5.
+        if claims.aud.0.len() > 1 && claims.azp.is_none() {
+            return Err(VerifyError::Invalid("several audiences and no azp".to_owned()));
+        }
+        if claims.azp.as_deref().is_some_and(|azp| azp != self.audience) {
+            return Err(VerifyError::Invalid("azp is not this client".to_owned()));
+        }
+        if let Some(expected) = nonce {
+            if claims.nonce.as_deref() != Some(expected) {
+                return Err(VerifyError::Invalid("nonce does not match".to_owned()));
+            }
+        }
+        Ok(claims)
+    }
+}
+
+/// The key named by `kid`, or without a `kid` the only key that fits the algorithm.
+fn select_key<'k>(keys: &'k [Jwk], kid: Option<&str>, alg: Algorithm) -> Option<&'k Jwk> {
+    let family = alg.family();
+    let fits = |k: &&Jwk| {
+        let kty_fits = match &k.algorithm {
+            jsonwebtoken::jwk::AlgorithmParameters::RSA(_) => family == jsonwebtoken::AlgorithmFamily::Rsa,
+            jsonwebtoken::jwk::AlgorithmParameters::EllipticCurve(_) => family == jsonwebtoken::AlgorithmFamily::Ec,
+            _ => false,
+        };
+        let use_fits = !matches!(k.common.public_key_use, Some(jsonwebtoken::jwk::PublicKeyUse::Encryption));
+        kty_fits && use_fits
+    };
+    match kid {
+        Some(kid) => keys.iter().filter(fits).find(|k| k.common.key_id.as_deref() == Some(kid)),
+        None => {
+            let mut candidates = keys.iter().filter(fits);
+            let only = candidates.next()?;
+            candidates.next().is_none().then_some(only)
+        }
+    }
+}

@@ -1,0 +1,335 @@
+//! The client face: ssobridge as a relying party of the upstream provider (Scalekit or any
+//! OIDC provider taking the same routing parameters).
+
+mod id_token;
+
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use jsonwebtoken::jwk::Jwk;
+use openidconnect::core::{
+    CoreAuthDisplay, CoreClaimName, CoreClaimType, CoreClientAuthMethod, CoreGrantType, CoreJsonWebKey,
+    CoreJweContentEncryptionAlgorithm, CoreJweKeyManagementAlgorithm, CoreResponseMode, CoreResponseType,
+    CoreSubjectIdentifierType,
+};
+use openidconnect::{AdditionalProviderMetadata, IssuerUrl, ProviderMetadata};
+use serde::{Deserialize, Serialize};
+use tracing::instrument;
+
+pub use self::id_token::UpstreamClaims;
+use crate::config::UpstreamConfig;
+use crate::secret::Secret;
+
+/// How long discovery and JWKS are trusted before they are fetched again.
+const METADATA_TTL: Duration = Duration::from_secs(3600);
+/// At most one JWKS refetch per this interval, however many unknown `kid`s arrive.
+const JWKS_REFETCH_INTERVAL: Duration = Duration::from_secs(1);
+
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// Network failure or timeout talking to the upstream.
+    #[error("upstream unreachable: {0}")]
+    Unreachable(String),
+    /// The upstream answered something that is not what the protocol says.
+    #[error("upstream response malformed: {0}")]
+    Malformed(String),
+    /// The token endpoint refused the code.
+    #[error("upstream token endpoint refused the code: {error}")]
+    TokenRefused { error: String },
+    /// The ID token failed verification; the reason is for logs only.
+    #[error("upstream ID token rejected: {0}")]
+    InvalidIdToken(String),
+}
+
+impl UpstreamError {
+    /// Network-level trouble the user may retry past.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, UpstreamError::Unreachable(_))
+    }
+}
+
+/// RFC 9207 and the rest of what openidconnect's core metadata does not model.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ExtraProviderMetadata {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization_response_iss_parameter_supported: Option<bool>,
+}
+impl AdditionalProviderMetadata for ExtraProviderMetadata {}
+
+type Metadata = ProviderMetadata<
+    ExtraProviderMetadata,
+    CoreAuthDisplay,
+    CoreClientAuthMethod,
+    CoreClaimName,
+    CoreClaimType,
+    CoreGrantType,
+    CoreJweContentEncryptionAlgorithm,
+    CoreJweKeyManagementAlgorithm,
+    CoreJsonWebKey,
+    CoreResponseMode,
+    CoreResponseType,
+    CoreSubjectIdentifierType,
+>;
+
+/// What the broker needs from the upstream's discovery document.
+#[derive(Debug, Clone)]
+pub struct Endpoints {
+    pub authorization_endpoint: String,
+    pub token_endpoint: String,
+    pub jwks_uri: String,
+    pub iss_parameter_supported: bool,
+}
+
+struct Discovered {
+    endpoints: Endpoints,
+    keys: Arc<Vec<Jwk>>,
+    fetched_at: Instant,
+}
+
+/// The upstream relying party. Cheap to share: discovery and keys are cached inside.
+pub struct UpstreamClient {
+    issuer: String,
+    client_id: String,
+    client_secret: Secret,
+    redirect_uri: String,
+    scope: String,
+    verifier: id_token::Verifier,
+    http: reqwest::Client,
+    discovered: RwLock<Option<Arc<Discovered>>>,
+    last_jwks_fetch: Mutex<Option<Instant>>,
+}
+
+/// The token endpoint's answer, as far as the broker uses it.
+#[derive(Deserialize)]
+struct TokenResponse {
+    id_token: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct TokenErrorResponse {
+    error: String,
+}
+
+/// The HTTP client for every outbound call: rustls, no redirects followed (a redirect from a
+/// token or JWKS endpoint is an error, not something to chase), bounded time.
+pub fn http_client(timeout: Duration) -> Result<reqwest::Client, UpstreamError> {
+    // reqwest is built without a bundled crypto provider; install aws-lc-rs, which the
+    // signing code already uses. A second install attempt is a harmless no-op.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(5)))
+        .user_agent(concat!("ssobridge/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| UpstreamError::Unreachable(format!("HTTP client: {e}")))
+}
+
+fn transport(error: reqwest::Error) -> UpstreamError {
+    // reqwest's Display can include the URL; that is fine for logs (no secrets in our URLs).
+    UpstreamError::Unreachable(error.to_string())
+}
+
+impl UpstreamClient {
+    /// `redirect_uri` is the broker's own `/callback`.
+    pub fn new(config: &UpstreamConfig, redirect_uri: String) -> Result<UpstreamClient, UpstreamError> {
+        let http = http_client(Duration::from_secs(config.timeout_seconds))?;
+        let verifier = id_token::Verifier::new(
+            config.issuer.clone(),
+            config.client_id.clone(),
+            &config.allowed_algorithms,
+            config.clock_skew_seconds,
+        )?;
+        Ok(UpstreamClient {
+            issuer: config.issuer.clone(),
+            client_id: config.client_id.clone(),
+            client_secret: config.client_secret.clone(),
+            redirect_uri,
+            scope: config.scopes.join(" "),
+            verifier,
+            http,
+            discovered: RwLock::new(None),
+            last_jwks_fetch: Mutex::new(None),
+        })
+    }
+
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    fn cached(&self) -> Option<Arc<Discovered>> {
+        let guard = self.discovered.read().unwrap_or_else(|p| p.into_inner());
+        guard.as_ref().filter(|d| d.fetched_at.elapsed() < METADATA_TTL).cloned()
+    }
+
+    async fn discovered(&self) -> Result<Arc<Discovered>, UpstreamError> {
+        if let Some(discovered) = self.cached() {
+            return Ok(discovered);
+        }
+        self.fetch_discovery().await
+    }
+
+    /// Fetches discovery and JWKS now, replacing the cache: at start and for readiness.
+    pub async fn discover(&self) -> Result<(), UpstreamError> {
+        self.fetch_discovery().await.map(|_| ())
+    }
+
+    #[instrument(skip_all, fields(issuer = %self.issuer))]
+    async fn fetch_discovery(&self) -> Result<Arc<Discovered>, UpstreamError> {
+        let issuer = IssuerUrl::new(self.issuer.clone()).map_err(|e| UpstreamError::Malformed(e.to_string()))?;
+        let metadata = Metadata::discover_async(issuer, &self.http).await.map_err(|e| match e {
+            openidconnect::DiscoveryError::Request(e) => UpstreamError::Unreachable(e.to_string()),
+            other => UpstreamError::Malformed(format!("discovery: {other}")),
+        })?;
+        let token_endpoint = metadata
+            .token_endpoint()
+            .ok_or_else(|| UpstreamError::Malformed("discovery has no token_endpoint".to_owned()))?;
+        let endpoints = Endpoints {
+            authorization_endpoint: metadata.authorization_endpoint().url().to_string(),
+            token_endpoint: token_endpoint.url().to_string(),
+            jwks_uri: metadata.jwks_uri().url().to_string(),
+            iss_parameter_supported: metadata
+                .additional_metadata()
+                .authorization_response_iss_parameter_supported
+                .unwrap_or(false),
+        };
+        let keys = metadata
+            .jwks()
+            .keys()
+            .iter()
+            .filter_map(|key| serde_json::to_value(key).ok().and_then(|v| serde_json::from_value::<Jwk>(v).ok()))
+            .collect();
+        let discovered = Arc::new(Discovered { endpoints, keys: Arc::new(keys), fetched_at: Instant::now() });
+        *self.discovered.write().unwrap_or_else(|p| p.into_inner()) = Some(discovered.clone());
+        *self.last_jwks_fetch.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+        Ok(discovered)
+    }
+
+    pub async fn endpoints(&self) -> Result<Endpoints, UpstreamError> {
+        Ok(self.discovered().await?.endpoints.clone())
+    }
+
+    /// The upstream authorization URL for one flow. `selectors` are the routing parameters
+    /// (`connection_id`, `organization_id`, `domain_hint`, `login_hint`, …) to pass on.
+    pub async fn authorize_url(
+        &self,
+        state: &str,
+        nonce: &str,
+        code_challenge: &str,
+        selectors: &[(&str, &str)],
+    ) -> Result<String, UpstreamError> {
+        let endpoints = self.endpoints().await?;
+        let mut url = url::Url::parse(&endpoints.authorization_endpoint)
+            .map_err(|e| UpstreamError::Malformed(format!("authorization_endpoint: {e}")))?;
+        {
+            let mut query = url.query_pairs_mut();
+            query
+                .append_pair("response_type", "code")
+                .append_pair("client_id", &self.client_id)
+                .append_pair("redirect_uri", &self.redirect_uri)
+                .append_pair("scope", &self.scope)
+                .append_pair("state", state)
+                .append_pair("nonce", nonce)
+                .append_pair("code_challenge", code_challenge)
+                .append_pair("code_challenge_method", "S256");
+            for (name, value) in selectors {
+                query.append_pair(name, value);
+            }
+        }
+        Ok(url.into())
+    }
+
+    /// Redeems `code` (client_secret_post, PKCE) and verifies the ID token against `nonce`.
+    #[instrument(skip_all)]
+    pub async fn exchange(
+        &self,
+        code: &str,
+        pkce_verifier: &str,
+        nonce: &str,
+    ) -> Result<UpstreamClaims, UpstreamError> {
+        let endpoints = self.endpoints().await?;
+        let form = [
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", self.redirect_uri.as_str()),
+            ("client_id", self.client_id.as_str()),
+            ("client_secret", self.client_secret.expose()),
+            ("code_verifier", pkce_verifier),
+        ];
+        let response = self
+            .http
+            .post(&endpoints.token_endpoint)
+            .header(reqwest::header::ACCEPT, "application/json")
+            .form(&form)
+            .send()
+            .await
+            .map_err(transport)?;
+        let status = response.status();
+        let body = response.bytes().await.map_err(transport)?;
+        if !status.is_success() {
+            return Err(match serde_json::from_slice::<TokenErrorResponse>(&body) {
+                Ok(refusal) if status.is_client_error() => UpstreamError::TokenRefused { error: refusal.error },
+                _ if status.is_server_error() => {
+                    UpstreamError::Unreachable(format!("token endpoint answered {status}"))
+                }
+                _ => UpstreamError::Malformed(format!("token endpoint answered {status}")),
+            });
+        }
+        let tokens: TokenResponse =
+            serde_json::from_slice(&body).map_err(|e| UpstreamError::Malformed(format!("token response: {e}")))?;
+        let id_token =
+            tokens.id_token.ok_or_else(|| UpstreamError::Malformed("token response has no id_token".to_owned()))?;
+        self.verify(&id_token, Some(nonce)).await
+    }
+
+    /// Verifies an upstream-signed JWT: signature with an allow-listed algorithm, `iss`, `aud`,
+    /// `azp`, `exp`/`iat`/`nbf` with bounded skew, and `nonce` when given.
+    pub async fn verify(&self, jwt: &str, nonce: Option<&str>) -> Result<UpstreamClaims, UpstreamError> {
+        let kid = self.verifier.header_kid(jwt)?;
+        let keys = self.discovered().await?.keys.clone();
+        match self.verifier.verify(jwt, &keys, nonce) {
+            Err(id_token::VerifyError::UnknownKey) => {
+                // Key rotation upstream: refetch the JWKS once, then decide.
+                let keys = self.refetch_keys(kid.as_deref()).await?;
+                self.verifier.verify(jwt, &keys, nonce).map_err(Into::into)
+            }
+            other => other.map_err(Into::into),
+        }
+    }
+
+    async fn refetch_keys(&self, kid: Option<&str>) -> Result<Arc<Vec<Jwk>>, UpstreamError> {
+        let discovered = self.discovered().await?;
+        {
+            let mut last = self.last_jwks_fetch.lock().unwrap_or_else(|p| p.into_inner());
+            if last.is_some_and(|t| t.elapsed() < JWKS_REFETCH_INTERVAL) {
+                return Ok(discovered.keys.clone());
+            }
+            *last = Some(Instant::now());
+        }
+        tracing::info!(kid, "unknown upstream signing key; refetching JWKS");
+        let body: serde_json::Value = self
+            .http
+            .get(&discovered.endpoints.jwks_uri)
+            .send()
+            .await
+            .map_err(transport)?
+            .error_for_status()
+            .map_err(transport)?
+            .json()
+            .await
+            .map_err(|e| UpstreamError::Malformed(format!("JWKS: {e}")))?;
+        let keys: Vec<Jwk> = body
+            .get("keys")
+            .and_then(|k| k.as_array())
+            .map(|keys| keys.iter().filter_map(|k| serde_json::from_value(k.clone()).ok()).collect())
+            .unwrap_or_default();
+        let keys = Arc::new(keys);
+        let refreshed = Arc::new(Discovered {
+            endpoints: discovered.endpoints.clone(),
+            keys: keys.clone(),
+            fetched_at: discovered.fetched_at,
+        });
+        *self.discovered.write().unwrap_or_else(|p| p.into_inner()) = Some(refreshed);
+        Ok(keys)
+    }
+}

@@ -1,0 +1,145 @@
+//! `ssobridge demo`, run as a user runs it: the real binary, driven over HTTP.
+
+mod common;
+
+use std::process::Stdio;
+
+use common::{query, Browser};
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+const CLIENT_REDIRECT: &str = "http://localhost:3000/callback";
+
+struct Demo {
+    _child: Child,
+    url: String,
+}
+
+async fn start_demo() -> Demo {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ssobridge"))
+        .args(["demo", "--port", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("run ssobridge demo");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let url = tokio::time::timeout(common::STARTUP_DEADLINE, async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(url) = line.strip_prefix("ssobridge demo listening on ") {
+                return url.to_owned();
+            }
+        }
+        panic!("demo exited before listening");
+    })
+    .await
+    .expect("demo starts in time");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Demo { _child: child, url }
+}
+
+fn authorize(demo: &Demo, hint: &str) -> String {
+    let mut url = url::Url::parse(&format!("{}/authorize", demo.url)).expect("url");
+    url.query_pairs_mut()
+        .append_pair("client_id", "demo")
+        .append_pair("redirect_uri", CLIENT_REDIRECT)
+        .append_pair("response_type", "code")
+        .append_pair("scope", "openid email profile")
+        .append_pair("state", "st-1")
+        .append_pair("login_hint", hint);
+    url.to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_redirects_from_authorize_end_at_the_client_with_a_code_that_redeems() {
+    let demo = start_demo().await;
+    let browser = Browser::default();
+    let landed = browser.follow_until(&authorize(&demo, "alice@example.com"), CLIENT_REDIRECT).await.expect("login");
+    let params = query(&landed);
+    assert_eq!(params.get("state").map(String::as_str), Some("st-1"));
+    assert_eq!(params.get("iss"), Some(&demo.url), "RFC 9207 iss on the response");
+    let code = params.get("code").expect("code");
+
+    let tokens: Value = common::http()
+        .post(format!("{}/token", demo.url))
+        .basic_auth("demo", Some("demo-secret"))
+        .form(&[("grant_type", "authorization_code"), ("code", code), ("redirect_uri", CLIENT_REDIRECT)])
+        .send()
+        .await
+        .expect("token")
+        .json()
+        .await
+        .expect("json");
+    let id_token = tokens["id_token"].as_str().expect("id_token");
+    let claims = common::verify_id_token(&demo.url, id_token, "demo").await;
+    assert_eq!(claims["email"], "alice@example.com");
+    assert_eq!(claims["org_id"], "org_example_com");
+    assert_eq!(claims["connection_id"], "conn_example_com");
+    assert_eq!(claims["iss"], demo.url.as_str());
+    assert!(claims.get("nonce").is_none(), "no nonce was sent, none is echoed");
+
+    let userinfo: Value = common::http()
+        .get(format!("{}/userinfo", demo.url))
+        .bearer_auth(tokens["access_token"].as_str().expect("access_token"))
+        .send()
+        .await
+        .expect("userinfo")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(userinfo["sub"], claims["sub"]);
+    assert_eq!(userinfo["email"], "alice@example.com");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sample_app_shows_the_verified_claims() {
+    let demo = start_demo().await;
+    let browser = Browser::default();
+    let mut url = format!("{}/demo/start?login_hint=carol.smith%40example.org", demo.url);
+    let page = loop {
+        let response = browser.get(&url).await;
+        match response.headers().get("location").and_then(|v| v.to_str().ok()) {
+            Some(location) => url = url::Url::parse(&url).expect("url").join(location).expect("join").to_string(),
+            None => break response.text().await.expect("page"),
+        }
+    };
+    assert!(page.contains("<h1>Signed in</h1>"), "{page}");
+    assert!(page.contains("carol.smith@example.org") && page.contains("org_example_org"), "{page}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_domain_the_simulator_does_not_know_comes_back_as_access_denied() {
+    let demo = start_demo().await;
+    let browser = Browser::default();
+    let landed = browser.follow_until(&authorize(&demo, "eve@unknown.test"), CLIENT_REDIRECT).await.expect("redirect");
+    let params = query(&landed);
+    assert_eq!(params.get("error").map(String::as_str), Some("access_denied"));
+    assert!(params.get("error_description").is_some_and(|d| d.contains("not set up")), "{params:?}");
+    assert_eq!(params.get("state").map(String::as_str), Some("st-1"));
+    assert_eq!(params.get("iss"), Some(&demo.url));
+    assert!(!params.contains_key("code"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_hint_the_simulator_asks_for_an_email() {
+    let demo = start_demo().await;
+    let browser = Browser::default();
+    let mut url = url::Url::parse(&authorize(&demo, "x")).expect("url");
+    let kept: Vec<(String, String)> = url.query_pairs().into_owned().filter(|(k, _)| k != "login_hint").collect();
+    url.query_pairs_mut().clear().extend_pairs(kept);
+    let err = browser.follow_until(url.as_str(), CLIENT_REDIRECT).await.expect_err("stops at a page");
+    assert!(err.starts_with("200 OK") && err.contains("<title>IdP simulator</title>"), "{err}");
+}
+
+#[tokio::test]
+async fn the_simulator_refuses_to_run_in_production() {
+    let output = Command::new(env!("CARGO_BIN_EXE_ssobridge"))
+        .args(["demo", "--port", "0"])
+        .env("SSOBRIDGE_ENV", "production")
+        .output()
+        .await
+        .expect("run");
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("refuses to run"), "{output:?}");
+}
