@@ -66,10 +66,11 @@ pub fn load_signing_key(config: &Config) -> Result<Option<SigningKey>, StartErro
 impl AppState {
     pub async fn new(config: Config, key: SigningKey) -> Result<Arc<AppState>, StartError> {
         let store = AnyStore::connect(&config.store).await?;
-        Self::with_store(config, key, store)
+        Self::with_store(config, key, store).await
     }
 
-    pub fn with_store(config: Config, key: SigningKey, store: AnyStore) -> Result<Arc<AppState>, StartError> {
+    /// Builds the state on `store` and seeds the configured routes into it.
+    pub async fn with_store(config: Config, key: SigningKey, store: AnyStore) -> Result<Arc<AppState>, StartError> {
         let issuer = config.public_url.clone();
         let upstream = UpstreamClient::new(&config.upstream, format!("{issuer}/callback"))?;
         let clients = config

@@ -28,6 +28,52 @@ pub struct Config {
     pub tokens: TokenConfig,
     #[serde(default)]
     pub clients: Vec<ClientConfig>,
+    /// Home-realm routes seeded into the store at start (config wins over the store for the
+    /// domains it lists).
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    pub domain: String,
+    pub organization_id: String,
+    #[serde(default)]
+    pub connection_id: Option<String>,
+    /// Clients allowed to use the route; empty or absent means all.
+    #[serde(default)]
+    pub clients: Vec<String>,
+    #[serde(default)]
+    pub include_subdomains: bool,
+    #[serde(default = "default_true")]
+    pub verified: bool,
+}
+
+/// What happens to a login whose email domain has no route.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Fallback {
+    /// Send `login_hint` to the upstream and let it decide (Scalekit answers
+    /// `domain_not_found` when it has nothing).
+    #[default]
+    Pass,
+    /// Refuse at once with `access_denied`.
+    Deny,
+    /// Use the route of this domain.
+    Route(String),
+}
+
+impl<'de> Deserialize<'de> for Fallback {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = String::deserialize(deserializer)?;
+        Ok(match value.as_str() {
+            "pass" => Fallback::Pass,
+            "deny" => Fallback::Deny,
+            domain => Fallback::Route(crate::routing::normalize_domain(domain).map_err(|_| {
+                serde::de::Error::custom(format!("fallback must be pass, deny or a route's domain, not {domain}"))
+            })?),
+        })
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -121,6 +167,14 @@ pub struct ClientConfig {
     pub require_pkce: bool,
     #[serde(default)]
     pub claims: ClaimMapping,
+    /// Where logins with no domain to go on are routed (instead of the home-realm page).
+    #[serde(default)]
+    pub default_organization_id: Option<String>,
+    #[serde(default)]
+    pub default_connection_id: Option<String>,
+    /// `pass` (default), `deny`, or the domain of a route.
+    #[serde(default)]
+    pub fallback: Fallback,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -161,6 +215,9 @@ pub struct ClaimMapping {
     pub add: BTreeMap<String, serde_json::Value>,
 }
 
+fn default_true() -> bool {
+    true
+}
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([0, 0, 0, 0], 8080))
 }
@@ -358,6 +415,35 @@ impl Config {
             for name in client.claims.add.keys().chain(client.claims.drop.iter()) {
                 if PROTECTED_CLAIMS.contains(&name.as_str()) {
                     problem(&at("claims"), format!("{name} is a protocol claim and cannot be changed"));
+                }
+            }
+        }
+        let mut domains = HashSet::new();
+        for (i, route) in self.routes.iter().enumerate() {
+            let at = |field: &str| format!("routes[{i}].{field}");
+            match crate::routing::normalize_domain(&route.domain) {
+                Ok(domain) if !domains.insert(domain.clone()) => {
+                    problem(&at("domain"), format!("{domain} is listed twice"))
+                }
+                Ok(_) => {}
+                Err(e) => problem(&at("domain"), e.to_string()),
+            }
+            if route.organization_id.is_empty() {
+                problem(&at("organization_id"), "must not be empty".to_owned());
+            }
+            for client in &route.clients {
+                if !self.clients.iter().any(|c| &c.client_id == client) {
+                    problem(&at("clients"), format!("{client} is not a configured client"));
+                }
+            }
+        }
+        for client in &self.clients {
+            if let Fallback::Route(domain) = &client.fallback {
+                let known =
+                    self.routes.iter().any(|r| crate::routing::normalize_domain(&r.domain).as_deref() == Ok(domain));
+                if !known {
+                    // Routes may also be added at run time; say so rather than refuse.
+                    tracing::warn!(client = %client.client_id, %domain, "fallback route is not in the config file");
                 }
             }
         }

@@ -157,7 +157,7 @@ async fn run_demo(port: u16) -> Result<(), StartError> {
     let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))).await?;
     let port = listener.local_addr()?.port();
     let public_url = format!("http://localhost:{port}");
-    let demo = demo::build(&public_url, listener.local_addr()?)?;
+    let demo = demo::build(&public_url, listener.local_addr()?).await?;
     println!("ssobridge demo listening on {public_url}");
     println!("  sample app (click through):  {public_url}/");
     println!("  issuer / discovery:          {public_url}/.well-known/openid-configuration");

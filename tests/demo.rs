@@ -122,14 +122,31 @@ async fn a_domain_the_simulator_does_not_know_comes_back_as_access_denied() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_a_hint_the_simulator_asks_for_an_email() {
+async fn without_a_hint_the_home_realm_page_asks_for_an_email_and_continues() {
     let demo = start_demo().await;
     let browser = Browser::default();
     let mut url = url::Url::parse(&authorize(&demo, "x")).expect("url");
     let kept: Vec<(String, String)> = url.query_pairs().into_owned().filter(|(k, _)| k != "login_hint").collect();
     url.query_pairs_mut().clear().extend_pairs(kept);
-    let err = browser.follow_until(url.as_str(), CLIENT_REDIRECT).await.expect_err("stops at a page");
-    assert!(err.starts_with("200 OK") && err.contains("<title>IdP simulator</title>"), "{err}");
+    let page = browser.get(url.as_str()).await;
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.expect("html");
+    assert!(html.contains("Sign in to ssobridge demo app"), "the client's name is shown: {html}");
+    assert!(html.contains("autocomplete=\"email\"") && html.contains("<label for=\"email\">"), "{html}");
+    let flow = common::hidden_input(&html, "flow").expect("flow field");
+
+    let submit = format!("{}/login/email", demo.url);
+    let response = browser.post_form(&submit, &[("flow", &flow), ("email", "bob@example.org")]).await;
+    assert_eq!(response.status(), 302, "continues to the upstream");
+    let next = response.headers()["location"].to_str().expect("location").to_owned();
+    let landed = browser.follow_until(&next, CLIENT_REDIRECT).await.expect("to the client");
+    let params = query(&landed);
+    assert!(params.contains_key("code"), "{params:?}");
+    assert_eq!(params.get("state").map(String::as_str), Some("st-1"));
+
+    // The form is single use.
+    let replay = browser.post_form(&submit, &[("flow", &flow), ("email", "bob@example.org")]).await;
+    assert_eq!(replay.status(), 400);
 }
 
 #[tokio::test]

@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use self::simulator::{DemoOnly, Simulator, ORGS};
 use crate::app::{AppState, StartError};
-use crate::config::{ClientConfig, Config, SigningConfig, StoreConfig, TokenConfig, UpstreamConfig};
+use crate::config::{ClientConfig, Config, RouteConfig, SigningConfig, StoreConfig, TokenConfig, UpstreamConfig};
 use crate::oidc::error::{redirect, with_query};
 use crate::oidc::params::Params;
 use crate::pages::{self, escape};
@@ -53,7 +53,21 @@ pub fn demo_config(public_url: &str, listen: SocketAddr, upstream_secret: &str) 
             subject: Default::default(),
             require_pkce: false,
             claims: Default::default(),
+            default_organization_id: None,
+            default_connection_id: None,
+            fallback: Default::default(),
         }],
+        routes: ORGS
+            .iter()
+            .map(|org| RouteConfig {
+                domain: org.domain.to_owned(),
+                organization_id: org.organization_id.to_owned(),
+                connection_id: Some(org.connection_id.to_owned()),
+                clients: Vec::new(),
+                include_subdomains: false,
+                verified: true,
+            })
+            .collect(),
     }
 }
 
@@ -64,7 +78,7 @@ pub struct Demo {
 }
 
 /// Builds the demo for a server at `public_url` listening on `listen`.
-pub fn build(public_url: &str, listen: SocketAddr) -> Result<Demo, StartError> {
+pub async fn build(public_url: &str, listen: SocketAddr) -> Result<Demo, StartError> {
     let proof = DemoOnly::claim().map_err(|e| StartError::Io(std::io::Error::other(e)))?;
     let upstream_secret = random_token(24)?;
     let config = demo_config(public_url, listen, &upstream_secret);
@@ -76,7 +90,8 @@ pub fn build(public_url: &str, listen: SocketAddr) -> Result<Demo, StartError> {
         format!("{public_url}/callback"),
     )?);
     let state =
-        AppState::with_store(config, SigningKey::generate_rsa()?, crate::store::AnyStore::Memory(Default::default()))?;
+        AppState::with_store(config, SigningKey::generate_rsa()?, crate::store::AnyStore::Memory(Default::default()))
+            .await?;
     let client = Arc::new(DemoClient {
         public_url: public_url.to_owned(),
         pending: Mutex::new(HashMap::new()),

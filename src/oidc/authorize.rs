@@ -1,5 +1,5 @@
-//! `GET|POST /authorize`: validate the downstream request, remember it as a flow, send the
-//! browser upstream.
+//! `GET|POST /authorize`: validate the downstream request, route it, remember it as a flow,
+//! send the browser upstream (or ask for an email first).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,13 +12,13 @@ use tracing::instrument;
 use super::error::{redirect, AuthorizeFailure, ErrorCode, OidcError};
 use super::params::{is_pkce_value, Params, MAX_BODY_BYTES};
 use crate::app::{AppState, Client};
-use crate::routing::Selectors;
+use crate::routing::{self, Decision, RoutedBy, Selectors};
 use crate::store::{keys, put_json};
 use crate::tokens::{pkce_s256, random_token};
 
-/// Everything the callback needs to finish a login: stored under the upstream `state`.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Flow {
+/// A validated downstream authorization request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuthorizationRequest {
     pub client_id: String,
     pub redirect_uri: String,
     pub state: Option<String>,
@@ -26,18 +26,50 @@ pub struct Flow {
     pub code_challenge: Option<String>,
     pub scope: String,
     pub selectors: Selectors,
-    pub upstream_nonce: String,
-    pub upstream_pkce_verifier: String,
 }
 
-/// The validated downstream request.
-struct AuthorizationRequest {
-    redirect_uri: String,
-    state: Option<String>,
-    nonce: Option<String>,
-    code_challenge: Option<String>,
-    scope: String,
-    selectors: Selectors,
+impl AuthorizationRequest {
+    /// An error for this request, to be sent back to the client.
+    pub fn fail(&self, error: OidcError) -> AuthorizeFailure {
+        AuthorizeFailure::Redirect { redirect_uri: self.redirect_uri.clone(), state: self.state.clone(), error }
+    }
+}
+
+/// Everything the callback needs to finish a login: stored under the upstream `state`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Flow {
+    pub request: AuthorizationRequest,
+    pub upstream_nonce: String,
+    pub upstream_pkce_verifier: String,
+    pub routed_by: RoutedBy,
+    /// The user typed their email at the home-realm page: an unknown domain goes back there.
+    pub via_hosted_page: bool,
+}
+
+/// What `/authorize` answers.
+pub enum Next {
+    /// To the upstream's authorization endpoint.
+    Upstream(String),
+    /// The home-realm page, for this pending request.
+    AskEmail(AuthorizationRequest),
+    /// The domain has no single sign-on and the client's fallback is `deny`.
+    Denied { request: AuthorizationRequest, domain: String },
+}
+
+impl Next {
+    /// The `/authorize` answer: a redirect, the email page, or `access_denied` to the client.
+    pub async fn into_response(self, app: &AppState) -> Response {
+        match self {
+            Next::Upstream(location) => redirect(&location),
+            Next::AskEmail(request) => routing::page::ask_email(app, request, None, None).await,
+            Next::Denied { request, domain } => request
+                .fail(OidcError::new(
+                    ErrorCode::AccessDenied,
+                    format!("single sign-on is not set up for the domain {domain}"),
+                ))
+                .into_response(&app.issuer),
+        }
+    }
 }
 
 #[handler]
@@ -46,8 +78,12 @@ pub async fn authorize(req: &Request, body: Body, state: Data<&Arc<AppState>>) -
         Ok(params) => params,
         Err(failure) => return failure.into_response(&state.issuer),
     };
-    match begin_login(&state, &params).await {
-        Ok(location) => redirect(&location),
+    let outcome = match validate(&state, &params) {
+        Ok((_, request)) => route(&state, request, false).await,
+        Err(failure) => Err(failure),
+    };
+    match outcome {
+        Ok(next) => next.into_response(&state).await,
         Err(failure) => failure.into_response(&state.issuer),
     }
 }
@@ -65,46 +101,60 @@ async fn read_params(req: &Request, body: Body) -> Result<Params, AuthorizeFailu
     }
 }
 
-/// Validates `params`, stores the flow and returns the upstream authorization URL.
-#[instrument(skip_all, fields(client_id))]
-pub async fn begin_login(app: &AppState, params: &Params) -> Result<String, AuthorizeFailure> {
-    let (client, request) = validate(app, params)?;
-    tracing::Span::current().record("client_id", client.config.client_id.as_str());
-    let redirect_error = |error: OidcError| AuthorizeFailure::Redirect {
-        redirect_uri: request.redirect_uri.clone(),
-        state: request.state.clone(),
-        error,
-    };
-    let secret = |bytes| random_token(bytes).map_err(|e| redirect_error(e.into()));
+/// Routes a validated request: to the upstream (flow stored), to the email page, or refused.
+#[instrument(skip_all, fields(client_id = %request.client_id))]
+pub async fn route(
+    app: &AppState,
+    request: AuthorizationRequest,
+    via_hosted_page: bool,
+) -> Result<Next, AuthorizeFailure> {
+    let client = app.clients.get(&request.client_id).ok_or_else(|| {
+        request.fail(OidcError::new(ErrorCode::UnauthorizedClient, "the application is no longer registered"))
+    })?;
+    let decision =
+        routing::decide(&app.store, &client.config, &request.selectors).await.map_err(|e| request.fail(e.into()))?;
+    match decision {
+        Decision::AskEmail => Ok(Next::AskEmail(request)),
+        Decision::Deny { domain } => {
+            tracing::info!(%domain, "no single sign-on for the domain; client fallback is deny");
+            Ok(Next::Denied { request, domain })
+        }
+        Decision::Upstream { params, routed_by, .. } => {
+            let selectors: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            begin_upstream(app, request, &selectors, routed_by, via_hosted_page).await.map(Next::Upstream)
+        }
+    }
+}
+
+/// Stores the flow and returns the upstream authorization URL.
+async fn begin_upstream(
+    app: &AppState,
+    request: AuthorizationRequest,
+    selectors: &[(&str, &str)],
+    routed_by: RoutedBy,
+    via_hosted_page: bool,
+) -> Result<String, AuthorizeFailure> {
+    let secret = |bytes| random_token(bytes).map_err(|e| request.fail(e.into()));
     let upstream_state = secret(32)?;
-    let flow = Flow {
-        client_id: client.config.client_id.clone(),
-        redirect_uri: request.redirect_uri.clone(),
-        state: request.state.clone(),
-        nonce: request.nonce.clone(),
-        code_challenge: request.code_challenge.clone(),
-        scope: request.scope.clone(),
-        selectors: request.selectors.clone(),
-        upstream_nonce: secret(32)?,
-        upstream_pkce_verifier: secret(32)?,
-    };
+    let upstream_nonce = secret(32)?;
+    let upstream_pkce_verifier = secret(32)?;
     let location = app
         .upstream
-        .authorize_url(
-            &upstream_state,
-            &flow.upstream_nonce,
-            &pkce_s256(&flow.upstream_pkce_verifier),
-            &flow.selectors.upstream_params(),
-        )
+        .authorize_url(&upstream_state, &upstream_nonce, &pkce_s256(&upstream_pkce_verifier), selectors)
         .await
-        .map_err(|e| redirect_error(e.into()))?;
+        .map_err(|e| request.fail(e.into()))?;
+    let flow = Flow { request, upstream_nonce, upstream_pkce_verifier, routed_by, via_hosted_page };
     let ttl = Duration::from_secs(app.config.tokens.flow_ttl_seconds);
-    put_json(&app.store, &keys::flow(&upstream_state), &flow, ttl).await.map_err(|e| redirect_error(e.into()))?;
-    tracing::info!("login started");
+    put_json(&app.store, &keys::flow(&upstream_state), &flow, ttl).await.map_err(|e| flow.request.fail(e.into()))?;
+    tracing::info!(routed_by = ?routed_by, "login started");
     Ok(location)
 }
 
-fn validate<'a>(app: &'a AppState, params: &Params) -> Result<(&'a Client, AuthorizationRequest), AuthorizeFailure> {
+/// Checks the request against the client's registration and the protocol.
+pub fn validate<'a>(
+    app: &'a AppState,
+    params: &Params,
+) -> Result<(&'a Client, AuthorizationRequest), AuthorizeFailure> {
     // Until client_id and redirect_uri are trusted, every error is a page (RFC 6749 §4.1.2.1).
     let page = |message: String| AuthorizeFailure::page("Sign-in request not accepted", message);
     let client_id = params
@@ -163,14 +213,10 @@ fn validate<'a>(app: &'a AppState, params: &Params) -> Result<(&'a Client, Autho
         }
         (None, None) => None,
         (None, Some(_)) => return Err(fail(ErrorCode::InvalidRequest, "code_challenge_method without code_challenge")),
-        (Some(_), None | Some("plain")) => {
-            return Err(fail(ErrorCode::InvalidRequest, "only code_challenge_method=S256 is supported"))
-        }
         (Some(challenge), Some("S256")) if is_pkce_value(challenge) => Some(challenge.to_owned()),
         (Some(_), Some("S256")) => return Err(fail(ErrorCode::InvalidRequest, "code_challenge is malformed")),
-        (Some(_), Some(_)) => {
-            return Err(fail(ErrorCode::InvalidRequest, "only code_challenge_method=S256 is supported"))
-        }
+        // A missing method means plain (RFC 7636 §4.3), which is not supported.
+        (Some(_), _) => return Err(fail(ErrorCode::InvalidRequest, "only code_challenge_method=S256 is supported")),
     };
     if let Some(prompt) = get("prompt")? {
         let prompts: Vec<&str> = prompt.split(' ').collect();
@@ -187,6 +233,7 @@ fn validate<'a>(app: &'a AppState, params: &Params) -> Result<(&'a Client, Autho
     Ok((
         client,
         AuthorizationRequest {
+            client_id: client.config.client_id.clone(),
             redirect_uri: redirect_uri.to_owned(),
             state: state.clone(),
             nonce,

@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 use ssobridge_adapter_core::{AdapterError, Identity};
 use tracing::instrument;
 
-use super::authorize::Flow;
+use super::authorize::{AuthorizationRequest as AuthorizeRequest, Flow};
 use super::error::{redirect, with_query, AuthorizeFailure, ErrorCode, OidcError};
 use super::params::Params;
 use crate::app::AppState;
@@ -42,13 +42,22 @@ pub fn now_secs() -> u64 {
 pub async fn callback(req: &Request, state: Data<&Arc<AppState>>) -> Response {
     let params = Params::parse(req.uri().query().unwrap_or("").as_bytes());
     match finish_login(&state, &params).await {
-        Ok(location) => redirect(&location),
+        Ok(Finished::Redirect(location)) => redirect(&location),
+        Ok(Finished::AskAgain(request)) => crate::routing::page::domain_unknown_upstream(&state, *request).await,
         Err(failure) => failure.into_response(&state.issuer),
     }
 }
 
+/// How a callback ends when it does not fail.
+pub enum Finished {
+    /// Back to the client with a code.
+    Redirect(String),
+    /// The email typed at the home-realm page has no SSO upstream: ask again.
+    AskAgain(Box<AuthorizeRequest>),
+}
+
 #[instrument(skip_all, fields(client_id, connection_id))]
-pub async fn finish_login(app: &AppState, params: &Params) -> Result<String, AuthorizeFailure> {
+pub async fn finish_login(app: &AppState, params: &Params) -> Result<Finished, AuthorizeFailure> {
     let expired = || {
         AuthorizeFailure::page(
             "This sign-in link is no longer valid",
@@ -65,12 +74,9 @@ pub async fn finish_login(app: &AppState, params: &Params) -> Result<String, Aut
             return Err(AuthorizeFailure::page("Sign-in is temporarily unavailable", error.description));
         }
     };
-    tracing::Span::current().record("client_id", flow.client_id.as_str());
-    let fail = |error: OidcError| AuthorizeFailure::Redirect {
-        redirect_uri: flow.redirect_uri.clone(),
-        state: flow.state.clone(),
-        error,
-    };
+    let request = &flow.request;
+    tracing::Span::current().record("client_id", request.client_id.as_str());
+    let fail = |error: OidcError| request.fail(error);
     // RFC 9207: the response must come from the upstream we sent the user to (mix-up defence).
     let endpoints = app.upstream.endpoints().await.map_err(|e| fail(e.into()))?;
     match params.get("iss").ok().flatten() {
@@ -87,6 +93,10 @@ pub async fn finish_login(app: &AppState, params: &Params) -> Result<String, Aut
         _ => {}
     }
     if let Some(error) = params.get("error").ok().flatten() {
+        if error == "domain_not_found" && flow.via_hosted_page {
+            tracing::info!("upstream does not know the typed domain; asking again");
+            return Ok(Finished::AskAgain(Box::new(flow.request)));
+        }
         return Err(fail(map_upstream_error(error, params.get("error_description").ok().flatten())));
     }
     let code = params
@@ -99,21 +109,21 @@ pub async fn finish_login(app: &AppState, params: &Params) -> Result<String, Aut
         .exchange(code, &flow.upstream_pkce_verifier, &flow.upstream_nonce)
         .await
         .map_err(|e| fail(e.into()))?;
-    let client = app.clients.get(&flow.client_id).ok_or_else(|| {
+    let client = app.clients.get(&request.client_id).ok_or_else(|| {
         // The client was removed while the user was away.
         fail(OidcError::new(ErrorCode::UnauthorizedClient, "the application is no longer registered"))
     })?;
-    let identity = identity(app, &flow.client_id, client.config.subject, &claims);
+    let identity = identity(app, &request.client_id, client.config.subject, &claims);
     tracing::Span::current().record("connection_id", identity.connection_id.as_deref().unwrap_or(""));
     let outcome = client.adapter.link(&identity).await.map_err(|e| fail(adapter_error(client.adapter.name(), e)))?;
     let user_claims =
-        user_claims(&identity, ClaimScopes::from_scope(&flow.scope), outcome.extra_claims(), &client.config.claims);
+        user_claims(&identity, ClaimScopes::from_scope(&request.scope), outcome.extra_claims(), &client.config.claims);
     let grant = CodeGrant {
-        client_id: flow.client_id.clone(),
-        redirect_uri: flow.redirect_uri.clone(),
-        code_challenge: flow.code_challenge.clone(),
-        nonce: flow.nonce.clone(),
-        scope: flow.scope.clone(),
+        client_id: request.client_id.clone(),
+        redirect_uri: request.redirect_uri.clone(),
+        code_challenge: request.code_challenge.clone(),
+        nonce: request.nonce.clone(),
+        scope: request.scope.clone(),
         sub: identity.subject.clone(),
         claims: user_claims,
         auth_time: now_secs(),
@@ -123,11 +133,11 @@ pub async fn finish_login(app: &AppState, params: &Params) -> Result<String, Aut
     put_json(&app.store, &keys::code(&sha256_hex(&code)), &grant, ttl).await.map_err(|e| fail(e.into()))?;
     tracing::info!("login completed upstream; code issued");
     let mut response = vec![("code", code.as_str())];
-    if let Some(state) = flow.state.as_deref() {
+    if let Some(state) = request.state.as_deref() {
         response.push(("state", state));
     }
     response.push(("iss", app.issuer.as_str()));
-    Ok(with_query(&flow.redirect_uri, &response))
+    Ok(Finished::Redirect(with_query(&request.redirect_uri, &response)))
 }
 
 fn identity(app: &AppState, client_id: &str, mode: SubjectMode, claims: &UpstreamClaims) -> Identity {

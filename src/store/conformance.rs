@@ -14,6 +14,7 @@ pub async fn run<S: Store + 'static>(store: Arc<S>, ns: &str) {
     put_new_is_exclusive(&*store, ns).await;
     ttl_expires(&*store, ns).await;
     counters(&*store, ns).await;
+    set_and_scan(&*store, ns).await;
     concurrent_take_has_one_winner(store.clone(), ns).await;
     concurrent_put_new_has_one_winner(store, ns).await;
 }
@@ -63,6 +64,23 @@ async fn counters<S: Store>(store: &S, ns: &str) {
     assert_eq!(store.incr(&key, Duration::from_millis(300)).await.expect("incr"), 3);
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(store.incr(&key, Duration::from_secs(60)).await.expect("incr"), 1, "a counter restarts after its TTL");
+}
+
+async fn set_and_scan<S: Store>(store: &S, ns: &str) {
+    store.set(&format!("{ns}:cfg:a"), b"1").await.expect("set");
+    store.set(&format!("{ns}:cfg:b"), b"2").await.expect("set");
+    store.put(&format!("{ns}:cfg:gone"), b"3", Duration::from_millis(1)).await.expect("put");
+    store.set(&format!("{ns}:other"), b"4").await.expect("set");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut found = store.scan_prefix(&format!("{ns}:cfg:")).await.expect("scan");
+    found.sort();
+    assert_eq!(
+        found,
+        vec![(format!("{ns}:cfg:a"), b"1".to_vec()), (format!("{ns}:cfg:b"), b"2".to_vec())],
+        "scan finds live keys under the prefix, keys without the deployment prefix"
+    );
+    store.set(&format!("{ns}:cfg:a"), b"changed").await.expect("set overwrites");
+    assert_eq!(store.get(&format!("{ns}:cfg:a")).await.expect("get").as_deref(), Some(&b"changed"[..]));
 }
 
 async fn concurrent_take_has_one_winner<S: Store + 'static>(store: Arc<S>, ns: &str) {

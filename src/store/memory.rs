@@ -74,6 +74,21 @@ impl Store for MemoryStore {
         Ok(true)
     }
 
+    async fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        // A century is "no expiry" for a process.
+        self.put(key, value, Duration::from_secs(100 * 365 * 24 * 3600)).await
+    }
+
+    async fn scan_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let now = Instant::now();
+        Ok(self
+            .entries()
+            .iter()
+            .filter(|(k, e)| k.starts_with(prefix) && e.expires_at > now)
+            .map(|(k, e)| (k.clone(), e.value.clone()))
+            .collect())
+    }
+
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let now = Instant::now();
         Ok(self.entries().get(key).filter(|e| e.expires_at > now).map(|e| e.value.clone()))

@@ -37,6 +37,13 @@ pub trait Store: Send + Sync {
     /// Stores `value` only if `key` holds nothing; says whether it did.
     fn put_new(&self, key: &str, value: &[u8], ttl: Duration) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
+    /// Stores `value` under `key` with no expiry (configuration such as routes).
+    fn set(&self, key: &str, value: &[u8]) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Every live key starting with `prefix` and its value, in no particular order. Meant for
+    /// small sets (the route table), not for in-flight state.
+    fn scan_prefix(&self, prefix: &str) -> impl Future<Output = Result<Vec<(String, Vec<u8>)>, StoreError>> + Send;
+
     /// The live value under `key`.
     fn get(&self, key: &str) -> impl Future<Output = Result<Option<Vec<u8>>, StoreError>> + Send;
 
@@ -94,6 +101,12 @@ impl Store for AnyStore {
     async fn put_new(&self, key: &str, value: &[u8], ttl: Duration) -> Result<bool, StoreError> {
         dispatch!(self, s => s.put_new(key, value, ttl))
     }
+    async fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        dispatch!(self, s => s.set(key, value))
+    }
+    async fn scan_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        dispatch!(self, s => s.scan_prefix(prefix))
+    }
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         dispatch!(self, s => s.get(key))
     }
@@ -143,6 +156,10 @@ fn decode<T: DeserializeOwned>(key: &str, bytes: Option<Vec<u8>>) -> Result<Opti
 pub mod keys {
     pub fn flow(upstream_state: &str) -> String {
         format!("flow:{upstream_state}")
+    }
+    /// A request waiting at the home-realm page for the user's email.
+    pub fn pending(id: &str) -> String {
+        format!("hrd:{id}")
     }
     pub fn code(code_hash: &str) -> String {
         format!("code:{code_hash}")

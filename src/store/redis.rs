@@ -26,6 +26,18 @@ fn millis(ttl: Duration) -> u64 {
     (ttl.as_millis() as u64).max(1)
 }
 
+/// Escapes Redis glob metacharacters so that a prefix matches literally.
+fn escape_glob(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
 impl RedisStore {
     /// Connects to `url` (`redis://` or `rediss://`); keys are stored under `prefix`.
     pub async fn connect(url: &str, prefix: &str) -> Result<RedisStore, StoreError> {
@@ -68,6 +80,42 @@ impl Store for RedisStore {
             .await
             .map_err(unavailable)?;
         Ok(reply.is_some())
+    }
+
+    async fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        let mut connection = self.connection.clone();
+        connection.set::<_, _, ()>(self.key(key), value).await.map_err(unavailable)
+    }
+
+    async fn scan_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let mut connection = self.connection.clone();
+        let pattern = format!("{}{}*", escape_glob(&self.prefix), escape_glob(prefix));
+        let mut keys = Vec::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(500)
+                .query_async(&mut connection)
+                .await
+                .map_err(unavailable)?;
+            keys.extend(batch);
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        let mut found = Vec::with_capacity(keys.len());
+        for key in keys {
+            let value: Option<Vec<u8>> = connection.get(&key).await.map_err(unavailable)?;
+            if let Some(value) = value {
+                found.push((key[self.prefix.len()..].to_owned(), value));
+            }
+        }
+        Ok(found)
     }
 
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {

@@ -343,13 +343,22 @@ impl Default for Browser {
 
 impl Browser {
     pub async fn get(&self, url: &str) -> reqwest::Response {
+        self.send(self.http.get(url), url).await
+    }
+
+    /// Submits a form as a browser would (with this browser's cookies).
+    pub async fn post_form(&self, url: &str, form: &[(&str, &str)]) -> reqwest::Response {
+        self.send(self.http.post(url).form(form), url).await
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder, url: &str) -> reqwest::Response {
         let parsed = url::Url::parse(url).expect("url");
         let host = format!("{}:{}", parsed.host_str().unwrap_or(""), parsed.port_or_known_default().unwrap_or(0));
         let cookie = {
             let jar = self.cookies.lock().expect("jar");
             jar.get(&host).map(|c| c.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; "))
         };
-        let mut request = self.http.get(url);
+        let mut request = request;
         if let Some(cookie) = cookie.filter(|c| !c.is_empty()) {
             request = request.header("cookie", cookie);
         }
@@ -463,4 +472,11 @@ pub async fn verify_id_token(broker: &str, jwt: &str, client_id: &str) -> Value 
     validation.set_audience(&[client_id]);
     validation.leeway = 0;
     jsonwebtoken::decode::<Value>(jwt, &key, &validation).expect("ID token verifies").claims
+}
+
+/// The value of the hidden input `name` in an HTML page.
+pub fn hidden_input(html: &str, name: &str) -> Option<String> {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html.find(&marker)? + marker.len();
+    Some(html[start..].split('"').next()?.to_owned())
 }

@@ -1,0 +1,153 @@
+//! The hosted home-realm page: when a request has nothing to route on, ask for a work email
+//! and continue the same flow. Plain HTML, no JavaScript, bound to the pending request.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use poem::http::{header, StatusCode};
+use poem::web::Data;
+use poem::{handler, Body, Request, Response};
+
+use super::normalize_domain;
+use crate::app::AppState;
+use crate::oidc::authorize::{route, AuthorizationRequest, Next};
+use crate::oidc::error::OidcError;
+use crate::oidc::params::{Params, MAX_BODY_BYTES};
+use crate::pages::{self, escape};
+use crate::store::{keys, put_json, take_json};
+use crate::tokens::{random_token, secrets_equal};
+
+/// Binds the form to the browser that was shown it (double submit: cookie and hidden field).
+const COOKIE: &str = "ssobridge_hrd";
+pub const SUBMIT_PATH: &str = "/login/email";
+
+/// Shows the email page for `request`. `error` is shown in the page; `typed` refills the field.
+pub async fn ask_email(
+    app: &AppState,
+    request: AuthorizationRequest,
+    typed: Option<&str>,
+    error: Option<&str>,
+) -> Response {
+    let Some(client) = app.clients.get(&request.client_id) else {
+        return pages::error_page(StatusCode::BAD_REQUEST, "Sign-in request not accepted", "Unknown application.");
+    };
+    let id = match random_token(24) {
+        Ok(id) => id,
+        Err(e) => return request.fail(e.into()).into_response(&app.issuer),
+    };
+    let ttl = Duration::from_secs(app.config.tokens.flow_ttl_seconds);
+    if let Err(e) = put_json(&app.store, &keys::pending(&id), &request, ttl).await {
+        let error: OidcError = e.into();
+        return pages::error_page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Sign-in is temporarily unavailable",
+            &error.description,
+        );
+    }
+    let app_name = client.config.name.as_deref().unwrap_or(&client.config.client_id);
+    let error_html = error
+        .map(|e| format!("<p id=\"email-error\" class=\"error\" role=\"alert\">{}</p>", escape(e)))
+        .unwrap_or_default();
+    let described_by = if error.is_some() { " aria-describedby=\"email-error\" aria-invalid=\"true\"" } else { "" };
+    let body = format!(
+        "<h1>Sign in to {app}</h1>\n<p>Enter your work email. You will continue at your company's sign-in page.</p>\n{error_html}\
+<form method=\"post\" action=\"{SUBMIT_PATH}\">\
+<input type=\"hidden\" name=\"flow\" value=\"{id}\">\
+<label for=\"email\">Work email</label>\
+<input id=\"email\" name=\"email\" type=\"email\" autocomplete=\"email\" inputmode=\"email\" required autofocus value=\"{typed}\"{described_by}>\
+<button type=\"submit\">Continue</button></form>",
+        app = escape(app_name),
+        typed = escape(typed.unwrap_or("")),
+    );
+    let mut response = pages::page(
+        if error.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK },
+        &format!("Sign in to {app_name}"),
+        &body,
+    );
+    let secure = if app.issuer.starts_with("https://") { "; Secure" } else { "" };
+    let cookie =
+        format!("{COOKIE}={id}; Path={SUBMIT_PATH}; HttpOnly; SameSite=Lax; Max-Age={}{secure}", ttl.as_secs());
+    if let Ok(value) = header::HeaderValue::from_str(&cookie) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    response
+}
+
+fn cookie_value<'r>(req: &'r Request, name: &str) -> Option<&'r str> {
+    req.headers()
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+fn expired() -> Response {
+    pages::error_page(
+        StatusCode::BAD_REQUEST,
+        "This sign-in form has expired",
+        "Go back to the application and start the sign-in again.",
+    )
+}
+
+/// `POST /login/email`: the email typed at the home-realm page.
+#[handler]
+pub async fn submit_email(req: &Request, body: Body, state: Data<&Arc<AppState>>) -> Response {
+    let Ok(bytes) = body.into_bytes_limit(MAX_BODY_BYTES).await else {
+        return expired();
+    };
+    let form = Params::parse(&bytes);
+    let (Ok(Some(flow_id)), Ok(email)) = (form.get("flow"), form.get("email")) else {
+        return expired();
+    };
+    // The hidden field must match the cookie set with the page: a form posted from another
+    // site, or replayed in another browser, fails here.
+    if !cookie_value(req, COOKIE).is_some_and(|cookie| secrets_equal(cookie, flow_id)) {
+        tracing::info!("home-realm form without its cookie");
+        return expired();
+    }
+    let request: AuthorizationRequest = match take_json(&state.store, &keys::pending(flow_id)).await {
+        Ok(Some(request)) => request,
+        Ok(None) => return expired(),
+        Err(e) => {
+            let error: OidcError = e.into();
+            return pages::error_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Sign-in is temporarily unavailable",
+                &error.description,
+            );
+        }
+    };
+    let email = email.unwrap_or("").trim();
+    let domain = email
+        .rsplit_once('@')
+        .filter(|(local, _)| !local.is_empty())
+        .map(|(_, d)| d)
+        .and_then(|d| normalize_domain(d).ok());
+    let Some(domain) = domain else {
+        return ask_email(&state, request, Some(email), Some("Enter your work email address, like name@company.com."))
+            .await;
+    };
+    let mut request = request;
+    request.selectors.login_hint = Some(email.to_owned());
+    let retry = request.clone();
+    match route(&state, request, true).await {
+        Ok(Next::Denied { .. }) => {
+            let message =
+                format!("Single sign-on is not set up for {domain}. Check the address, or ask your administrator.");
+            ask_email(&state, retry, Some(email), Some(&message)).await
+        }
+        Ok(next) => next.into_response(&state).await,
+        Err(failure) => failure.into_response(&state.issuer),
+    }
+}
+
+/// The upstream did not know the domain the user typed: ask again, saying so.
+pub async fn domain_unknown_upstream(app: &AppState, mut request: AuthorizationRequest) -> Response {
+    let typed = request.selectors.login_hint.take();
+    let domain = typed.as_deref().and_then(|e| e.rsplit_once('@')).map(|(_, d)| d.to_owned()).unwrap_or_default();
+    let message = format!("Single sign-on is not set up for {domain}. Check the address, or ask your administrator.");
+    ask_email(app, request, typed.as_deref(), Some(&message)).await
+}

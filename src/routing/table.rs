@@ -1,0 +1,175 @@
+//! The route table: email domain → organization (and optionally connection), shared by every
+//! instance through the store.
+
+use serde::{Deserialize, Serialize};
+
+use crate::store::{get_json, Store, StoreError};
+
+/// One routing rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Route {
+    /// The email domain, normalized (lower case, IDNA ASCII form).
+    pub domain: String,
+    pub organization_id: String,
+    #[serde(default)]
+    pub connection_id: Option<String>,
+    /// Downstream clients allowed to use this route; empty means every client.
+    #[serde(default)]
+    pub clients: Vec<String>,
+    /// Whether `sub.domain` also matches `domain`.
+    #[serde(default)]
+    pub include_subdomains: bool,
+    /// Whether the organization has proven it owns the domain; adapters link by email only then.
+    #[serde(default = "yes")]
+    pub verified: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Route {
+    /// The strongest selector the route gives: its connection, else its organization.
+    pub fn upstream_selector(&self) -> Vec<(&'static str, String)> {
+        match &self.connection_id {
+            Some(connection) => vec![("connection_id", connection.clone())],
+            None => vec![("organization_id", self.organization_id.clone())],
+        }
+    }
+
+    fn allows(&self, client_id: &str) -> bool {
+        self.clients.is_empty() || self.clients.iter().any(|c| c == client_id)
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{0} is not a valid domain")]
+pub struct InvalidDomain(pub String);
+
+/// Lower case and IDNA (UTS #46) ASCII form: `Bücher.Example` → `xn--bcher-kva.example`.
+pub fn normalize_domain(raw: &str) -> Result<String, InvalidDomain> {
+    let trimmed = raw.trim().trim_end_matches('.');
+    if trimmed.is_empty() || trimmed.len() > 253 || trimmed.contains(['@', '/', ':', ' ']) {
+        return Err(InvalidDomain(raw.to_owned()));
+    }
+    let ascii = idna::domain_to_ascii(trimmed).map_err(|_| InvalidDomain(raw.to_owned()))?;
+    if ascii.is_empty() || !ascii.contains('.') || ascii.split('.').any(str::is_empty) {
+        return Err(InvalidDomain(raw.to_owned()));
+    }
+    Ok(ascii)
+}
+
+fn key(domain: &str) -> String {
+    format!("route:{domain}")
+}
+
+/// Route operations over any store.
+pub struct RouteTable<'s, S> {
+    store: &'s S,
+}
+
+impl<'s, S: Store> RouteTable<'s, S> {
+    pub fn new(store: &'s S) -> Self {
+        RouteTable { store }
+    }
+
+    /// The route stored for exactly `domain` (already normalized).
+    pub async fn get(&self, domain: &str) -> Result<Option<Route>, StoreError> {
+        get_json(self.store, &key(domain)).await
+    }
+
+    pub async fn put(&self, route: &Route) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(route)
+            .map_err(|e| StoreError::Corrupt { key: key(&route.domain), detail: e.to_string() })?;
+        self.store.set(&key(&route.domain), &bytes).await
+    }
+
+    pub async fn delete(&self, domain: &str) -> Result<(), StoreError> {
+        self.store.delete(&key(domain)).await
+    }
+
+    /// Every route, sorted by domain.
+    pub async fn list(&self) -> Result<Vec<Route>, StoreError> {
+        let mut routes = Vec::new();
+        for (k, bytes) in self.store.scan_prefix("route:").await? {
+            let route: Route =
+                serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt { key: k, detail: e.to_string() })?;
+            routes.push(route);
+        }
+        routes.sort_by(|a, b| a.domain.cmp(&b.domain));
+        Ok(routes)
+    }
+
+    /// The route `client_id` may use for `domain`: the exact domain, else the nearest parent
+    /// whose route includes subdomains.
+    pub async fn resolve(&self, domain: &str, client_id: &str) -> Result<Option<Route>, StoreError> {
+        if let Some(route) = self.get(domain).await? {
+            return Ok(route.allows(client_id).then_some(route));
+        }
+        let mut rest = domain;
+        while let Some((_, parent)) = rest.split_once('.') {
+            if !parent.contains('.') {
+                break; // never a bare TLD
+            }
+            if let Some(route) = self.get(parent).await? {
+                if route.include_subdomains && route.allows(client_id) {
+                    return Ok(Some(route));
+                }
+                return Ok(None);
+            }
+            rest = parent;
+        }
+        Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemoryStore;
+
+    fn route(domain: &str, subdomains: bool, clients: &[&str]) -> Route {
+        Route {
+            domain: domain.into(),
+            organization_id: format!("org_{domain}"),
+            connection_id: None,
+            clients: clients.iter().map(|c| c.to_string()).collect(),
+            include_subdomains: subdomains,
+            verified: true,
+        }
+    }
+
+    #[test]
+    fn domains_are_case_folded_and_idna_encoded() {
+        assert_eq!(normalize_domain("ACME.Example").as_deref(), Ok("acme.example"));
+        assert_eq!(normalize_domain("Bücher.example").as_deref(), Ok("xn--bcher-kva.example"));
+        assert_eq!(normalize_domain("xn--bcher-kva.example").as_deref(), Ok("xn--bcher-kva.example"));
+        assert_eq!(normalize_domain("acme.example.").as_deref(), Ok("acme.example"));
+        for bad in ["", "localhost", "a..b", "a b.example", "x@y.example", "ex/ample.com"] {
+            assert!(normalize_domain(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[tokio::test]
+    async fn subdomains_match_only_when_the_route_says_so() {
+        let store = MemoryStore::new();
+        let table = RouteTable::new(&store);
+        table.put(&route("acme.example", false, &[])).await.expect("put");
+        table.put(&route("globex.example", true, &[])).await.expect("put");
+        assert!(table.resolve("acme.example", "c").await.expect("r").is_some());
+        assert!(table.resolve("eu.acme.example", "c").await.expect("r").is_none());
+        assert!(table.resolve("eu.globex.example", "c").await.expect("r").is_some());
+        assert!(table.resolve("a.b.globex.example", "c").await.expect("r").is_some());
+        assert!(table.resolve("example", "c").await.expect("r").is_none());
+    }
+
+    #[tokio::test]
+    async fn a_route_restricted_to_other_clients_is_invisible() {
+        let store = MemoryStore::new();
+        let table = RouteTable::new(&store);
+        table.put(&route("acme.example", false, &["auth0-prod"])).await.expect("put");
+        assert!(table.resolve("acme.example", "auth0-prod").await.expect("r").is_some());
+        assert!(table.resolve("acme.example", "cognito").await.expect("r").is_none());
+        assert_eq!(table.list().await.expect("list").len(), 1);
+    }
+}
