@@ -175,6 +175,9 @@ pub struct ClientConfig {
     /// `pass` (default), `deny`, or the domain of a route.
     #[serde(default)]
     pub fallback: Fallback,
+    /// Where IdP-initiated logins are handed to the client (OIDC Core §4); none disables them.
+    #[serde(default)]
+    pub initiate_login_uri: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -402,6 +405,11 @@ impl Config {
             for uri in &client.redirect_uris {
                 if let Err(message) = check_redirect_uri(uri) {
                     problem(&at("redirect_uris"), format!("{uri}: {message}"));
+                }
+            }
+            if let Some(uri) = &client.initiate_login_uri {
+                if let Err(message) = check_redirect_uri(uri) {
+                    problem(&at("initiate_login_uri"), format!("{uri}: {message}"));
                 }
             }
             if client.adapter != AdapterKind::None {

@@ -160,3 +160,33 @@ async fn the_simulator_refuses_to_run_in_production() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("refuses to run"), "{output:?}");
 }
+
+/// Follows every redirect from `url` (with cookies) and returns the final page.
+async fn browse(browser: &Browser, mut url: String) -> String {
+    for _ in 0..20 {
+        let response = browser.get(&url).await;
+        match response.headers().get("location").and_then(|v| v.to_str().ok()) {
+            Some(location) => url = url::Url::parse(&url).expect("url").join(location).expect("join").to_string(),
+            None => return response.text().await.expect("page"),
+        }
+    }
+    panic!("too many redirects");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_idp_portal_tile_signs_in_through_an_idp_initiated_login() {
+    let demo = start_demo().await;
+    let browser = Browser::default();
+    let portal = browse(&browser, format!("{}/simulator/portal", demo.url)).await;
+    assert!(portal.contains("portal/start?organization_id=org_example_org"), "{portal}");
+    let page = browse(&browser, format!("{}/simulator/portal/start?organization_id=org_example_org", demo.url)).await;
+    assert!(page.contains("<h1>Signed in</h1>"), "{page}");
+    assert!(page.contains("conn_example_org") && page.contains("bob@example.org"), "{page}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn organization_id_routes_to_that_organization() {
+    let demo = start_demo().await;
+    let page = browse(&Browser::default(), format!("{}/demo/start?organization_id=org_example_org", demo.url)).await;
+    assert!(page.contains("<h1>Signed in</h1>") && page.contains("org_example_org"), "{page}");
+}

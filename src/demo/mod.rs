@@ -56,6 +56,7 @@ pub fn demo_config(public_url: &str, listen: SocketAddr, upstream_secret: &str) 
             default_organization_id: None,
             default_connection_id: None,
             fallback: Default::default(),
+            initiate_login_uri: Some(format!("{public_url}/demo/initiate")),
         }],
         routes: ORGS
             .iter()
@@ -99,7 +100,14 @@ pub async fn build(public_url: &str, listen: SocketAddr) -> Result<Demo, StartEr
     });
     let routes = Route::new()
         .at("/", get(home))
-        .nest("/demo", Route::new().at("/start", get(start)).at("/callback", get(callback)).data(client))
+        .nest(
+            "/demo",
+            Route::new()
+                .at("/start", get(start))
+                .at("/callback", get(callback))
+                .at("/initiate", get(initiate))
+                .data(client),
+        )
         .nest("/simulator", simulator.routes());
     Ok(Demo { state, routes })
 }
@@ -179,6 +187,25 @@ fn start(req: &Request, client: Data<&Arc<DemoClient>>) -> Response {
         }
     }
     redirect(&with_query(&format!("{}/authorize", client.public_url), &query))
+}
+
+/// The demo app's `initiate_login_uri` (OIDC Core §4): a third party (here the broker, for an
+/// IdP-initiated login) asks the app to start a login at `iss`.
+#[handler]
+fn initiate(req: &Request, client: Data<&Arc<DemoClient>>) -> Response {
+    let params = Params::parse(req.uri().query().unwrap_or("").as_bytes());
+    if params.get("iss").ok().flatten() != Some(client.public_url.as_str()) {
+        return pages::error_page(
+            StatusCode::BAD_REQUEST,
+            "Unknown issuer",
+            "The demo app only signs in through its own broker.",
+        );
+    }
+    let mut location = format!("{}/demo/start", client.public_url);
+    if let Ok(Some(hint)) = params.get("login_hint") {
+        location = with_query(&location, &[("login_hint", hint)]);
+    }
+    redirect(&location)
 }
 
 #[handler]

@@ -79,6 +79,7 @@ pub struct Simulator {
     client_id: String,
     client_secret: String,
     redirect_uri: String,
+    broker_url: String,
     key: SigningKey,
     codes: Mutex<HashMap<String, Issued>>,
 }
@@ -92,11 +93,13 @@ impl Simulator {
         client_secret: String,
         redirect_uri: String,
     ) -> Result<Simulator, TokenError> {
+        let broker_url = redirect_uri.trim_end_matches("/callback").to_owned();
         Ok(Simulator {
             issuer,
             client_id,
             client_secret,
             redirect_uri,
+            broker_url,
             key: SigningKey::generate_es256()?,
             codes: Mutex::new(HashMap::new()),
         })
@@ -110,6 +113,7 @@ impl Simulator {
             .at("/oauth/authorize", get(authorize).post(authorize))
             .at("/oauth/token", post(token))
             .at("/portal", get(portal))
+            .at("/portal/start", get(portal_start))
             .data(self)
     }
 
@@ -340,18 +344,53 @@ async fn token(req: &Request, body: Body, sim: Data<&Arc<Simulator>>) -> Respons
     )
 }
 
-/// An IdP portal with a tile per simulated organization.
+/// An IdP portal with a tile per simulated organization: each starts an IdP-initiated login.
 #[handler]
 fn portal() -> Response {
     let tiles: String = ORGS
         .iter()
-        .map(|o| format!("<a href=\"/?organization_id={}\">{}</a>", o.organization_id, escape(o.display_name)))
+        .map(|o| {
+            format!(
+                "<a href=\"portal/start?organization_id={}\">ssobridge demo app<br><small>as {} ({})</small></a>",
+                o.organization_id,
+                o.default_user,
+                escape(o.display_name)
+            )
+        })
         .collect();
-    pages::page(
-        StatusCode::OK,
-        "IdP portal (simulated)",
-        &format!("<h1>IdP portal (simulated)</h1><div class=\"tiles\">{tiles}</div>"),
-    )
+    let body = format!(
+        "<h1>IdP portal (simulated)</h1><p>Your company's app launcher. Each tile signs you in to the demo app \
+without visiting it first (IdP-initiated login).</p><div class=\"tiles\">{tiles}</div>"
+    );
+    pages::page(StatusCode::OK, "IdP portal (simulated)", &body)
+}
+
+/// A tile click: mint an `idp_initiated_login` token, as Scalekit does, and hand it to the broker.
+#[handler]
+fn portal_start(req: &Request, sim: Data<&Arc<Simulator>>) -> Response {
+    let params = Params::parse(req.uri().query().unwrap_or("").as_bytes());
+    let requested = params.get("organization_id").ok().flatten().unwrap_or("");
+    let Some(org) = ORGS.iter().find(|o| o.organization_id == requested) else {
+        return pages::error_page(StatusCode::BAD_REQUEST, "Unknown organization", "Pick a tile on the portal.");
+    };
+    let now = crate::oidc::callback::now_secs();
+    let claims = json!({
+        "iss": sim.issuer,
+        "aud": sim.client_id,
+        "iat": now,
+        "nbf": now,
+        "exp": now + 300,
+        "jti": random_token(16).unwrap_or_default(),
+        "organization_id": org.organization_id,
+        "connection_id": org.connection_id,
+        "login_hint": org.default_user,
+    });
+    match sim.key.sign_jwt(&claims) {
+        Ok(jwt) => {
+            redirect(&with_query(&format!("{}/initiate-login", sim.broker_url), &[("idp_initiated_login", &jwt)]))
+        }
+        Err(_) => pages::error_page(StatusCode::INTERNAL_SERVER_ERROR, "Simulator error", "Could not sign the token."),
+    }
 }
 
 fn capitalize(word: &str) -> String {

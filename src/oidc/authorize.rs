@@ -79,7 +79,10 @@ pub async fn authorize(req: &Request, body: Body, state: Data<&Arc<AppState>>) -
         Err(failure) => return failure.into_response(&state.issuer),
     };
     let outcome = match validate(&state, &params) {
-        Ok((_, request)) => route(&state, request, false).await,
+        Ok((_, mut request)) => {
+            routing::idp_initiated::recall(&state, req, &mut request).await;
+            route(&state, request, false).await
+        }
         Err(failure) => Err(failure),
     };
     match outcome {

@@ -73,17 +73,6 @@ pub async fn ask_email(
     response
 }
 
-fn cookie_value<'r>(req: &'r Request, name: &str) -> Option<&'r str> {
-    req.headers()
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
-}
-
 fn expired() -> Response {
     pages::error_page(
         StatusCode::BAD_REQUEST,
@@ -104,7 +93,7 @@ pub async fn submit_email(req: &Request, body: Body, state: Data<&Arc<AppState>>
     };
     // The hidden field must match the cookie set with the page: a form posted from another
     // site, or replayed in another browser, fails here.
-    if !cookie_value(req, COOKIE).is_some_and(|cookie| secrets_equal(cookie, flow_id)) {
+    if !super::idp_initiated::cookie_value(req, COOKIE).is_some_and(|cookie| secrets_equal(cookie, flow_id)) {
         tracing::info!("home-realm form without its cookie");
         return expired();
     }

@@ -161,6 +161,10 @@ pub mod keys {
     pub fn pending(id: &str) -> String {
         format!("hrd:{id}")
     }
+    /// The connection an IdP-initiated login asked for, waiting for the client's `/authorize`.
+    pub fn remembered_connection(id: &str) -> String {
+        format!("idp:{id}")
+    }
     pub fn code(code_hash: &str) -> String {
         format!("code:{code_hash}")
     }

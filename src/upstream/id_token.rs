@@ -136,7 +136,9 @@ impl Verifier {
         Ok(header.kid)
     }
 
-    pub(super) fn verify(&self, jwt: &str, keys: &[Jwk], nonce: Option<&str>) -> Result<UpstreamClaims, VerifyError> {
+    /// Signature with an allow-listed algorithm, `iss`, `aud` (required or only when present),
+    /// `exp` and `nbf` with skew, and an `iat` that is not in the future.
+    fn verify_claims(&self, jwt: &str, keys: &[Jwk], required: &[&str]) -> Result<serde_json::Value, VerifyError> {
         // decode_header refuses `alg: none` (not an Algorithm) before anything else is read.
         let header = jsonwebtoken::decode_header(jwt).map_err(|e| VerifyError::Invalid(format!("header: {e}")))?;
         if !self.algorithms.contains(&header.alg) {
@@ -147,22 +149,30 @@ impl Verifier {
         let mut validation = Validation::new(header.alg);
         validation.set_issuer(&[&self.issuer]);
         validation.set_audience(&[&self.audience]);
-        validation.required_spec_claims =
-            ["exp", "iss", "aud", "sub"].into_iter().map(str::to_owned).collect::<HashSet<_>>();
+        validation.required_spec_claims = required.iter().map(|c| c.to_string()).collect::<HashSet<_>>();
         validation.leeway = self.skew;
         validation.validate_nbf = true;
-        let claims = jsonwebtoken::decode::<UpstreamClaims>(jwt, &key, &validation)
+        let claims = jsonwebtoken::decode::<serde_json::Value>(jwt, &key, &validation)
             .map_err(|e| VerifyError::Invalid(e.to_string()))?
             .claims;
         let now = jsonwebtoken::get_current_timestamp() as i64;
-        match claims.iat {
-            None => return Err(VerifyError::Invalid("iat is missing".to_owned())),
-            Some(iat) if iat > now + self.skew as i64 => {
+        match claims.get("iat").map(|v| v.as_i64()) {
+            None if required.contains(&"iat") => return Err(VerifyError::Invalid("iat is missing".to_owned())),
+            Some(None) => return Err(VerifyError::Invalid("iat is not a number".to_owned())),
+            Some(Some(iat)) if iat > now + self.skew as i64 => {
                 return Err(VerifyError::Invalid("iat is in the future".to_owned()))
             }
-            Some(_) => {}
+            _ => {}
         }
-        // OIDC Core §3.1.3.7 items 4 and 5.
+        Ok(claims)
+    }
+
+    /// An upstream ID token (OIDC Core §3.1.3.7).
+    pub(super) fn verify(&self, jwt: &str, keys: &[Jwk], nonce: Option<&str>) -> Result<UpstreamClaims, VerifyError> {
+        let claims = self.verify_claims(jwt, keys, &["exp", "iss", "aud", "sub", "iat"])?;
+        let claims: UpstreamClaims =
+            serde_json::from_value(claims).map_err(|e| VerifyError::Invalid(format!("claims: {e}")))?;
+        // Items 4 and 5: several audiences need an azp, and an azp must be this client.
         if claims.aud.0.len() > 1 && claims.azp.is_none() {
             return Err(VerifyError::Invalid("several audiences and no azp".to_owned()));
         }
@@ -176,6 +186,29 @@ impl Verifier {
         }
         Ok(claims)
     }
+
+    /// A Scalekit `idp_initiated_login` token: short-lived, signed by the upstream, naming the
+    /// organization and connection. `aud`, when present, must be this client.
+    pub(super) fn verify_login_initiation(&self, jwt: &str, keys: &[Jwk]) -> Result<LoginInitiation, VerifyError> {
+        let claims = self.verify_claims(jwt, keys, &["exp", "iss"])?;
+        serde_json::from_value(claims).map_err(|e| VerifyError::Invalid(format!("claims: {e}")))
+    }
+}
+
+/// What an IdP-initiated login token says.
+#[derive(Debug, Clone, Deserialize)]
+pub struct LoginInitiation {
+    #[serde(default)]
+    pub organization_id: Option<String>,
+    #[serde(default)]
+    pub connection_id: Option<String>,
+    #[serde(default)]
+    pub login_hint: Option<String>,
+    #[serde(default)]
+    pub relay_state: Option<String>,
+    #[serde(default)]
+    pub jti: Option<String>,
+    pub exp: i64,
 }
 
 /// The key named by `kid`, or without a `kid` the only key that fits the algorithm.

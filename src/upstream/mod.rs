@@ -16,7 +16,7 @@ use openidconnect::{AdditionalProviderMetadata, IssuerUrl, ProviderMetadata};
 use serde::{Deserialize, Serialize};
 use tracing::instrument;
 
-pub use self::id_token::UpstreamClaims;
+pub use self::id_token::{LoginInitiation, UpstreamClaims};
 use crate::config::UpstreamConfig;
 use crate::secret::Secret;
 
@@ -292,6 +292,19 @@ impl UpstreamClient {
                 // Key rotation upstream: refetch the JWKS once, then decide.
                 let keys = self.refetch_keys(kid.as_deref()).await?;
                 self.verifier.verify(jwt, &keys, nonce).map_err(Into::into)
+            }
+            other => other.map_err(Into::into),
+        }
+    }
+
+    /// Verifies an IdP-initiated login token (signature, issuer, expiry, not-before).
+    pub async fn verify_login_initiation(&self, jwt: &str) -> Result<LoginInitiation, UpstreamError> {
+        let kid = self.verifier.header_kid(jwt)?;
+        let keys = self.discovered().await?.keys.clone();
+        match self.verifier.verify_login_initiation(jwt, &keys) {
+            Err(id_token::VerifyError::UnknownKey) => {
+                let keys = self.refetch_keys(kid.as_deref()).await?;
+                self.verifier.verify_login_initiation(jwt, &keys).map_err(Into::into)
             }
             other => other.map_err(Into::into),
         }

@@ -1,0 +1,205 @@
+//! IdP-initiated login. Scalekit sends the browser to the broker's initiate-login endpoint
+//! with an `idp_initiated_login` JWT. The token is never accepted as a login: the broker
+//! verifies it, remembers the connection (short-lived, single use, bound to this browser),
+//! and sends the browser to the downstream client's `initiate_login_uri` (OIDC Core §4), whose
+//! own `/authorize` then routes to that connection.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use poem::http::{header, StatusCode};
+use poem::web::Data;
+use poem::{handler, Request, Response};
+use serde::{Deserialize, Serialize};
+
+use super::{RouteTable, Selectors};
+use crate::app::{AppState, Client};
+use crate::oidc::authorize::AuthorizationRequest;
+use crate::oidc::error::{redirect, with_query};
+use crate::oidc::params::Params;
+use crate::pages;
+use crate::store::{keys, put_json, take_json, Store};
+use crate::tokens::{random_token, sha256_hex};
+
+pub const PATH: &str = "/initiate-login";
+const COOKIE: &str = "ssobridge_idp";
+/// How long the remembered connection waits for the client's `/authorize`.
+const REMEMBER_FOR: Duration = Duration::from_secs(300);
+
+/// The connection an IdP-initiated login asked for, waiting for the client's `/authorize`.
+#[derive(Debug, Serialize, Deserialize)]
+struct Remembered {
+    client_id: String,
+    organization_id: Option<String>,
+    connection_id: Option<String>,
+}
+
+fn refuse(title: &str, message: &str) -> Response {
+    pages::error_page(StatusCode::BAD_REQUEST, title, message)
+}
+
+/// `GET /initiate-login?idp_initiated_login=JWT[&client_id=…]`
+#[handler]
+pub async fn initiate(req: &Request, state: Data<&Arc<AppState>>) -> Response {
+    let params = Params::parse(req.uri().query().unwrap_or("").as_bytes());
+    let Ok(Some(token)) = params.get("idp_initiated_login") else {
+        return refuse("Sign-in link not valid", "The link from your identity provider is incomplete.");
+    };
+    let claims = match state.upstream.verify_login_initiation(token).await {
+        Ok(claims) => claims,
+        Err(error) if error.is_transient() => {
+            tracing::warn!(error = %error, "IdP-initiated login: upstream unreachable");
+            return pages::error_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Sign-in is temporarily unavailable",
+                "The identity provider could not be reached. Try again from your portal.",
+            );
+        }
+        Err(error) => {
+            tracing::warn!(error = %error, "IdP-initiated login token refused");
+            return refuse(
+                "Sign-in link not valid",
+                "The link from your identity provider is invalid or has expired. Start again from your portal.",
+            );
+        }
+    };
+    // Single use: the token (or its jti) may start one login, however often it is replayed.
+    let now = crate::oidc::callback::now_secs() as i64;
+    let lifetime = Duration::from_secs((claims.exp - now).max(0) as u64 + state.config.upstream.clock_skew_seconds);
+    let marker = format!("idp-used:{}", sha256_hex(claims.jti.as_deref().unwrap_or(token)));
+    match state.store.put_new(&marker, b"1", lifetime).await {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::warn!("IdP-initiated login token replayed");
+            return refuse(
+                "Sign-in link already used",
+                "This link from your identity provider was already used. Start again from your portal.",
+            );
+        }
+        Err(error) => {
+            tracing::error!(error = %error, "store failure");
+            return pages::error_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Sign-in is temporarily unavailable",
+                "Try again in a moment.",
+            );
+        }
+    }
+    let client =
+        match choose_client(&state, params.get("client_id").ok().flatten(), claims.organization_id.as_deref()).await {
+            Ok(client) => client,
+            Err(message) => return refuse("Sign-in link not valid", &message),
+        };
+    let Some(initiate_login_uri) = client.config.initiate_login_uri.as_deref() else {
+        let name = client.config.name.as_deref().unwrap_or(&client.config.client_id);
+        return refuse(
+            "Sign-in from your portal is not enabled",
+            &format!("IdP-initiated login is not enabled for {name}. Open {name} and sign in there."),
+        );
+    };
+    let Ok(id) = random_token(24) else {
+        return pages::error_page(StatusCode::INTERNAL_SERVER_ERROR, "Sign-in failed", "Try again.");
+    };
+    let remembered = Remembered {
+        client_id: client.config.client_id.clone(),
+        organization_id: claims.organization_id.clone(),
+        connection_id: claims.connection_id.clone(),
+    };
+    if let Err(error) = put_json(&state.store, &keys::remembered_connection(&id), &remembered, REMEMBER_FOR).await {
+        tracing::error!(error = %error, "store failure");
+        return pages::error_page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Sign-in is temporarily unavailable",
+            "Try again in a moment.",
+        );
+    }
+    // OIDC Core §4: iss (required), login_hint and target_link_uri (optional).
+    let mut query = vec![("iss", state.issuer.as_str())];
+    if let Some(hint) = claims.login_hint.as_deref() {
+        query.push(("login_hint", hint));
+    }
+    if let Some(target) = claims.relay_state.as_deref().filter(|t| crate::config::check_redirect_uri(t).is_ok()) {
+        query.push(("target_link_uri", target));
+    }
+    tracing::info!(client_id = %client.config.client_id, "IdP-initiated login handed to the client");
+    let mut response = redirect(&with_query(initiate_login_uri, &query));
+    let secure = if state.issuer.starts_with("https://") { "; Secure" } else { "" };
+    let cookie =
+        format!("{COOKIE}={id}; Path=/authorize; HttpOnly; SameSite=Lax; Max-Age={}{secure}", REMEMBER_FOR.as_secs());
+    if let Ok(value) = header::HeaderValue::from_str(&cookie) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    response
+}
+
+/// The client an IdP-initiated login is for: named in the initiate URL, else the only client
+/// the organization's routes allow, else the only client with an `initiate_login_uri`.
+async fn choose_client<'a>(
+    app: &'a AppState,
+    named: Option<&str>,
+    organization: Option<&str>,
+) -> Result<&'a Client, String> {
+    if let Some(client_id) = named {
+        return app.clients.get(client_id).ok_or_else(|| "The application in the link is not registered.".to_owned());
+    }
+    if let Some(organization) = organization {
+        let routes =
+            RouteTable::new(&app.store).list().await.map_err(|_| "Sign-in is temporarily unavailable.".to_owned())?;
+        let mut allowed: Vec<&str> = routes
+            .iter()
+            .filter(|r| r.organization_id == organization)
+            .flat_map(|r| r.clients.iter().map(String::as_str))
+            .collect();
+        allowed.sort_unstable();
+        allowed.dedup();
+        if let [only] = allowed.as_slice() {
+            if let Some(client) = app.clients.get(*only) {
+                return Ok(client);
+            }
+        }
+    }
+    let mut enabled = app.clients.values().filter(|c| c.config.initiate_login_uri.is_some());
+    match (enabled.next(), enabled.next()) {
+        (Some(only), None) => Ok(only),
+        (None, None) => app
+            .clients
+            .values()
+            .next()
+            .filter(|_| app.clients.len() == 1)
+            .ok_or_else(|| "No application accepts sign-in from your portal.".to_owned()),
+        _ => Err("The link does not say which application to open; ask your administrator to add client_id to it."
+            .to_owned()),
+    }
+}
+
+/// At `/authorize`: if this browser carries a remembered IdP-initiated connection for this
+/// client and the request names no stronger selector, route to it. Single use.
+pub async fn recall(app: &AppState, req: &Request, request: &mut AuthorizationRequest) {
+    let Some(id) = cookie_value(req, COOKIE) else { return };
+    let remembered: Remembered = match take_json(&app.store, &keys::remembered_connection(id)).await {
+        Ok(Some(remembered)) => remembered,
+        _ => return,
+    };
+    let explicit = request.selectors.connection_id.is_some() || request.selectors.organization_id.is_some();
+    if remembered.client_id != request.client_id || explicit {
+        return;
+    }
+    tracing::info!("routing to the connection of an IdP-initiated login");
+    request.selectors = Selectors {
+        connection_id: remembered.connection_id,
+        organization_id: remembered.organization_id,
+        domain_hint: None,
+        login_hint: request.selectors.login_hint.take(),
+    };
+}
+
+pub fn cookie_value<'r>(req: &'r Request, name: &str) -> Option<&'r str> {
+    req.headers()
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
