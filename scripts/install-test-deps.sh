@@ -39,4 +39,11 @@ if [ -f "$peers/package-lock.json" ] && { [ ! -f "$stamp" ] || ! cmp -s "$peers/
   cp "$peers/package-lock.json" "$stamp"
 fi
 
+# Each peer that needs more (moto, the Firebase emulator, Chromium) brings its own script.
+for script in scripts/deps/*.sh; do
+  [ -e "$script" ] || continue
+  # shellcheck source=/dev/null
+  . "$script"
+done
+
 log "ok: redis-server $(redis-server --version | awk '{print $3}'), node $(node --version)"

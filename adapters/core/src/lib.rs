@@ -99,3 +99,5 @@ impl Adapter for NoopAdapter {
         Box::pin(async { Ok(LinkOutcome::Unchanged) })
     }
 }
+
+pub mod conformance;

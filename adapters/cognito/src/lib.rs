@@ -1,0 +1,1 @@
+//! The cognito adapter (in progress).

@@ -1,0 +1,1 @@
+//! The firebase adapter (in progress).
