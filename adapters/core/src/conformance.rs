@@ -51,7 +51,9 @@ pub fn identity(tag: &str, email: &str, verified: bool) -> Identity {
 
 fn downstream_id(outcome: &LinkOutcome) -> &str {
     match outcome {
-        LinkOutcome::Linked { downstream_user_id, .. } | LinkOutcome::Created { downstream_user_id, .. } => downstream_user_id,
+        LinkOutcome::Linked { downstream_user_id, .. } | LinkOutcome::Created { downstream_user_id, .. } => {
+            downstream_user_id
+        }
         LinkOutcome::Unchanged => panic!("a real adapter must say which downstream user it used"),
     }
 }
@@ -99,7 +101,9 @@ pub async fn unverified_email_never_links<H: Harness>(harness: &H, run_id: &str)
     let existing = harness.create_existing_user(&email).await;
     let who = identity(&format!("unverified-{run_id}"), &email, false);
     match harness.adapter().link(&who).await {
-        Ok(outcome) => assert_ne!(downstream_id(&outcome), existing, "an unverified email must not take over an account"),
+        Ok(outcome) => {
+            assert_ne!(downstream_id(&outcome), existing, "an unverified email must not take over an account")
+        }
         Err(AdapterError::Refused { reason }) => assert!(!reason.is_empty(), "a refusal says why"),
         Err(other) => panic!("an unverified collision is refused or kept apart, not {other:?}"),
     }

@@ -37,14 +37,23 @@ pub struct Identity {
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum LinkOutcome {
     /// The identity belongs to a user that already existed downstream.
-    Linked { downstream_user_id: String, extra_claims: Map<String, Value> },
+    Linked { downstream_user_id: String, extra_claims: Map<String, Value>, token_fields: Map<String, Value> },
     /// A new downstream user was created for the identity.
-    Created { downstream_user_id: String, extra_claims: Map<String, Value> },
+    Created { downstream_user_id: String, extra_claims: Map<String, Value>, token_fields: Map<String, Value> },
     /// The adapter made no downstream change (the `none` adapter).
     Unchanged,
 }
 
 impl LinkOutcome {
+    /// Fields the adapter wants added to the broker's token-endpoint response (artifacts such
+    /// as a Firebase custom token, which must not travel inside the ID token).
+    pub fn token_fields(&self) -> Option<&Map<String, Value>> {
+        match self {
+            LinkOutcome::Linked { token_fields, .. } | LinkOutcome::Created { token_fields, .. } => Some(token_fields),
+            LinkOutcome::Unchanged => None,
+        }
+    }
+
     /// Claims the adapter wants added to the broker's ID token and userinfo.
     pub fn extra_claims(&self) -> Option<&Map<String, Value>> {
         match self {
