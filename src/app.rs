@@ -88,16 +88,31 @@ impl AppState {
             .collect();
         let pairwise_salt = config.tokens.pairwise_salt.as_ref().map(|s| s.expose().to_owned()).unwrap_or_default();
         let discovery = crate::oidc::discovery_document(&issuer);
-        Ok(Arc::new(AppState {
-            issuer,
-            config,
-            store,
-            keys: KeySet::new(key),
-            upstream,
-            clients,
-            pairwise_salt,
-            discovery,
-        }))
+        let state =
+            AppState { issuer, config, store, keys: KeySet::new(key), upstream, clients, pairwise_salt, discovery };
+        state.seed_routes().await?;
+        Ok(Arc::new(state))
+    }
+
+    /// Writes the config file's routes into the store: for the domains it lists, the file wins
+    /// at start; routes added at run time for other domains are kept.
+    async fn seed_routes(&self) -> Result<(), StoreError> {
+        let table = crate::routing::RouteTable::new(&self.store);
+        for route in &self.config.routes {
+            let domain = crate::routing::normalize_domain(&route.domain)
+                .map_err(|e| StoreError::Config(format!("routes: {e}")))?;
+            table
+                .put(&crate::routing::Route {
+                    domain,
+                    organization_id: route.organization_id.clone(),
+                    connection_id: route.connection_id.clone(),
+                    clients: route.clients.clone(),
+                    include_subdomains: route.include_subdomains,
+                    verified: route.verified,
+                })
+                .await?;
+        }
+        Ok(())
     }
 }
 

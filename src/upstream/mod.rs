@@ -22,7 +22,7 @@ use crate::secret::Secret;
 
 /// How long discovery and JWKS are trusted before they are fetched again.
 const METADATA_TTL: Duration = Duration::from_secs(3600);
-/// At most one JWKS refetch per this interval, however many unknown `kid`s arrive.
+/// At most one JWKS refetch (on an unknown `kid`) per this interval, however many arrive.
 const JWKS_REFETCH_INTERVAL: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
@@ -201,7 +201,6 @@ impl UpstreamClient {
             .collect();
         let discovered = Arc::new(Discovered { endpoints, keys: Arc::new(keys), fetched_at: Instant::now() });
         *self.discovered.write().unwrap_or_else(|p| p.into_inner()) = Some(discovered.clone());
-        *self.last_jwks_fetch.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
         Ok(discovered)
     }
 

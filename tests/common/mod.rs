@@ -275,6 +275,7 @@ client_id = "{a0}"
 client_secret = "{a0s}"
 redirect_uris = ["{a0r}"]
 name = "Acme (Auth0)"
+initiate_login_uri = "https://acme.us.auth0.com/login/initiate"
 [[clients]]
 client_id = "{cg}"
 client_secret = "{cgs}"
@@ -302,9 +303,14 @@ impl Stack {
     }
 
     pub async fn start_with_store(store_url: &str, prefix: &str) -> Stack {
+        Self::start_with(store_url, prefix, "").await
+    }
+
+    /// `extra` is appended to the broker's TOML (more clients, routes).
+    pub async fn start_with(store_url: &str, prefix: &str, extra: &str) -> Stack {
         let socket = BrokerSocket::bind().await;
         let upstream = Upstream::start(&[socket.callback()]).await;
-        let toml = broker_toml(&socket.url, store_url, prefix, &upstream.issuer);
+        let toml = broker_toml(&socket.url, store_url, prefix, &upstream.issuer) + extra;
         let broker = socket.serve(&toml, SigningKey::generate_rsa().expect("key")).await;
         Stack { upstream, broker }
     }

@@ -1,0 +1,246 @@
+//! The command line as an operator uses it: keys generate, check-config, serve.
+
+mod common;
+
+use std::process::Stdio;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use common::tempdir::TempDir;
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+fn ssobridge() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_ssobridge"))
+}
+
+/// The RSAPrivateKey (PKCS#1) inside a PKCS#8 PrivateKeyInfo: its last element, an OCTET STRING.
+fn pkcs8_to_pkcs1(pkcs8: &[u8]) -> Vec<u8> {
+    fn header(der: &[u8]) -> (u8, usize, usize) {
+        let tag = der[0];
+        let first = der[1] as usize;
+        if first < 0x80 {
+            (tag, 2, first)
+        } else {
+            let n = first & 0x7f;
+            let len = der[2..2 + n].iter().fold(0usize, |acc, b| (acc << 8) | *b as usize);
+            (tag, 2 + n, len)
+        }
+    }
+    let (_, start, _) = header(pkcs8); // outer SEQUENCE
+    let mut rest = &pkcs8[start..];
+    loop {
+        let (tag, hdr, len) = header(rest);
+        if tag == 0x04 {
+            return rest[hdr..hdr + len].to_vec();
+        }
+        rest = &rest[hdr + len..];
+    }
+}
+
+fn pem(label: &str, der: &[u8]) -> String {
+    let body = STANDARD.encode(der);
+    let lines: Vec<&str> = body.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).expect("ascii")).collect();
+    format!("-----BEGIN {label}-----\n{}\n-----END {label}-----\n", lines.join("\n"))
+}
+
+fn minimal_config(key_file: &str) -> String {
+    format!(
+        r#"public_url = "http://127.0.0.1:9"
+[signing]
+key_file = "{key_file}"
+[upstream]
+issuer = "http://127.0.0.1:9/upstream"
+client_id = "x"
+client_secret = "y"
+[[clients]]
+client_id = "auth0-prod"
+client_secret = "0123456789"
+redirect_uris = ["https://acme.us.auth0.com/login/callback"]
+"#
+    )
+}
+
+#[tokio::test]
+async fn keys_generate_writes_a_pkcs8_key_that_check_config_accepts_and_pkcs1_works_too() {
+    let dir = TempDir::new("keys");
+    let key = dir.path().join("signing.pem");
+    let out = ssobridge().args(["keys", "generate", "--out"]).arg(&key).output().await.expect("run");
+    assert!(out.status.success(), "{out:?}");
+    let pkcs8_pem = std::fs::read_to_string(&key).expect("written");
+    assert!(pkcs8_pem.starts_with("-----BEGIN PRIVATE KEY-----"));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&key).expect("meta").permissions().mode() & 0o777, 0o600, "private key is 0600");
+    }
+    let again = ssobridge().args(["keys", "generate", "--out"]).arg(&key).output().await.expect("run");
+    assert!(!again.status.success(), "an existing key is not overwritten without --force");
+
+    let config = dir.path().join("ssobridge.toml");
+    std::fs::write(&config, minimal_config(&key.display().to_string())).expect("write");
+    let check = ssobridge().args(["check-config", "--config"]).arg(&config).output().await.expect("run");
+    assert!(check.status.success(), "PKCS#8 accepted: {check:?}");
+
+    // The same key as PKCS#1 ("BEGIN RSA PRIVATE KEY").
+    let der = STANDARD.decode(pkcs8_pem.lines().filter(|l| !l.starts_with("-----")).collect::<String>()).expect("b64");
+    let pkcs1 = dir.path().join("pkcs1.pem");
+    std::fs::write(&pkcs1, pem("RSA PRIVATE KEY", &pkcs8_to_pkcs1(&der))).expect("write");
+    std::fs::write(&config, minimal_config(&pkcs1.display().to_string())).expect("write");
+    let check = ssobridge().args(["check-config", "--config"]).arg(&config).output().await.expect("run");
+    assert!(check.status.success(), "PKCS#1 accepted: {check:?}");
+    let a = ssobridge::tokens::SigningKey::from_pem(&pkcs8_pem).expect("pkcs8");
+    let b = ssobridge::tokens::SigningKey::from_pem(&std::fs::read_to_string(&pkcs1).expect("read")).expect("pkcs1");
+    assert_eq!(a.kid(), b.kid(), "the same key either way");
+}
+
+#[tokio::test]
+async fn check_config_lists_every_problem_by_key() {
+    let dir = TempDir::new("check");
+    let config = dir.path().join("bad.toml");
+    std::fs::write(
+        &config,
+        r#"public_url = "http://sso.example.com"
+[store]
+url = "postgres://x"
+[upstream]
+issuer = "https://acme.scalekit.dev"
+client_id = "x"
+client_secret = "y"
+[[clients]]
+client_id = "a"
+client_secret = "short"
+redirect_uris = ["https://app.example.com/cb#frag"]
+"#,
+    )
+    .expect("write");
+    let out = ssobridge().args(["check-config", "--config"]).arg(&config).output().await.expect("run");
+    assert!(!out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let keys: Vec<&str> = stdout.lines().filter_map(|l| l.split(':').next()).collect();
+    assert_eq!(keys, ["public_url", "store.url", "clients[0].client_secret", "clients[0].redirect_uris"], "{stdout}");
+
+    // Environment overrides are applied before validation, and can fix a file.
+    let out = ssobridge()
+        .args(["check-config", "--config"])
+        .arg(&config)
+        .env("SSOBRIDGE_PUBLIC_URL", "https://sso.example.com")
+        .env("SSOBRIDGE_STORE__URL", "memory")
+        .env("SSOBRIDGE_CLIENTS__A__CLIENT_SECRET", "long-enough-secret")
+        .env("SSOBRIDGE_CLIENTS__0__REDIRECT_URIS", "https://app.example.com/cb")
+        .output()
+        .await
+        .expect("run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+}
+
+#[tokio::test]
+async fn serve_refuses_to_start_without_a_signing_key_naming_the_key() {
+    let dir = TempDir::new("nokey");
+    let config = dir.path().join("c.toml");
+    std::fs::write(&config, minimal_config("x").replace("[signing]\nkey_file = \"x\"\n", "")).expect("write");
+    let out = ssobridge().args(["serve", "--config"]).arg(&config).output().await.expect("run");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("signing.key_file"), "{out:?}");
+}
+
+/// A full login through `ssobridge serve` (the binary, on Redis), with its logs captured:
+/// no code, token, secret or PKCE verifier may appear in them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_logs_carry_request_ids_and_never_a_secret() {
+    let dir = TempDir::new("serve");
+    let redis = common::Redis::start().await;
+    let port = common::free_port();
+    let public_url = format!("http://127.0.0.1:{port}");
+    let upstream = common::Upstream::start(&[format!("{public_url}/callback")]).await;
+    let key = dir.path().join("signing.pem");
+    std::fs::write(&key, ssobridge::tokens::generate_rsa_pem().expect("pem")).expect("write");
+    let config = dir.path().join("ssobridge.toml");
+    let toml = common::broker_toml(&public_url, &redis.url(), "logs:", &upstream.issuer).replace(
+        "listen = \"127.0.0.1:0\"",
+        &format!("listen = \"127.0.0.1:{port}\"\n[signing]\nkey_file = \"{}\"", key.display()),
+    );
+    std::fs::write(&config, toml).expect("write");
+    let mut child = ssobridge()
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("SSOBRIDGE_LOG", "debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("serve");
+    let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let mut ready_tx = Some(ready_tx);
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut stderr = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let sink = logs.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = stdout.next_line().await {
+            if line.contains("ssobridge serving") {
+                if let Some(tx) = ready_tx.take() {
+                    let _ = tx.send(());
+                }
+            }
+            sink.lock().expect("logs").push(line);
+        }
+    });
+    let sink = logs.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = stderr.next_line().await {
+            sink.lock().expect("logs").push(line);
+        }
+    });
+    tokio::time::timeout(common::STARTUP_DEADLINE, ready_rx).await.expect("serve ready in time").expect("ready");
+
+    // A whole login as Auth0 does it, plus a replayed code and a bad secret for good measure.
+    let client = common::AUTH0_CLIENT;
+    let browser = common::Browser::default();
+    let start =
+        common::authorize_url(&public_url, client, Some(common::VERIFIER), &[("login_hint", "alice@acme.test")]);
+    let landed = browser.follow_until(&start, client.2).await.expect("login");
+    let params = common::query(&landed);
+    let code = params.get("code").expect("code").clone();
+    let (status, tokens) = common::redeem(&public_url, client, &code, Some(common::VERIFIER)).await;
+    assert_eq!(status, 200, "{tokens}");
+    let access_token = tokens["access_token"].as_str().expect("at").to_owned();
+    let id_token = tokens["id_token"].as_str().expect("id").to_owned();
+    let status = common::http()
+        .get(format!("{public_url}/userinfo"))
+        .bearer_auth(&access_token)
+        .send()
+        .await
+        .expect("ui")
+        .status();
+    assert_eq!(status, 200);
+    let _ = common::redeem(&public_url, client, &code, Some(common::VERIFIER)).await;
+    let _ = common::redeem(&public_url, (client.0, "wrong-secret-value", client.2), &code, None).await;
+    let _ = child.start_kill();
+    let _ = child.wait().await;
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+
+    let logs = logs.lock().expect("logs").join("\n");
+    let lines: Vec<Value> = logs.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    assert!(lines.len() >= 8, "JSON log lines were written: {logs}");
+    let request_lines: Vec<&Value> = lines.iter().filter(|l| l["fields"]["message"] == "request").collect();
+    assert!(!request_lines.is_empty());
+    assert!(
+        request_lines.iter().all(|l| l["span"]["request_id"].as_str().is_some_and(|id| id.len() == 36)),
+        "every request line has a request id"
+    );
+    let secrets = [
+        ("downstream code", code.as_str()),
+        ("access token", access_token.as_str()),
+        ("ID token", id_token.as_str()),
+        ("ID token signature", id_token.rsplit('.').next().unwrap_or("")),
+        ("client secret", client.1),
+        ("upstream client secret", common::UPSTREAM_CLIENT_SECRET),
+        ("downstream PKCE verifier", common::VERIFIER),
+        ("client state", "client-state-123"),
+    ];
+    for (what, secret) in secrets {
+        assert!(!logs.contains(secret), "the logs contain the {what}");
+    }
+}

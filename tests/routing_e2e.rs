@@ -1,0 +1,290 @@
+//! Home realm discovery end to end through the real `oidc-provider` upstream: the precedence
+//! table row by row (asserting which selector reached the upstream), domain edge cases, and
+//! IdP-initiated login.
+
+mod common;
+
+use common::{authorize_url, query, Browser, Stack, AUTH0_CLIENT};
+use serde_json::{json, Value};
+
+const DENY_CLIENT: (&str, &str, &str) = ("deny-test", "deny-test-secret", "https://deny.example/cb");
+const DEFAULT_CLIENT: (&str, &str, &str) = ("default-test", "default-test-secret", "https://default.example/cb");
+const INITIATE_URI: &str = "https://acme.us.auth0.com/login/initiate";
+
+const ROUTES: &str = r#"
+[[clients]]
+client_id = "deny-test"
+client_secret = "deny-test-secret"
+redirect_uris = ["https://deny.example/cb"]
+fallback = "deny"
+[[clients]]
+client_id = "default-test"
+client_secret = "default-test-secret"
+redirect_uris = ["https://default.example/cb"]
+default_organization_id = "org_globex"
+[[routes]]
+domain = "acme.test"
+organization_id = "org_acme"
+connection_id = "conn_acme1"
+[[routes]]
+domain = "globex.test"
+organization_id = "org_globex"
+include_subdomains = true
+[[routes]]
+domain = "Bücher.test"
+organization_id = "org_acme"
+connection_id = "conn_acme1"
+[[routes]]
+domain = "restricted.test"
+organization_id = "org_acme"
+connection_id = "conn_acme1"
+clients = ["deny-test"]
+"#;
+
+async fn stack() -> Stack {
+    let extra = ROUTES.to_owned();
+    let stack = Stack::start_with("memory", "r:", &extra).await;
+    // The auth0 client accepts IdP-initiated logins.
+    assert!(stack.broker.state.clients[AUTH0_CLIENT.0].config.initiate_login_uri.as_deref() == Some(INITIATE_URI));
+    stack
+}
+
+/// Logs in with `params` and returns what the client got and what reached the upstream.
+async fn login(
+    stack: &Stack,
+    client: (&str, &str, &str),
+    params: &[(&str, &str)],
+) -> (std::collections::HashMap<String, String>, Value) {
+    let before = stack.upstream.requests().await.len();
+    let landed = Browser::default()
+        .follow_until(&authorize_url(&stack.broker.url, client, None, params), client.2)
+        .await
+        .expect("login");
+    let requests = stack.upstream.requests().await;
+    let upstream = if requests.len() > before { requests.last().cloned().unwrap_or(Value::Null) } else { Value::Null };
+    (query(&landed), upstream)
+}
+
+fn selectors(upstream: &Value) -> Value {
+    json!({
+        "connection_id": upstream["connection_id"],
+        "organization_id": upstream["organization_id"],
+        "domain_hint": upstream["domain_hint"],
+        "login_hint": upstream["login_hint"],
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_precedence_table_row_by_row() {
+    let stack = stack().await;
+    type Row<'a> = (&'a str, &'a [(&'a str, &'a str)], Value);
+    let rows: &[Row] = &[
+        (
+            "connection_id beats everything",
+            &[
+                ("connection_id", "conn_globex2"),
+                ("organization_id", "org_acme"),
+                ("domain_hint", "acme.test"),
+                ("login_hint", "alice@acme.test"),
+            ],
+            json!({"connection_id": "conn_globex2", "organization_id": null, "domain_hint": null, "login_hint": "alice@acme.test"}),
+        ),
+        (
+            "organization_id beats domain_hint and login_hint",
+            &[("organization_id", "org_globex"), ("domain_hint", "acme.test"), ("login_hint", "alice@acme.test")],
+            json!({"connection_id": null, "organization_id": "org_globex", "domain_hint": null, "login_hint": "alice@acme.test"}),
+        ),
+        (
+            "domain_hint beats the login_hint domain (route without connection: its organization)",
+            &[("domain_hint", "globex.test"), ("login_hint", "alice@acme.test")],
+            json!({"connection_id": null, "organization_id": "org_globex", "domain_hint": null, "login_hint": "alice@acme.test"}),
+        ),
+        (
+            "the login_hint domain (route with connection: its connection)",
+            &[("login_hint", "alice@acme.test")],
+            json!({"connection_id": "conn_acme1", "organization_id": null, "domain_hint": null, "login_hint": "alice@acme.test"}),
+        ),
+        (
+            "Auth0 upstream_params names: organization",
+            &[("organization", "org_acme")],
+            json!({"connection_id": null, "organization_id": "org_acme", "domain_hint": null, "login_hint": null}),
+        ),
+    ];
+    for (row, params, expected) in rows {
+        let (client_got, upstream) = login(&stack, AUTH0_CLIENT, params).await;
+        assert!(client_got.contains_key("code"), "{row}: {client_got:?}");
+        assert_eq!(&selectors(&upstream), expected, "{row}");
+    }
+    // The client's default, when nothing else is given.
+    let (client_got, upstream) = login(&stack, DEFAULT_CLIENT, &[]).await;
+    assert!(client_got.contains_key("code"), "client default: {client_got:?}");
+    assert_eq!(
+        selectors(&upstream),
+        json!({"connection_id": null, "organization_id": "org_globex", "domain_hint": null, "login_hint": null})
+    );
+    // Nothing at all: the home-realm page, and the upstream is not contacted.
+    let before = stack.upstream.requests().await.len();
+    let page = Browser::default().get(&authorize_url(&stack.broker.url, AUTH0_CLIENT, None, &[])).await;
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.expect("html").contains("Work email"));
+    assert_eq!(stack.upstream.requests().await.len(), before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn domain_edge_cases() {
+    let stack = stack().await;
+    let connection = |upstream: &Value| upstream["connection_id"].as_str().map(str::to_owned);
+
+    let (got, upstream) = login(&stack, AUTH0_CLIENT, &[("login_hint", "Alice@ACME.Test")]).await;
+    assert!(got.contains_key("code"), "upper case: {got:?}");
+    assert_eq!(connection(&upstream).as_deref(), Some("conn_acme1"), "upper case domain routes");
+
+    let (_, upstream) = login(&stack, AUTH0_CLIENT, &[("login_hint", "anna@BÜCHER.test")]).await;
+    assert_eq!(connection(&upstream).as_deref(), Some("conn_acme1"), "IDN domain routes after normalization");
+
+    let (got, upstream) = login(&stack, AUTH0_CLIENT, &[("login_hint", "x@eu.acme.test")]).await;
+    assert_eq!(selectors(&upstream)["connection_id"], Value::Null, "a subdomain does not match its parent");
+    assert_eq!(got.get("error").map(String::as_str), Some("access_denied"), "the upstream did not know it: {got:?}");
+
+    let (got, upstream) = login(&stack, AUTH0_CLIENT, &[("login_hint", "carol@eu.globex.test")]).await;
+    assert_eq!(upstream["organization_id"], "org_globex", "unless the route includes subdomains");
+    assert!(got.contains_key("code"), "{got:?}");
+
+    let (_, upstream) = login(&stack, AUTH0_CLIENT, &[("login_hint", "x@restricted.test")]).await;
+    assert_eq!(
+        selectors(&upstream),
+        json!({"connection_id": null, "organization_id": null, "domain_hint": null, "login_hint": "x@restricted.test"}),
+        "a route for another client is not used: pass"
+    );
+
+    let (got, upstream) = login(&stack, DENY_CLIENT, &[("login_hint", "x@nowhere.test")]).await;
+    assert_eq!(upstream, Value::Null, "deny refuses without asking the upstream");
+    assert_eq!(got.get("error").map(String::as_str), Some("access_denied"));
+    assert!(got.get("error_description").is_some_and(|d| d.contains("nowhere.test")), "{got:?}");
+    assert_eq!(got.get("state").map(String::as_str), Some("client-state-123"));
+    assert_eq!(got.get("iss"), Some(&stack.broker.url));
+
+    let (got, _) = login(&stack, DENY_CLIENT, &[("login_hint", "x@restricted.test")]).await;
+    assert!(got.contains_key("code"), "the route restricted to deny-test serves it: {got:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_are_shared_through_redis_by_every_instance() {
+    let redis = common::Redis::start().await;
+    let stack = Stack::start_with(&redis.url(), "shared:", ROUTES).await;
+    // A route added at run time by one instance (as the admin API will) ...
+    let store = ssobridge::store::RedisStore::connect(&redis.url(), "shared:").await.expect("connect");
+    ssobridge::routing::RouteTable::new(&store)
+        .put(&ssobridge::routing::Route {
+            domain: "initech.test".into(),
+            organization_id: "org_acme".into(),
+            connection_id: Some("conn_acme1".into()),
+            clients: vec![],
+            include_subdomains: false,
+            verified: true,
+        })
+        .await
+        .expect("put");
+    // ... is used by another.
+    let (got, upstream) = login(&stack, AUTH0_CLIENT, &[("login_hint", "peter@initech.test")]).await;
+    assert_eq!(upstream["connection_id"], "conn_acme1");
+    assert!(got.contains_key("code"), "{got:?}");
+}
+
+/// An IdP-initiated token as Scalekit would sign it, with the real upstream key.
+async fn initiation(stack: &Stack, overrides: Value) -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("time").as_secs() as i64;
+    let mut claims = json!({
+        "iss": stack.upstream.issuer,
+        "aud": common::UPSTREAM_CLIENT_ID,
+        "iat": now,
+        "nbf": now,
+        "exp": now + 300,
+        "jti": uuid::Uuid::new_v4().to_string(),
+        "organization_id": "org_globex",
+        "connection_id": "conn_globex2",
+        "login_hint": "bob@globex.test",
+    });
+    for (k, v) in overrides.as_object().expect("object") {
+        claims[k] = v.clone();
+    }
+    stack.upstream.sign(&claims).await
+}
+
+fn initiate_url(stack: &Stack, token: &str) -> String {
+    let mut url = url::Url::parse(&format!("{}/initiate-login", stack.broker.url)).expect("url");
+    url.query_pairs_mut().append_pair("idp_initiated_login", token).append_pair("client_id", AUTH0_CLIENT.0);
+    url.to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idp_initiated_login_hands_off_to_the_client_and_routes_its_authorize() {
+    let stack = stack().await;
+    let browser = Browser::default();
+    let token = initiation(&stack, json!({})).await;
+    let response = browser.get(&initiate_url(&stack, &token)).await;
+    assert_eq!(response.status(), 302);
+    let location = url::Url::parse(response.headers()["location"].to_str().expect("loc")).expect("url");
+    assert!(location.as_str().starts_with(INITIATE_URI), "{location}");
+    let handoff = query(&location);
+    assert_eq!(handoff.get("iss"), Some(&stack.broker.url), "OIDC Core §4 iss");
+    assert_eq!(handoff.get("login_hint").map(String::as_str), Some("bob@globex.test"));
+
+    // The client (Auth0) then starts an ordinary authorize, carrying only the login_hint.
+    let (got, upstream) = {
+        let before = stack.upstream.requests().await.len();
+        let start = authorize_url(&stack.broker.url, AUTH0_CLIENT, None, &[("login_hint", "bob@globex.test")]);
+        let landed = browser.follow_until(&start, AUTH0_CLIENT.2).await.expect("login");
+        let requests = stack.upstream.requests().await;
+        assert_eq!(requests.len(), before + 1);
+        (query(&landed), requests.last().cloned().expect("request"))
+    };
+    assert_eq!(upstream["connection_id"], "conn_globex2", "routed to the connection the IdP named, without asking");
+    assert!(got.contains_key("code"), "{got:?}");
+
+    // The remembered connection was single use: the next authorize routes normally again.
+    let (_, upstream) = login(&stack, AUTH0_CLIENT, &[("login_hint", "bob@globex.test")]).await;
+    assert_eq!(upstream["organization_id"], "org_globex");
+    assert_eq!(upstream["connection_id"], Value::Null);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_idp_initiated_tokens_are_refused_with_a_page() {
+    let stack = stack().await;
+    let browser = Browser::default();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("time").as_secs() as i64;
+    let expired = initiation(&stack, json!({"exp": now - 600, "iat": now - 900, "nbf": now - 900})).await;
+    let wrong_issuer = initiation(&stack, json!({"iss": "http://evil.example"})).await;
+    let not_yet = initiation(&stack, json!({"nbf": now + 600})).await;
+    let good = initiation(&stack, json!({})).await;
+    let (head, _) = good.rsplit_once('.').expect("jws");
+    let bad_signature = format!("{head}.{}", "A".repeat(342));
+    for (what, token) in [
+        ("expired", expired),
+        ("wrong issuer", wrong_issuer),
+        ("not yet valid", not_yet),
+        ("bad signature", bad_signature),
+    ] {
+        let response = browser.get(&initiate_url(&stack, &token)).await;
+        assert_eq!(response.status(), 400, "{what}");
+        assert!(response.headers().get("location").is_none(), "{what}: nothing logged in");
+        assert!(response.headers().get("set-cookie").is_none(), "{what}: nothing remembered");
+    }
+    // Replay: the first use hands off, the second is refused.
+    let token = initiation(&stack, json!({})).await;
+    assert_eq!(browser.get(&initiate_url(&stack, &token)).await.status(), 302);
+    let replay = browser.get(&initiate_url(&stack, &token)).await;
+    assert_eq!(replay.status(), 400);
+    assert!(replay.text().await.expect("page").contains("already used"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_without_initiate_login_uri_gets_a_readable_page() {
+    let stack = stack().await;
+    let token = initiation(&stack, json!({})).await;
+    let mut url = url::Url::parse(&format!("{}/initiate-login", stack.broker.url)).expect("url");
+    url.query_pairs_mut().append_pair("idp_initiated_login", &token).append_pair("client_id", DENY_CLIENT.0);
+    let response = Browser::default().get(url.as_str()).await;
+    assert_eq!(response.status(), 400);
+    assert!(response.text().await.expect("page").contains("IdP-initiated login is not enabled for deny-test"));
+}
