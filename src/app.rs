@@ -1,6 +1,5 @@
 //! Wiring: the shared state, the HTTP application, and serving it.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
@@ -8,19 +7,13 @@ use std::time::Instant;
 use poem::http::StatusCode;
 use poem::listener::TcpAcceptor;
 use poem::{get, handler, Endpoint, EndpointExt, IntoResponse, Middleware, Request, Response, Route, Server};
-use ssobridge_adapter_core::{Adapter, NoopAdapter};
 use tracing::Instrument;
 
-use crate::config::{AdapterKind, ClientConfig, Config};
+use crate::clients::{ClientRecord, ClientRegistry};
+use crate::config::Config;
 use crate::store::{AnyStore, Store, StoreError};
 use crate::tokens::{KeySet, SigningKey, TokenError};
 use crate::upstream::{UpstreamClient, UpstreamError};
-
-/// A registered downstream client and its adapter.
-pub struct Client {
-    pub config: ClientConfig,
-    pub adapter: Arc<dyn Adapter>,
-}
 
 /// Everything a request handler may use.
 pub struct AppState {
@@ -30,7 +23,7 @@ pub struct AppState {
     pub store: AnyStore,
     pub keys: KeySet,
     pub upstream: UpstreamClient,
-    pub clients: HashMap<String, Client>,
+    pub clients: ClientRegistry,
     pub pairwise_salt: String,
     pub discovery: serde_json::Value,
 }
@@ -73,30 +66,21 @@ impl AppState {
     pub async fn with_store(config: Config, key: SigningKey, store: AnyStore) -> Result<Arc<AppState>, StartError> {
         let issuer = config.public_url.clone();
         let upstream = UpstreamClient::new(&config.upstream, format!("{issuer}/callback"))?;
-        let clients = config
-            .clients
-            .iter()
-            .map(|c| {
-                let adapter: Arc<dyn Adapter> = match c.adapter {
-                    // Other adapters are refused by config validation until they exist.
-                    AdapterKind::None | AdapterKind::Auth0 | AdapterKind::Cognito | AdapterKind::Firebase => {
-                        Arc::new(NoopAdapter)
-                    }
-                };
-                (c.client_id.clone(), Client { config: c.clone(), adapter })
-            })
-            .collect();
+        let clients = ClientRegistry::new(store.clone());
         let pairwise_salt = config.tokens.pairwise_salt.as_ref().map(|s| s.expose().to_owned()).unwrap_or_default();
         let discovery = crate::oidc::discovery_document(&issuer);
         let state =
             AppState { issuer, config, store, keys: KeySet::new(key), upstream, clients, pairwise_salt, discovery };
-        state.seed_routes().await?;
+        state.seed().await?;
         Ok(Arc::new(state))
     }
 
-    /// Writes the config file's routes into the store: for the domains it lists, the file wins
-    /// at start; routes added at run time for other domains are kept.
-    async fn seed_routes(&self) -> Result<(), StoreError> {
+    /// Writes the config file's clients and routes into the store: for the entries it lists,
+    /// the file wins at start; entries added at run time through the admin API are kept.
+    async fn seed(&self) -> Result<(), StoreError> {
+        for client in &self.config.clients {
+            self.clients.put(&ClientRecord::from_config(client)).await?;
+        }
         let table = crate::routing::RouteTable::new(&self.store);
         for route in &self.config.routes {
             let domain = crate::routing::normalize_domain(&route.domain)

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use url::Url;
 
 use crate::secret::Secret;
@@ -61,6 +61,22 @@ pub enum Fallback {
     Deny,
     /// Use the route of this domain.
     Route(String),
+}
+
+impl Fallback {
+    pub fn as_config_str(&self) -> &str {
+        match self {
+            Fallback::Pass => "pass",
+            Fallback::Deny => "deny",
+            Fallback::Route(domain) => domain,
+        }
+    }
+}
+
+impl Serialize for Fallback {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_config_str())
+    }
 }
 
 impl<'de> Deserialize<'de> for Fallback {
@@ -180,7 +196,7 @@ pub struct ClientConfig {
     pub initiate_login_uri: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AdapterKind {
     #[default]
@@ -191,7 +207,7 @@ pub enum AdapterKind {
 }
 
 /// How the broker derives the `sub` it issues.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SubjectMode {
     /// An opaque hash of client and upstream subject (OIDC Core §8.1): stable per user and client,
@@ -204,7 +220,7 @@ pub enum SubjectMode {
 }
 
 /// Per-client claim rewriting, applied after the standard claims are built.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClaimMapping {
     /// `from = "to"`: the claim `from` is issued as `to`.

@@ -45,7 +45,8 @@ async fn stack() -> Stack {
     let extra = ROUTES.to_owned();
     let stack = Stack::start_with("memory", "r:", &extra).await;
     // The auth0 client accepts IdP-initiated logins.
-    assert!(stack.broker.state.clients[AUTH0_CLIENT.0].config.initiate_login_uri.as_deref() == Some(INITIATE_URI));
+    let client = stack.broker.state.clients.get(AUTH0_CLIENT.0).await.expect("store").expect("client");
+    assert_eq!(client.record.initiate_login_uri.as_deref(), Some(INITIATE_URI));
     stack
 }
 

@@ -11,7 +11,8 @@ use tracing::instrument;
 
 use super::error::{redirect, AuthorizeFailure, ErrorCode, OidcError};
 use super::params::{is_pkce_value, Params, MAX_BODY_BYTES};
-use crate::app::{AppState, Client};
+use crate::app::AppState;
+use crate::clients::Client;
 use crate::routing::{self, Decision, RoutedBy, Selectors};
 use crate::store::{keys, put_json};
 use crate::tokens::{pkce_s256, random_token};
@@ -78,7 +79,7 @@ pub async fn authorize(req: &Request, body: Body, state: Data<&Arc<AppState>>) -
         Ok(params) => params,
         Err(failure) => return failure.into_response(&state.issuer),
     };
-    let outcome = match validate(&state, &params) {
+    let outcome = match validate(&state, &params).await {
         Ok((_, mut request)) => {
             routing::idp_initiated::recall(&state, req, &mut request).await;
             route(&state, request, false).await
@@ -111,11 +112,17 @@ pub async fn route(
     request: AuthorizationRequest,
     via_hosted_page: bool,
 ) -> Result<Next, AuthorizeFailure> {
-    let client = app.clients.get(&request.client_id).ok_or_else(|| {
-        request.fail(OidcError::new(ErrorCode::UnauthorizedClient, "the application is no longer registered"))
-    })?;
+    let client = match app.clients.get(&request.client_id).await {
+        Ok(Some(client)) => client,
+        Ok(None) => {
+            return Err(
+                request.fail(OidcError::new(ErrorCode::UnauthorizedClient, "the application is no longer registered"))
+            )
+        }
+        Err(e) => return Err(request.fail(e.into())),
+    };
     let decision =
-        routing::decide(&app.store, &client.config, &request.selectors).await.map_err(|e| request.fail(e.into()))?;
+        routing::decide(&app.store, &client.record, &request.selectors).await.map_err(|e| request.fail(e.into()))?;
     match decision {
         Decision::AskEmail => Ok(Next::AskEmail(request)),
         Decision::Deny { domain } => {
@@ -154,25 +161,34 @@ async fn begin_upstream(
 }
 
 /// Checks the request against the client's registration and the protocol.
-pub fn validate<'a>(
-    app: &'a AppState,
+pub async fn validate(
+    app: &AppState,
     params: &Params,
-) -> Result<(&'a Client, AuthorizationRequest), AuthorizeFailure> {
+) -> Result<(Arc<Client>, AuthorizationRequest), AuthorizeFailure> {
     // Until client_id and redirect_uri are trusted, every error is a page (RFC 6749 §4.1.2.1).
     let page = |message: String| AuthorizeFailure::page("Sign-in request not accepted", message);
     let client_id = params
         .get("client_id")
         .map_err(|e| page(e.to_string()))?
         .ok_or_else(|| page("The request names no client (client_id is missing).".to_owned()))?;
-    let client = app.clients.get(client_id).ok_or_else(|| {
-        page("The application is not registered with this sign-in service (unknown client_id).".to_owned())
-    })?;
+    let client = match app.clients.get(client_id).await {
+        Ok(Some(client)) => client,
+        Ok(None) => {
+            return Err(page(
+                "The application is not registered with this sign-in service (unknown client_id).".to_owned(),
+            ))
+        }
+        Err(e) => {
+            let error: OidcError = e.into();
+            return Err(AuthorizeFailure::page("Sign-in is temporarily unavailable", error.description));
+        }
+    };
     let redirect_uri = params
         .get("redirect_uri")
         .map_err(|e| page(e.to_string()))?
         .ok_or_else(|| page("The request has no redirect_uri.".to_owned()))?;
     // Exact string match, no normalization (RFC 9700 §2.1).
-    if !client.config.redirect_uris.iter().any(|registered| registered == redirect_uri) {
+    if !client.record.redirect_uris.iter().any(|registered| registered == redirect_uri) {
         return Err(page("The redirect_uri is not registered for this application.".to_owned()));
     }
     let state = params.get("state").ok().flatten().map(str::to_owned);
@@ -211,7 +227,7 @@ pub fn validate<'a>(
         return Err(fail(ErrorCode::InvalidScope, "scope must include openid"));
     }
     let code_challenge = match (get("code_challenge")?, get("code_challenge_method")?) {
-        (None, None) if client.config.require_pkce => {
+        (None, None) if client.record.require_pkce => {
             return Err(fail(ErrorCode::InvalidRequest, "PKCE is required: send code_challenge with method S256"))
         }
         (None, None) => None,
@@ -236,7 +252,7 @@ pub fn validate<'a>(
     Ok((
         client,
         AuthorizationRequest {
-            client_id: client.config.client_id.clone(),
+            client_id: client_id.to_owned(),
             redirect_uri: redirect_uri.to_owned(),
             state: state.clone(),
             nonce,

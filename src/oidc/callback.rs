@@ -109,15 +109,19 @@ pub async fn finish_login(app: &AppState, params: &Params) -> Result<Finished, A
         .exchange(code, &flow.upstream_pkce_verifier, &flow.upstream_nonce)
         .await
         .map_err(|e| fail(e.into()))?;
-    let client = app.clients.get(&request.client_id).ok_or_else(|| {
+    let client = match app.clients.get(&request.client_id).await {
+        Ok(Some(client)) => client,
         // The client was removed while the user was away.
-        fail(OidcError::new(ErrorCode::UnauthorizedClient, "the application is no longer registered"))
-    })?;
-    let identity = identity(app, &request.client_id, client.config.subject, &claims);
+        Ok(None) => {
+            return Err(fail(OidcError::new(ErrorCode::UnauthorizedClient, "the application is no longer registered")))
+        }
+        Err(e) => return Err(fail(e.into())),
+    };
+    let identity = identity(app, &request.client_id, client.record.subject, &claims);
     tracing::Span::current().record("connection_id", identity.connection_id.as_deref().unwrap_or(""));
     let outcome = client.adapter.link(&identity).await.map_err(|e| fail(adapter_error(client.adapter.name(), e)))?;
     let user_claims =
-        user_claims(&identity, ClaimScopes::from_scope(&request.scope), outcome.extra_claims(), &client.config.claims);
+        user_claims(&identity, ClaimScopes::from_scope(&request.scope), outcome.extra_claims(), &client.record.claims);
     let grant = CodeGrant {
         client_id: request.client_id.clone(),
         redirect_uri: request.redirect_uri.clone(),

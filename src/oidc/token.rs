@@ -15,7 +15,8 @@ use tracing::instrument;
 use super::callback::{now_secs, CodeGrant};
 use super::error::{json_response, token_error, ErrorCode, OidcError};
 use super::params::{is_pkce_value, Params, MAX_BODY_BYTES};
-use crate::app::{AppState, Client};
+use crate::app::AppState;
+use crate::clients::Client;
 use crate::store::{get_json, keys, put_json, take_json, Store};
 use crate::tokens::{at_hash, pkce_s256, random_token, secrets_equal, sha256_hex};
 
@@ -62,8 +63,8 @@ pub async fn token(req: &Request, body: Body, state: Data<&Arc<AppState>>) -> Re
 
 #[instrument(skip_all, fields(client_id))]
 async fn redeem(app: &AppState, authorization: Option<&str>, params: &Params) -> Result<Value, OidcError> {
-    let client = authenticate(app, authorization, params)?;
-    tracing::Span::current().record("client_id", client.config.client_id.as_str());
+    let client = authenticate(app, authorization, params).await?;
+    tracing::Span::current().record("client_id", client.record.client_id.as_str());
     let get = |name: &str| params.get(name).map_err(|e| invalid(ErrorCode::InvalidRequest, &e.to_string()));
     match get("grant_type")? {
         None => return Err(invalid(ErrorCode::InvalidRequest, "grant_type is missing")),
@@ -76,7 +77,7 @@ async fn redeem(app: &AppState, authorization: Option<&str>, params: &Params) ->
         revoke_if_replayed(app, &code_hash).await?;
         return Err(invalid(ErrorCode::InvalidGrant, "the code is invalid, expired or already used"));
     };
-    if grant.client_id != client.config.client_id {
+    if grant.client_id != client.record.client_id {
         return Err(invalid(ErrorCode::InvalidGrant, "the code was issued to another client"));
     }
     // RFC 6749 §4.1.3: redirect_uri must be present and identical when it was in the request.
@@ -94,7 +95,7 @@ async fn redeem(app: &AppState, authorization: Option<&str>, params: &Params) ->
         (None, Some(_)) => return Err(invalid(ErrorCode::InvalidGrant, "no code_challenge was sent for this code")),
         (None, None) => {}
     }
-    issue(app, client, &code_hash, grant).await
+    issue(app, &client, &code_hash, grant).await
 }
 
 async fn issue(app: &AppState, client: &Client, code_hash: &str, grant: CodeGrant) -> Result<Value, OidcError> {
@@ -117,8 +118,8 @@ async fn issue(app: &AppState, client: &Client, code_hash: &str, grant: CodeGran
     let mut claims = grant.claims;
     claims.insert("iss".into(), json!(app.issuer));
     claims.insert("sub".into(), json!(grant.sub));
-    claims.insert("aud".into(), json!(client.config.client_id));
-    claims.insert("azp".into(), json!(client.config.client_id));
+    claims.insert("aud".into(), json!(client.record.client_id));
+    claims.insert("azp".into(), json!(client.record.client_id));
     claims.insert("iat".into(), json!(now));
     claims.insert("exp".into(), json!(now + app.config.tokens.id_token_ttl_seconds));
     claims.insert("auth_time".into(), json!(grant.auth_time));
@@ -148,7 +149,7 @@ async fn revoke_if_replayed(app: &AppState, code_hash: &str) -> Result<(), OidcE
 }
 
 /// `client_secret_basic` or `client_secret_post`, exactly one of them (RFC 6749 §2.3).
-fn authenticate<'a>(app: &'a AppState, authorization: Option<&str>, params: &Params) -> Result<&'a Client, OidcError> {
+async fn authenticate(app: &AppState, authorization: Option<&str>, params: &Params) -> Result<Arc<Client>, OidcError> {
     let unauthorized = || invalid(ErrorCode::InvalidClient, "client authentication failed");
     let form_id = params.get("client_id").map_err(|e| invalid(ErrorCode::InvalidRequest, &e.to_string()))?;
     let form_secret = params.get("client_secret").map_err(|e| invalid(ErrorCode::InvalidRequest, &e.to_string()))?;
@@ -169,13 +170,15 @@ fn authenticate<'a>(app: &'a AppState, authorization: Option<&str>, params: &Par
             _ => return Err(unauthorized()),
         },
     };
-    let client = app.clients.get(&client_id);
+    let client = app.clients.get(&client_id).await?;
     // Compare even for an unknown client, so that timing does not tell which client ids exist.
-    let expected = client.map(|c| c.config.client_secret.expose()).unwrap_or("\u{0}no-such-client");
+    let known = client.as_ref().is_some_and(|c| c.record.secret_matches(&secret));
+    if client.is_none() {
+        let _ = secrets_equal(&secret, "\u{0}no-such-client");
+    }
     match client {
-        Some(client) if secrets_equal(&secret, expected) => Ok(client),
+        Some(client) if known => Ok(client),
         _ => {
-            let _ = secrets_equal(&secret, expected);
             tracing::info!("client authentication failed");
             Err(unauthorized())
         }

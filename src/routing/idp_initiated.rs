@@ -13,7 +13,8 @@ use poem::{handler, Request, Response};
 use serde::{Deserialize, Serialize};
 
 use super::{RouteTable, Selectors};
-use crate::app::{AppState, Client};
+use crate::app::AppState;
+use crate::clients::{Client, ClientRecord};
 use crate::oidc::authorize::AuthorizationRequest;
 use crate::oidc::error::{redirect, with_query};
 use crate::oidc::params::Params;
@@ -90,8 +91,8 @@ pub async fn initiate(req: &Request, state: Data<&Arc<AppState>>) -> Response {
             Ok(client) => client,
             Err(message) => return refuse("Sign-in link not valid", &message),
         };
-    let Some(initiate_login_uri) = client.config.initiate_login_uri.as_deref() else {
-        let name = client.config.name.as_deref().unwrap_or(&client.config.client_id);
+    let Some(initiate_login_uri) = client.record.initiate_login_uri.as_deref() else {
+        let name = client.record.display_name();
         return refuse(
             "Sign-in from your portal is not enabled",
             &format!("IdP-initiated login is not enabled for {name}. Open {name} and sign in there."),
@@ -101,7 +102,7 @@ pub async fn initiate(req: &Request, state: Data<&Arc<AppState>>) -> Response {
         return pages::error_page(StatusCode::INTERNAL_SERVER_ERROR, "Sign-in failed", "Try again.");
     };
     let remembered = Remembered {
-        client_id: client.config.client_id.clone(),
+        client_id: client.record.client_id.clone(),
         organization_id: claims.organization_id.clone(),
         connection_id: claims.connection_id.clone(),
     };
@@ -121,7 +122,7 @@ pub async fn initiate(req: &Request, state: Data<&Arc<AppState>>) -> Response {
     if let Some(target) = claims.relay_state.as_deref().filter(|t| crate::config::check_redirect_uri(t).is_ok()) {
         query.push(("target_link_uri", target));
     }
-    tracing::info!(client_id = %client.config.client_id, "IdP-initiated login handed to the client");
+    tracing::info!(client_id = %client.record.client_id, "IdP-initiated login handed to the client");
     let mut response = redirect(&with_query(initiate_login_uri, &query));
     let secure = if state.issuer.starts_with("https://") { "; Secure" } else { "" };
     let cookie =
@@ -134,17 +135,20 @@ pub async fn initiate(req: &Request, state: Data<&Arc<AppState>>) -> Response {
 
 /// The client an IdP-initiated login is for: named in the initiate URL, else the only client
 /// the organization's routes allow, else the only client with an `initiate_login_uri`.
-async fn choose_client<'a>(
-    app: &'a AppState,
-    named: Option<&str>,
-    organization: Option<&str>,
-) -> Result<&'a Client, String> {
+async fn choose_client(app: &AppState, named: Option<&str>, organization: Option<&str>) -> Result<Arc<Client>, String> {
+    let unavailable = |_| "Sign-in is temporarily unavailable.".to_owned();
+    let lookup = |client_id: String| async move {
+        app.clients
+            .get(&client_id)
+            .await
+            .map_err(unavailable)?
+            .ok_or_else(|| "The application in the link is not registered.".to_owned())
+    };
     if let Some(client_id) = named {
-        return app.clients.get(client_id).ok_or_else(|| "The application in the link is not registered.".to_owned());
+        return lookup(client_id.to_owned()).await;
     }
     if let Some(organization) = organization {
-        let routes =
-            RouteTable::new(&app.store).list().await.map_err(|_| "Sign-in is temporarily unavailable.".to_owned())?;
+        let routes = RouteTable::new(&app.store).list().await.map_err(unavailable)?;
         let mut allowed: Vec<&str> = routes
             .iter()
             .filter(|r| r.organization_id == organization)
@@ -153,20 +157,15 @@ async fn choose_client<'a>(
         allowed.sort_unstable();
         allowed.dedup();
         if let [only] = allowed.as_slice() {
-            if let Some(client) = app.clients.get(*only) {
-                return Ok(client);
-            }
+            return lookup(only.to_string()).await;
         }
     }
-    let mut enabled = app.clients.values().filter(|c| c.config.initiate_login_uri.is_some());
-    match (enabled.next(), enabled.next()) {
-        (Some(only), None) => Ok(only),
-        (None, None) => app
-            .clients
-            .values()
-            .next()
-            .filter(|_| app.clients.len() == 1)
-            .ok_or_else(|| "No application accepts sign-in from your portal.".to_owned()),
+    let all: Vec<ClientRecord> = app.clients.list().await.map_err(unavailable)?;
+    let enabled: Vec<&ClientRecord> = all.iter().filter(|c| c.initiate_login_uri.is_some()).collect();
+    match (enabled.as_slice(), all.as_slice()) {
+        ([only], _) => lookup(only.client_id.clone()).await,
+        ([], [only]) => lookup(only.client_id.clone()).await,
+        ([], _) => Err("No application accepts sign-in from your portal.".to_owned()),
         _ => Err("The link does not say which application to open; ask your administrator to add client_id to it."
             .to_owned()),
     }

@@ -11,7 +11,8 @@ pub mod table;
 use serde::{Deserialize, Serialize};
 
 pub use self::table::{normalize_domain, Route, RouteTable};
-use crate::config::{ClientConfig, Fallback};
+use crate::clients::ClientRecord;
+use crate::config::Fallback;
 use crate::oidc::params::{ParamError, Params};
 use crate::store::{Store, StoreError};
 
@@ -85,7 +86,7 @@ pub enum Decision {
 }
 
 /// Decides where a login of `client` with `selectors` goes.
-pub async fn decide<S: Store>(store: &S, client: &ClientConfig, selectors: &Selectors) -> Result<Decision, StoreError> {
+pub async fn decide<S: Store>(store: &S, client: &ClientRecord, selectors: &Selectors) -> Result<Decision, StoreError> {
     let login_hint = selectors.login_hint.clone();
     let upstream = |mut params: Vec<(&'static str, String)>, routed_by, organization_id: Option<String>| {
         if let Some(hint) = &login_hint {

@@ -28,7 +28,7 @@ pub async fn ask_email(
     typed: Option<&str>,
     error: Option<&str>,
 ) -> Response {
-    let Some(client) = app.clients.get(&request.client_id) else {
+    let Ok(Some(client)) = app.clients.get(&request.client_id).await else {
         return pages::error_page(StatusCode::BAD_REQUEST, "Sign-in request not accepted", "Unknown application.");
     };
     let id = match random_token(24) {
@@ -44,7 +44,7 @@ pub async fn ask_email(
             &error.description,
         );
     }
-    let app_name = client.config.name.as_deref().unwrap_or(&client.config.client_id);
+    let app_name = client.record.display_name();
     let error_html = error
         .map(|e| format!("<p id=\"email-error\" class=\"error\" role=\"alert\">{}</p>", escape(e)))
         .unwrap_or_default();

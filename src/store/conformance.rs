@@ -15,6 +15,7 @@ pub async fn run<S: Store + 'static>(store: Arc<S>, ns: &str) {
     ttl_expires(&*store, ns).await;
     counters(&*store, ns).await;
     set_and_scan(&*store, ns).await;
+    compare_and_set(&*store, ns).await;
     concurrent_take_has_one_winner(store.clone(), ns).await;
     concurrent_put_new_has_one_winner(store, ns).await;
 }
@@ -81,6 +82,16 @@ async fn set_and_scan<S: Store>(store: &S, ns: &str) {
     );
     store.set(&format!("{ns}:cfg:a"), b"changed").await.expect("set overwrites");
     assert_eq!(store.get(&format!("{ns}:cfg:a")).await.expect("get").as_deref(), Some(&b"changed"[..]));
+}
+
+async fn compare_and_set<S: Store>(store: &S, ns: &str) {
+    let key = format!("{ns}:cas");
+    assert!(store.replace(&key, None, b"v1").await.expect("create"), "absent key: created");
+    assert!(!store.replace(&key, None, b"again").await.expect("create"), "present key: not created again");
+    assert!(!store.replace(&key, Some(b"stale"), b"v2").await.expect("cas"), "stale expectation: refused");
+    assert_eq!(store.get(&key).await.expect("get").as_deref(), Some(&b"v1"[..]), "a refused replace changes nothing");
+    assert!(store.replace(&key, Some(b"v1"), b"v2").await.expect("cas"), "current expectation: replaced");
+    assert_eq!(store.get(&key).await.expect("get").as_deref(), Some(&b"v2"[..]));
 }
 
 async fn concurrent_take_has_one_winner<S: Store + 'static>(store: Arc<S>, ns: &str) {

@@ -9,6 +9,8 @@ use super::{Store, StoreError};
 
 /// Expired entries are dropped when read, and all of them every this many writes.
 const SWEEP_EVERY_WRITES: u64 = 4096;
+/// "No expiry", for a process: a century.
+const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 #[derive(Clone, Default)]
 pub struct MemoryStore {
@@ -75,8 +77,18 @@ impl Store for MemoryStore {
     }
 
     async fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
-        // A century is "no expiry" for a process.
-        self.put(key, value, Duration::from_secs(100 * 365 * 24 * 3600)).await
+        self.put(key, value, FOREVER).await
+    }
+
+    async fn replace(&self, key: &str, expected: Option<&[u8]>, value: &[u8]) -> Result<bool, StoreError> {
+        let now = Instant::now();
+        let mut entries = self.entries();
+        let current = entries.get(key).filter(|e| e.expires_at > now).map(|e| e.value.as_slice());
+        if current != expected {
+            return Ok(false);
+        }
+        entries.insert(key.to_owned(), Entry { value: value.to_vec(), expires_at: now + FOREVER });
+        Ok(true)
     }
 
     async fn scan_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {

@@ -40,6 +40,16 @@ pub trait Store: Send + Sync {
     /// Stores `value` under `key` with no expiry (configuration such as routes).
     fn set(&self, key: &str, value: &[u8]) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// Replaces the value under `key` (no expiry) only if it currently equals `expected`
+    /// (`None`: only if absent). Says whether it did: an atomic compare-and-set, which is what
+    /// keeps two admins from losing each other's updates.
+    fn replace(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        value: &[u8],
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
     /// Every live key starting with `prefix` and its value, in no particular order. Meant for
     /// small sets (the route table), not for in-flight state.
     fn scan_prefix(&self, prefix: &str) -> impl Future<Output = Result<Vec<(String, Vec<u8>)>, StoreError>> + Send;
@@ -106,6 +116,9 @@ impl Store for AnyStore {
     }
     async fn scan_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         dispatch!(self, s => s.scan_prefix(prefix))
+    }
+    async fn replace(&self, key: &str, expected: Option<&[u8]>, value: &[u8]) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.replace(key, expected, value))
     }
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         dispatch!(self, s => s.get(key))

@@ -11,6 +11,10 @@ use super::{Store, StoreError};
 const INCR_WITH_TTL: &str =
     "local v = redis.call('INCR', KEYS[1]) if v == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end return v";
 
+/// SET only if the current value is the expected one, atomically.
+const COMPARE_AND_SET: &str =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('SET', KEYS[1], ARGV[2]) return 1 end return 0";
+
 #[derive(Clone)]
 pub struct RedisStore {
     connection: ConnectionManager,
@@ -85,6 +89,32 @@ impl Store for RedisStore {
     async fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
         let mut connection = self.connection.clone();
         connection.set::<_, _, ()>(self.key(key), value).await.map_err(unavailable)
+    }
+
+    async fn replace(&self, key: &str, expected: Option<&[u8]>, value: &[u8]) -> Result<bool, StoreError> {
+        let mut connection = self.connection.clone();
+        let replaced: i64 = match expected {
+            Some(expected) => redis::cmd("EVAL")
+                .arg(COMPARE_AND_SET)
+                .arg(1)
+                .arg(self.key(key))
+                .arg(expected)
+                .arg(value)
+                .query_async(&mut connection)
+                .await
+                .map_err(unavailable)?,
+            None => {
+                let set: Option<String> = redis::cmd("SET")
+                    .arg(self.key(key))
+                    .arg(value)
+                    .arg("NX")
+                    .query_async(&mut connection)
+                    .await
+                    .map_err(unavailable)?;
+                i64::from(set.is_some())
+            }
+        };
+        Ok(replaced == 1)
     }
 
     async fn scan_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {

@@ -1,0 +1,180 @@
+//! Downstream clients: kept in the store (config-file entries are seeded there at start, the
+//! admin API adds and changes others), so that every instance sees the same registry.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use ssobridge_adapter_core::{Adapter, NoopAdapter};
+
+use crate::config::{AdapterKind, ClaimMapping, ClientConfig, Fallback, SubjectMode};
+use crate::store::{AnyStore, Store, StoreError};
+use crate::tokens::{secrets_equal, sha256_hex};
+
+/// How long an instance trusts its copy of a client before reading the store again: a change
+/// made through the admin API on another instance takes effect within this time.
+const CACHE_FOR: Duration = Duration::from_secs(5);
+
+/// A registered downstream client as stored. The secret is kept only as its SHA-256.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClientRecord {
+    pub client_id: String,
+    pub secret_sha256: String,
+    pub redirect_uris: Vec<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub adapter: AdapterKind,
+    #[serde(default)]
+    pub subject: SubjectMode,
+    #[serde(default)]
+    pub require_pkce: bool,
+    #[serde(default)]
+    pub claims: ClaimMapping,
+    #[serde(default)]
+    pub default_organization_id: Option<String>,
+    #[serde(default)]
+    pub default_connection_id: Option<String>,
+    #[serde(default)]
+    pub fallback: Fallback,
+    #[serde(default)]
+    pub initiate_login_uri: Option<String>,
+    /// `config` (seeded from the file at every start) or `api`.
+    #[serde(default)]
+    pub source: String,
+}
+
+impl ClientRecord {
+    pub fn from_config(config: &ClientConfig) -> ClientRecord {
+        ClientRecord {
+            client_id: config.client_id.clone(),
+            secret_sha256: sha256_hex(config.client_secret.expose()),
+            redirect_uris: config.redirect_uris.clone(),
+            name: config.name.clone(),
+            adapter: config.adapter,
+            subject: config.subject,
+            require_pkce: config.require_pkce,
+            claims: config.claims.clone(),
+            default_organization_id: config.default_organization_id.clone(),
+            default_connection_id: config.default_connection_id.clone(),
+            fallback: config.fallback.clone(),
+            initiate_login_uri: config.initiate_login_uri.clone(),
+            source: "config".to_owned(),
+        }
+    }
+
+    /// Constant-time check of a presented secret.
+    pub fn secret_matches(&self, presented: &str) -> bool {
+        secrets_equal(&sha256_hex(presented), &self.secret_sha256)
+    }
+
+    /// What hosted pages call the application.
+    pub fn display_name(&self) -> &str {
+        self.name.as_deref().unwrap_or(&self.client_id)
+    }
+}
+
+/// A client ready for use: its record and its adapter.
+pub struct Client {
+    pub record: ClientRecord,
+    pub adapter: Arc<dyn Adapter>,
+}
+
+fn key(client_id: &str) -> String {
+    format!("client:{client_id}")
+}
+
+/// The registry over the store, with a short per-instance cache.
+pub struct ClientRegistry {
+    store: AnyStore,
+    cache: Mutex<HashMap<String, (Instant, Arc<Client>)>>,
+}
+
+impl ClientRegistry {
+    pub fn new(store: AnyStore) -> ClientRegistry {
+        ClientRegistry { store, cache: Mutex::new(HashMap::new()) }
+    }
+
+    /// The client, or None if it is not registered.
+    pub async fn get(&self, client_id: &str) -> Result<Option<Arc<Client>>, StoreError> {
+        if let Some((at, client)) = self.cache.lock().unwrap_or_else(|p| p.into_inner()).get(client_id) {
+            if at.elapsed() < CACHE_FOR {
+                return Ok(Some(client.clone()));
+            }
+        }
+        let Some((record, _)) = self.read(client_id).await? else {
+            self.cache.lock().unwrap_or_else(|p| p.into_inner()).remove(client_id);
+            return Ok(None);
+        };
+        let client = {
+            let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+            match cache.get(client_id) {
+                // Unchanged: keep the adapter already built (it may hold connections, tokens).
+                Some((_, cached)) if cached.record == record => cached.clone(),
+                _ => Arc::new(Client { adapter: build_adapter(&record), record }),
+            }
+        };
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(client_id.to_owned(), (Instant::now(), client.clone()));
+        Ok(Some(client))
+    }
+
+    /// The record and its stored bytes (for compare-and-set), straight from the store.
+    pub async fn read(&self, client_id: &str) -> Result<Option<(ClientRecord, Vec<u8>)>, StoreError> {
+        let Some(bytes) = self.store.get(&key(client_id)).await? else { return Ok(None) };
+        let record = serde_json::from_slice(&bytes)
+            .map_err(|e| StoreError::Corrupt { key: key(client_id), detail: e.to_string() })?;
+        Ok(Some((record, bytes)))
+    }
+
+    /// Every client, sorted by id.
+    pub async fn list(&self) -> Result<Vec<ClientRecord>, StoreError> {
+        let mut records = Vec::new();
+        for (k, bytes) in self.store.scan_prefix("client:").await? {
+            records.push(
+                serde_json::from_slice::<ClientRecord>(&bytes)
+                    .map_err(|e| StoreError::Corrupt { key: k, detail: e.to_string() })?,
+            );
+        }
+        records.sort_by(|a, b| a.client_id.cmp(&b.client_id));
+        Ok(records)
+    }
+
+    /// Writes `record`, replacing whatever is there.
+    pub async fn put(&self, record: &ClientRecord) -> Result<(), StoreError> {
+        self.store.set(&key(&record.client_id), &encode(record)?).await?;
+        self.forget(&record.client_id);
+        Ok(())
+    }
+
+    /// Writes `record` only if the stored bytes are still `expected` (None: only if absent).
+    pub async fn replace(&self, record: &ClientRecord, expected: Option<&[u8]>) -> Result<bool, StoreError> {
+        let replaced = self.store.replace(&key(&record.client_id), expected, &encode(record)?).await?;
+        self.forget(&record.client_id);
+        Ok(replaced)
+    }
+
+    pub async fn delete(&self, client_id: &str) -> Result<(), StoreError> {
+        self.store.delete(&key(client_id)).await?;
+        self.forget(client_id);
+        Ok(())
+    }
+
+    fn forget(&self, client_id: &str) {
+        self.cache.lock().unwrap_or_else(|p| p.into_inner()).remove(client_id);
+    }
+}
+
+fn encode(record: &ClientRecord) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(record).map_err(|e| StoreError::Corrupt { key: key(&record.client_id), detail: e.to_string() })
+}
+
+fn build_adapter(record: &ClientRecord) -> Arc<dyn Adapter> {
+    match record.adapter {
+        // Other adapters are refused by config validation until they are wired in.
+        AdapterKind::None | AdapterKind::Auth0 | AdapterKind::Cognito | AdapterKind::Firebase => Arc::new(NoopAdapter),
+    }
+}
