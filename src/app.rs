@@ -4,9 +4,10 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
+use poem::endpoint::BoxEndpoint;
 use poem::http::StatusCode;
 use poem::listener::TcpAcceptor;
-use poem::{get, handler, Endpoint, EndpointExt, IntoResponse, Middleware, Request, Response, Route, Server};
+use poem::{get, handler, Endpoint, EndpointExt, IntoResponse, Middleware, Request, Response, Server};
 use tracing::Instrument;
 
 use crate::clients::{ClientRecord, ClientRegistry};
@@ -26,6 +27,7 @@ pub struct AppState {
     pub clients: ClientRegistry,
     pub pairwise_salt: String,
     pub discovery: serde_json::Value,
+    pub started: Instant,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -62,17 +64,35 @@ impl AppState {
         Self::with_store(config, key, store).await
     }
 
-    /// Builds the state on `store` and seeds the configured routes into it.
+    /// Builds the state on `store` and seeds the configured clients and routes into it.
     pub async fn with_store(config: Config, key: SigningKey, store: AnyStore) -> Result<Arc<AppState>, StartError> {
+        let state = Self::build(config, key, store)?;
+        state.seed().await?;
+        Ok(Arc::new(state))
+    }
+
+    /// A state good enough to describe the admin API: no I/O, nothing seeded.
+    pub fn for_spec(config: Config) -> Result<Arc<AppState>, StartError> {
+        Ok(Arc::new(Self::build(config, SigningKey::generate_es256()?, AnyStore::Memory(Default::default()))?))
+    }
+
+    fn build(config: Config, key: SigningKey, store: AnyStore) -> Result<AppState, StartError> {
         let issuer = config.public_url.clone();
         let upstream = UpstreamClient::new(&config.upstream, format!("{issuer}/callback"))?;
         let clients = ClientRegistry::new(store.clone());
         let pairwise_salt = config.tokens.pairwise_salt.as_ref().map(|s| s.expose().to_owned()).unwrap_or_default();
         let discovery = crate::oidc::discovery_document(&issuer);
-        let state =
-            AppState { issuer, config, store, keys: KeySet::new(key), upstream, clients, pairwise_salt, discovery };
-        state.seed().await?;
-        Ok(Arc::new(state))
+        Ok(AppState {
+            issuer,
+            config,
+            store,
+            keys: KeySet::new(key),
+            upstream,
+            clients,
+            pairwise_salt,
+            discovery,
+            started: Instant::now(),
+        })
     }
 
     /// Writes the config file's clients and routes into the store: for the entries it lists,
@@ -100,8 +120,9 @@ impl AppState {
     }
 }
 
-/// The whole public application; `extra` mounts more routes (the demo's pages and simulator).
-pub fn endpoint(state: Arc<AppState>, extra: Option<Route>) -> impl Endpoint<Output = Response> {
+/// The whole public application. `extra` is served for every path the broker does not
+/// answer itself (the demo's pages and simulator, the admin API when it shares the listener).
+pub fn endpoint(state: Arc<AppState>, extra: Option<BoxEndpoint<'static>>) -> impl Endpoint<Output = Response> {
     let mut routes = crate::oidc::routes().at("/healthz", get(healthz)).at("/readyz", get(readyz));
     if let Some(extra) = extra {
         routes = routes.nest("/", extra);

@@ -28,10 +28,44 @@ pub struct Config {
     pub tokens: TokenConfig,
     #[serde(default)]
     pub clients: Vec<ClientConfig>,
+    /// The admin API; off unless a token is configured.
+    #[serde(default)]
+    pub admin: AdminConfig,
     /// Home-realm routes seeded into the store at start (config wins over the store for the
     /// domains it lists).
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Where the admin API listens: an address (default `127.0.0.1:9090`, not on the internet),
+    /// or `public` to serve it under `/admin` on the public listener.
+    #[serde(default = "default_admin_listen")]
+    pub listen: String,
+    /// SHA-256 (hex) of bearer tokens that may read.
+    #[serde(default)]
+    pub read_tokens_sha256: Vec<String>,
+    /// SHA-256 (hex) of bearer tokens that may read and write.
+    #[serde(default)]
+    pub write_tokens_sha256: Vec<String>,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig { listen: default_admin_listen(), read_tokens_sha256: Vec::new(), write_tokens_sha256: Vec::new() }
+    }
+}
+
+impl AdminConfig {
+    pub fn enabled(&self) -> bool {
+        !self.read_tokens_sha256.is_empty() || !self.write_tokens_sha256.is_empty()
+    }
+}
+
+fn default_admin_listen() -> String {
+    "127.0.0.1:9090".to_owned()
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -440,6 +474,23 @@ impl Config {
                 if PROTECTED_CLAIMS.contains(&name.as_str()) {
                     problem(&at("claims"), format!("{name} is a protocol claim and cannot be changed"));
                 }
+            }
+        }
+        if self.admin.listen != "public" && self.admin.listen.parse::<SocketAddr>().is_err() {
+            problem("admin.listen", "must be an address such as 127.0.0.1:9090, or \"public\"".to_owned());
+        }
+        for (key, hashes) in [
+            ("admin.read_tokens_sha256", &self.admin.read_tokens_sha256),
+            ("admin.write_tokens_sha256", &self.admin.write_tokens_sha256),
+        ] {
+            if hashes
+                .iter()
+                .any(|h| h.len() != 64 || !h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+            {
+                problem(
+                    key,
+                    "each entry must be a lower-case hex SHA-256 (ssobridge admin-token prints one)".to_owned(),
+                );
             }
         }
         let mut domains = HashSet::new();

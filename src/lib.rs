@@ -5,6 +5,7 @@
 // The store conformance suite is test support: it asserts, which is its job.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+pub mod admin;
 pub mod app;
 pub mod clients;
 pub mod config;

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use ssobridge::admin::{self, AdminTokens};
 use ssobridge::app::{self, AppState, StartError};
 use ssobridge::config::{Config, ConfigError};
 use ssobridge::{demo, telemetry, tokens};
@@ -14,6 +15,8 @@ usage:
   ssobridge demo [--port N]              run offline: memory store, upstream simulator, sample app (default port 8080)
   ssobridge check-config --config FILE   validate a configuration and list every problem
   ssobridge keys generate --out FILE     write a new RSA-2048 signing key (PKCS#8 PEM)
+  ssobridge admin-token                  print a new admin API token and the SHA-256 to configure
+  ssobridge openapi                      print the admin API's OpenAPI document
 
 Every config key can be overridden as SSOBRIDGE_<SECTION>__<KEY> (e.g. SSOBRIDGE_UPSTREAM__CLIENT_SECRET).";
 
@@ -22,6 +25,8 @@ enum Command {
     Demo { port: u16 },
     CheckConfig { config: PathBuf },
     KeysGenerate { out: PathBuf, force: bool },
+    AdminToken,
+    OpenApi,
     Help,
 }
 
@@ -45,6 +50,8 @@ fn parse(args: &[String]) -> Result<Command, String> {
             out: flag("--out").ok_or("keys generate needs --out FILE")?.into(),
             force: words.contains(&"--force"),
         }),
+        ["admin-token", ..] => Ok(Command::AdminToken),
+        ["openapi", ..] => Ok(Command::OpenApi),
         [other, ..] => Err(format!("unknown command {other}")),
     }
 }
@@ -65,6 +72,14 @@ fn main() -> ExitCode {
         }
         Command::CheckConfig { config } => return check_config(&config),
         Command::KeysGenerate { out, force } => keys_generate(&out, force),
+        Command::AdminToken => admin_token(),
+        Command::OpenApi => match admin::spec_json() {
+            Ok(spec) => {
+                println!("{spec}");
+                Ok(())
+            }
+            Err(error) => Err(StartError::Io(std::io::Error::other(error))),
+        },
         Command::Serve { config } => run_async(serve(config)),
         Command::Demo { port } => run_async(run_demo(port)),
     };
@@ -122,6 +137,14 @@ fn keys_generate(out: &std::path::Path, force: bool) -> Result<(), StartError> {
     Ok(())
 }
 
+fn admin_token() -> Result<(), StartError> {
+    let token = tokens::random_token(32)?;
+    println!("token:   {token}");
+    println!("sha256:  {}", tokens::sha256_hex(&token));
+    println!("Give the token to the operator; put the sha256 in [admin] write_tokens_sha256 or read_tokens_sha256.");
+    Ok(())
+}
+
 /// Writes a file only its owner can read.
 fn write_private(path: &std::path::Path, contents: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
@@ -147,9 +170,44 @@ async fn serve(path: PathBuf) -> Result<(), StartError> {
         // Not fatal: the upstream may come up later; /readyz reports it meanwhile.
         tracing::warn!(error = %error, "upstream discovery failed at start");
     }
+    let admin_config = state.config.admin.clone();
+    let admin = admin_config.enabled().then(|| {
+        let tokens = AdminTokens {
+            read: admin_config.read_tokens_sha256.clone(),
+            write: admin_config.write_tokens_sha256.clone(),
+        };
+        poem::Route::new().nest("/admin", admin::endpoint(state.clone(), tokens))
+    });
+    let (public_extra, admin_only) = match admin {
+        Some(admin) if admin_config.listen == "public" => (Some(poem::EndpointExt::boxed(admin)), None),
+        Some(admin) => (None, Some(admin)),
+        None => (None, None),
+    };
     let listener = tokio::net::TcpListener::bind(listen).await?;
+    let admin_listener = match &admin_only {
+        Some(_) => Some(tokio::net::TcpListener::bind(admin_config.listen.as_str()).await?),
+        None => None,
+    };
+    // One signal stops both listeners.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = stopped.wait_for(|s| *s).await;
+    };
+    if let (Some(admin), Some(admin_listener)) = (admin_only, admin_listener) {
+        tracing::info!(listen = %admin_listener.local_addr()?, "admin API serving");
+        let stopped = stopped.clone();
+        tokio::spawn(async move {
+            if let Err(error) = app::serve(admin_listener, admin, until_stopped(stopped)).await {
+                tracing::error!(error = %error, "admin API listener failed");
+            }
+        });
+    }
     tracing::info!(listen = %listener.local_addr()?, issuer = %state.issuer, store = state.store.backend_name(), "ssobridge serving");
-    app::serve(listener, app::endpoint(state, None), shutdown_signal()).await
+    app::serve(listener, app::endpoint(state, public_extra), until_stopped(stopped)).await
 }
 
 async fn run_demo(port: u16) -> Result<(), StartError> {
@@ -167,7 +225,9 @@ async fn run_demo(port: u16) -> Result<(), StartError> {
     println!(
         "  try: curl -sI '{public_url}/authorize?client_id=demo&redirect_uri=http%3A%2F%2Flocalhost%3A3000%2Fcallback&response_type=code&scope=openid%20email%20profile&login_hint=alice%40example.com'"
     );
-    app::serve(listener, app::endpoint(demo.state, Some(demo.routes)), shutdown_signal()).await
+    println!("  admin API (Swagger UI):      {public_url}/admin/docs   bearer token: {}", demo::DEMO_ADMIN_TOKEN);
+    app::serve(listener, app::endpoint(demo.state, Some(poem::EndpointExt::boxed(demo.routes))), shutdown_signal())
+        .await
 }
 
 /// SIGTERM or Ctrl-C: stop accepting, let in-flight requests finish.

@@ -24,6 +24,8 @@ use crate::tokens::{pkce_s256, random_token, SigningKey};
 
 pub const DEMO_CLIENT_ID: &str = "demo";
 pub const DEMO_CLIENT_SECRET: &str = "demo-secret";
+/// The demo's admin API token (read and write); its SHA-256 is configured like a real one.
+pub const DEMO_ADMIN_TOKEN: &str = "demo-admin-token";
 pub const DEMO_EXTERNAL_REDIRECT: &str = "http://localhost:3000/callback";
 const UPSTREAM_CLIENT_ID: &str = "ssobridge-demo";
 
@@ -58,6 +60,7 @@ pub fn demo_config(public_url: &str, listen: SocketAddr, upstream_secret: &str) 
             fallback: Default::default(),
             initiate_login_uri: Some(format!("{public_url}/demo/initiate")),
         }],
+        admin: Default::default(),
         routes: ORGS
             .iter()
             .map(|org| RouteConfig {
@@ -108,7 +111,17 @@ pub async fn build(public_url: &str, listen: SocketAddr) -> Result<Demo, StartEr
                 .at("/initiate", get(initiate))
                 .data(client),
         )
-        .nest("/simulator", simulator.routes());
+        .nest("/simulator", simulator.routes())
+        .nest(
+            "/admin",
+            crate::admin::endpoint(
+                state.clone(),
+                crate::admin::AdminTokens {
+                    read: Vec::new(),
+                    write: vec![crate::tokens::sha256_hex(DEMO_ADMIN_TOKEN)],
+                },
+            ),
+        );
     Ok(Demo { state, routes })
 }
 

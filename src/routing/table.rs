@@ -84,6 +84,21 @@ impl<'s, S: Store> RouteTable<'s, S> {
         self.store.set(&key(&route.domain), &bytes).await
     }
 
+    /// The route and its stored bytes (for compare-and-set).
+    pub async fn read(&self, domain: &str) -> Result<Option<(Route, Vec<u8>)>, StoreError> {
+        let Some(bytes) = self.store.get(&key(domain)).await? else { return Ok(None) };
+        let route = serde_json::from_slice(&bytes)
+            .map_err(|e| StoreError::Corrupt { key: key(domain), detail: e.to_string() })?;
+        Ok(Some((route, bytes)))
+    }
+
+    /// Writes `route` only if the stored bytes are still `expected` (None: only if absent).
+    pub async fn replace(&self, route: &Route, expected: Option<&[u8]>) -> Result<bool, StoreError> {
+        let bytes = serde_json::to_vec(route)
+            .map_err(|e| StoreError::Corrupt { key: key(&route.domain), detail: e.to_string() })?;
+        self.store.replace(&key(&route.domain), expected, &bytes).await
+    }
+
     pub async fn delete(&self, domain: &str) -> Result<(), StoreError> {
         self.store.delete(&key(domain)).await
     }

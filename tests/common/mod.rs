@@ -228,10 +228,28 @@ impl BrokerSocket {
 
     /// Serves a broker configured by `toml` (see [`broker_toml`]).
     pub async fn serve(self, toml: &str, key: SigningKey) -> Broker {
+        self.serve_with(toml, key, false).await
+    }
+
+    /// The same, with the admin API under `/admin` (tokens [`ADMIN_READ_TOKEN`], [`ADMIN_WRITE_TOKEN`]).
+    pub async fn serve_with_admin(self, toml: &str, key: SigningKey) -> Broker {
+        self.serve_with(toml, key, true).await
+    }
+
+    async fn serve_with(self, toml: &str, key: SigningKey, admin: bool) -> Broker {
         let config = Config::from_toml(toml, Vec::<(String, String)>::new(), Path::new("test.toml")).expect("config");
         let state = AppState::new(config, key).await.expect("state");
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let endpoint = app::endpoint(state.clone(), None);
+        let extra = admin.then(|| {
+            let tokens = ssobridge::admin::AdminTokens {
+                read: vec![ssobridge::tokens::sha256_hex(ADMIN_READ_TOKEN)],
+                write: vec![ssobridge::tokens::sha256_hex(ADMIN_WRITE_TOKEN)],
+            };
+            poem::EndpointExt::boxed(
+                poem::Route::new().nest("/admin", ssobridge::admin::endpoint(state.clone(), tokens)),
+            )
+        });
+        let endpoint = app::endpoint(state.clone(), extra);
         let task = tokio::spawn(async move {
             let _ = app::serve(self.listener, endpoint, async move {
                 let _ = rx.await;
@@ -250,6 +268,9 @@ impl Drop for Broker {
         self.task.abort();
     }
 }
+
+pub const ADMIN_READ_TOKEN: &str = "admin-read-token-for-tests";
+pub const ADMIN_WRITE_TOKEN: &str = "admin-write-token-for-tests";
 
 /// Downstream clients the tests register.
 pub const AUTH0_CLIENT: (&str, &str, &str) =
