@@ -13,7 +13,7 @@ use tracing::Instrument;
 use crate::clients::{ClientRecord, ClientRegistry};
 use crate::config::Config;
 use crate::store::{AnyStore, Store, StoreError};
-use crate::tokens::{KeySet, SigningKey, TokenError};
+use crate::tokens::{KeyRing, SigningKey, TokenError};
 use crate::upstream::{UpstreamClient, UpstreamError};
 
 /// Everything a request handler may use.
@@ -22,7 +22,7 @@ pub struct AppState {
     pub issuer: String,
     pub config: Config,
     pub store: AnyStore,
-    pub keys: KeySet,
+    pub keys: KeyRing,
     pub upstream: UpstreamClient,
     pub clients: ClientRegistry,
     pub pairwise_salt: String,
@@ -82,11 +82,17 @@ impl AppState {
         let clients = ClientRegistry::new(store.clone());
         let pairwise_salt = config.tokens.pairwise_salt.as_ref().map(|s| s.expose().to_owned()).unwrap_or_default();
         let discovery = crate::oidc::discovery_document(&issuer);
+        let keys = KeyRing::new(
+            key,
+            store.clone(),
+            config.signing.key_encryption_key.as_ref().map(|k| k.expose()),
+            std::time::Duration::from_secs(config.tokens.id_token_ttl_seconds),
+        );
         Ok(AppState {
             issuer,
             config,
             store,
-            keys: KeySet::new(key),
+            keys,
             upstream,
             clients,
             pairwise_salt,

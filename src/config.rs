@@ -150,6 +150,9 @@ pub struct SigningConfig {
     pub key_file: Option<PathBuf>,
     /// The same PEM inline, for keys passed through the environment (`SSOBRIDGE_SIGNING__KEY_PEM`).
     pub key_pem: Option<Secret>,
+    /// Seals keys rotated through the admin API, which are kept in the store. Without it,
+    /// rotation is done by changing key_file.
+    pub key_encryption_key: Option<Secret>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

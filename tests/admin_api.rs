@@ -293,3 +293,56 @@ async fn negative_cases() {
     let (status, _, _) = admin.send(reqwest::Method::GET, "/routes?limit=0", R, None, None).await;
     assert_eq!(status, 400);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_rotate_during_a_login_and_both_tokens_verify() {
+    let redis = common::Redis::start().await;
+    let socket = BrokerSocket::bind().await;
+    let upstream = common::Upstream::start(&[socket.callback()]).await;
+    let toml = common::broker_toml(&socket.url, &redis.url(), "keys:", &upstream.issuer)
+        + "\n[signing]\nkey_encryption_key = \"a-test-key-encryption-key-of-some-length\"\n";
+    let broker = socket.serve_with_admin(&toml, SigningKey::generate_rsa().expect("key")).await;
+    let admin = Admin::new(&broker.url);
+    let client = common::AUTH0_CLIENT;
+    let browser = Browser::default();
+    let start = authorize_url(&broker.url, client, Some(common::VERIFIER), &[("login_hint", "alice@acme.test")]);
+    let code =
+        || async { query(&browser.follow_until(&start, client.2).await.expect("login")).remove("code").expect("code") };
+
+    let first_code = code().await;
+    let (_, first) = common::redeem(&broker.url, client, &first_code, Some(common::VERIFIER)).await;
+    // A login is under way (code issued, not redeemed) when the key rotates.
+    let second_code = code().await;
+    let (status, _, rotated) = admin.send(reqwest::Method::POST, "/keys/rotate", W, None, None).await;
+    assert_eq!(status, 201, "{rotated}");
+    let (_, second) = common::redeem(&broker.url, client, &second_code, Some(common::VERIFIER)).await;
+
+    let kid = |token: &Value| {
+        jsonwebtoken::decode_header(token["id_token"].as_str().expect("id_token")).expect("header").kid.expect("kid")
+    };
+    assert_ne!(kid(&first), kid(&second), "the new key signs after rotation");
+    assert_eq!(kid(&second), rotated["kid"].as_str().expect("kid"));
+    for token in [&first, &second] {
+        let claims = common::verify_id_token(&broker.url, token["id_token"].as_str().expect("id"), client.0).await;
+        assert_eq!(claims["email"], "alice@acme.test");
+    }
+    let (_, _, keys) = admin.send(reqwest::Method::GET, "/keys", R, None, None).await;
+    let items = keys["items"].as_array().expect("items");
+    assert_eq!(items.len(), 2, "{keys}");
+    assert_eq!(items.iter().filter(|k| k["active"] == true).count(), 1);
+    assert!(
+        items.iter().any(|k| k["source"] == "config" && k["retired_at"].is_u64()),
+        "the old key is retired, still listed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_without_a_key_encryption_key_is_refused() {
+    let socket = BrokerSocket::bind().await;
+    let upstream = common::Upstream::start(&[socket.callback()]).await;
+    let toml = common::broker_toml(&socket.url, "memory", "nokek:", &upstream.issuer);
+    let broker = socket.serve_with_admin(&toml, SigningKey::generate_rsa().expect("key")).await;
+    let (status, _, body) = Admin::new(&broker.url).send(reqwest::Method::POST, "/keys/rotate", W, None, None).await;
+    assert_eq!(status, 409);
+    assert!(body["detail"].as_str().is_some_and(|d| d.contains("key_encryption_key")), "{body}");
+}

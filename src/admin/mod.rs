@@ -2,6 +2,7 @@
 //! generated from this code (served at `/admin/openapi.json`, committed in `openapi/`).
 
 mod clients;
+mod keys;
 mod routes;
 mod status;
 
@@ -27,6 +28,8 @@ enum Tag {
     Clients,
     /// Home-realm routes: which organization and connection an email domain signs in with.
     Routes,
+    /// The keys that sign the broker's ID tokens.
+    Keys,
     /// Health of the service as the admin API sees it.
     Status,
 }
@@ -201,20 +204,21 @@ pub fn decode_cursor(cursor: &str) -> Option<String> {
     String::from_utf8(bytes).ok()
 }
 
-type Api = (clients::ClientsApi, routes::RoutesApi, status::StatusApi);
+type Api = (clients::ClientsApi, routes::RoutesApi, keys::KeysApi, status::StatusApi);
 
 fn service(state: Arc<AppState>) -> OpenApiService<Api, ()> {
     OpenApiService::new(
         (
             clients::ClientsApi { state: state.clone() },
             routes::RoutesApi { state: state.clone() },
+            keys::KeysApi { state: state.clone() },
             status::StatusApi { state },
         ),
         "ssobridge admin API",
         env!("CARGO_PKG_VERSION"),
     )
     .description(
-        "Configure ssobridge at run time: downstream clients, home-realm routes, and service status. \
+        "Configure ssobridge at run time: downstream clients, home-realm routes, signing keys, and service status. \
 Authenticate with `Authorization: Bearer <admin token>`; read-only tokens may only GET. \
 Errors are RFC 9457 problem details. Updates need `If-Match` with the resource's ETag.",
     )

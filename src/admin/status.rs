@@ -51,19 +51,27 @@ impl StatusApi {
     async fn status(&self, _auth: AdminToken) -> StatusResponse {
         let store_reachable = self.state.store.ping().await.is_ok();
         let upstream_discovery_reachable = self.state.upstream.discover().await.is_ok();
-        let key = self.state.keys.active();
+        let keys = self.state.keys.list().await.unwrap_or_default();
+        let now = crate::oidc::callback::now_secs();
         StatusResponse::Ok(Json(Status {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             store_backend: self.state.store.backend_name().to_owned(),
             store_reachable,
             upstream_issuer: self.state.upstream.issuer().to_owned(),
             upstream_discovery_reachable,
-            signing_keys: vec![KeyStatus {
-                kid: key.kid().to_owned(),
-                alg: key.algorithm().name().to_owned(),
-                active: true,
-                age_seconds: self.state.started.elapsed().as_secs(),
-            }],
+            signing_keys: keys
+                .iter()
+                .map(|k| KeyStatus {
+                    kid: k.kid.clone(),
+                    alg: k.alg.to_owned(),
+                    active: k.active,
+                    // The configured key's age is the process's: it was loaded at start.
+                    age_seconds: k
+                        .created_at
+                        .map(|at| now.saturating_sub(at))
+                        .unwrap_or_else(|| self.state.started.elapsed().as_secs()),
+                })
+                .collect(),
         }))
     }
 }

@@ -35,7 +35,11 @@ pub fn demo_config(public_url: &str, listen: SocketAddr, upstream_secret: &str) 
         public_url: public_url.to_owned(),
         listen,
         store: StoreConfig::default(),
-        signing: SigningConfig::default(),
+        // The demo's rotated keys are sealed with a key that lives as long as the process.
+        signing: SigningConfig {
+            key_encryption_key: Some(Secret::new(random_token(32).unwrap_or_default())),
+            ..SigningConfig::default()
+        },
         upstream: UpstreamConfig {
             issuer: format!("{public_url}/simulator"),
             client_id: UPSTREAM_CLIENT_ID.to_owned(),

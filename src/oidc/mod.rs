@@ -63,8 +63,8 @@ fn discovery(state: Data<&Arc<AppState>>) -> Response {
 }
 
 #[handler]
-fn jwks(state: Data<&Arc<AppState>>) -> Response {
-    cacheable(json_response(StatusCode::OK, &state.keys.jwks()))
+async fn jwks(state: Data<&Arc<AppState>>) -> Response {
+    cacheable(json_response(StatusCode::OK, &state.keys.jwks().await))
 }
 
 /// Public documents may be cached briefly (key rotation keeps old keys published meanwhile).

@@ -128,7 +128,7 @@ async fn issue(app: &AppState, client: &Client, code_hash: &str, grant: CodeGran
     if let Some(nonce) = grant.nonce {
         claims.insert("nonce".into(), json!(nonce));
     }
-    let id_token = app.keys.active().sign_jwt(&claims)?;
+    let id_token = app.keys.active().await.sign_jwt(&claims)?;
     tracing::info!("tokens issued");
     Ok(json!({
         "access_token": access_token,

@@ -1,7 +1,5 @@
 //! Signing keys: loaded from PEM (PKCS#1 or PKCS#8) or generated, published as JWKs.
 
-use std::sync::Arc;
-
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rsa::{KeyPair as RsaKeyPair, KeySize};
 use aws_lc_rs::signature::{self, EcdsaKeyPair, KeyPair};
@@ -130,27 +128,6 @@ impl SigningKey {
         jwt.push('.');
         URL_SAFE_NO_PAD.encode_string(signature, &mut jwt);
         Ok(jwt)
-    }
-}
-
-/// The keys the broker publishes, and the one it signs with.
-#[derive(Debug, Clone)]
-pub struct KeySet {
-    active: Arc<SigningKey>,
-}
-
-impl KeySet {
-    pub fn new(active: SigningKey) -> KeySet {
-        KeySet { active: Arc::new(active) }
-    }
-
-    pub fn active(&self) -> &SigningKey {
-        &self.active
-    }
-
-    /// The JWKS document.
-    pub fn jwks(&self) -> Value {
-        json!({ "keys": [self.active.public_jwk()] })
     }
 }
 

@@ -3,13 +3,15 @@
 
 mod claims;
 mod keys;
+mod ring;
 
 use aws_lc_rs::digest;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 
 pub use self::claims::{pairwise_subject, user_claims, ClaimScopes};
-pub use self::keys::{generate_rsa_pem, KeySet, SigningAlgorithm, SigningKey};
+pub use self::keys::{generate_rsa_pem, SigningAlgorithm, SigningKey};
+pub use self::ring::{KeyInfo, KeyRing, RingError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {

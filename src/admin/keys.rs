@@ -1,0 +1,124 @@
+//! `/admin/keys`: the signing keys, and rotation without downtime.
+
+use std::sync::Arc;
+
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object, OpenApi};
+
+use super::{audit, AdminToken, Problem, Role, Tag};
+use crate::app::AppState;
+use crate::tokens::{KeyInfo, RingError};
+
+pub struct KeysApi {
+    pub state: Arc<AppState>,
+}
+
+/// A signing key (public information only).
+#[derive(Debug, Clone, Object)]
+pub struct Key {
+    pub kid: String,
+    pub alg: String,
+    /// Whether this key signs new tokens.
+    pub active: bool,
+    /// `config` (the configured key file) or `rotated` (made by a rotation, kept in the store).
+    pub source: String,
+    /// Unix time the key was made (rotated keys).
+    pub created_at: Option<u64>,
+    /// Unix time the key stopped signing; it stays in the JWKS until its tokens expire.
+    pub retired_at: Option<u64>,
+}
+
+impl From<&KeyInfo> for Key {
+    fn from(k: &KeyInfo) -> Key {
+        Key {
+            kid: k.kid.clone(),
+            alg: k.alg.to_owned(),
+            active: k.active,
+            source: k.source.to_owned(),
+            created_at: k.created_at,
+            retired_at: k.retired_at,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct KeyList {
+    pub items: Vec<Key>,
+}
+
+#[derive(ApiResponse)]
+pub enum ListResponse {
+    #[oai(status = 200)]
+    Ok(Json<KeyList>),
+    #[oai(status = 401, content_type = "application/problem+json")]
+    Unauthorized(Json<Problem>),
+    #[oai(status = 503, content_type = "application/problem+json")]
+    Unavailable(Json<Problem>),
+}
+
+#[derive(ApiResponse)]
+pub enum RotateResponse {
+    /// The new key, signing from now on (on other instances within seconds).
+    #[oai(status = 201)]
+    Created(Json<Key>),
+    #[oai(status = 401, content_type = "application/problem+json")]
+    Unauthorized(Json<Problem>),
+    #[oai(status = 403, content_type = "application/problem+json")]
+    Forbidden(Json<Problem>),
+    /// Rotation is not configured (no `signing.key_encryption_key`), or another rotation won.
+    #[oai(status = 409, content_type = "application/problem+json")]
+    Conflict(Json<Problem>),
+    #[oai(status = 503, content_type = "application/problem+json")]
+    Unavailable(Json<Problem>),
+}
+
+fn problem(status: u16, detail: impl Into<String>) -> Json<Problem> {
+    Json(Problem::new(poem::http::StatusCode::from_u16(status).unwrap_or(poem::http::StatusCode::BAD_REQUEST), detail))
+}
+
+#[OpenApi(tag = "Tag::Keys")]
+impl KeysApi {
+    /// List signing keys
+    ///
+    /// Every key still published in the JWKS, and which one signs.
+    #[oai(path = "/keys", method = "get")]
+    async fn list(&self, _auth: AdminToken) -> ListResponse {
+        match self.state.keys.list().await {
+            Ok(keys) => ListResponse::Ok(Json(KeyList { items: keys.iter().map(Key::from).collect() })),
+            Err(error) => {
+                tracing::error!(error = %error, "key ring unavailable");
+                ListResponse::Unavailable(problem(503, "the key ring is unavailable"))
+            }
+        }
+    }
+
+    /// Rotate the signing key
+    ///
+    /// A new RSA-2048 key signs from now on; the previous one stays in the JWKS until the
+    /// tokens it signed have expired, so nothing in flight breaks.
+    #[oai(path = "/keys/rotate", method = "post")]
+    async fn rotate(&self, auth: AdminToken) -> RotateResponse {
+        if auth.0.role != Role::Write {
+            return RotateResponse::Forbidden(problem(403, "this token is read-only"));
+        }
+        match self.state.keys.rotate().await {
+            Ok(key) => {
+                audit(
+                    &auth.0,
+                    "key.rotate",
+                    &key.kid,
+                    None,
+                    Some(&serde_json::json!({"kid": key.kid, "alg": key.alg})),
+                );
+                RotateResponse::Created(Json(Key::from(&key)))
+            }
+            Err(error @ (RingError::NoEncryptionKey | RingError::Conflict)) => {
+                RotateResponse::Conflict(problem(409, error.to_string()))
+            }
+            Err(error) => {
+                tracing::error!(error = %error, "key rotation failed");
+                RotateResponse::Unavailable(problem(503, "the key could not be rotated; try again"))
+            }
+        }
+    }
+}
