@@ -251,11 +251,15 @@ async fn negative_cases() {
             reqwest::Method::POST,
             "/routes",
             W,
-            Some(json!({"domain": "not a domain", "organization_id": "org"})),
+            Some(json!({"domain": "under_score!.example", "organization_id": "org"})),
             None,
         )
         .await;
-    assert_eq!((status, body["errors"][0]["pointer"].as_str()), (422, Some("/domain")));
+    assert_eq!((status, body["errors"][0]["pointer"].as_str()), (422, Some("/domain")), "{body}");
+    let (status, _, body) = admin
+        .send(reqwest::Method::POST, "/routes", W, Some(json!({"domain": "not a domain", "organization_id": 7})), None)
+        .await;
+    assert_eq!((status, body["status"].as_u64()), (400, Some(400)), "schema violations are problem documents: {body}");
     for i in 0..5 {
         let (status, _, _) = admin
             .send(

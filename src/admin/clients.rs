@@ -8,7 +8,8 @@ use poem_openapi::payload::Json;
 use poem_openapi::types::MaybeUndefined;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 
-use super::{audit, decode_cursor, encode_cursor, AdminToken, FieldError, Problem, Role, Tag, DEFAULT_PAGE, MAX_PAGE};
+use super::text::{plain, plain_all, plain_patch, Text};
+use super::{audit, encode_cursor, AdminToken, FieldError, Problem, Role, Tag, DEFAULT_PAGE, MAX_PAGE};
 use crate::app::AppState;
 use crate::clients::ClientRecord;
 use crate::config::{check_redirect_uri, AdapterKind, ClaimMapping, Fallback, SubjectMode, PROTECTED_CLAIMS};
@@ -55,16 +56,20 @@ pub struct Claims {
 #[oai(example)]
 pub struct Client {
     pub client_id: String,
+    #[oai(skip_serializing_if_is_none)]
     pub name: Option<String>,
     pub redirect_uris: Vec<String>,
     pub adapter: Adapter,
     pub subject: Subject,
     pub require_pkce: bool,
     pub claims: Claims,
+    #[oai(skip_serializing_if_is_none)]
     pub default_organization_id: Option<String>,
+    #[oai(skip_serializing_if_is_none)]
     pub default_connection_id: Option<String>,
     /// `pass`, `deny`, or the domain of a route.
     pub fallback: String,
+    #[oai(skip_serializing_if_is_none)]
     pub initiate_login_uri: Option<String>,
     /// `config` (seeded from the file at every start: the file wins) or `api`.
     pub source: String,
@@ -98,17 +103,29 @@ fn client_example() -> Client {
 #[oai(example)]
 pub struct ClientCreate {
     /// Generated when absent.
-    pub client_id: Option<String>,
-    pub name: Option<String>,
-    pub redirect_uris: Vec<String>,
+    #[oai(nullable, validator(pattern = "^[A-Za-z0-9._-]{1,128}$"))]
+    pub client_id: Option<Text>,
+    #[oai(nullable, validator(max_length = 200))]
+    pub name: Option<Text>,
+    /// Exact URIs (https, or http on loopback), no fragment.
+    #[oai(validator(min_items = 1, max_items = 20, max_length = 2000))]
+    pub redirect_uris: Vec<Text>,
+    #[oai(nullable)]
     pub adapter: Option<Adapter>,
+    #[oai(nullable)]
     pub subject: Option<Subject>,
+    #[oai(nullable)]
     pub require_pkce: Option<bool>,
+    #[oai(nullable)]
     pub claims: Option<Claims>,
-    pub default_organization_id: Option<String>,
-    pub default_connection_id: Option<String>,
-    pub fallback: Option<String>,
-    pub initiate_login_uri: Option<String>,
+    #[oai(nullable)]
+    pub default_organization_id: Option<Text>,
+    #[oai(nullable)]
+    pub default_connection_id: Option<Text>,
+    #[oai(nullable)]
+    pub fallback: Option<Text>,
+    #[oai(nullable)]
+    pub initiate_login_uri: Option<Text>,
 }
 
 impl poem_openapi::types::Example for ClientCreate {
@@ -137,16 +154,26 @@ fn create_example() -> ClientCreate {
 #[derive(Debug, Clone, Object)]
 #[oai(example)]
 pub struct ClientPatch {
-    pub name: MaybeUndefined<String>,
-    pub redirect_uris: Option<Vec<String>>,
+    #[oai(nullable, validator(max_length = 200))]
+    pub name: MaybeUndefined<Text>,
+    #[oai(nullable, validator(min_items = 1, max_items = 20, max_length = 2000))]
+    pub redirect_uris: Option<Vec<Text>>,
+    #[oai(nullable)]
     pub adapter: Option<Adapter>,
+    #[oai(nullable)]
     pub subject: Option<Subject>,
+    #[oai(nullable)]
     pub require_pkce: Option<bool>,
+    #[oai(nullable)]
     pub claims: Option<Claims>,
-    pub default_organization_id: MaybeUndefined<String>,
-    pub default_connection_id: MaybeUndefined<String>,
-    pub fallback: Option<String>,
-    pub initiate_login_uri: MaybeUndefined<String>,
+    #[oai(nullable)]
+    pub default_organization_id: MaybeUndefined<Text>,
+    #[oai(nullable)]
+    pub default_connection_id: MaybeUndefined<Text>,
+    #[oai(nullable)]
+    pub fallback: Option<Text>,
+    #[oai(nullable)]
+    pub initiate_login_uri: MaybeUndefined<Text>,
 }
 
 impl poem_openapi::types::Example for ClientPatch {
@@ -182,6 +209,7 @@ pub struct ClientWithSecret {
 pub struct ClientPage {
     pub items: Vec<Client>,
     /// Pass as `cursor` for the next page; absent on the last page.
+    #[oai(skip_serializing_if_is_none)]
     pub next_cursor: Option<String>,
 }
 
@@ -219,6 +247,9 @@ pub enum CreateResponse {
     /// The request body is too large.
     #[oai(status = 413, content_type = "application/problem+json")]
     TooLarge(Json<Problem>),
+    /// The body is not `application/json`.
+    #[oai(status = 415, content_type = "application/problem+json")]
+    UnsupportedMediaType(Json<Problem>),
     /// Invalid fields; `errors` points at each.
     #[oai(status = 422, content_type = "application/problem+json")]
     Invalid(Json<Problem>),
@@ -255,6 +286,9 @@ pub enum UpdateResponse {
     PreconditionFailed(Json<Problem>),
     #[oai(status = 413, content_type = "application/problem+json")]
     TooLarge(Json<Problem>),
+    /// The body is not `application/json`.
+    #[oai(status = 415, content_type = "application/problem+json")]
+    UnsupportedMediaType(Json<Problem>),
     #[oai(status = 422, content_type = "application/problem+json")]
     Invalid(Json<Problem>),
     /// `If-Match` is required.
@@ -434,7 +468,8 @@ impl ClientsApi {
     async fn list(
         &self,
         _auth: AdminToken,
-        /// Page size, 1 to 200.
+        /// Page size, 1 to 200 (default 50).
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
         limit: Query<Option<u32>>,
         /// From a previous page's `next_cursor`.
         cursor: Query<Option<String>>,
@@ -445,11 +480,7 @@ impl ClientsApi {
         if !(1..=MAX_PAGE).contains(&limit) {
             return ListResponse::BadRequest(problem(400, "limit must be between 1 and 200"));
         }
-        let after = match cursor.0.as_deref().map(decode_cursor) {
-            Some(None) => return ListResponse::BadRequest(problem(400, "cursor is not one this API issued")),
-            Some(Some(after)) => Some(after),
-            None => None,
-        };
+        let after = cursor.0.as_deref().filter(|c| !c.is_empty()).map(str::to_owned);
         let records = match self.state.clients.list().await {
             Ok(records) => records,
             Err(e) => return ListResponse::Unavailable(unavailable(e)),
@@ -474,13 +505,13 @@ impl ClientsApi {
         }
         let body = body.0;
         let client_id = match body.client_id {
-            Some(id) => id,
+            Some(id) => id.0,
             None => match random_token(12) {
                 Ok(id) => format!("client-{id}"),
                 Err(_) => return CreateResponse::Unavailable(problem(503, "no randomness")),
             },
         };
-        let fallback = match body.fallback.as_deref().map(parse_fallback).transpose() {
+        let fallback = match body.fallback.as_deref().map(|f| parse_fallback(f)).transpose() {
             Ok(fallback) => fallback.unwrap_or_default(),
             Err(e) => return CreateResponse::Invalid(Json(Problem::invalid(vec![e]))),
         };
@@ -489,16 +520,16 @@ impl ClientsApi {
         let record = ClientRecord {
             client_id: client_id.clone(),
             secret_sha256: sha256_hex(&secret),
-            redirect_uris: body.redirect_uris,
-            name: body.name,
+            redirect_uris: plain_all(body.redirect_uris),
+            name: plain(body.name),
             adapter: body.adapter.map(adapter_kind).unwrap_or_default(),
             subject: body.subject.map(subject_mode).unwrap_or_default(),
             require_pkce: body.require_pkce.unwrap_or(false),
             claims: ClaimMapping { rename: claims.rename, drop: claims.drop, add: claims.add },
-            default_organization_id: body.default_organization_id,
-            default_connection_id: body.default_connection_id,
+            default_organization_id: plain(body.default_organization_id),
+            default_connection_id: plain(body.default_connection_id),
             fallback,
-            initiate_login_uri: body.initiate_login_uri,
+            initiate_login_uri: plain(body.initiate_login_uri),
             source: "api".into(),
         };
         let errors = validate(&record);
@@ -566,9 +597,9 @@ impl ClientsApi {
         }
         let patch = body.0;
         let mut record = current.clone();
-        apply(&mut record.name, patch.name);
+        apply(&mut record.name, plain_patch(patch.name));
         if let Some(uris) = patch.redirect_uris {
-            record.redirect_uris = uris;
+            record.redirect_uris = plain_all(uris);
         }
         if let Some(adapter) = patch.adapter {
             record.adapter = adapter_kind(adapter);
@@ -582,9 +613,9 @@ impl ClientsApi {
         if let Some(claims) = patch.claims {
             record.claims = ClaimMapping { rename: claims.rename, drop: claims.drop, add: claims.add };
         }
-        apply(&mut record.default_organization_id, patch.default_organization_id);
-        apply(&mut record.default_connection_id, patch.default_connection_id);
-        apply(&mut record.initiate_login_uri, patch.initiate_login_uri);
+        apply(&mut record.default_organization_id, plain_patch(patch.default_organization_id));
+        apply(&mut record.default_connection_id, plain_patch(patch.default_connection_id));
+        apply(&mut record.initiate_login_uri, plain_patch(patch.initiate_login_uri));
         if let Some(fallback) = patch.fallback {
             match parse_fallback(&fallback) {
                 Ok(fallback) => record.fallback = fallback,

@@ -23,8 +23,10 @@ pub struct Key {
     /// `config` (the configured key file) or `rotated` (made by a rotation, kept in the store).
     pub source: String,
     /// Unix time the key was made (rotated keys).
+    #[oai(skip_serializing_if_is_none)]
     pub created_at: Option<u64>,
     /// Unix time the key stopped signing; it stays in the JWKS until its tokens expire.
+    #[oai(skip_serializing_if_is_none)]
     pub retired_at: Option<u64>,
 }
 

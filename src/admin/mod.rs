@@ -5,12 +5,13 @@ mod clients;
 mod keys;
 mod routes;
 mod status;
+mod text;
 
 use std::sync::Arc;
 
 use poem::endpoint::BoxEndpoint;
 use poem::http::StatusCode;
-use poem::{Endpoint, EndpointExt, Request, Response, Route};
+use poem::{Endpoint, EndpointExt, IntoResponse, Request, Response, Route};
 use poem_openapi::auth::Bearer;
 use poem_openapi::{Object, OpenApiService, SecurityScheme, Tags};
 
@@ -156,6 +157,18 @@ fn problem_response(error: poem::Error) -> Response {
     response
 }
 
+/// The methods of each admin resource, for `Allow` on 405 answers.
+fn allowed_methods(path: &str) -> Option<&'static str> {
+    let segments: Vec<&str> = path.trim_start_matches("/admin").trim_matches('/').split('/').collect();
+    match segments.as_slice() {
+        ["clients"] | ["routes"] => Some("GET, POST"),
+        ["clients", _] | ["routes", _] => Some("GET, PATCH, DELETE"),
+        ["clients", _, "secret"] | ["keys", "rotate"] => Some("POST"),
+        ["keys"] | ["status"] | ["openapi.json"] => Some("GET"),
+        _ => None,
+    }
+}
+
 /// Refuses bodies over [`MAX_BODY_BYTES`] with 413, whether they announce their length or not.
 async fn limit_body(mut request: Request) -> poem::Result<Request> {
     let too_large = || poem::Error::from_string("the request body is too large", StatusCode::PAYLOAD_TOO_LARGE);
@@ -192,16 +205,10 @@ pub fn audit(
     );
 }
 
-/// Opaque pagination cursors: the last key of the previous page, base64url.
+/// Pagination cursors: the last key of the previous page. Clients treat them as opaque; any
+/// string is a valid position, so a cursor can never be "invalid".
 pub fn encode_cursor(last: &str) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(last)
-}
-
-pub fn decode_cursor(cursor: &str) -> Option<String> {
-    use base64::Engine;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(cursor).ok()?;
-    String::from_utf8(bytes).ok()
+    last.to_owned()
 }
 
 type Api = (clients::ClientsApi, routes::RoutesApi, keys::KeysApi, status::StatusApi);
@@ -242,7 +249,19 @@ pub fn endpoint(state: Arc<AppState>, tokens: AdminTokens) -> BoxEndpoint<'stati
         .at("/openapi.json", spec)
         .nest("/docs", docs)
         .nest("/", api)
-        .around(|endpoint, request| async move { endpoint.call(limit_body(request).await?).await })
+        .around(|endpoint, request| async move {
+            let allow = allowed_methods(request.uri().path());
+            let mut response = endpoint.call(limit_body(request).await?).await;
+            if let (Err(error), Some(allow)) = (&mut response, allow) {
+                // RFC 9110 §15.5.6: a 405 names the methods the resource has.
+                if error.status() == StatusCode::METHOD_NOT_ALLOWED {
+                    let mut answer = problem_response(poem::Error::from_status(StatusCode::METHOD_NOT_ALLOWED));
+                    answer.headers_mut().insert(poem::http::header::ALLOW, poem::http::HeaderValue::from_static(allow));
+                    return Ok(answer);
+                }
+            }
+            response.map(IntoResponse::into_response)
+        })
         .data(Arc::new(tokens))
         .catch_all_error(|error| async move { problem_response(error) });
     admin.map_to_response().boxed()

@@ -8,7 +8,8 @@ use poem_openapi::types::MaybeUndefined;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use super::clients::{apply, etag};
-use super::{audit, decode_cursor, encode_cursor, AdminToken, FieldError, Problem, Role, Tag, DEFAULT_PAGE, MAX_PAGE};
+use super::text::{plain, plain_all, plain_patch, Text};
+use super::{audit, encode_cursor, AdminToken, FieldError, Problem, Role, Tag, DEFAULT_PAGE, MAX_PAGE};
 use crate::app::AppState;
 use crate::routing::{normalize_domain, Route as StoredRoute, RouteTable};
 
@@ -24,6 +25,7 @@ pub struct Route {
     pub domain: String,
     pub organization_id: String,
     /// When set, logins go to this connection; else to the organization.
+    #[oai(skip_serializing_if_is_none)]
     pub connection_id: Option<String>,
     /// Clients allowed to use the route; empty means all.
     pub clients: Vec<String>,
@@ -52,27 +54,40 @@ fn route_example() -> Route {
 
 #[derive(Debug, Clone, Object)]
 pub struct RouteCreate {
-    pub domain: String,
-    pub organization_id: String,
-    pub connection_id: Option<String>,
-    pub clients: Option<Vec<String>>,
+    /// An email domain; stored lower case in IDNA ASCII form.
+    #[oai(validator(min_length = 3, max_length = 253, pattern = "^[^ @/:]+\\.[^ @/:]+$"))]
+    pub domain: Text,
+    #[oai(validator(min_length = 1, max_length = 128))]
+    pub organization_id: Text,
+    #[oai(nullable, validator(min_length = 1, max_length = 128))]
+    pub connection_id: Option<Text>,
+    #[oai(nullable)]
+    pub clients: Option<Vec<Text>>,
+    #[oai(nullable)]
     pub include_subdomains: Option<bool>,
+    #[oai(nullable)]
     pub verified: Option<bool>,
 }
 
 /// A partial update (JSON merge patch semantics: `null` clears `connection_id`).
 #[derive(Debug, Clone, Object)]
 pub struct RoutePatch {
-    pub organization_id: Option<String>,
-    pub connection_id: MaybeUndefined<String>,
-    pub clients: Option<Vec<String>>,
+    #[oai(nullable, validator(min_length = 1, max_length = 128))]
+    pub organization_id: Option<Text>,
+    #[oai(nullable, validator(min_length = 1, max_length = 128))]
+    pub connection_id: MaybeUndefined<Text>,
+    #[oai(nullable)]
+    pub clients: Option<Vec<Text>>,
+    #[oai(nullable)]
     pub include_subdomains: Option<bool>,
+    #[oai(nullable)]
     pub verified: Option<bool>,
 }
 
 #[derive(Debug, Clone, Object)]
 pub struct RoutePage {
     pub items: Vec<Route>,
+    #[oai(skip_serializing_if_is_none)]
     pub next_cursor: Option<String>,
 }
 
@@ -103,6 +118,9 @@ pub enum CreateResponse {
     Conflict(Json<Problem>),
     #[oai(status = 413, content_type = "application/problem+json")]
     TooLarge(Json<Problem>),
+    /// The body is not `application/json`.
+    #[oai(status = 415, content_type = "application/problem+json")]
+    UnsupportedMediaType(Json<Problem>),
     #[oai(status = 422, content_type = "application/problem+json")]
     Invalid(Json<Problem>),
     #[oai(status = 503, content_type = "application/problem+json")]
@@ -137,6 +155,9 @@ pub enum UpdateResponse {
     PreconditionFailed(Json<Problem>),
     #[oai(status = 413, content_type = "application/problem+json")]
     TooLarge(Json<Problem>),
+    /// The body is not `application/json`.
+    #[oai(status = 415, content_type = "application/problem+json")]
+    UnsupportedMediaType(Json<Problem>),
     #[oai(status = 422, content_type = "application/problem+json")]
     Invalid(Json<Problem>),
     #[oai(status = 428, content_type = "application/problem+json")]
@@ -214,7 +235,8 @@ impl RoutesApi {
     async fn list(
         &self,
         _auth: AdminToken,
-        /// Page size, 1 to 200.
+        /// Page size, 1 to 200 (default 50).
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
         limit: Query<Option<u32>>,
         cursor: Query<Option<String>>,
         domain: Query<Option<String>>,
@@ -224,15 +246,13 @@ impl RoutesApi {
         if !(1..=MAX_PAGE).contains(&limit) {
             return ListResponse::BadRequest(problem(400, "limit must be between 1 and 200"));
         }
-        let after = match cursor.0.as_deref().map(decode_cursor) {
-            Some(None) => return ListResponse::BadRequest(problem(400, "cursor is not one this API issued")),
-            Some(Some(after)) => Some(after),
-            None => None,
-        };
-        let domain = match domain.0.as_deref().map(normalize_domain).transpose() {
-            Ok(domain) => domain,
-            Err(e) => return ListResponse::BadRequest(problem(400, e.to_string())),
-        };
+        let after = cursor.0.as_deref().filter(|c| !c.is_empty()).map(str::to_owned);
+        // A filter that is no valid domain matches nothing (rather than failing the request).
+        let domain = domain
+            .0
+            .as_deref()
+            .filter(|d| !d.is_empty())
+            .map(|d| normalize_domain(d).unwrap_or_else(|_| "\u{0}".to_owned()));
         let routes = match RouteTable::new(&self.state.store).list().await {
             Ok(routes) => routes,
             Err(e) => return ListResponse::Unavailable(unavailable(e)),
@@ -240,7 +260,13 @@ impl RoutesApi {
         let mut matching = routes
             .iter()
             .filter(|r| domain.as_deref().is_none_or(|d| r.domain == d || r.domain.ends_with(&format!(".{d}"))))
-            .filter(|r| client.0.as_deref().is_none_or(|c| r.clients.is_empty() || r.clients.iter().any(|x| x == c)))
+            .filter(|r| {
+                client
+                    .0
+                    .as_deref()
+                    .filter(|c| !c.is_empty())
+                    .is_none_or(|c| r.clients.is_empty() || r.clients.iter().any(|x| x == c))
+            })
             .filter(|r| after.as_deref().is_none_or(|after| r.domain.as_str() > after));
         let items: Vec<Route> = matching.by_ref().take(limit as usize).map(Route::from).collect();
         let next_cursor = if matching.next().is_some() { items.last().map(|r| encode_cursor(&r.domain)) } else { None };
@@ -265,9 +291,9 @@ impl RoutesApi {
         };
         let route = StoredRoute {
             domain: domain.clone(),
-            organization_id: body.organization_id,
-            connection_id: body.connection_id,
-            clients: body.clients.unwrap_or_default(),
+            organization_id: body.organization_id.0,
+            connection_id: plain(body.connection_id),
+            clients: plain_all(body.clients.unwrap_or_default()),
             include_subdomains: body.include_subdomains.unwrap_or(false),
             verified: body.verified.unwrap_or(true),
         };
@@ -337,11 +363,11 @@ impl RoutesApi {
         let patch = body.0;
         let mut route = current.clone();
         if let Some(organization) = patch.organization_id {
-            route.organization_id = organization;
+            route.organization_id = organization.0;
         }
-        apply(&mut route.connection_id, patch.connection_id);
+        apply(&mut route.connection_id, plain_patch(patch.connection_id));
         if let Some(clients) = patch.clients {
-            route.clients = clients;
+            route.clients = plain_all(clients);
         }
         if let Some(include) = patch.include_subdomains {
             route.include_subdomains = include;

@@ -53,7 +53,15 @@ pub fn normalize_domain(raw: &str) -> Result<String, InvalidDomain> {
         return Err(InvalidDomain(raw.to_owned()));
     }
     let ascii = idna::domain_to_ascii(trimmed).map_err(|_| InvalidDomain(raw.to_owned()))?;
-    if ascii.is_empty() || !ascii.contains('.') || ascii.split('.').any(str::is_empty) {
+    // Host names only (RFC 1123 labels): IDNA alone lets control characters and symbols through.
+    let label_ok = |label: &str| {
+        !label.is_empty()
+            && label.len() <= 63
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    };
+    if !ascii.contains('.') || !ascii.split('.').all(label_ok) {
         return Err(InvalidDomain(raw.to_owned()));
     }
     Ok(ascii)
