@@ -49,7 +49,12 @@ impl ClientRecord {
     pub fn from_config(config: &ClientConfig) -> ClientRecord {
         ClientRecord {
             client_id: config.client_id.clone(),
-            secret_sha256: sha256_hex(config.client_secret.expose()),
+            secret_sha256: match (&config.client_secret, &config.client_secret_sha256) {
+                (Some(secret), _) => sha256_hex(secret.expose()),
+                (None, Some(hash)) => hash.to_ascii_lowercase(),
+                // Refused by validation; an unmatchable hash if it ever got here.
+                (None, None) => String::new(),
+            },
             redirect_uris: config.redirect_uris.clone(),
             name: config.name.clone(),
             adapter: config.adapter,

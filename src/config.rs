@@ -206,7 +206,12 @@ impl Default for TokenConfig {
 #[serde(deny_unknown_fields)]
 pub struct ClientConfig {
     pub client_id: String,
-    pub client_secret: Secret,
+    /// The secret in clear (from the environment, ideally) ...
+    #[serde(default)]
+    pub client_secret: Option<Secret>,
+    /// ... or its SHA-256 in hex, as `export-config` writes it.
+    #[serde(default)]
+    pub client_secret_sha256: Option<String>,
     pub redirect_uris: Vec<String>,
     /// Shown on hosted pages so the user knows where they are signing in.
     #[serde(default)]
@@ -449,8 +454,18 @@ impl Config {
             } else if !seen.insert(client.client_id.as_str()) {
                 problem(&at("client_id"), format!("{} is listed twice", client.client_id));
             }
-            if client.client_secret.expose().len() < 8 {
-                problem(&at("client_secret"), "must be at least 8 characters".to_owned());
+            match (&client.client_secret, &client.client_secret_sha256) {
+                (Some(secret), None) if secret.expose().len() < 8 => {
+                    problem(&at("client_secret"), "must be at least 8 characters".to_owned())
+                }
+                (Some(_), None) => {}
+                (None, Some(hash)) if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                    problem(&at("client_secret_sha256"), "must be a hex SHA-256".to_owned())
+                }
+                (None, Some(_)) => {}
+                _ => {
+                    problem(&at("client_secret"), "set client_secret or client_secret_sha256 (exactly one)".to_owned())
+                }
             }
             if client.redirect_uris.is_empty() {
                 problem(&at("redirect_uris"), "at least one redirect URI is needed".to_owned());
@@ -705,7 +720,7 @@ redirect_uris = ["https://acme.us.auth0.com/login/callback"]
         )
         .expect("valid");
         assert_eq!(config.upstream.client_secret.expose(), "from-env");
-        assert_eq!(config.clients[0].client_secret.expose(), "env-secret-1");
+        assert_eq!(config.clients[0].client_secret.as_ref().map(|s| s.expose()), Some("env-secret-1"));
         assert_eq!(config.tokens.code_ttl_seconds, 30);
         assert_eq!(config.public_url, "https://sso.example.com");
     }

@@ -15,6 +15,7 @@ usage:
   ssobridge demo [--port N]              run offline: memory store, upstream simulator, sample app (default port 8080)
   ssobridge check-config --config FILE   validate a configuration and list every problem
   ssobridge keys generate --out FILE     write a new RSA-2048 signing key (PKCS#8 PEM)
+  ssobridge export-config --config FILE  print the running clients and routes (from the store) as a config file
   ssobridge admin-token                  print a new admin API token and the SHA-256 to configure
   ssobridge openapi                      print the admin API's OpenAPI document
 
@@ -27,6 +28,7 @@ enum Command {
     KeysGenerate { out: PathBuf, force: bool },
     AdminToken,
     OpenApi,
+    ExportConfig { config: PathBuf },
     Help,
 }
 
@@ -51,6 +53,9 @@ fn parse(args: &[String]) -> Result<Command, String> {
             force: words.contains(&"--force"),
         }),
         ["admin-token", ..] => Ok(Command::AdminToken),
+        ["export-config", ..] => {
+            Ok(Command::ExportConfig { config: flag("--config").ok_or("export-config needs --config FILE")?.into() })
+        }
         ["openapi", ..] => Ok(Command::OpenApi),
         [other, ..] => Err(format!("unknown command {other}")),
     }
@@ -73,6 +78,11 @@ fn main() -> ExitCode {
         Command::CheckConfig { config } => return check_config(&config),
         Command::KeysGenerate { out, force } => keys_generate(&out, force),
         Command::AdminToken => admin_token(),
+        Command::ExportConfig { config } => run_async(async move {
+            let config = Config::load(&config)?;
+            print!("{}", ssobridge::export::export(&config).await?);
+            Ok(())
+        }),
         Command::OpenApi => match admin::spec_json() {
             Ok(spec) => {
                 println!("{spec}");

@@ -52,7 +52,8 @@ pub fn demo_config(public_url: &str, listen: SocketAddr, upstream_secret: &str) 
         tokens: TokenConfig::default(),
         clients: vec![ClientConfig {
             client_id: DEMO_CLIENT_ID.to_owned(),
-            client_secret: Secret::new(DEMO_CLIENT_SECRET),
+            client_secret: Some(Secret::new(DEMO_CLIENT_SECRET)),
+            client_secret_sha256: None,
             redirect_uris: vec![DEMO_EXTERNAL_REDIRECT.to_owned(), format!("{public_url}/demo/callback")],
             name: Some("ssobridge demo app".to_owned()),
             adapter: Default::default(),

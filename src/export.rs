@@ -1,0 +1,133 @@
+//! `ssobridge export-config`: the running configuration (the file's settings, plus the
+//! clients and routes as the store holds them now) as a config file. Secrets are never
+//! written: client secrets appear as their SHA-256, other secrets are left to the environment.
+
+use toml::{Table, Value};
+
+use crate::clients::{ClientRecord, ClientRegistry};
+use crate::config::Config;
+use crate::routing::{Route, RouteTable};
+use crate::store::{AnyStore, StoreError};
+
+pub async fn export(config: &Config) -> Result<String, StoreError> {
+    let store = AnyStore::connect(&config.store).await?;
+    let clients = ClientRegistry::new(store.clone()).list().await?;
+    let routes = RouteTable::new(&store).list().await?;
+    Ok(render(config, &clients, &routes))
+}
+
+fn strings(values: &[String]) -> Value {
+    Value::Array(values.iter().cloned().map(Value::String).collect())
+}
+
+fn render(config: &Config, clients: &[ClientRecord], routes: &[Route]) -> String {
+    let mut root = Table::new();
+    root.insert("public_url".into(), Value::String(config.public_url.clone()));
+    root.insert("listen".into(), Value::String(config.listen.to_string()));
+    let mut store = Table::new();
+    store.insert("url".into(), Value::String(config.store.url.clone()));
+    store.insert("key_prefix".into(), Value::String(config.store.key_prefix.clone()));
+    root.insert("store".into(), Value::Table(store));
+    if let Some(path) = &config.signing.key_file {
+        let mut signing = Table::new();
+        signing.insert("key_file".into(), Value::String(path.display().to_string()));
+        root.insert("signing".into(), Value::Table(signing));
+    }
+    let mut upstream = Table::new();
+    upstream.insert("issuer".into(), Value::String(config.upstream.issuer.clone()));
+    upstream.insert("client_id".into(), Value::String(config.upstream.client_id.clone()));
+    upstream.insert("client_secret".into(), Value::String("set SSOBRIDGE_UPSTREAM__CLIENT_SECRET".into()));
+    upstream.insert("scopes".into(), strings(&config.upstream.scopes));
+    upstream.insert("allowed_algorithms".into(), strings(&config.upstream.allowed_algorithms));
+    root.insert("upstream".into(), Value::Table(upstream));
+    let mut admin = Table::new();
+    admin.insert("listen".into(), Value::String(config.admin.listen.clone()));
+    admin.insert("read_tokens_sha256".into(), strings(&config.admin.read_tokens_sha256));
+    admin.insert("write_tokens_sha256".into(), strings(&config.admin.write_tokens_sha256));
+    root.insert("admin".into(), Value::Table(admin));
+
+    let clients: Vec<Value> = clients
+        .iter()
+        .map(|c| {
+            let mut t = Table::new();
+            t.insert("client_id".into(), Value::String(c.client_id.clone()));
+            t.insert("client_secret_sha256".into(), Value::String(c.secret_sha256.clone()));
+            t.insert("redirect_uris".into(), strings(&c.redirect_uris));
+            if let Some(name) = &c.name {
+                t.insert("name".into(), Value::String(name.clone()));
+            }
+            if let Ok(Value::Table(rest)) = Value::try_from(serde_json::json!({
+                "adapter": c.adapter, "subject": c.subject, "require_pkce": c.require_pkce,
+                "fallback": c.fallback.as_config_str(),
+            })) {
+                t.extend(rest);
+            }
+            for (key, value) in [
+                ("default_organization_id", &c.default_organization_id),
+                ("default_connection_id", &c.default_connection_id),
+                ("initiate_login_uri", &c.initiate_login_uri),
+            ] {
+                if let Some(value) = value {
+                    t.insert(key.into(), Value::String(value.clone()));
+                }
+            }
+            if c.claims != Default::default() {
+                if let Ok(claims) = Value::try_from(&c.claims) {
+                    t.insert("claims".into(), claims);
+                }
+            }
+            Value::Table(t)
+        })
+        .collect();
+    root.insert("clients".into(), Value::Array(clients));
+    let routes: Vec<Value> = routes.iter().filter_map(|r| Value::try_from(r).ok()).collect();
+    root.insert("routes".into(), Value::Array(routes));
+    let body = toml::to_string_pretty(&root).unwrap_or_default();
+    format!("# Exported by ssobridge export-config. Client secrets are their SHA-256; set other secrets\n# through the environment (SSOBRIDGE_<SECTION>__<KEY>).\n{body}")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn an_export_loads_back_as_the_same_clients_and_routes() {
+        let text = r#"
+public_url = "https://sso.example.com"
+[upstream]
+issuer = "https://acme.scalekit.dev"
+client_id = "skc"
+client_secret = "secret"
+[[clients]]
+client_id = "auth0-prod"
+client_secret = "0123456789"
+redirect_uris = ["https://acme.us.auth0.com/login/callback"]
+fallback = "deny"
+[clients.claims]
+rename = { org_id = "organization" }
+[[routes]]
+domain = "Acme.COM"
+organization_id = "org_1"
+connection_id = "conn_1"
+"#;
+        let config = Config::from_toml(text, Vec::<(String, String)>::new(), Path::new("t.toml")).expect("config");
+        let clients = vec![ClientRecord::from_config(&config.clients[0])];
+        let routes = vec![Route {
+            domain: "acme.com".into(),
+            organization_id: "org_1".into(),
+            connection_id: Some("conn_1".into()),
+            clients: vec![],
+            include_subdomains: false,
+            verified: true,
+        }];
+        let exported = render(&config, &clients, &routes);
+        assert!(!exported.contains("0123456789"), "no clear secret: {exported}");
+        let reloaded =
+            Config::from_toml(&exported, Vec::<(String, String)>::new(), Path::new("e.toml")).expect(&exported);
+        assert_eq!(ClientRecord::from_config(&reloaded.clients[0]), clients[0], "{exported}");
+        assert_eq!(reloaded.routes[0].domain, "acme.com");
+        assert_eq!(reloaded.routes[0].connection_id.as_deref(), Some("conn_1"));
+    }
+}
