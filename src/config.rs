@@ -11,6 +11,8 @@ use url::Url;
 use crate::secret::Secret;
 
 pub const ENV_PREFIX: &str = "SSOBRIDGE_";
+/// `SSOBRIDGE_` variables that are not config keys: the log filter and the environment name.
+const NOT_CONFIG: &[&str] = &["SSOBRIDGE_LOG", "SSOBRIDGE_ENV"];
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -605,7 +607,7 @@ pub fn check_redirect_uri(value: &str) -> Result<Url, String> {
 /// is either an index or a client_id (`-` written as `_`, any case): `SSOBRIDGE_CLIENTS__AUTH0_PROD__CLIENT_SECRET`.
 fn overlay_env(table: &mut toml::Table, env: impl IntoIterator<Item = (String, String)>) -> Result<(), ConfigError> {
     let mut vars: Vec<(String, String)> =
-        env.into_iter().filter(|(k, _)| k.starts_with(ENV_PREFIX) && k != "SSOBRIDGE_LOG").collect();
+        env.into_iter().filter(|(k, _)| k.starts_with(ENV_PREFIX) && !NOT_CONFIG.contains(&k.as_str())).collect();
     vars.sort();
     for (name, value) in vars {
         let path: Vec<String> = name[ENV_PREFIX.len()..].split("__").map(|s| s.to_ascii_lowercase()).collect();
