@@ -129,11 +129,18 @@ impl AppState {
 /// The whole public application. `extra` is served for every path the broker does not
 /// answer itself (the demo's pages and simulator, the admin API when it shares the listener).
 pub fn endpoint(state: Arc<AppState>, extra: Option<BoxEndpoint<'static>>) -> impl Endpoint<Output = Response> {
-    let mut routes = crate::oidc::routes().at("/healthz", get(healthz)).at("/readyz", get(readyz));
+    let mut routes =
+        crate::oidc::routes().at("/healthz", get(healthz)).at("/readyz", get(readyz)).at("/metrics", get(metrics));
     if let Some(extra) = extra {
         routes = routes.nest("/", extra);
     }
-    routes.data(state).with(RequestLog).map_to_response()
+    routes.with(crate::protect::Protect).data(state).with(RequestLog).map_to_response()
+}
+
+/// Prometheus text exposition.
+#[handler]
+fn metrics() -> Response {
+    Response::builder().content_type("text/plain; version=0.0.4").body(crate::telemetry::render())
 }
 
 #[handler]

@@ -33,10 +33,44 @@ pub struct Config {
     /// The admin API; off unless a token is configured.
     #[serde(default)]
     pub admin: AdminConfig,
+    #[serde(default)]
+    pub rate_limits: RateLimitConfig,
     /// Home-realm routes seeded into the store at start (config wins over the store for the
     /// domains it lists).
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
+}
+
+/// Requests per minute on `/authorize`, `/token`, the hosted page and `/initiate-login`,
+/// counted in the store so that every instance shares them. 0 turns a limit off.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Per client IP. The default lets a burst of hundreds of logins per second through.
+    #[serde(default = "default_per_ip")]
+    pub per_ip_per_minute: u64,
+    #[serde(default = "default_per_client")]
+    pub per_client_per_minute: u64,
+    /// Take the client IP from the last `X-Forwarded-For` entry (set it behind a proxy only).
+    #[serde(default)]
+    pub trust_forwarded_for: bool,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        RateLimitConfig {
+            per_ip_per_minute: default_per_ip(),
+            per_client_per_minute: default_per_client(),
+            trust_forwarded_for: false,
+        }
+    }
+}
+
+fn default_per_ip() -> u64 {
+    12_000
+}
+fn default_per_client() -> u64 {
+    60_000
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -651,9 +685,9 @@ fn set_path(table: &mut toml::Table, path: &[String], raw: &str) -> Result<(), S
 /// The type of a key the file does not set, so that `SSOBRIDGE_TOKENS__CODE_TTL_SECONDS=30`
 /// works without a `[tokens]` section. Everything else is a string.
 fn schema_hint(key: &str) -> Option<toml::Value> {
-    if key.ends_with("_seconds") {
+    if key.ends_with("_seconds") || key.ends_with("_per_minute") {
         Some(toml::Value::Integer(0))
-    } else if key == "require_pkce" {
+    } else if key == "require_pkce" || key == "trust_forwarded_for" || key == "include_subdomains" {
         Some(toml::Value::Boolean(false))
     } else if matches!(key, "redirect_uris" | "scopes" | "allowed_algorithms" | "drop") {
         Some(toml::Value::Array(Vec::new()))

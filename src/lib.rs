@@ -13,6 +13,7 @@ pub mod demo;
 pub mod export;
 pub mod oidc;
 pub mod pages;
+pub mod protect;
 pub mod routing;
 pub mod secret;
 pub mod store;

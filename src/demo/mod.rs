@@ -66,6 +66,7 @@ pub fn demo_config(public_url: &str, listen: SocketAddr, upstream_secret: &str) 
             initiate_login_uri: Some(format!("{public_url}/demo/initiate")),
         }],
         admin: Default::default(),
+        rate_limits: Default::default(),
         routes: ORGS
             .iter()
             .map(|org| RouteConfig {

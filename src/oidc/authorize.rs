@@ -32,6 +32,10 @@ pub struct AuthorizationRequest {
 impl AuthorizationRequest {
     /// An error for this request, to be sent back to the client.
     pub fn fail(&self, error: OidcError) -> AuthorizeFailure {
+        crate::telemetry::count(
+            "ssobridge_logins_failed_total",
+            &[("client", &self.client_id), ("reason", error.code.as_str())],
+        );
         AuthorizeFailure::Redirect { redirect_uri: self.redirect_uri.clone(), state: self.state.clone(), error }
     }
 }
@@ -156,6 +160,7 @@ async fn begin_upstream(
     let flow = Flow { request, upstream_nonce, upstream_pkce_verifier, routed_by, via_hosted_page };
     let ttl = Duration::from_secs(app.config.tokens.flow_ttl_seconds);
     put_json(&app.store, &keys::flow(&upstream_state), &flow, ttl).await.map_err(|e| flow.request.fail(e.into()))?;
+    crate::telemetry::count("ssobridge_logins_started_total", &[("client", &flow.request.client_id)]);
     tracing::info!(routed_by = ?routed_by, "login started");
     Ok(location)
 }

@@ -68,7 +68,13 @@ pub async fn finish_login(app: &AppState, params: &Params) -> Result<Finished, A
     // Taken, not read: a replayed or forged state finds nothing (single use).
     let flow: Flow = match take_json(&app.store, &keys::flow(upstream_state)).await {
         Ok(Some(flow)) => flow,
-        Ok(None) => return Err(expired()),
+        Ok(None) => {
+            crate::telemetry::count(
+                "ssobridge_logins_failed_total",
+                &[("client", "unknown"), ("reason", "invalid_state")],
+            );
+            return Err(expired());
+        }
         Err(error) => {
             let error: OidcError = error.into();
             return Err(AuthorizeFailure::page("Sign-in is temporarily unavailable", error.description));
@@ -119,7 +125,13 @@ pub async fn finish_login(app: &AppState, params: &Params) -> Result<Finished, A
     };
     let identity = identity(app, &request.client_id, client.record.subject, &claims);
     tracing::Span::current().record("connection_id", identity.connection_id.as_deref().unwrap_or(""));
-    let outcome = client.adapter.link(&identity).await.map_err(|e| fail(adapter_error(client.adapter.name(), e)))?;
+    let outcome = crate::telemetry::timed(
+        "ssobridge_adapter_duration_seconds",
+        &[("adapter", client.adapter.name())],
+        client.adapter.link(&identity),
+    )
+    .await
+    .map_err(|e| fail(adapter_error(client.adapter.name(), e)))?;
     let user_claims =
         user_claims(&identity, ClaimScopes::from_scope(&request.scope), outcome.extra_claims(), &client.record.claims);
     let grant = CodeGrant {
@@ -135,6 +147,7 @@ pub async fn finish_login(app: &AppState, params: &Params) -> Result<Finished, A
     let code = random_token(32).map_err(|e| fail(e.into()))?;
     let ttl = Duration::from_secs(app.config.tokens.code_ttl_seconds);
     put_json(&app.store, &keys::code(&sha256_hex(&code)), &grant, ttl).await.map_err(|e| fail(e.into()))?;
+    crate::telemetry::count("ssobridge_logins_completed_total", &[("client", &request.client_id)]);
     tracing::info!("login completed upstream; code issued");
     let mut response = vec![("code", code.as_str())];
     if let Some(state) = request.state.as_deref() {

@@ -71,6 +71,7 @@ impl OidcError {
 impl From<StoreError> for OidcError {
     fn from(error: StoreError) -> Self {
         tracing::error!(error = %error, "store failure");
+        crate::telemetry::count("ssobridge_store_errors_total", &[]);
         OidcError::new(ErrorCode::TemporarilyUnavailable, "the service is temporarily unavailable; try again")
     }
 }

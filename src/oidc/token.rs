@@ -129,6 +129,7 @@ async fn issue(app: &AppState, client: &Client, code_hash: &str, grant: CodeGran
         claims.insert("nonce".into(), json!(nonce));
     }
     let id_token = app.keys.active().await.sign_jwt(&claims)?;
+    crate::telemetry::count("ssobridge_tokens_issued_total", &[("client", &client.record.client_id)]);
     tracing::info!("tokens issued");
     Ok(json!({
         "access_token": access_token,

@@ -177,10 +177,14 @@ impl UpstreamClient {
     #[instrument(skip_all, fields(issuer = %self.issuer))]
     async fn fetch_discovery(&self) -> Result<Arc<Discovered>, UpstreamError> {
         let issuer = IssuerUrl::new(self.issuer.clone()).map_err(|e| UpstreamError::Malformed(e.to_string()))?;
-        let metadata = Metadata::discover_async(issuer, &self.http).await.map_err(|e| match e {
-            openidconnect::DiscoveryError::Request(e) => UpstreamError::Unreachable(e.to_string()),
-            other => UpstreamError::Malformed(format!("discovery: {other}")),
-        })?;
+        let discovery = Metadata::discover_async(issuer, &self.http);
+        let metadata =
+            crate::telemetry::timed("ssobridge_upstream_duration_seconds", &[("operation", "discovery")], discovery)
+                .await
+                .map_err(|e| match e {
+                    openidconnect::DiscoveryError::Request(e) => UpstreamError::Unreachable(e.to_string()),
+                    other => UpstreamError::Malformed(format!("discovery: {other}")),
+                })?;
         let token_endpoint = metadata
             .token_endpoint()
             .ok_or_else(|| UpstreamError::Malformed("discovery has no token_endpoint".to_owned()))?;
@@ -255,14 +259,12 @@ impl UpstreamClient {
             ("client_secret", self.client_secret.expose()),
             ("code_verifier", pkce_verifier),
         ];
-        let response = self
-            .http
-            .post(&endpoints.token_endpoint)
-            .header(reqwest::header::ACCEPT, "application/json")
-            .form(&form)
-            .send()
-            .await
-            .map_err(transport)?;
+        let request =
+            self.http.post(&endpoints.token_endpoint).header(reqwest::header::ACCEPT, "application/json").form(&form);
+        let response =
+            crate::telemetry::timed("ssobridge_upstream_duration_seconds", &[("operation", "token")], request.send())
+                .await
+                .map_err(transport)?;
         let status = response.status();
         let body = response.bytes().await.map_err(transport)?;
         if !status.is_success() {

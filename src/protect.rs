@@ -1,0 +1,155 @@
+//! What every response passes through: rate limits on the login endpoints (shared through the
+//! store, 429 with `Retry-After`), and transport security headers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use poem::http::{header, HeaderValue, Method, StatusCode};
+use poem::{Endpoint, IntoResponse, Middleware, Request, Response};
+
+use crate::app::AppState;
+use crate::oidc::params::{Params, MAX_BODY_BYTES};
+use crate::store::Store;
+
+const WINDOW_SECS: u64 = 60;
+
+/// Paths whose use is counted.
+fn limited(path: &str) -> bool {
+    matches!(path, "/authorize" | "/token" | "/login/email" | "/initiate-login")
+}
+
+pub struct Protect;
+
+impl<E: Endpoint> Middleware<E> for Protect {
+    type Output = ProtectEndpoint<E>;
+    fn transform(&self, ep: E) -> Self::Output {
+        ProtectEndpoint(ep)
+    }
+}
+
+pub struct ProtectEndpoint<E>(E);
+
+impl<E: Endpoint> Endpoint for ProtectEndpoint<E> {
+    type Output = Response;
+
+    async fn call(&self, mut req: Request) -> poem::Result<Response> {
+        let Some(state) = req.data::<Arc<AppState>>().cloned() else {
+            return self.0.call(req).await.map(IntoResponse::into_response);
+        };
+        if limited(req.uri().path()) {
+            match over_limit(&state, &mut req).await {
+                Ok(Some((which, retry_after))) => return Ok(too_many(req.uri().path(), which, retry_after)),
+                Ok(None) => {}
+                Err(response) => return Ok(response),
+            }
+        }
+        let mut response = match self.0.call(req).await {
+            Ok(output) => output.into_response(),
+            Err(error) => error.into_response(),
+        };
+        let headers = response.headers_mut();
+        headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+        if state.issuer.starts_with("https://") {
+            headers.insert(
+                header::STRICT_TRANSPORT_SECURITY,
+                HeaderValue::from_static("max-age=31536000; includeSubDomains"),
+            );
+        }
+        Ok(response)
+    }
+}
+
+/// Which limit the request is over, and for how long, if any. Store trouble does not block
+/// logins: the limiter fails open (and the failure is counted).
+async fn over_limit(state: &AppState, req: &mut Request) -> Result<Option<(&'static str, u64)>, Response> {
+    let limits = &state.config.rate_limits;
+    let now = crate::oidc::callback::now_secs();
+    let window = now / WINDOW_SECS;
+    let retry_after = WINDOW_SECS - now % WINDOW_SECS;
+    let ttl = Duration::from_secs(WINDOW_SECS + 1);
+    if limits.per_ip_per_minute > 0 {
+        let ip = client_ip(req, limits.trust_forwarded_for);
+        match state.store.incr(&format!("rl:ip:{ip}:{window}"), ttl).await {
+            Ok(n) if n > limits.per_ip_per_minute => return Ok(Some(("ip", retry_after))),
+            Ok(_) => {}
+            Err(error) => {
+                tracing::warn!(error = %error, "rate limit counter unavailable");
+                crate::telemetry::count("ssobridge_store_errors_total", &[]);
+            }
+        }
+    }
+    if limits.per_client_per_minute > 0 {
+        if let Some(client_id) = client_id(req).await? {
+            match state.store.incr(&format!("rl:client:{client_id}:{window}"), ttl).await {
+                Ok(n) if n > limits.per_client_per_minute => return Ok(Some(("client", retry_after))),
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::warn!(error = %error, "rate limit counter unavailable");
+                    crate::telemetry::count("ssobridge_store_errors_total", &[]);
+                }
+            }
+        }
+    }
+    Ok(None)
+}
+
+fn client_ip(req: &Request, trust_forwarded_for: bool) -> String {
+    if trust_forwarded_for {
+        let forwarded = req.headers().get("x-forwarded-for").and_then(|v| v.to_str().ok());
+        if let Some(last) = forwarded.and_then(|v| v.rsplit(',').next()).map(str::trim).filter(|v| !v.is_empty()) {
+            return last.to_owned();
+        }
+    }
+    req.remote_addr().as_socket_addr().map(|a| a.ip().to_string()).unwrap_or_else(|| "unknown".to_owned())
+}
+
+/// The client_id of the request: query, form body (read and put back), or HTTP Basic.
+async fn client_id(req: &mut Request) -> Result<Option<String>, Response> {
+    let from_query =
+        Params::parse(req.uri().query().unwrap_or("").as_bytes()).get("client_id").ok().flatten().map(str::to_owned);
+    if from_query.is_some() {
+        return Ok(from_query);
+    }
+    if let Some(basic) = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+        if basic.len() > 6 && basic[..6].eq_ignore_ascii_case("basic ") {
+            use base64::Engine;
+            let decoded = base64::engine::general_purpose::STANDARD.decode(basic[6..].trim()).ok();
+            let id = decoded
+                .and_then(|d| String::from_utf8(d).ok())
+                .and_then(|d| d.split_once(':').map(|(id, _)| id.to_owned()));
+            if id.is_some() {
+                return Ok(id);
+            }
+        }
+    }
+    if req.method() != Method::POST {
+        return Ok(None);
+    }
+    let body =
+        req.take_body().into_bytes_limit(MAX_BODY_BYTES).await.map_err(|_| {
+            Response::builder().status(StatusCode::PAYLOAD_TOO_LARGE).body("the request body is too large")
+        })?;
+    let id = Params::parse(&body).get("client_id").ok().flatten().map(str::to_owned);
+    req.set_body(body);
+    Ok(id)
+}
+
+fn too_many(path: &str, which: &'static str, retry_after: u64) -> Response {
+    crate::telemetry::count("ssobridge_rate_limited_total", &[("limit", which)]);
+    let mut response = if path == "/token" {
+        crate::oidc::error::json_response(
+            StatusCode::TOO_MANY_REQUESTS,
+            &serde_json::json!({"error": "temporarily_unavailable", "error_description": "too many requests; retry later"}),
+        )
+    } else {
+        crate::pages::error_page(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many sign-in attempts",
+            "Too many sign-in attempts came from here. Wait a minute and try again.",
+        )
+    };
+    if let Ok(value) = HeaderValue::from_str(&retry_after.to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    response
+}

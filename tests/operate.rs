@@ -1,0 +1,95 @@
+//! What an operator relies on: metrics, rate limits, security headers.
+
+mod common;
+
+use common::{redeem, Browser, Stack, AUTH0_CLIENT, VERIFIER};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_logins_tokens_and_upstream_latency() {
+    let stack = Stack::start().await;
+    let params = common::login_to_client(&stack, AUTH0_CLIENT, &[("login_hint", "alice@acme.test")]).await;
+    let (status, _) = redeem(&stack.broker.url, AUTH0_CLIENT, &params["code"], Some(VERIFIER)).await;
+    assert_eq!(status, 200);
+    let failed = common::login_to_client(&stack, AUTH0_CLIENT, &[("login_hint", "eve@nope.test")]).await;
+    assert_eq!(failed["error"], "access_denied");
+    let response = common::http().get(format!("{}/metrics", stack.broker.url)).send().await.expect("metrics");
+    assert!(response.headers()["content-type"].to_str().expect("ct").starts_with("text/plain"));
+    let text = response.text().await.expect("text");
+    // The registry is per process and tests in this binary run in parallel: look for the series.
+    for series in [
+        "ssobridge_logins_started_total{client=\"auth0-test\"}",
+        "ssobridge_logins_completed_total{client=\"auth0-test\"}",
+        "ssobridge_logins_failed_total{client=\"auth0-test\",reason=\"access_denied\"}",
+        "ssobridge_tokens_issued_total{client=\"auth0-test\"}",
+        "ssobridge_upstream_duration_seconds_bucket{operation=\"token\",le=\"+Inf\"}",
+        "ssobridge_adapter_duration_seconds_count{adapter=\"none\"}",
+    ] {
+        assert!(text.contains(series), "{series} missing from:\n{text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_answer_429_with_retry_after_and_defaults_let_a_burst_through() {
+    let limited = Stack::start_with("memory", "rl:", "\n[rate_limits]\nper_ip_per_minute = 5\n").await;
+    let url = common::authorize_url(&limited.broker.url, AUTH0_CLIENT, None, &[("login_hint", "alice@acme.test")]);
+    let browser = Browser::default();
+    for _ in 0..5 {
+        assert_eq!(browser.get(&url).await.status(), 302);
+    }
+    let refused = browser.get(&url).await;
+    assert_eq!(refused.status(), 429);
+    let retry_after: u64 = refused.headers()["retry-after"].to_str().expect("header").parse().expect("seconds");
+    assert!((1..=60).contains(&retry_after));
+    assert!(refused.text().await.expect("page").contains("Too many sign-in attempts"));
+    let token = common::http()
+        .post(format!("{}/token", limited.broker.url))
+        .form(&[("grant_type", "authorization_code"), ("code", "x"), ("client_id", AUTH0_CLIENT.0)])
+        .send()
+        .await
+        .expect("token");
+    assert_eq!(token.status(), 429);
+    assert_eq!(token.headers()["content-type"], "application/json");
+
+    // The defaults: a burst of 400 requests (100 logins' worth) from one address passes.
+    let open = Stack::start().await;
+    let url = common::authorize_url(&open.broker.url, AUTH0_CLIENT, None, &[("login_hint", "alice@acme.test")]);
+    let http = Browser::default().http;
+    let mut statuses = Vec::new();
+    for chunk in 0..8 {
+        let batch: Vec<_> = (0..50).map(|_| http.get(&url).send()).collect();
+        for response in futures_join(batch).await {
+            statuses.push(response.expect("authorize").status().as_u16());
+        }
+        let _ = chunk;
+    }
+    let mut seen = statuses.clone();
+    seen.sort_unstable();
+    seen.dedup();
+    assert_eq!(seen, [302], "a burst of 400 authorize requests from one address passes");
+}
+
+async fn futures_join<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output>
+where
+    F: Send + 'static,
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futures.into_iter().map(tokio::spawn).collect();
+    let mut out = Vec::new();
+    for handle in handles {
+        out.push(handle.await.expect("task"));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn html_pages_carry_security_headers() {
+    let stack = Stack::start().await;
+    let page = Browser::default().get(&common::authorize_url(&stack.broker.url, AUTH0_CLIENT, None, &[])).await;
+    let headers = page.headers();
+    let csp = headers["content-security-policy"].to_str().expect("csp");
+    assert!(csp.contains("frame-ancestors 'none'") && csp.contains("default-src 'none'"), "{csp}");
+    assert_eq!(headers["referrer-policy"], "no-referrer");
+    assert_eq!(headers["x-frame-options"], "DENY");
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert!(headers.get("strict-transport-security").is_none(), "HSTS only when the issuer is https");
+}
