@@ -55,12 +55,11 @@ async fn rate_limits_answer_429_with_retry_after_and_defaults_let_a_burst_throug
     let url = common::authorize_url(&open.broker.url, AUTH0_CLIENT, None, &[("login_hint", "alice@acme.test")]);
     let http = Browser::default().http;
     let mut statuses = Vec::new();
-    for chunk in 0..8 {
+    for _ in 0..8 {
         let batch: Vec<_> = (0..50).map(|_| http.get(&url).send()).collect();
         for response in futures_join(batch).await {
             statuses.push(response.expect("authorize").status().as_u16());
         }
-        let _ = chunk;
     }
     let mut seen = statuses.clone();
     seen.sort_unstable();
@@ -68,9 +67,9 @@ async fn rate_limits_answer_429_with_retry_after_and_defaults_let_a_burst_throug
     assert_eq!(seen, [302], "a burst of 400 authorize requests from one address passes");
 }
 
-async fn futures_join<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output>
+async fn futures_join<F>(futures: Vec<F>) -> Vec<F::Output>
 where
-    F: Send + 'static,
+    F: std::future::Future + Send + 'static,
     F::Output: Send + 'static,
 {
     let handles: Vec<_> = futures.into_iter().map(tokio::spawn).collect();
