@@ -6,7 +6,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use ssobridge_adapter_core::{Adapter, NoopAdapter};
+use ssobridge_adapter_auth0::{Auth0Adapter, Auth0Settings};
+use ssobridge_adapter_cognito::{CognitoAdapter, CognitoSettings};
+use ssobridge_adapter_core::{Adapter, AdapterError, BoxFuture, Identity, LinkOutcome, NoopAdapter};
+use ssobridge_adapter_firebase::{FirebaseAdapter, FirebaseSettings};
 
 use crate::config::{AdapterKind, ClaimMapping, ClientConfig, Fallback, SubjectMode};
 use crate::store::{AnyStore, Store, StoreError};
@@ -90,15 +93,94 @@ fn key(client_id: &str) -> String {
     format!("client:{client_id}")
 }
 
+/// An adapter's settings. They hold downstream credentials, so they live in the config file
+/// and environment only, never in the store.
+#[derive(Clone)]
+pub enum AdapterSettings {
+    Auth0(Auth0Settings),
+    Cognito(CognitoSettings),
+    Firebase(FirebaseSettings),
+}
+
+impl AdapterSettings {
+    fn of(config: &ClientConfig) -> Option<AdapterSettings> {
+        match config.adapter {
+            AdapterKind::Auth0 => config.auth0.clone().map(AdapterSettings::Auth0),
+            AdapterKind::Cognito => config.cognito.clone().map(AdapterSettings::Cognito),
+            AdapterKind::Firebase => config.firebase.clone().map(AdapterSettings::Firebase),
+            AdapterKind::None => None,
+        }
+    }
+}
+
+/// Whether the client's adapter can be built from its settings (for config validation).
+pub fn check_adapter(config: &ClientConfig) -> Result<(), String> {
+    let settings = AdapterSettings::of(config);
+    match (config.adapter, &settings) {
+        (AdapterKind::None, _) => Ok(()),
+        (kind, None) => Err(format!("adapter {kind:?} needs its settings table ([clients.{}])", adapter_name(kind))),
+        (kind, Some(settings)) => try_build(kind, Some(settings)).map(|_| ()).map_err(|e| e.to_string()),
+    }
+}
+
+fn adapter_name(kind: AdapterKind) -> &'static str {
+    match kind {
+        AdapterKind::None => "none",
+        AdapterKind::Auth0 => "auth0",
+        AdapterKind::Cognito => "cognito",
+        AdapterKind::Firebase => "firebase",
+    }
+}
+
+fn try_build(kind: AdapterKind, settings: Option<&AdapterSettings>) -> Result<Arc<dyn Adapter>, AdapterError> {
+    let missing =
+        || AdapterError::Misconfigured { detail: format!("no settings for the {} adapter", adapter_name(kind)) };
+    Ok(match (kind, settings) {
+        (AdapterKind::None, _) => Arc::new(NoopAdapter),
+        (AdapterKind::Auth0, Some(AdapterSettings::Auth0(s))) => Arc::new(Auth0Adapter::new(s.clone())?),
+        (AdapterKind::Cognito, Some(AdapterSettings::Cognito(s))) => Arc::new(CognitoAdapter::new(s.clone())?),
+        (AdapterKind::Firebase, Some(AdapterSettings::Firebase(s))) => Arc::new(FirebaseAdapter::new(s.clone())?),
+        _ => return Err(missing()),
+    })
+}
+
+/// Stands in for an adapter that could not be built: every login fails as misconfigured
+/// (the user sees a readable error, the operator a log line), nothing is linked by accident.
+struct Unavailable(&'static str, String);
+
+impl Adapter for Unavailable {
+    fn name(&self) -> &'static str {
+        self.0
+    }
+
+    fn link<'a>(&'a self, _identity: &'a Identity) -> BoxFuture<'a, Result<LinkOutcome, AdapterError>> {
+        Box::pin(async move { Err(AdapterError::Misconfigured { detail: self.1.clone() }) })
+    }
+}
+
 /// The registry over the store, with a short per-instance cache.
 pub struct ClientRegistry {
     store: AnyStore,
     cache: Mutex<HashMap<String, (Instant, Arc<Client>)>>,
+    settings: HashMap<String, AdapterSettings>,
 }
 
 impl ClientRegistry {
-    pub fn new(store: AnyStore) -> ClientRegistry {
-        ClientRegistry { store, cache: Mutex::new(HashMap::new()) }
+    /// `configured`: the config file's clients, whose adapter settings are kept here.
+    pub fn new(store: AnyStore, configured: &[ClientConfig]) -> ClientRegistry {
+        let settings =
+            configured.iter().filter_map(|c| AdapterSettings::of(c).map(|s| (c.client_id.clone(), s))).collect();
+        ClientRegistry { store, cache: Mutex::new(HashMap::new()), settings }
+    }
+
+    fn build_adapter(&self, record: &ClientRecord) -> Arc<dyn Adapter> {
+        match try_build(record.adapter, self.settings.get(&record.client_id)) {
+            Ok(adapter) => adapter,
+            Err(error) => {
+                tracing::error!(client_id = %record.client_id, error = %error, "adapter unavailable");
+                Arc::new(Unavailable(adapter_name(record.adapter), error.to_string()))
+            }
+        }
     }
 
     /// The client, or None if it is not registered.
@@ -117,7 +199,7 @@ impl ClientRegistry {
             match cache.get(client_id) {
                 // Unchanged: keep the adapter already built (it may hold connections, tokens).
                 Some((_, cached)) if cached.record == record => cached.clone(),
-                _ => Arc::new(Client { adapter: build_adapter(&record), record }),
+                _ => Arc::new(Client { adapter: self.build_adapter(&record), record }),
             }
         };
         self.cache
@@ -175,11 +257,4 @@ impl ClientRegistry {
 
 fn encode(record: &ClientRecord) -> Result<Vec<u8>, StoreError> {
     serde_json::to_vec(record).map_err(|e| StoreError::Corrupt { key: key(&record.client_id), detail: e.to_string() })
-}
-
-fn build_adapter(record: &ClientRecord) -> Arc<dyn Adapter> {
-    match record.adapter {
-        // Other adapters are refused by config validation until they are wired in.
-        AdapterKind::None | AdapterKind::Auth0 | AdapterKind::Cognito | AdapterKind::Firebase => Arc::new(NoopAdapter),
-    }
 }

@@ -272,6 +272,15 @@ pub struct ClientConfig {
     /// Where IdP-initiated logins are handed to the client (OIDC Core §4); none disables them.
     #[serde(default)]
     pub initiate_login_uri: Option<String>,
+    /// Settings of `adapter = "auth0"` (kept in the config file and environment, never in the store).
+    #[serde(default)]
+    pub auth0: Option<ssobridge_adapter_auth0::Auth0Settings>,
+    /// Settings of `adapter = "cognito"`.
+    #[serde(default)]
+    pub cognito: Option<ssobridge_adapter_cognito::CognitoSettings>,
+    /// Settings of `adapter = "firebase"`.
+    #[serde(default)]
+    pub firebase: Option<ssobridge_adapter_firebase::FirebaseSettings>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -516,8 +525,8 @@ impl Config {
                     problem(&at("initiate_login_uri"), format!("{uri}: {message}"));
                 }
             }
-            if client.adapter != AdapterKind::None {
-                problem(&at("adapter"), "only \"none\" is available in this version".to_owned());
+            if let Err(message) = crate::clients::check_adapter(client) {
+                problem(&at("adapter"), message);
             }
             for (from, to) in &client.claims.rename {
                 if PROTECTED_CLAIMS.contains(&from.as_str()) || PROTECTED_CLAIMS.contains(&to.as_str()) {

@@ -11,7 +11,7 @@ use crate::store::{AnyStore, StoreError};
 
 pub async fn export(config: &Config) -> Result<String, StoreError> {
     let store = AnyStore::connect(&config.store).await?;
-    let clients = ClientRegistry::new(store.clone()).list().await?;
+    let clients = ClientRegistry::new(store.clone(), &config.clients).list().await?;
     let routes = RouteTable::new(&store).list().await?;
     Ok(render(config, &clients, &routes))
 }

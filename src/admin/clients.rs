@@ -423,8 +423,12 @@ fn validate(record: &ClientRecord) -> Vec<FieldError> {
     if record.name.as_ref().is_some_and(|n| n.len() > 200) {
         error("/name".into(), "at most 200 characters".into());
     }
-    if record.adapter != AdapterKind::None {
-        error("/adapter".into(), "only \"none\" can be set through the API in this version".into());
+    // Adapter credentials live in the config file, so only config clients can have one.
+    if record.adapter != AdapterKind::None && record.source != "config" {
+        error(
+            "/adapter".into(),
+            "adapters are configured in the config file ([clients.<adapter>]); API clients use \"none\"".into(),
+        );
     }
     for (from, to) in &record.claims.rename {
         if PROTECTED_CLAIMS.contains(&from.as_str()) || PROTECTED_CLAIMS.contains(&to.as_str()) {

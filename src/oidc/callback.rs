@@ -17,7 +17,7 @@ use super::params::Params;
 use crate::app::AppState;
 use crate::config::SubjectMode;
 use crate::store::{keys, put_json, take_json};
-use crate::tokens::{pairwise_subject, random_token, sha256_hex, user_claims, ClaimScopes};
+use crate::tokens::{pairwise_subject, random_token, sha256_hex, user_claims, ClaimScopes, Sealer, TokenError};
 use crate::upstream::UpstreamClaims;
 
 /// What a broker code stands for: stored under SHA-256 of the code, taken once at `/token`.
@@ -32,7 +32,14 @@ pub struct CodeGrant {
     /// The user claims (no protocol claims), identical in the ID token and at userinfo.
     pub claims: Map<String, Value>,
     pub auth_time: u64,
+    /// Fields the adapter adds to the token response (a Firebase custom token), sealed under
+    /// the code itself: the store alone cannot read them, the code's redeemer can.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed_token_fields: Option<String>,
 }
+
+/// The authenticated data of sealed token fields.
+pub const TOKEN_FIELDS_CONTEXT: &str = "token-fields";
 
 pub fn now_secs() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
@@ -134,6 +141,15 @@ pub async fn finish_login(app: &AppState, params: &Params) -> Result<Finished, A
     .map_err(|e| fail(adapter_error(client.adapter.name(), e)))?;
     let user_claims =
         user_claims(&identity, ClaimScopes::from_scope(&request.scope), outcome.extra_claims(), &client.record.claims);
+    let code = random_token(32).map_err(|e| fail(e.into()))?;
+    let sealed_token_fields = match outcome.token_fields().filter(|fields| !fields.is_empty()) {
+        Some(fields) => {
+            let json = serde_json::to_vec(fields).map_err(|e| fail(TokenError::Serialize(e.to_string()).into()))?;
+            let sealer = Sealer::from_secret(&code).map_err(|e| fail(e.into()))?;
+            Some(sealer.seal(TOKEN_FIELDS_CONTEXT, &json).map_err(|e| fail(e.into()))?)
+        }
+        None => None,
+    };
     let grant = CodeGrant {
         client_id: request.client_id.clone(),
         redirect_uri: request.redirect_uri.clone(),
@@ -143,8 +159,8 @@ pub async fn finish_login(app: &AppState, params: &Params) -> Result<Finished, A
         sub: identity.subject.clone(),
         claims: user_claims,
         auth_time: now_secs(),
+        sealed_token_fields,
     };
-    let code = random_token(32).map_err(|e| fail(e.into()))?;
     let ttl = Duration::from_secs(app.config.tokens.code_ttl_seconds);
     put_json(&app.store, &keys::code(&sha256_hex(&code)), &grant, ttl).await.map_err(|e| fail(e.into()))?;
     crate::telemetry::count("ssobridge_logins_completed_total", &[("client", &request.client_id)]);

@@ -12,13 +12,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use tracing::instrument;
 
-use super::callback::{now_secs, CodeGrant};
+use super::callback::{now_secs, CodeGrant, TOKEN_FIELDS_CONTEXT};
 use super::error::{json_response, token_error, ErrorCode, OidcError};
 use super::params::{is_pkce_value, Params, MAX_BODY_BYTES};
 use crate::app::AppState;
 use crate::clients::Client;
 use crate::store::{get_json, keys, put_json, take_json, Store};
-use crate::tokens::{at_hash, pkce_s256, random_token, secrets_equal, sha256_hex};
+use crate::tokens::{at_hash, pkce_s256, random_token, secrets_equal, sha256_hex, Sealer};
 
 /// What an access token stands for: stored under SHA-256 of the token.
 #[derive(Debug, Serialize, Deserialize)]
@@ -95,10 +95,16 @@ async fn redeem(app: &AppState, authorization: Option<&str>, params: &Params) ->
         (None, Some(_)) => return Err(invalid(ErrorCode::InvalidGrant, "no code_challenge was sent for this code")),
         (None, None) => {}
     }
-    issue(app, &client, &code_hash, grant).await
+    issue(app, &client, code, &code_hash, grant).await
 }
 
-async fn issue(app: &AppState, client: &Client, code_hash: &str, grant: CodeGrant) -> Result<Value, OidcError> {
+async fn issue(
+    app: &AppState,
+    client: &Client,
+    code: &str,
+    code_hash: &str,
+    grant: CodeGrant,
+) -> Result<Value, OidcError> {
     let access_token = random_token(32)?;
     let access_hash = sha256_hex(&access_token);
     let access_ttl = app.config.tokens.access_token_ttl_seconds;
@@ -131,13 +137,26 @@ async fn issue(app: &AppState, client: &Client, code_hash: &str, grant: CodeGran
     let id_token = app.keys.active().await.sign_jwt(&claims)?;
     crate::telemetry::count("ssobridge_tokens_issued_total", &[("client", &client.record.client_id)]);
     tracing::info!("tokens issued");
-    Ok(json!({
+    let mut response = json!({
         "access_token": access_token,
         "token_type": "Bearer",
         "expires_in": access_ttl,
         "id_token": id_token,
         "scope": grant.scope,
-    }))
+    });
+    if let Some(sealed) = &grant.sealed_token_fields {
+        let fields = Sealer::from_secret(code)?
+            .open(TOKEN_FIELDS_CONTEXT, sealed)
+            .and_then(|plain| serde_json::from_slice::<Map<String, Value>>(&plain).ok())
+            .ok_or_else(|| OidcError::new(ErrorCode::ServerError, "the login's artifacts could not be read"))?;
+        if let Some(object) = response.as_object_mut() {
+            for (name, value) in fields {
+                // The protocol fields win over anything an adapter adds.
+                object.entry(name).or_insert(value);
+            }
+        }
+    }
+    Ok(response)
 }
 
 /// A second use of a code revokes the access token the first use produced (RFC 6749 §4.1.2).

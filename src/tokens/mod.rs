@@ -4,6 +4,7 @@
 mod claims;
 mod keys;
 mod ring;
+mod seal;
 
 use aws_lc_rs::digest;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -12,6 +13,7 @@ use base64::Engine;
 pub use self::claims::{pairwise_subject, user_claims, ClaimScopes};
 pub use self::keys::{generate_rsa_pem, SigningAlgorithm, SigningKey};
 pub use self::ring::{KeyInfo, KeyRing, RingError};
+pub use self::seal::Sealer;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {

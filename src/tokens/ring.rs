@@ -6,13 +6,10 @@
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::{SigningKey, TokenError};
+use super::{Sealer, SigningKey, TokenError};
 use crate::store::{AnyStore, Store, StoreError};
 
 const RING_KEY: &str = "signing-keys";
@@ -79,7 +76,7 @@ struct Loaded {
 pub struct KeyRing {
     configured: Arc<SigningKey>,
     store: AnyStore,
-    seal: Option<LessSafeKey>,
+    seal: Option<Sealer>,
     /// A retired key stays published this long after retirement (the ID token lifetime).
     overlap: u64,
     loaded: RwLock<Arc<Loaded>>,
@@ -92,10 +89,7 @@ fn now() -> u64 {
 impl KeyRing {
     /// `encryption_key`: any secret string; its SHA-256 is the AES-256-GCM key.
     pub fn new(configured: SigningKey, store: AnyStore, encryption_key: Option<&str>, overlap: Duration) -> KeyRing {
-        let seal = encryption_key.and_then(|secret| {
-            let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, secret.as_bytes());
-            UnboundKey::new(&AES_256_GCM, digest.as_ref()).ok().map(LessSafeKey::new)
-        });
+        let seal = encryption_key.and_then(|secret| Sealer::from_secret(secret).ok());
         let configured = Arc::new(configured);
         let loaded = Loaded {
             // Stale from the start, so the first use reads the store.
@@ -172,29 +166,16 @@ impl KeyRing {
 
     fn unseal(&self, sealed: &str) -> Result<SigningKey, RingError> {
         let seal = self.seal.as_ref().ok_or(RingError::NoEncryptionKey)?;
-        let mut bytes = URL_SAFE_NO_PAD.decode(sealed).map_err(|e| RingError::Unseal(e.to_string()))?;
-        if bytes.len() < NONCE_LEN {
-            return Err(RingError::Unseal("too short".into()));
-        }
-        let mut ciphertext = bytes.split_off(NONCE_LEN);
-        let nonce = Nonce::try_assume_unique_for_key(&bytes).map_err(|_| RingError::Unseal("nonce".into()))?;
         let plain = seal
-            .open_in_place(nonce, Aad::from(RING_KEY.as_bytes()), &mut ciphertext)
-            .map_err(|_| RingError::Unseal("wrong key_encryption_key, or the ring was tampered with".into()))?;
-        let pem = std::str::from_utf8(plain).map_err(|e| RingError::Unseal(e.to_string()))?;
+            .open(RING_KEY, sealed)
+            .ok_or_else(|| RingError::Unseal("wrong key_encryption_key, or the ring was tampered with".into()))?;
+        let pem = std::str::from_utf8(&plain).map_err(|e| RingError::Unseal(e.to_string()))?;
         Ok(SigningKey::from_pem(pem)?)
     }
 
     fn seal(&self, pem: &str) -> Result<String, RingError> {
         let seal = self.seal.as_ref().ok_or(RingError::NoEncryptionKey)?;
-        let mut nonce = [0u8; NONCE_LEN];
-        aws_lc_rs::rand::fill(&mut nonce).map_err(|_| TokenError::Random)?;
-        let mut in_out = pem.as_bytes().to_vec();
-        seal.seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(RING_KEY.as_bytes()), &mut in_out)
-            .map_err(|_| RingError::Unseal("sealing failed".into()))?;
-        let mut out = nonce.to_vec();
-        out.extend_from_slice(&in_out);
-        Ok(URL_SAFE_NO_PAD.encode(out))
+        Ok(seal.seal(RING_KEY, pem.as_bytes())?)
     }
 
     /// The key that signs now. Store trouble is not fatal: the last known ring keeps signing.

@@ -1,1 +1,53 @@
-//! The auth0 adapter (in progress).
+//! The Auth0 adapter: keeps the users of an Auth0 tenant in step with ssobridge logins.
+//!
+//! To Auth0, ssobridge is an enterprise OIDC connection (strategy `oidc`, see
+//! `deploy/recipes/auth0.md`). A user who signs in through it is the Auth0 user
+//! `oidc|CONNECTION|SUB`, whose `identities[0]` is `{provider: "oidc", connection: CONNECTION,
+//! user_id: "CONNECTION|SUB"}`, where SUB is the `sub` ssobridge issues ([`Identity::subject`]).
+//!
+//! # Why "create" means "let the login create it"
+//!
+//! The Management API cannot create users of an OIDC connection: Auth0 creates
+//! `oidc|CONNECTION|SUB` itself when it redeems ssobridge's code, which is *after* ssobridge
+//! calls this adapter. And Auth0 links only users that exist ("Linking an inexistent identity
+//! is not allowed"). So the adapter acts on what exists when it is called:
+//!
+//! | when the adapter is called | what it does | outcome |
+//! |---|---|---|
+//! | the identity is already linked into a user P (by ssobridge, the post-login Action, or by hand) | nothing but `app_metadata` | `Linked(P)` |
+//! | first login: no Auth0 user holds the identity yet | nothing: Auth0 creates it at this login | `Created(oidc\|CONNECTION\|SUB)` |
+//! | first login, unverified email, another user has that email | — | `Refused` (readable reason) |
+//! | returning login, the OIDC user S exists unlinked, email verified, exactly one *other* user P with that email, P's email verified | links S into P (`POST /users/P/identities` with S's `identities[]` provider and user_id) | `Linked(P)` |
+//! | returning login, anything else (no such P, several, unverified email, accounts already linked into S) | keeps S apart | `Linked(S)` |
+//!
+//! A first login whose verified email matches an existing user therefore ends, at Auth0, in
+//! the new OIDC user; from the next login on it is linked and Auth0 signs the user in as P.
+//! To join the accounts already at the first login, install the post-login Action from the
+//! recipe: it runs after Auth0 created the user, links by verified email the same way and
+//! switches the login to the primary. Both can run; each treats "already linked" as done.
+//!
+//! Every sign-in also merges `org_id` and `connection_id` into the resolved user's
+//! `app_metadata` (only when they differ, to spare the rate limit).
+//!
+//! Safety rules: link by email only when [`Identity::email_verified`] is true *and* the other
+//! account's email is verified (an unverified account pre-registered with a victim's address
+//! must not collect the victim's SSO identity); compare emails in lower case (users-by-email
+//! is case-sensitive; Auth0 stores database emails in lower case); never link on search results
+//! alone (search is eventually consistent): decide with the immediately consistent reads;
+//! a refused link (409, or 400 for a secondary already merged by a racing login) is re-read,
+//! not reported.
+//!
+//! [`Identity::subject`]: ssobridge_adapter_core::Identity::subject
+//! [`Identity::email_verified`]: ssobridge_adapter_core::Identity::email_verified
+
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::await_holding_lock)]
+
+mod adapter;
+mod api;
+mod http;
+mod secret;
+mod settings;
+mod token;
+
+pub use adapter::Auth0Adapter;
+pub use settings::Auth0Settings;

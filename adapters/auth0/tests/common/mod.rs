@@ -1,0 +1,165 @@
+//! Test support: the fake tenant, Prism, a downstream that never answers, and the conformance
+//! harness.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+pub mod prism;
+pub mod tenant;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ssobridge_adapter_auth0::{Auth0Adapter, Auth0Settings};
+use ssobridge_adapter_core::conformance::{self, Harness};
+use ssobridge_adapter_core::{Adapter, AdapterError, BoxFuture, Identity, LinkOutcome};
+use tenant::FakeTenant;
+
+pub use tenant::{CLIENT_ID, CLIENT_SECRET, CONNECTION, DOMAIN};
+
+/// Settings for an adapter that talks to `base` (the fake tenant, or Prism in front of it).
+pub fn settings(base: &str) -> Auth0Settings {
+    Auth0Settings {
+        domain: DOMAIN.to_owned(),
+        client_id: CLIENT_ID.to_owned(),
+        client_secret: CLIENT_SECRET.to_owned(),
+        connection: CONNECTION.to_owned(),
+        api_base: Some(base.to_owned()),
+        timeout_seconds: Some(5),
+    }
+}
+
+pub fn adapter(base: &str) -> Auth0Adapter {
+    Auth0Adapter::new(settings(base)).expect("valid settings")
+}
+
+/// A unique tag per test run, so that emails and subjects never collide between runs.
+pub fn run_id() -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_nanos();
+    format!("{}-{nanos:x}", std::process::id())
+}
+
+/// A verified identity the broker would pass for `email`, with subject `sub`.
+pub fn identity(sub: &str, email: &str, verified: bool) -> Identity {
+    let mut who = conformance::identity(sub, email, verified);
+    who.subject = sub.to_owned();
+    who
+}
+
+pub fn downstream_id(outcome: &LinkOutcome) -> &str {
+    match outcome {
+        LinkOutcome::Linked { downstream_user_id, .. } | LinkOutcome::Created { downstream_user_id, .. } => {
+            downstream_user_id
+        }
+        LinkOutcome::Unchanged => panic!("the Auth0 adapter always names a user"),
+    }
+}
+
+/// A TCP listener that accepts connections and never answers: a hung Auth0.
+pub struct BlackHole {
+    pub base: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl BlackHole {
+    pub async fn start() -> BlackHole {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let task = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        BlackHole { base, task }
+    }
+}
+
+impl Drop for BlackHole {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// One sign-in as it reaches the adapter once Auth0 knows the identity.
+///
+/// The broker calls the adapter *before* Auth0 redeems the broker's code, and only then does
+/// Auth0 create the OIDC user `oidc|CONNECTION|SUB`; the Management API cannot create it
+/// earlier, nor link a user that does not exist. So on a true first login nothing can be
+/// linked yet (the adapter answers `Created`, tested in behaviour.rs), and linking happens at
+/// the next login. The conformance suite expects its very first call to link to an existing
+/// user with no duplicate left over; that is the state of a login at which Auth0 has met the
+/// identity. This wrapper therefore lets the fake tenant sign the identity in first, exactly
+/// as Auth0 does when it redeems a code (finding the user that holds the identity, or creating
+/// `oidc|CONNECTION|SUB` from the claims), and then calls the adapter. Without a tenant (the
+/// unreachable downstream) it only calls the adapter.
+pub struct LoginThroughAuth0 {
+    pub adapter: Auth0Adapter,
+    pub tenant: Option<Arc<FakeTenant>>,
+}
+
+impl Adapter for LoginThroughAuth0 {
+    fn name(&self) -> &'static str {
+        self.adapter.name()
+    }
+
+    fn link<'a>(&'a self, identity: &'a Identity) -> BoxFuture<'a, Result<LinkOutcome, AdapterError>> {
+        Box::pin(async move {
+            if let Some(tenant) = &self.tenant {
+                tenant.login(identity);
+            }
+            self.adapter.link(identity).await
+        })
+    }
+}
+
+/// The shared conformance suite's view of the fake tenant.
+pub struct TenantHarness {
+    pub tenant: Arc<FakeTenant>,
+    adapter: LoginThroughAuth0,
+    unreachable: LoginThroughAuth0,
+    _hole: BlackHole,
+}
+
+impl TenantHarness {
+    /// `api_base` is where the adapter sends its requests: the tenant itself, or Prism.
+    pub async fn new(tenant: Arc<FakeTenant>, api_base: &str) -> TenantHarness {
+        let hole = BlackHole::start().await;
+        let mut unreachable = settings(&hole.base);
+        unreachable.timeout_seconds = Some(1);
+        TenantHarness {
+            adapter: LoginThroughAuth0 { adapter: adapter(api_base), tenant: Some(tenant.clone()) },
+            unreachable: LoginThroughAuth0 {
+                adapter: Auth0Adapter::new(unreachable).expect("valid settings"),
+                tenant: None,
+            },
+            tenant,
+            _hole: hole,
+        }
+    }
+}
+
+impl Harness for TenantHarness {
+    type Adapter = LoginThroughAuth0;
+
+    fn adapter(&self) -> &LoginThroughAuth0 {
+        &self.adapter
+    }
+
+    fn unreachable_adapter(&self) -> &LoginThroughAuth0 {
+        &self.unreachable
+    }
+
+    fn create_existing_user<'a>(&'a self, email: &'a str) -> Pin<Box<dyn Future<Output = String> + Send + 'a>> {
+        Box::pin(async move { self.tenant.create_database_user(email, true) })
+    }
+
+    fn users_with_email<'a>(&'a self, email: &'a str) -> Pin<Box<dyn Future<Output = Vec<String>> + Send + 'a>> {
+        Box::pin(async move { self.tenant.users_with_email(email) })
+    }
+
+    fn timeout_bound(&self) -> Duration {
+        // Budget of the unreachable adapter: three exchange timeouts of 1 s, plus slack.
+        Duration::from_secs(5)
+    }
+}

@@ -1,0 +1,337 @@
+//! The Cognito adapter against moto's Cognito user pools, with IAM authentication on (every
+//! signature checked by moto, every action authorized against `iam-policy.json`).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use ssobridge_adapter_cognito::CognitoAdapter;
+use ssobridge_adapter_core::conformance::{self, identity, Harness};
+use ssobridge_adapter_core::{Adapter, AdapterError, LinkOutcome};
+use support::{attribute, silent_listener, unique, Canned, Creds, World, PROVIDER, REGION};
+
+struct MotoHarness<'w> {
+    world: &'w World,
+    pool_id: String,
+    email_is_username: bool,
+    adapter: CognitoAdapter,
+    unreachable: CognitoAdapter,
+}
+
+impl<'w> MotoHarness<'w> {
+    fn new(world: &'w World, pool_id: &str, email_is_username: bool) -> MotoHarness<'w> {
+        let unreachable =
+            CognitoAdapter::new(world.settings(pool_id, &world.adapter_creds, &silent_listener(), 1)).unwrap();
+        MotoHarness {
+            world,
+            pool_id: pool_id.to_owned(),
+            email_is_username,
+            adapter: world.adapter(pool_id, &world.adapter_creds),
+            unreachable,
+        }
+    }
+}
+
+impl Harness for MotoHarness<'_> {
+    type Adapter = CognitoAdapter;
+
+    fn adapter(&self) -> &CognitoAdapter {
+        &self.adapter
+    }
+
+    fn unreachable_adapter(&self) -> &CognitoAdapter {
+        &self.unreachable
+    }
+
+    fn create_existing_user<'a>(&'a self, email: &'a str) -> Pin<Box<dyn Future<Output = String> + Send + 'a>> {
+        Box::pin(async move {
+            // A password user made by the application before SSO.
+            let username = if self.email_is_username { email.to_owned() } else { format!("app-user-{}", unique()) };
+            let answer = self
+                .world
+                .aws
+                .cognito_ok(
+                    &self.world.admin,
+                    "AdminCreateUser",
+                    json!({"UserPoolId": self.pool_id, "Username": username, "MessageAction": "SUPPRESS",
+                        "UserAttributes": [{"Name": "email", "Value": email},
+                                           {"Name": "email_verified", "Value": "true"}]}),
+                )
+                .await;
+            answer["User"]["Username"].as_str().unwrap().to_owned()
+        })
+    }
+
+    fn users_with_email<'a>(&'a self, email: &'a str) -> Pin<Box<dyn Future<Output = Vec<String>> + Send + 'a>> {
+        Box::pin(self.world.usernames_with_email(&self.pool_id, email))
+    }
+}
+
+fn downstream_id(outcome: &LinkOutcome) -> String {
+    match outcome {
+        LinkOutcome::Linked { downstream_user_id, .. } | LinkOutcome::Created { downstream_user_id, .. } => {
+            downstream_user_id.clone()
+        }
+        LinkOutcome::Unchanged => panic!("no user"),
+    }
+}
+
+fn linked_subjects(user: &Value) -> Vec<(String, String)> {
+    let Some(raw) = attribute(user, "identities") else { return Vec::new() };
+    let identities: Vec<Value> = serde_json::from_str(&raw).unwrap();
+    identities
+        .iter()
+        .map(|i| (i["providerName"].as_str().unwrap().to_owned(), i["userId"].as_str().unwrap().to_owned()))
+        .collect()
+}
+
+/// What the conformance run left in the pool, beyond what the suite itself checks.
+async fn check_the_pool_after_conformance(harness: &MotoHarness<'_>, run_id: &str) {
+    let (world, pool) = (harness.world, harness.pool_id.as_str());
+
+    // A created user: profile, organization, connection, verified email, and the link.
+    let first = identity(&format!("first-{run_id}"), &format!("first-{run_id}@conformance.example"), true);
+    let username = downstream_id(&harness.adapter.link(&first).await.unwrap());
+    if harness.email_is_username {
+        assert!(!username.contains('@'), "Cognito names users of email pools itself, got {username}");
+    } else {
+        assert!(username.starts_with("ssobridge-"), "deterministic username, got {username}");
+    }
+    let user = world.get_user(pool, &username).await;
+    assert_eq!(attribute(&user, "email").as_deref(), first.email.as_deref());
+    assert_eq!(attribute(&user, "email_verified").as_deref(), Some("true"));
+    assert_eq!(attribute(&user, "given_name").as_deref(), Some("Test"));
+    assert_eq!(attribute(&user, "custom:org_id").as_deref(), Some("org_test"));
+    assert_eq!(attribute(&user, "custom:connection_id").as_deref(), Some("conn_test"));
+    assert_eq!(linked_subjects(&user), vec![(PROVIDER.to_owned(), first.subject.clone())]);
+
+    // The password user taken over by a verified email: organization and connection added, the
+    // federated identity linked, its own profile untouched.
+    let existing = identity(&format!("existing-{run_id}"), &format!("existing-{run_id}@conformance.example"), true);
+    let username = downstream_id(&harness.adapter.link(&existing).await.unwrap());
+    let user = world.get_user(pool, &username).await;
+    assert_eq!(attribute(&user, "custom:org_id").as_deref(), Some("org_test"));
+    assert_eq!(attribute(&user, "given_name"), None, "an existing user's profile is the application's");
+    assert_eq!(linked_subjects(&user), vec![(PROVIDER.to_owned(), existing.subject.clone())]);
+
+    // The password user an unverified identity shared an email with: untouched.
+    let email = format!("unverified-{run_id}@conformance.example");
+    let unverified_subject = format!("sub-unverified-{run_id}");
+    for username in world.usernames_with_email(pool, &email).await {
+        let user = world.get_user(pool, &username).await;
+        assert!(linked_subjects(&user).iter().all(|(_, s)| *s != unverified_subject), "taken over: {user}");
+    }
+
+    // Every link the adapter asked for has the documented shape, and no identity went to two users.
+    let mut destinations: Vec<(String, String)> = Vec::new();
+    for link in harness.world.proxy.records_of("AdminLinkProviderForUser") {
+        let body = link.json();
+        if body["UserPoolId"] != pool {
+            continue;
+        }
+        assert_eq!(body["DestinationUser"]["ProviderName"], "Cognito");
+        assert_eq!(body["SourceUser"]["ProviderName"], PROVIDER);
+        assert_eq!(body["SourceUser"]["ProviderAttributeName"], "Cognito_Subject");
+        let subject = body["SourceUser"]["ProviderAttributeValue"].as_str().unwrap().to_owned();
+        let destination = body["DestinationUser"]["ProviderAttributeValue"].as_str().unwrap().to_owned();
+        match destinations.iter().find(|(s, _)| *s == subject) {
+            Some((_, earlier)) => assert_eq!(*earlier, destination, "{subject} linked to two users"),
+            None => destinations.push((subject, destination)),
+        }
+    }
+    assert!(!destinations.is_empty());
+    // moto authorized every call against the recipe's policy.
+    for record in harness.world.proxy.records() {
+        assert_ne!(record.status, 403, "{} was denied: the IAM policy lacks it", record.action);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_in_a_pool_with_usernames() {
+    let world = World::start().await;
+    let pool = world.create_pool(false, true).await;
+    let harness = MotoHarness::new(&world, &pool, false);
+    let run_id = unique();
+    conformance::run(&harness, &run_id).await;
+    check_the_pool_after_conformance(&harness, &run_id).await;
+
+    // An unverified identity nobody else's email collides with gets its own user, unverified.
+    let email = format!("lone-{run_id}@conformance.example");
+    let lone = identity(&format!("lone-{run_id}"), &email, false);
+    let outcome = harness.adapter.link(&lone).await.unwrap();
+    assert!(matches!(outcome, LinkOutcome::Created { .. }), "{outcome:?}");
+    let user = world.get_user(&pool, &downstream_id(&outcome)).await;
+    assert_eq!(attribute(&user, "email").as_deref(), Some(email.as_str()));
+    assert_eq!(attribute(&user, "email_verified"), None);
+
+    // A disabled account is not signed in to, whichever way it is found.
+    let email = format!("disabled-{run_id}@conformance.example");
+    let disabled = harness.create_existing_user(&email).await;
+    world.aws.cognito_ok(&world.admin, "AdminDisableUser", json!({"UserPoolId": pool, "Username": disabled})).await;
+    let who = identity(&format!("disabled-{run_id}"), &email, true);
+    match harness.adapter.link(&who).await {
+        Err(AdapterError::Refused { reason }) => assert!(reason.contains("disabled"), "{reason}"),
+        other => panic!("a disabled account is refused, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_in_a_pool_that_signs_in_by_email() {
+    let world = World::start().await;
+    let pool = world.create_pool(true, true).await;
+    let harness = MotoHarness::new(&world, &pool, true);
+    let run_id = unique();
+    conformance::run(&harness, &run_id).await;
+    check_the_pool_after_conformance(&harness, &run_id).await;
+
+    // Such a pool cannot hold a user without an email.
+    let mut who = identity(&format!("no-email-{run_id}"), "x@conformance.example", true);
+    who.email = None;
+    assert!(matches!(harness.adapter.link(&who).await, Err(AdapterError::Refused { .. })));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_link_call_is_signed_and_shaped_as_documented_and_throttling_is_retried() {
+    let world = World::start().await;
+    let pool = world.create_pool(false, true).await;
+    // Temporary credentials, so that the session token's header is covered too.
+    let creds = world.assume_adapter_role().await;
+    let adapter = world.adapter(&pool, &creds);
+    let who = identity(&format!("shape-{}", unique()), "shape@example.com", true);
+
+    let outcome = adapter.link(&who).await.unwrap();
+    let LinkOutcome::Created { downstream_user_id, extra_claims, token_fields } = &outcome else {
+        panic!("a new identity is Created, got {outcome:?}")
+    };
+    assert!(extra_claims.is_empty() && token_fields.is_empty());
+    let actions: Vec<String> = world.proxy.records().into_iter().map(|r| r.action).collect();
+    assert_eq!(
+        actions,
+        ["DescribeUserPool", "AdminGetUser", "ListUsers", "AdminCreateUser", "AdminLinkProviderForUser"],
+        "a first sign-in: read the pool, look the user up, create it, link it"
+    );
+
+    let links = world.proxy.records_of("AdminLinkProviderForUser");
+    let link = &links[0];
+    let expected = format!(
+        concat!(
+            r#"{{"UserPoolId":"{pool}","#,
+            r#""DestinationUser":{{"ProviderName":"Cognito","ProviderAttributeValue":"{user}"}},"#,
+            r#""SourceUser":{{"ProviderName":"ssobridge","ProviderAttributeName":"Cognito_Subject","#,
+            r#""ProviderAttributeValue":"{sub}"}}}}"#
+        ),
+        pool = pool,
+        user = downstream_user_id,
+        sub = who.subject
+    );
+    assert_eq!(String::from_utf8(link.body.clone()).unwrap(), expected);
+    assert_eq!(link.header("content-type"), Some("application/x-amz-json-1.1"));
+    assert_eq!(link.header("x-amz-target"), Some("AWSCognitoIdentityProviderService.AdminLinkProviderForUser"));
+    assert_eq!(link.header("x-amz-security-token"), creds.token.as_deref());
+    let date = link.header("x-amz-date").unwrap();
+    assert!(date.len() == 16 && &date[8..9] == "T" && date.ends_with('Z'), "x-amz-date {date}");
+    let authorization = link.header("authorization").unwrap();
+    let prefix = format!(
+        "AWS4-HMAC-SHA256 Credential={}/{}/{REGION}/cognito-idp/aws4_request, \
+         SignedHeaders=content-type;host;x-amz-date;x-amz-security-token;x-amz-target, Signature=",
+        creds.key,
+        &date[..8]
+    );
+    assert!(authorization.starts_with(&prefix), "{authorization}");
+    let signature = &authorization[prefix.len()..];
+    assert!(signature.len() == 64 && signature.chars().all(|c| c.is_ascii_hexdigit()), "{signature}");
+    // moto checked that signature and the role's permission before finding no implementation;
+    // only then did the proxy answer.
+    assert!(link.by_proxy && link.status == 200, "{link:?}");
+
+    // Throttled twice, each time with Retry-After: 1 — waited out, then the sign-in goes through.
+    let before = world.proxy.records().len();
+    world.proxy.inject(Canned { status: 429, kind: "ThrottlingException".into(), retry_after: Some("1".into()) });
+    world.proxy.inject(Canned { status: 400, kind: "TooManyRequestsException".into(), retry_after: Some("1".into()) });
+    let started = Instant::now();
+    let again = adapter.link(&who).await.unwrap();
+    assert!(matches!(again, LinkOutcome::Linked { .. }), "{again:?}");
+    assert_eq!(downstream_id(&again), *downstream_user_id);
+    assert!(started.elapsed() >= Duration::from_secs(2), "Retry-After honoured: {:?}", started.elapsed());
+    let retried: Vec<(String, u16, bool)> =
+        world.proxy.records()[before..].iter().map(|r| (r.action.clone(), r.status, r.by_proxy)).collect();
+    assert_eq!(
+        retried[..3],
+        [
+            ("AdminGetUser".to_owned(), 429, true),
+            ("AdminGetUser".to_owned(), 400, true),
+            ("AdminGetUser".to_owned(), 200, false)
+        ]
+    );
+    assert!(retried.iter().all(|(action, ..)| action != "AdminLinkProviderForUser"), "already linked: {retried:?}");
+
+    // A Retry-After longer than a sign-in can wait is not waited out: Transient, with the hint.
+    world.proxy.inject(Canned { status: 429, kind: "ThrottlingException".into(), retry_after: Some("30".into()) });
+    let started = Instant::now();
+    match adapter.link(&who).await {
+        Err(AdapterError::Transient { retry_after, .. }) => assert_eq!(retry_after, Some(Duration::from_secs(30))),
+        other => panic!("long throttling is Transient, got {other:?}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(2), "did not wait: {:?}", started.elapsed());
+
+    // Server faults are retried a bounded number of times, then reported as Transient.
+    let before = world.proxy.records().len();
+    for _ in 0..4 {
+        world.proxy.inject(Canned { status: 503, kind: "ServiceUnavailable".into(), retry_after: None });
+    }
+    assert!(matches!(adapter.link(&who).await, Err(AdapterError::Transient { .. })));
+    assert_eq!(world.proxy.records().len() - before, 3, "three attempts, no more");
+    world.proxy.clear_faults();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_credentials_missing_permissions_and_wrong_pools_are_misconfigured() {
+    let world = World::start().await;
+    let pool = world.create_pool(false, true).await;
+    let email = format!("misconfigured-{}@example.com", unique());
+    let who = identity(&format!("misconfigured-{}", unique()), &email, true);
+    let secrets = [world.adapter_creds.secret.clone(), "not-the-secret-key".to_owned()];
+    let expect_misconfigured = |what: &str, result: Result<LinkOutcome, AdapterError>| match result {
+        Err(AdapterError::Misconfigured { detail }) => {
+            assert!(secrets.iter().all(|s| !detail.contains(s.as_str())), "{what}: a secret leaked into {detail}");
+            detail
+        }
+        other => panic!("{what}: expected Misconfigured, got {other:?}"),
+    };
+
+    let wrong_secret = Creds { secret: "not-the-secret-key".into(), ..world.adapter_creds.clone() };
+    let detail = expect_misconfigured("wrong secret", world.adapter(&pool, &wrong_secret).link(&who).await);
+    assert!(detail.contains("SignatureDoesNotMatch"), "{detail}");
+
+    let unknown_key = Creds { key: "AKIAUNKNOWNKEY000000".into(), ..world.adapter_creds.clone() };
+    let detail = expect_misconfigured("unknown key", world.adapter(&pool, &unknown_key).link(&who).await);
+    assert!(detail.contains("InvalidClientTokenId"), "{detail}");
+
+    // A principal that may read but not create.
+    let read_only = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Resource": "*",
+        "Action": ["cognito-idp:DescribeUserPool", "cognito-idp:AdminGetUser", "cognito-idp:ListUsers"]}]});
+    let reader =
+        support::iam_user(&world.aws, &world.admin, &format!("reader-{}", unique()), &read_only.to_string()).await;
+    let detail = expect_misconfigured("missing permission", world.adapter(&pool, &reader).link(&who).await);
+    assert!(detail.contains("AccessDenied") && detail.contains("AdminCreateUser"), "{detail}");
+
+    let missing_pool = format!("{REGION}_doesnotexist");
+    let detail =
+        expect_misconfigured("pool not found", world.adapter(&missing_pool, &world.adapter_creds).link(&who).await);
+    assert!(detail.contains("ResourceNotFoundException"), "{detail}");
+
+    let bare_pool = world.create_pool(false, false).await;
+    let detail = expect_misconfigured(
+        "pool without custom attributes",
+        world.adapter(&bare_pool, &world.adapter_creds).link(&who).await,
+    );
+    assert!(detail.contains("custom:org_id"), "{detail}");
+
+    for pool in [&pool, &bare_pool] {
+        assert!(world.usernames_with_email(pool, &email).await.is_empty(), "nothing was created");
+    }
+}
