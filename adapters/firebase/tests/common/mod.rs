@@ -43,7 +43,11 @@ fn free_port() -> u16 {
 }
 
 fn firebase_cli() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("emulator/node_modules/firebase-tools/lib/bin/firebase.js")
+    // This harness also serves the broker's end-to-end tests, whose manifest is the workspace root.
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let base =
+        if here.join("emulator").is_dir() { here.join("emulator") } else { here.join("adapters/firebase/emulator") };
+    base.join("node_modules/firebase-tools/lib/bin/firebase.js")
 }
 
 /// The Firebase Auth emulator in its own process group, stopped (group and all) on drop.

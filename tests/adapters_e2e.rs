@@ -1,0 +1,75 @@
+//! A full login through ssobridge with an adapter configured, through the real upstream test
+//! provider: the Firebase adapter against the Firebase Auth emulator, ending with the app
+//! signing in to Firebase with the custom token from the broker's token response.
+
+mod common;
+
+#[allow(dead_code, clippy::all)]
+#[path = "../adapters/firebase/tests/common/mod.rs"]
+mod firebase;
+
+use common::{authorize_url, query, redeem, BrokerSocket, Browser};
+use serde_json::Value;
+use ssobridge::tokens::SigningKey;
+
+const APP: (&str, &str, &str) = ("firebase-app", "firebase-app-secret", "https://app.example.com/auth/callback");
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_login_through_the_broker_lands_in_firebase_and_the_app_signs_in_with_the_custom_token() {
+    let emulator = firebase::Emulator::start().await;
+    let socket = BrokerSocket::bind().await;
+    let upstream = common::Upstream::start(&[socket.callback()]).await;
+    let (pem, _) = firebase::service_account_key();
+    let toml = common::broker_toml(&socket.url, "memory", "fb:", &upstream.issuer)
+        + &format!(
+            r#"
+[[clients]]
+client_id = "{id}"
+client_secret = "{secret}"
+redirect_uris = ["{redirect}"]
+adapter = "firebase"
+[clients.firebase]
+project_id = "{project}"
+service_account_email = "ssobridge@{project}.iam.gserviceaccount.com"
+private_key = """{pem}"""
+emulator_host = "{host}"
+"#,
+            id = APP.0,
+            secret = APP.1,
+            redirect = APP.2,
+            project = firebase::PROJECT_ID,
+            host = emulator.host,
+        );
+    let broker = socket.serve(&toml, SigningKey::generate_rsa().expect("key")).await;
+
+    let login = || async {
+        let browser = Browser::default();
+        let start = authorize_url(&broker.url, APP, Some(common::VERIFIER), &[("login_hint", "alice@acme.test")]);
+        let landed = browser.follow_until(&start, APP.2).await.expect("login");
+        let code = query(&landed).remove("code").unwrap_or_else(|| panic!("code: {landed}"));
+        let (status, tokens) = redeem(&broker.url, APP, &code, Some(common::VERIFIER)).await;
+        assert_eq!(status, 200, "{tokens}");
+        tokens
+    };
+    let first = login().await;
+    let custom_token = first["firebase_token"].as_str().expect("the token response carries firebase_token");
+    let claims = common::verify_id_token(&broker.url, first["id_token"].as_str().expect("id_token"), APP.0).await;
+    let uid = claims["firebase_uid"].as_str().expect("firebase_uid claim").to_owned();
+    assert!(claims.get("firebase_token").is_none(), "the custom token is not in the ID token");
+
+    // The app signs in to Firebase with it, as signInWithCustomToken does.
+    let api = emulator.api();
+    let firebase_user = api.sign_in_with_custom_token(custom_token).await.expect("sign in with the custom token");
+    assert_eq!(firebase_user["user_id"], uid.as_str());
+    assert_eq!(firebase_user["org_id"], "org_acme", "developer claims: {firebase_user}");
+    assert_eq!(firebase_user["connection_id"], "conn_acme1");
+    let account: Value = api.user(&uid).await.expect("the account exists in Firebase");
+    assert_eq!(account["email"], "alice@acme.test");
+
+    // A returning login: the same Firebase user, no duplicate.
+    let second = login().await;
+    let claims = common::verify_id_token(&broker.url, second["id_token"].as_str().expect("id_token"), APP.0).await;
+    assert_eq!(claims["firebase_uid"], uid.as_str());
+    let users = api.all_users().await;
+    assert_eq!(users.iter().filter(|u| u["email"] == "alice@acme.test").count(), 1, "{users:?}");
+}
