@@ -234,7 +234,8 @@ Errors are RFC 9457 problem details. Updates need `If-Match` with the resource's
 
 /// The OpenAPI document, as `ssobridge openapi` prints it and `openapi/` commits it.
 pub fn spec_json() -> Result<String, String> {
-    let config = crate::demo::demo_config("http://localhost:8080", ([127, 0, 0, 1], 8080).into(), "spec");
+    let config = crate::demo::demo_config("http://localhost:8080", ([127, 0, 0, 1], 8080).into(), "spec", Vec::new())
+        .map_err(|e| e.to_string())?;
     // The document depends on types only; a throwaway state satisfies the constructor.
     let state = AppState::for_spec(config).map_err(|e| e.to_string())?;
     Ok(service(state).spec())

@@ -15,11 +15,10 @@ use serde_json::Value;
 
 use self::simulator::{DemoOnly, Simulator, ORGS};
 use crate::app::{AppState, StartError};
-use crate::config::{ClientConfig, Config, RouteConfig, SigningConfig, StoreConfig, TokenConfig, UpstreamConfig};
+use crate::config::{Config, ConfigError};
 use crate::oidc::error::{redirect, with_query};
 use crate::oidc::params::Params;
 use crate::pages::{self, escape};
-use crate::secret::Secret;
 use crate::tokens::{pkce_s256, random_token, SigningKey};
 
 pub const DEMO_CLIENT_ID: &str = "demo";
@@ -29,59 +28,48 @@ pub const DEMO_ADMIN_TOKEN: &str = "demo-admin-token";
 pub const DEMO_EXTERNAL_REDIRECT: &str = "http://localhost:3000/callback";
 const UPSTREAM_CLIENT_ID: &str = "ssobridge-demo";
 
-/// The configuration `demo` runs with, for a server reachable at `public_url`.
-pub fn demo_config(public_url: &str, listen: SocketAddr, upstream_secret: &str) -> Config {
-    Config {
-        public_url: public_url.to_owned(),
-        listen,
-        store: StoreConfig::default(),
-        // The demo's rotated keys are sealed with a key that lives as long as the process.
-        signing: SigningConfig {
-            key_encryption_key: Some(Secret::new(random_token(32).unwrap_or_default())),
-            ..SigningConfig::default()
-        },
-        upstream: UpstreamConfig {
-            issuer: format!("{public_url}/simulator"),
-            client_id: UPSTREAM_CLIENT_ID.to_owned(),
-            client_secret: Secret::new(upstream_secret),
-            scopes: vec!["openid".into(), "profile".into(), "email".into()],
-            allowed_algorithms: vec!["ES256".into(), "RS256".into()],
-            clock_skew_seconds: 60,
-            timeout_seconds: 10,
-        },
-        tokens: TokenConfig::default(),
-        clients: vec![ClientConfig {
-            client_id: DEMO_CLIENT_ID.to_owned(),
-            client_secret: Some(Secret::new(DEMO_CLIENT_SECRET)),
-            client_secret_sha256: None,
-            redirect_uris: vec![DEMO_EXTERNAL_REDIRECT.to_owned(), format!("{public_url}/demo/callback")],
-            name: Some("ssobridge demo app".to_owned()),
-            adapter: Default::default(),
-            subject: Default::default(),
-            require_pkce: false,
-            claims: Default::default(),
-            default_organization_id: None,
-            default_connection_id: None,
-            fallback: Default::default(),
-            initiate_login_uri: Some(format!("{public_url}/demo/initiate")),
-            auth0: None,
-            cognito: None,
-            firebase: None,
-        }],
-        admin: Default::default(),
-        rate_limits: Default::default(),
-        routes: ORGS
-            .iter()
-            .map(|org| RouteConfig {
-                domain: org.domain.to_owned(),
-                organization_id: org.organization_id.to_owned(),
-                connection_id: Some(org.connection_id.to_owned()),
-                clients: Vec::new(),
-                include_subdomains: false,
-                verified: true,
-            })
-            .collect(),
-    }
+/// The configuration `demo` runs with, for a server reachable at `public_url`, with the
+/// `SSOBRIDGE_…` variables among `env` applied (so the demo client can be given an adapter:
+/// `SSOBRIDGE_CLIENTS__DEMO__ADAPTER=firebase`, `SSOBRIDGE_CLIENTS__DEMO__FIREBASE__…`).
+pub fn demo_config(
+    public_url: &str,
+    listen: SocketAddr,
+    upstream_secret: &str,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Config, ConfigError> {
+    // The demo's rotated keys are sealed with a key that lives as long as the process.
+    let key_encryption_key = random_token(32).unwrap_or_default();
+    let routes: String = ORGS
+        .iter()
+        .map(|org| {
+            format!(
+                "[[routes]]\ndomain = \"{}\"\norganization_id = \"{}\"\nconnection_id = \"{}\"\n",
+                org.domain, org.organization_id, org.connection_id
+            )
+        })
+        .collect();
+    let text = format!(
+        r#"
+public_url = "{public_url}"
+listen = "{listen}"
+[store]
+url = "memory"
+[signing]
+key_encryption_key = "{key_encryption_key}"
+[upstream]
+issuer = "{public_url}/simulator"
+client_id = "{UPSTREAM_CLIENT_ID}"
+client_secret = "{upstream_secret}"
+allowed_algorithms = ["ES256", "RS256"]
+[[clients]]
+client_id = "{DEMO_CLIENT_ID}"
+client_secret = "{DEMO_CLIENT_SECRET}"
+redirect_uris = ["{DEMO_EXTERNAL_REDIRECT}", "{public_url}/demo/callback"]
+name = "ssobridge demo app"
+initiate_login_uri = "{public_url}/demo/initiate"
+{routes}"#
+    );
+    Config::from_toml(&text, env, std::path::Path::new("demo"))
 }
 
 /// A running demo: its state and routes, ready to be served.
@@ -94,7 +82,7 @@ pub struct Demo {
 pub async fn build(public_url: &str, listen: SocketAddr) -> Result<Demo, StartError> {
     let proof = DemoOnly::claim().map_err(|e| StartError::Io(std::io::Error::other(e)))?;
     let upstream_secret = random_token(24)?;
-    let config = demo_config(public_url, listen, &upstream_secret);
+    let config = demo_config(public_url, listen, &upstream_secret, std::env::vars())?;
     let simulator = Arc::new(Simulator::new(
         proof,
         config.upstream.issuer.clone(),
@@ -250,7 +238,15 @@ async fn callback(req: &Request, client: Data<&Arc<DemoClient>>) -> Response {
         );
     };
     match redeem(&client, code, &verifier).await {
-        Ok((claims, userinfo)) => {
+        Ok((claims, userinfo, extra_fields)) => {
+            let extra = if extra_fields.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "<p>The token response also carried: <code>{}</code> (from the client's adapter).</p>",
+                    escape(&extra_fields.join(", "))
+                )
+            };
             let rows: String = claims
                 .as_object()
                 .into_iter()
@@ -259,7 +255,7 @@ async fn callback(req: &Request, client: Data<&Arc<DemoClient>>) -> Response {
                 .collect();
             let body = format!(
                 "<h1>Signed in</h1><p>The sample application received this ID token from ssobridge (signature verified against <a href=\"/jwks\">/jwks</a>):</p>\
-<table>{rows}</table><h2>Userinfo</h2><pre>{}</pre><p><a href=\"/\">Sign in again</a></p>",
+<table>{rows}</table>{extra}<h2>Userinfo</h2><pre>{}</pre><p><a href=\"/\">Sign in again</a></p>",
                 escape(&serde_json::to_string_pretty(&userinfo).unwrap_or_default())
             );
             pages::page(StatusCode::OK, "Signed in", &body)
@@ -269,7 +265,7 @@ async fn callback(req: &Request, client: Data<&Arc<DemoClient>>) -> Response {
 }
 
 /// Code → tokens at `/token`, ID token verified with `/jwks`, then `/userinfo`.
-async fn redeem(client: &DemoClient, code: &str, verifier: &str) -> Result<(Value, Value), String> {
+async fn redeem(client: &DemoClient, code: &str, verifier: &str) -> Result<(Value, Value, Vec<String>), String> {
     let base = &client.public_url;
     let redirect_uri = client.redirect_uri();
     let tokens: Value = client
@@ -316,5 +312,13 @@ async fn redeem(client: &DemoClient, code: &str, verifier: &str) -> Result<(Valu
         .json()
         .await
         .map_err(|e| e.to_string())?;
-    Ok((claims, userinfo))
+    let standard = ["access_token", "token_type", "expires_in", "id_token", "scope"];
+    let extra_fields = tokens
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, _)| k.clone())
+        .filter(|k| !standard.contains(&k.as_str()))
+        .collect();
+    Ok((claims, userinfo, extra_fields))
 }
