@@ -101,6 +101,28 @@ impl AppState {
         })
     }
 
+    /// The client, re-seeding the store first if it lost the configuration (a Redis restarted
+    /// empty, a failover to an empty replica): config clients must not vanish with it.
+    pub async fn client(&self, client_id: &str) -> Result<Option<Arc<crate::clients::Client>>, StoreError> {
+        match self.clients.get(client_id).await? {
+            Some(client) => Ok(Some(client)),
+            None if self.reseed_if_lost().await? => self.clients.get(client_id).await,
+            None => Ok(None),
+        }
+    }
+
+    /// Seeds again when the store's seed marker is gone; says whether it did. The marker (not
+    /// the clients themselves) decides, so a config client deleted through the admin API
+    /// stays deleted.
+    pub async fn reseed_if_lost(&self) -> Result<bool, StoreError> {
+        if self.store.get(SEED_MARKER).await?.is_some() {
+            return Ok(false);
+        }
+        tracing::warn!("the store has lost the configuration (restarted empty?); seeding it again");
+        self.seed().await?;
+        Ok(true)
+    }
+
     /// Writes the config file's clients and routes into the store: for the entries it lists,
     /// the file wins at start; entries added at run time through the admin API are kept.
     async fn seed(&self) -> Result<(), StoreError> {
@@ -122,9 +144,13 @@ impl AppState {
                 })
                 .await?;
         }
+        self.store.set(SEED_MARKER, b"1").await?;
         Ok(())
     }
 }
+
+/// Present while the store holds what `seed` wrote.
+const SEED_MARKER: &str = "seeded";
 
 /// The whole public application. `extra` is served for every path the broker does not
 /// answer itself (the demo's pages and simulator, the admin API when it shares the listener).
@@ -151,7 +177,8 @@ fn healthz() -> &'static str {
 /// Ready when the store answers and the upstream's discovery can be fetched.
 #[handler]
 async fn readyz(state: poem::web::Data<&Arc<AppState>>) -> Response {
-    let store = state.store.ping().await;
+    // Not ready while the store answers but has lost the configuration (re-seeded here).
+    let store = state.reseed_if_lost().await.map(|_| ());
     let upstream = state.upstream.discover().await;
     let body = serde_json::json!({
         "store": if store.is_ok() { "ok" } else { "unavailable" },

@@ -12,6 +12,8 @@ use crate::oidc::params::{Params, MAX_BODY_BYTES};
 use crate::store::Store;
 
 const WINDOW_SECS: u64 = 60;
+/// How long a rate-limit counter may take before the request goes on uncounted.
+const COUNTER_DEADLINE: Duration = Duration::from_millis(200);
 
 /// Paths whose use is counted.
 fn limited(path: &str) -> bool {
@@ -67,26 +69,36 @@ async fn over_limit(state: &AppState, req: &mut Request) -> Result<Option<(&'sta
     let window = now / WINDOW_SECS;
     let retry_after = WINDOW_SECS - now % WINDOW_SECS;
     let ttl = Duration::from_secs(WINDOW_SECS + 1);
-    if limits.per_ip_per_minute > 0 {
-        let ip = client_ip(req, limits.trust_forwarded_for);
-        match state.store.incr(&format!("rl:ip:{ip}:{window}"), ttl).await {
-            Ok(n) if n > limits.per_ip_per_minute => return Ok(Some(("ip", retry_after))),
-            Ok(_) => {}
-            Err(error) => {
+    // A limiter must not make an outage slower: a counter that does not answer quickly is
+    // skipped (fail open), and once one has failed the other is not tried.
+    let count = |key: String| async move {
+        match tokio::time::timeout(COUNTER_DEADLINE, state.store.incr(&key, ttl)).await {
+            Ok(Ok(n)) => Some(n),
+            Ok(Err(error)) => {
                 tracing::warn!(error = %error, "rate limit counter unavailable");
                 crate::telemetry::count("ssobridge_store_errors_total", &[]);
+                None
             }
+            Err(_) => {
+                tracing::warn!("rate limit counter timed out");
+                crate::telemetry::count("ssobridge_store_errors_total", &[]);
+                None
+            }
+        }
+    };
+    if limits.per_ip_per_minute > 0 {
+        let ip = client_ip(req, limits.trust_forwarded_for);
+        match count(format!("rl:ip:{ip}:{window}")).await {
+            Some(n) if n > limits.per_ip_per_minute => return Ok(Some(("ip", retry_after))),
+            Some(_) => {}
+            None => return Ok(None),
         }
     }
     if limits.per_client_per_minute > 0 {
         if let Some(client_id) = client_id(req).await? {
-            match state.store.incr(&format!("rl:client:{client_id}:{window}"), ttl).await {
-                Ok(n) if n > limits.per_client_per_minute => return Ok(Some(("client", retry_after))),
-                Ok(_) => {}
-                Err(error) => {
-                    tracing::warn!(error = %error, "rate limit counter unavailable");
-                    crate::telemetry::count("ssobridge_store_errors_total", &[]);
-                }
+            if count(format!("rl:client:{client_id}:{window}")).await.is_some_and(|n| n > limits.per_client_per_minute)
+            {
+                return Ok(Some(("client", retry_after)));
             }
         }
     }

@@ -116,7 +116,7 @@ pub async fn route(
     request: AuthorizationRequest,
     via_hosted_page: bool,
 ) -> Result<Next, AuthorizeFailure> {
-    let client = match app.clients.get(&request.client_id).await {
+    let client = match app.client(&request.client_id).await {
         Ok(Some(client)) => client,
         Ok(None) => {
             return Err(
@@ -176,7 +176,7 @@ pub async fn validate(
         .get("client_id")
         .map_err(|e| page(e.to_string()))?
         .ok_or_else(|| page("The request names no client (client_id is missing).".to_owned()))?;
-    let client = match app.clients.get(client_id).await {
+    let client = match app.client(client_id).await {
         Ok(Some(client)) => client,
         Ok(None) => {
             return Err(page(
@@ -185,7 +185,7 @@ pub async fn validate(
         }
         Err(e) => {
             let error: OidcError = e.into();
-            return Err(AuthorizeFailure::page("Sign-in is temporarily unavailable", error.description));
+            return Err(AuthorizeFailure::unavailable(error.description));
         }
     };
     let redirect_uri = params

@@ -84,7 +84,7 @@ pub async fn finish_login(app: &AppState, params: &Params) -> Result<Finished, A
         }
         Err(error) => {
             let error: OidcError = error.into();
-            return Err(AuthorizeFailure::page("Sign-in is temporarily unavailable", error.description));
+            return Err(AuthorizeFailure::unavailable(error.description));
         }
     };
     let request = &flow.request;
@@ -122,7 +122,7 @@ pub async fn finish_login(app: &AppState, params: &Params) -> Result<Finished, A
         .exchange(code, &flow.upstream_pkce_verifier, &flow.upstream_nonce)
         .await
         .map_err(|e| fail(e.into()))?;
-    let client = match app.clients.get(&request.client_id).await {
+    let client = match app.client(&request.client_id).await {
         Ok(Some(client)) => client,
         // The client was removed while the user was away.
         Ok(None) => {

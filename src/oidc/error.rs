@@ -110,19 +110,29 @@ impl From<UpstreamError> for OidcError {
 #[derive(Debug)]
 pub enum AuthorizeFailure {
     /// Client or redirect URI not trusted: show a page, never redirect (RFC 6749 §4.1.2.1).
-    Page { title: &'static str, message: String },
+    Page { title: &'static str, message: String, status: StatusCode },
     /// Back to the client's registered redirect URI.
     Redirect { redirect_uri: String, state: Option<String>, error: OidcError },
 }
 
 impl AuthorizeFailure {
     pub fn page(title: &'static str, message: impl Into<String>) -> Self {
-        AuthorizeFailure::Page { title, message: message.into() }
+        AuthorizeFailure::Page { title, message: message.into(), status: StatusCode::BAD_REQUEST }
+    }
+
+    /// The service itself cannot go on (its store is down): a 503 page, so that monitoring
+    /// counts it as the outage it is.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        AuthorizeFailure::Page {
+            title: "Sign-in is temporarily unavailable",
+            message: message.into(),
+            status: StatusCode::SERVICE_UNAVAILABLE,
+        }
     }
 
     pub fn into_response(self, issuer: &str) -> Response {
         match self {
-            AuthorizeFailure::Page { title, message } => pages::error_page(StatusCode::BAD_REQUEST, title, &message),
+            AuthorizeFailure::Page { title, message, status } => pages::error_page(status, title, &message),
             AuthorizeFailure::Redirect { redirect_uri, state, error } => {
                 let mut params =
                     vec![("error", error.code.as_str()), ("error_description", error.description.as_str())];

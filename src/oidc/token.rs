@@ -190,7 +190,7 @@ async fn authenticate(app: &AppState, authorization: Option<&str>, params: &Para
             _ => return Err(unauthorized()),
         },
     };
-    let client = app.clients.get(&client_id).await?;
+    let client = app.client(&client_id).await?;
     // Compare even for an unknown client, so that timing does not tell which client ids exist.
     let known = client.as_ref().is_some_and(|c| c.record.secret_matches(&secret));
     if client.is_none() {

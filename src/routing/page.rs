@@ -28,7 +28,7 @@ pub async fn ask_email(
     typed: Option<&str>,
     error: Option<&str>,
 ) -> Response {
-    let Ok(Some(client)) = app.clients.get(&request.client_id).await else {
+    let Ok(Some(client)) = app.client(&request.client_id).await else {
         return pages::error_page(StatusCode::BAD_REQUEST, "Sign-in request not accepted", "Unknown application.");
     };
     let id = match random_token(24) {
