@@ -244,3 +244,73 @@ async fn serve_logs_carry_request_ids_and_never_a_secret() {
         assert!(!logs.contains(secret), "the logs contain the {what}");
     }
 }
+
+/// SIGTERM: the server stops accepting, finishes the request in flight, and exits in bounds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_the_request_in_flight_and_exits() {
+    let dir = TempDir::new("sigterm");
+    // An upstream that accepts and never answers keeps a request in flight for the timeout.
+    let stall = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let stall_url = format!("http://{}", stall.local_addr().expect("addr"));
+    let _held = std::thread::spawn(move || {
+        let mut open = Vec::new();
+        for connection in stall.incoming().flatten().take(16) {
+            open.push(connection);
+        }
+    });
+    let port = common::free_port();
+    let public_url = format!("http://127.0.0.1:{port}");
+    let key = dir.path().join("signing.pem");
+    std::fs::write(&key, ssobridge::tokens::generate_rsa_pem().expect("pem")).expect("write");
+    let toml = common::broker_toml(&public_url, "memory", "sig:", &stall_url).replace(
+        "listen = \"127.0.0.1:0\"",
+        &format!("listen = \"127.0.0.1:{port}\"\n[signing]\nkey_file = \"{}\"", key.display()),
+    ) + "\n";
+    let toml = toml.replace(
+        &format!("client_secret = \"{}\"\n[[clients]]", common::UPSTREAM_CLIENT_SECRET),
+        &format!("client_secret = \"{}\"\ntimeout_seconds = 2\n[[clients]]", common::UPSTREAM_CLIENT_SECRET),
+    );
+    assert!(toml.contains("timeout_seconds = 2"), "{toml}");
+    let config = dir.path().join("ssobridge.toml");
+    std::fs::write(&config, toml).expect("write");
+    let mut child = ssobridge()
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("serve");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    tokio::time::timeout(common::STARTUP_DEADLINE, async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.contains("ssobridge serving") {
+                return;
+            }
+        }
+        panic!("serve exited before serving");
+    })
+    .await
+    .expect("serving in time");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+
+    let url = common::authorize_url(&public_url, common::AUTH0_CLIENT, None, &[("login_hint", "alice@acme.test")]);
+    let in_flight = tokio::spawn(async move { common::Browser::default().get(&url).await });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let pid = child.id().expect("pid").to_string();
+    let signalled = std::time::Instant::now();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());
+
+    let response =
+        tokio::time::timeout(std::time::Duration::from_secs(10), in_flight).await.expect("answered").expect("task");
+    assert_eq!(response.status(), 302, "the request in flight was finished, not cut");
+    let location = response.headers()["location"].to_str().expect("location").to_owned();
+    assert!(location.contains("error=temporarily_unavailable"), "{location}");
+    let status = tokio::time::timeout(std::time::Duration::from_secs(15), child.wait())
+        .await
+        .expect("exits in bounds")
+        .expect("wait");
+    assert!(status.success(), "clean exit: {status:?}");
+    assert!(signalled.elapsed() < std::time::Duration::from_secs(13));
+    // And it accepts nothing new.
+    assert!(common::http().get(format!("{public_url}/healthz")).send().await.is_err());
+}
