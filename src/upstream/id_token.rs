@@ -232,3 +232,59 @@ fn select_key<'k>(keys: &'k [Jwk], kid: Option<&str>, alg: Algorithm) -> Option<
         }
     }
 }
+
+/// Property tests: whatever an attacker sends as an upstream token, verification neither
+/// panics nor accepts it.
+#[cfg(test)]
+mod fuzz {
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    use super::*;
+    use crate::tokens::SigningKey;
+
+    fn setup() -> (Verifier, Vec<Jwk>, String) {
+        let key = SigningKey::generate_es256().expect("key");
+        let jwk: Jwk = serde_json::from_value(key.public_jwk().clone()).expect("jwk");
+        let verifier =
+            Verifier::new("https://up.example".into(), "client".into(), &["ES256".into(), "RS256".into()], 60)
+                .expect("verifier");
+        let now = jsonwebtoken::get_current_timestamp();
+        let valid = key
+            .sign_jwt(&json!({"iss": "https://up.example", "aud": "client", "sub": "conn_1;a@b.c", "iat": now, "exp": now + 300, "nonce": "n"}))
+            .expect("sign");
+        (verifier, vec![jwk], valid)
+    }
+
+    #[test]
+    fn the_unmutated_token_verifies() {
+        let (verifier, keys, valid) = setup();
+        assert!(verifier.verify(&valid, &keys, Some("n")).is_ok());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn arbitrary_strings_are_refused(input in ".{0,600}") {
+            let (verifier, keys, _) = setup();
+            prop_assert!(verifier.verify(&input, &keys, Some("n")).is_err());
+            prop_assert!(verifier.verify_login_initiation(&input, &keys).is_err());
+        }
+
+        #[test]
+        fn any_changed_byte_is_refused(position in 0usize..10_000, byte in any::<u8>()) {
+            let (verifier, keys, valid) = setup();
+            let mut bytes = valid.clone().into_bytes();
+            let position = position % bytes.len();
+            prop_assume!(bytes[position] != byte);
+            bytes[position] = byte;
+            let mutated = String::from_utf8_lossy(&bytes).into_owned();
+            // base64url has several encodings of the same trailing bits; only a different
+            // decoded token counts as a change.
+            let decoded = |t: &str| t.split('.').map(|p| base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, p).ok()).collect::<Vec<_>>();
+            prop_assume!(decoded(&mutated) != decoded(&valid));
+            prop_assert!(verifier.verify(&mutated, &keys, Some("n")).is_err(), "accepted {mutated}");
+        }
+    }
+}
