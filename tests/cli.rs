@@ -314,3 +314,78 @@ async fn sigterm_finishes_the_request_in_flight_and_exits() {
     // And it accepts nothing new.
     assert!(common::http().get(format!("{public_url}/healthz")).send().await.is_err());
 }
+
+/// Admin changes are written to the log as audit lines: who, what, before and after, and
+/// never the secret the server generated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_changes_are_audited_without_secrets() {
+    let dir = TempDir::new("audit");
+    let port = common::free_port();
+    let public_url = format!("http://127.0.0.1:{port}");
+    let upstream = common::Upstream::start(&[format!("{public_url}/callback")]).await;
+    let key = dir.path().join("signing.pem");
+    std::fs::write(&key, ssobridge::tokens::generate_rsa_pem().expect("pem")).expect("write");
+    let toml = common::broker_toml(&public_url, "memory", "audit:", &upstream.issuer).replace(
+        "listen = \"127.0.0.1:0\"",
+        &format!(
+            "listen = \"127.0.0.1:{port}\"\n[signing]\nkey_file = \"{}\"\n[admin]\nlisten = \"public\"\nwrite_tokens_sha256 = [\"{}\"]",
+            key.display(),
+            ssobridge::tokens::sha256_hex(common::ADMIN_WRITE_TOKEN)
+        ),
+    );
+    let config = dir.path().join("ssobridge.toml");
+    std::fs::write(&config, toml).expect("write");
+    let mut child = ssobridge()
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("serve");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let sink = logs.clone();
+    tokio::spawn(async move {
+        let mut ready_tx = Some(ready_tx);
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.contains("ssobridge serving") {
+                if let Some(tx) = ready_tx.take() {
+                    let _ = tx.send(());
+                }
+            }
+            sink.lock().expect("logs").push(line);
+        }
+    });
+    tokio::time::timeout(common::STARTUP_DEADLINE, ready_rx).await.expect("ready in time").expect("ready");
+
+    let created: Value = common::http()
+        .post(format!("{public_url}/admin/clients"))
+        .bearer_auth(common::ADMIN_WRITE_TOKEN)
+        .json(&serde_json::json!({"client_id": "audited", "redirect_uris": ["https://app.example.com/cb"]}))
+        .send()
+        .await
+        .expect("create")
+        .json()
+        .await
+        .expect("json");
+    let secret = created["client_secret"].as_str().expect("secret").to_owned();
+    let _ = child.start_kill();
+    let _ = child.wait().await;
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+
+    let logs = logs.lock().expect("logs").join("\n");
+    let audit: Vec<Value> = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| l["fields"]["audit"] == true)
+        .collect();
+    assert_eq!(audit.len(), 1, "{logs}");
+    let fields = &audit[0]["fields"];
+    assert_eq!(fields["action"], "client.create");
+    assert_eq!(fields["resource"], "audited");
+    assert!(fields["actor"].as_str().is_some_and(|a| a.starts_with("token:")), "who: {fields}");
+    assert!(fields["after"].as_str().is_some_and(|a| a.contains("https://app.example.com/cb")), "after: {fields}");
+    assert!(!logs.contains(&secret), "the generated secret is never logged");
+    assert!(!logs.contains(common::ADMIN_WRITE_TOKEN), "the admin token is never logged");
+}

@@ -15,6 +15,7 @@ pub struct KeysApi {
 
 /// A signing key (public information only).
 #[derive(Debug, Clone, Object)]
+#[oai(example)]
 pub struct Key {
     pub kid: String,
     pub alg: String,
@@ -28,6 +29,19 @@ pub struct Key {
     /// Unix time the key stopped signing; it stays in the JWKS until its tokens expire.
     #[oai(skip_serializing_if_is_none)]
     pub retired_at: Option<u64>,
+}
+
+impl poem_openapi::types::Example for Key {
+    fn example() -> Self {
+        Key {
+            kid: "bb-xRJ2b1fHAPgPiwYeSWXF-smKwenxX_CPWmPBa-Hc".into(),
+            alg: "RS256".into(),
+            active: true,
+            source: "rotated".into(),
+            created_at: Some(1_795_420_000),
+            retired_at: None,
+        }
+    }
 }
 
 impl From<&KeyInfo> for Key {

@@ -41,6 +41,31 @@ impl poem_openapi::types::Example for Route {
     }
 }
 
+impl poem_openapi::types::Example for RouteCreate {
+    fn example() -> Self {
+        RouteCreate {
+            domain: "acme.com".into(),
+            organization_id: "org_59615193906282635".into(),
+            connection_id: Some("conn_59615204466213323".into()),
+            clients: None,
+            include_subdomains: None,
+            verified: None,
+        }
+    }
+}
+
+impl poem_openapi::types::Example for RoutePatch {
+    fn example() -> Self {
+        RoutePatch {
+            organization_id: None,
+            connection_id: MaybeUndefined::Null,
+            clients: Some(vec!["auth0-prod".into()]),
+            include_subdomains: Some(true),
+            verified: None,
+        }
+    }
+}
+
 fn route_example() -> Route {
     Route {
         domain: "acme.com".into(),
@@ -53,6 +78,7 @@ fn route_example() -> Route {
 }
 
 #[derive(Debug, Clone, Object)]
+#[oai(example)]
 pub struct RouteCreate {
     /// An email domain; stored lower case in IDNA ASCII form.
     #[oai(validator(min_length = 3, max_length = 253, pattern = "^[^ @/:]+\\.[^ @/:]+$"))]
@@ -71,6 +97,7 @@ pub struct RouteCreate {
 
 /// A partial update (JSON merge patch semantics: `null` clears `connection_id`).
 #[derive(Debug, Clone, Object)]
+#[oai(example)]
 pub struct RoutePatch {
     #[oai(nullable, validator(min_length = 1, max_length = 128))]
     pub organization_id: Option<Text>,

@@ -14,6 +14,7 @@ pub struct StatusApi {
 }
 
 #[derive(Debug, Clone, Object)]
+#[oai(example)]
 pub struct Status {
     pub version: String,
     /// `memory` or `redis`.
@@ -32,6 +33,24 @@ pub struct KeyStatus {
     pub active: bool,
     /// Seconds since the process loaded or created the key.
     pub age_seconds: u64,
+}
+
+impl poem_openapi::types::Example for Status {
+    fn example() -> Self {
+        Status {
+            version: "0.1.0".into(),
+            store_backend: "redis".into(),
+            store_reachable: true,
+            upstream_issuer: "https://acme.scalekit.dev".into(),
+            upstream_discovery_reachable: true,
+            signing_keys: vec![KeyStatus {
+                kid: "bb-xRJ2b1fH".into(),
+                alg: "RS256".into(),
+                active: true,
+                age_seconds: 86_400,
+            }],
+        }
+    }
 }
 
 #[derive(ApiResponse)]
