@@ -881,7 +881,7 @@ async fn one_of_many(
     public_url: String,
     jwks: Arc<JwkSet>,
 ) -> Result<Issued, String> {
-    let client = if i % 2 == 0 { AUTH0_CLIENT } else { COGNITO_CLIENT };
+    let client = if i.is_multiple_of(2) { AUTH0_CLIENT } else { COGNITO_CLIENT };
     let email = format!("user{i}@acme.test");
     let (start_on, callback_on) = (&instances[i % 2], &instances[(i / 2) % 2]);
     let (redeem_on, check_on) = (&instances[(i / 4) % 2], &instances[(i / 4 + 1) % 2]);

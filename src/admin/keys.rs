@@ -5,7 +5,7 @@ use std::sync::Arc;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
-use super::{audit, AdminToken, Problem, Role, Tag};
+use super::{audit, problem, AdminToken, Problem, Role, Tag};
 use crate::app::AppState;
 use crate::tokens::{KeyInfo, RingError};
 
@@ -86,10 +86,6 @@ pub enum RotateResponse {
     Conflict(Json<Problem>),
     #[oai(status = 503, content_type = "application/problem+json")]
     Unavailable(Json<Problem>),
-}
-
-fn problem(status: u16, detail: impl Into<String>) -> Json<Problem> {
-    Json(Problem::new(poem::http::StatusCode::from_u16(status).unwrap_or(poem::http::StatusCode::BAD_REQUEST), detail))
 }
 
 #[OpenApi(tag = "Tag::Keys")]

@@ -137,6 +137,17 @@ impl Problem {
     }
 }
 
+/// A problem document body for an operation's documented error response.
+fn problem(status: u16, detail: impl Into<String>) -> poem_openapi::payload::Json<Problem> {
+    poem_openapi::payload::Json(Problem::new(StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST), detail))
+}
+
+/// The store failed: logged here with its detail, a generic 503 for the caller.
+fn unavailable(error: crate::store::StoreError) -> poem_openapi::payload::Json<Problem> {
+    tracing::error!(error = %error, "store failure in the admin API");
+    problem(503, "the store is unavailable; try again")
+}
+
 /// Any error poem or poem-openapi raises (bad JSON, missing token, oversize body) as
 /// problem+json, with the library's message only for client errors.
 fn problem_response(error: poem::Error) -> Response {

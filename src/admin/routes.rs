@@ -9,7 +9,9 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use super::clients::{apply, etag};
 use super::text::{plain, plain_all, plain_patch, Text};
-use super::{audit, encode_cursor, AdminToken, FieldError, Problem, Role, Tag, DEFAULT_PAGE, MAX_PAGE};
+use super::{
+    audit, encode_cursor, problem, unavailable, AdminToken, FieldError, Problem, Role, Tag, DEFAULT_PAGE, MAX_PAGE,
+};
 use crate::app::AppState;
 use crate::routing::{normalize_domain, Route as StoredRoute, RouteTable};
 
@@ -207,15 +209,6 @@ pub enum DeleteResponse {
     PreconditionFailed(Json<Problem>),
     #[oai(status = 503, content_type = "application/problem+json")]
     Unavailable(Json<Problem>),
-}
-
-fn problem(status: u16, detail: impl Into<String>) -> Json<Problem> {
-    Json(Problem::new(poem::http::StatusCode::from_u16(status).unwrap_or(poem::http::StatusCode::BAD_REQUEST), detail))
-}
-
-fn unavailable(error: crate::store::StoreError) -> Json<Problem> {
-    tracing::error!(error = %error, "store failure in the admin API");
-    problem(503, "the store is unavailable; try again")
 }
 
 impl From<&StoredRoute> for Route {
