@@ -16,12 +16,22 @@ use tokio::sync::watch;
 const STARTUP_DEADLINE: Duration = Duration::from_secs(60);
 const FENCE: &str = "/__ssobridge_log_fence";
 
+fn crate_dir() -> PathBuf {
+    // This harness also serves the broker's end-to-end tests, whose manifest is the workspace root.
+    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    if here.join("mock").is_dir() {
+        here
+    } else {
+        here.join("adapters/auth0")
+    }
+}
+
 pub fn spec_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/auth0-management.yaml")
+    crate_dir().join("tests/fixtures/auth0-management.yaml")
 }
 
 fn prism_cli() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("mock/node_modules/@stoplight/prism-cli/dist/index.js")
+    crate_dir().join("mock/node_modules/@stoplight/prism-cli/dist/index.js")
 }
 
 pub struct Prism {

@@ -26,8 +26,18 @@ pub const REGION: &str = "eu-west-1";
 pub const PROVIDER: &str = "ssobridge";
 const STARTUP_DEADLINE: Duration = Duration::from_secs(60);
 
+fn crate_dir() -> PathBuf {
+    // This harness also serves the broker's end-to-end tests, whose manifest is the workspace root.
+    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    if here.join("iam-policy.json").is_file() {
+        here
+    } else {
+        here.join("adapters/cognito")
+    }
+}
+
 fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+    crate_dir().join("../..")
 }
 
 /// A unique suffix for names in one test run.
@@ -230,7 +240,7 @@ pub fn xml_value(xml: &str, name: &str) -> String {
 /// resource ARNs for cognito-idp (every request is checked against resource `*`), so the tests
 /// grant the same actions on `*`: what is verified is that the actions suffice.
 pub fn adapter_policy() -> String {
-    let raw = std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("iam-policy.json")).unwrap();
+    let raw = std::fs::read_to_string(crate_dir().join("iam-policy.json")).unwrap();
     let mut policy: Value = serde_json::from_str(&raw).unwrap();
     for statement in policy["Statement"].as_array_mut().unwrap() {
         statement["Resource"] = json!("*");
