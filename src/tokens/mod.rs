@@ -36,7 +36,14 @@ pub fn random_token(bytes: usize) -> Result<String, TokenError> {
 
 /// Hex SHA-256: how codes and access tokens are keyed in the store.
 pub fn sha256_hex(input: &str) -> String {
-    digest::digest(&digest::SHA256, input.as_bytes()).as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let hash = digest::digest(&digest::SHA256, input.as_bytes());
+    let mut out = String::with_capacity(64);
+    for byte in hash.as_ref() {
+        out.push(HEX[(byte >> 4) as usize] as char);
+        out.push(HEX[(byte & 0xf) as usize] as char);
+    }
+    out
 }
 
 /// RFC 7636 §4.2: `BASE64URL(SHA256(ASCII(code_verifier)))`.
@@ -70,6 +77,11 @@ mod tests {
             pkce_s256("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
             "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
         );
+    }
+
+    #[test]
+    fn sha256_hex_is_lower_case_hex_of_the_digest() {
+        assert_eq!(sha256_hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
     }
 
     #[test]
