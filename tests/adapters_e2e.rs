@@ -33,12 +33,18 @@ project_id = "{project}"
 service_account_email = "ssobridge@{project}.iam.gserviceaccount.com"
 private_key = """{pem}"""
 emulator_host = "{host}"
+[[routes]]
+domain = "acme.test"
+organization_id = "org_acme"
+connection_id = "conn_acme1"
+verified = {verified}
 "#,
             id = APP.0,
             secret = APP.1,
             redirect = APP.2,
             project = firebase::PROJECT_ID,
             host = emulator.host,
+            verified = true,
         );
     let broker = socket.serve(&toml, SigningKey::generate_rsa().expect("key")).await;
 
@@ -72,4 +78,53 @@ emulator_host = "{host}"
     assert_eq!(claims["firebase_uid"], uid.as_str());
     let users = api.all_users().await;
     assert_eq!(users.iter().filter(|u| u["email"] == "alice@acme.test").count(), 1, "{users:?}");
+}
+
+/// A route whose domain the organization has not proved (`verified = false`) must never let an
+/// SSO login take over an existing account with the same email, whatever the IdP asserts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_unverified_domain_never_links_to_an_existing_account() {
+    let emulator = firebase::Emulator::start().await;
+    let api = emulator.api();
+    let existing = api.sign_up_with_password("alice@acme.test").await;
+    let socket = BrokerSocket::bind().await;
+    let upstream = common::Upstream::start(&[socket.callback()]).await;
+    let (pem, _) = firebase::service_account_key();
+    let toml = common::broker_toml(&socket.url, "memory", "fbu:", &upstream.issuer)
+        + &format!(
+            r#"
+[[clients]]
+client_id = "{id}"
+client_secret = "{secret}"
+redirect_uris = ["{redirect}"]
+adapter = "firebase"
+[clients.firebase]
+project_id = "{project}"
+service_account_email = "ssobridge@{project}.iam.gserviceaccount.com"
+private_key = """{pem}"""
+emulator_host = "{host}"
+[[routes]]
+domain = "acme.test"
+organization_id = "org_acme"
+connection_id = "conn_acme1"
+verified = false
+"#,
+            id = APP.0,
+            secret = APP.1,
+            redirect = APP.2,
+            project = firebase::PROJECT_ID,
+            host = emulator.host,
+        );
+    let broker = socket.serve(&toml, SigningKey::generate_rsa().expect("key")).await;
+    let browser = Browser::default();
+    let start = authorize_url(&broker.url, APP, Some(common::VERIFIER), &[("login_hint", "alice@acme.test")]);
+    let landed = browser.follow_until(&start, APP.2).await.expect("login");
+    let code = query(&landed).remove("code").unwrap_or_else(|| panic!("code: {landed}"));
+    let (status, tokens) = redeem(&broker.url, APP, &code, Some(common::VERIFIER)).await;
+    assert_eq!(status, 200, "{tokens}");
+    let claims = common::verify_id_token(&broker.url, tokens["id_token"].as_str().expect("id_token"), APP.0).await;
+    assert_eq!(claims["email_verified"], true, "the claim is what the IdP asserted");
+    assert_ne!(claims["firebase_uid"], existing.as_str(), "the existing account was not taken over");
+    let account: Value = api.user(&existing).await.expect("the existing account");
+    assert_eq!(account["email"], "alice@acme.test", "and it is unchanged");
 }

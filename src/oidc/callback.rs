@@ -130,7 +130,12 @@ pub async fn finish_login(app: &AppState, params: &Params) -> Result<Finished, A
         }
         Err(e) => return Err(fail(e.into())),
     };
-    let identity = identity(app, &request.client_id, client.record.subject, &claims);
+    let mut identity = identity(app, &request.client_id, client.record.subject, &claims);
+    // The claim says what the IdP asserts; an adapter may link by email only when, on top of
+    // that, the organization has proved it owns the email's domain (a verified route).
+    let upstream_verified = identity.email_verified;
+    identity.email_verified =
+        upstream_verified && domain_verified(app, &identity, &request.client_id).await.map_err(|e| fail(e.into()))?;
     tracing::Span::current().record("connection_id", identity.connection_id.as_deref().unwrap_or(""));
     let outcome = crate::telemetry::timed(
         "ssobridge_adapter_duration_seconds",
@@ -139,8 +144,9 @@ pub async fn finish_login(app: &AppState, params: &Params) -> Result<Finished, A
     )
     .await
     .map_err(|e| fail(adapter_error(client.adapter.name(), e)))?;
+    let asserted = Identity { email_verified: upstream_verified, ..identity.clone() };
     let user_claims =
-        user_claims(&identity, ClaimScopes::from_scope(&request.scope), outcome.extra_claims(), &client.record.claims);
+        user_claims(&asserted, ClaimScopes::from_scope(&request.scope), outcome.extra_claims(), &client.record.claims);
     let code = random_token(32).map_err(|e| fail(e.into()))?;
     let sealed_token_fields = match outcome.token_fields().filter(|fields| !fields.is_empty()) {
         Some(fields) => {
@@ -189,6 +195,20 @@ fn identity(app: &AppState, client_id: &str, mode: SubjectMode, claims: &Upstrea
         given_name: claims.given_name.clone(),
         family_name: claims.family_name.clone(),
     }
+}
+
+/// Whether the email's domain has a verified route to the identity's own organization.
+async fn domain_verified(
+    app: &AppState,
+    identity: &Identity,
+    client_id: &str,
+) -> Result<bool, crate::store::StoreError> {
+    let (Some(email), Some(organization)) = (&identity.email, &identity.organization_id) else { return Ok(false) };
+    let Some(domain) = email.rsplit_once('@').and_then(|(_, d)| crate::routing::normalize_domain(d).ok()) else {
+        return Ok(false);
+    };
+    let route = crate::routing::RouteTable::new(&app.store).resolve(&domain, client_id).await?;
+    Ok(route.is_some_and(|r| r.verified && &r.organization_id == organization))
 }
 
 /// Upstream (Scalekit) callback errors, as the downstream client should see them.
