@@ -14,9 +14,9 @@ use ssobridge::tokens::SigningKey;
 
 const APP: (&str, &str, &str) = ("firebase-app", "firebase-app-secret", "https://app.example.com/auth/callback");
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_login_through_the_broker_lands_in_firebase_and_the_app_signs_in_with_the_custom_token() {
-    let emulator = firebase::Emulator::start().await;
+/// The upstream and a broker whose client `APP` uses the Firebase adapter against `emulator`,
+/// with a route for acme.test (`verified` as given).
+async fn broker_for(emulator: &firebase::Emulator, verified: bool) -> (common::Upstream, common::Broker) {
     let socket = BrokerSocket::bind().await;
     let upstream = common::Upstream::start(&[socket.callback()]).await;
     let (pem, _) = firebase::service_account_key();
@@ -44,9 +44,15 @@ verified = {verified}
             redirect = APP.2,
             project = firebase::PROJECT_ID,
             host = emulator.host,
-            verified = true,
         );
     let broker = socket.serve(&toml, SigningKey::generate_rsa().expect("key")).await;
+    (upstream, broker)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_login_through_the_broker_lands_in_firebase_and_the_app_signs_in_with_the_custom_token() {
+    let emulator = firebase::Emulator::start().await;
+    let (_upstream, broker) = broker_for(&emulator, true).await;
 
     let login = || async {
         let browser = Browser::default();
@@ -87,35 +93,7 @@ async fn an_unverified_domain_never_links_to_an_existing_account() {
     let emulator = firebase::Emulator::start().await;
     let api = emulator.api();
     let existing = api.sign_up_with_password("alice@acme.test").await;
-    let socket = BrokerSocket::bind().await;
-    let upstream = common::Upstream::start(&[socket.callback()]).await;
-    let (pem, _) = firebase::service_account_key();
-    let toml = common::broker_toml(&socket.url, "memory", "fbu:", &upstream.issuer)
-        + &format!(
-            r#"
-[[clients]]
-client_id = "{id}"
-client_secret = "{secret}"
-redirect_uris = ["{redirect}"]
-adapter = "firebase"
-[clients.firebase]
-project_id = "{project}"
-service_account_email = "ssobridge@{project}.iam.gserviceaccount.com"
-private_key = """{pem}"""
-emulator_host = "{host}"
-[[routes]]
-domain = "acme.test"
-organization_id = "org_acme"
-connection_id = "conn_acme1"
-verified = false
-"#,
-            id = APP.0,
-            secret = APP.1,
-            redirect = APP.2,
-            project = firebase::PROJECT_ID,
-            host = emulator.host,
-        );
-    let broker = socket.serve(&toml, SigningKey::generate_rsa().expect("key")).await;
+    let (_upstream, broker) = broker_for(&emulator, false).await;
     let browser = Browser::default();
     let start = authorize_url(&broker.url, APP, Some(common::VERIFIER), &[("login_hint", "alice@acme.test")]);
     let landed = browser.follow_until(&start, APP.2).await.expect("login");
