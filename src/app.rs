@@ -25,6 +25,8 @@ pub struct AppState {
     pub keys: KeyRing,
     pub upstream: UpstreamClient,
     pub clients: ClientRegistry,
+    /// The registered keys of `private_key_jwt` clients.
+    pub client_keys: crate::oidc::client_assertion::ClientKeySets,
     pub pairwise_salt: String,
     pub discovery: serde_json::Value,
     pub started: Instant,
@@ -46,13 +48,25 @@ pub enum StartError {
 
 /// The signing key the configuration names: `signing.key_pem`, else `signing.key_file`.
 pub fn load_signing_key(config: &Config) -> Result<Option<SigningKey>, StartError> {
-    if let Some(pem) = &config.signing.key_pem {
+    load_key(config.signing.key_pem.as_ref(), config.signing.key_file.as_deref(), "signing.key_file")
+}
+
+/// The EC key for ES256: `signing.ec_key_pem`, else `signing.ec_key_file`.
+pub fn load_ec_signing_key(config: &Config) -> Result<Option<SigningKey>, StartError> {
+    load_key(config.signing.ec_key_pem.as_ref(), config.signing.ec_key_file.as_deref(), "signing.ec_key_file")
+}
+
+fn load_key(
+    pem: Option<&crate::secret::Secret>,
+    file: Option<&std::path::Path>,
+    name: &str,
+) -> Result<Option<SigningKey>, StartError> {
+    if let Some(pem) = pem {
         return Ok(Some(SigningKey::from_pem(pem.expose())?));
     }
-    if let Some(path) = &config.signing.key_file {
-        let pem = std::fs::read_to_string(path).map_err(|e| {
-            StartError::Io(std::io::Error::new(e.kind(), format!("signing.key_file {}: {e}", path.display())))
-        })?;
+    if let Some(path) = file {
+        let pem = std::fs::read_to_string(path)
+            .map_err(|e| StartError::Io(std::io::Error::new(e.kind(), format!("{name} {}: {e}", path.display()))))?;
         return Ok(Some(SigningKey::from_pem(&pem)?));
     }
     Ok(None)
@@ -73,7 +87,7 @@ impl AppState {
 
     /// A state good enough to describe the admin API: no I/O, nothing seeded.
     pub fn for_spec(config: Config) -> Result<Arc<AppState>, StartError> {
-        Ok(Arc::new(Self::build(config, SigningKey::generate_es256()?, AnyStore::Memory(Default::default()))?))
+        Ok(Arc::new(Self::build(config, SigningKey::generate_rsa()?, AnyStore::Memory(Default::default()))?))
     }
 
     fn build(config: Config, key: SigningKey, store: AnyStore) -> Result<AppState, StartError> {
@@ -84,10 +98,15 @@ impl AppState {
         let discovery = crate::oidc::discovery_document(&issuer);
         let keys = KeyRing::new(
             key,
+            load_ec_signing_key(&config)?,
             store.clone(),
             config.signing.key_encryption_key.as_ref().map(|k| k.expose()),
             std::time::Duration::from_secs(config.tokens.id_token_ttl_seconds),
-        );
+        )
+        .map_err(|e| StartError::Key(TokenError::Key(e.to_string())))?;
+        let client_keys = crate::oidc::client_assertion::ClientKeySets::new(crate::upstream::http_client(
+            std::time::Duration::from_secs(config.upstream.timeout_seconds),
+        )?);
         Ok(AppState {
             issuer,
             config,
@@ -95,6 +114,7 @@ impl AppState {
             keys,
             upstream,
             clients,
+            client_keys,
             pairwise_salt,
             discovery,
             started: Instant::now(),

@@ -11,9 +11,9 @@ use ssobridge_adapter_cognito::{CognitoAdapter, CognitoSettings};
 use ssobridge_adapter_core::{Adapter, AdapterError, BoxFuture, Identity, LinkOutcome, NoopAdapter};
 use ssobridge_adapter_firebase::{FirebaseAdapter, FirebaseSettings};
 
-use crate::config::{AdapterKind, ClaimMapping, ClientConfig, Fallback, SubjectMode};
+use crate::config::{AdapterKind, ClaimMapping, ClientConfig, Fallback, SubjectMode, TokenAuthMethod};
 use crate::store::{AnyStore, Store, StoreError};
-use crate::tokens::{secrets_equal, sha256_hex};
+use crate::tokens::{secrets_equal, sha256_hex, SigningAlgorithm};
 
 /// How long an instance trusts its copy of a client before reading the store again: a change
 /// made through the admin API on another instance takes effect within this time.
@@ -43,6 +43,15 @@ pub struct ClientRecord {
     pub fallback: Fallback,
     #[serde(default)]
     pub initiate_login_uri: Option<String>,
+    #[serde(default)]
+    pub id_token_signed_response_alg: SigningAlgorithm,
+    #[serde(default)]
+    pub token_endpoint_auth_method: TokenAuthMethod,
+    #[serde(default)]
+    pub jwks_uri: Option<String>,
+    /// Public keys only (checked when registered).
+    #[serde(default)]
+    pub jwks: Option<serde_json::Value>,
     /// `config` (seeded from the file at every start) or `api`.
     #[serde(default)]
     pub source: String,
@@ -68,13 +77,19 @@ impl ClientRecord {
             default_connection_id: config.default_connection_id.clone(),
             fallback: config.fallback.clone(),
             initiate_login_uri: config.initiate_login_uri.clone(),
+            id_token_signed_response_alg: config.id_token_signed_response_alg,
+            token_endpoint_auth_method: config.token_endpoint_auth_method,
+            jwks_uri: config.jwks_uri.clone(),
+            // Validation refuses a jwks that is not JSON; a config that skipped it gets none.
+            jwks: config.jwks.as_deref().and_then(|text| serde_json::from_str(text).ok()),
             source: "config".to_owned(),
         }
     }
 
-    /// Constant-time check of a presented secret.
+    /// Constant-time check of a presented secret. A `private_key_jwt` client has no secret.
     pub fn secret_matches(&self, presented: &str) -> bool {
-        secrets_equal(&sha256_hex(presented), &self.secret_sha256)
+        let matches = secrets_equal(&sha256_hex(presented), &self.secret_sha256);
+        matches && self.token_endpoint_auth_method.uses_secret() && !self.secret_sha256.is_empty()
     }
 
     /// What hosted pages call the application.
@@ -120,6 +135,52 @@ pub fn check_adapter(config: &ClientConfig) -> Result<(), String> {
         (AdapterKind::None, _) => Ok(()),
         (kind, None) => Err(format!("adapter {kind:?} needs its settings table ([clients.{}])", adapter_name(kind))),
         (kind, Some(settings)) => try_build(kind, Some(settings)).map(|_| ()).map_err(|e| e.to_string()),
+    }
+}
+
+/// The keys a `private_key_jwt` client registers: exactly one of `jwks_uri` (https, or http on
+/// loopback) and `jwks` (a JWK Set of public signing keys). Other clients register none.
+/// Errors name the field.
+pub fn check_client_keys(
+    method: TokenAuthMethod,
+    jwks_uri: Option<&str>,
+    jwks: Option<&serde_json::Value>,
+) -> Result<(), (&'static str, String)> {
+    if method != TokenAuthMethod::PrivateKeyJwt {
+        return match (jwks_uri, jwks) {
+            (None, None) => Ok(()),
+            (Some(_), _) => Err(("jwks_uri", "is only used with token_endpoint_auth_method private_key_jwt".into())),
+            (None, Some(_)) => Err(("jwks", "is only used with token_endpoint_auth_method private_key_jwt".into())),
+        };
+    }
+    match (jwks_uri, jwks) {
+        (Some(uri), None) => {
+            let parsed = url::Url::parse(uri).map_err(|e| ("jwks_uri", format!("not a URL: {e}")))?;
+            let loopback = matches!(parsed.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
+            if parsed.scheme() != "https" && !(parsed.scheme() == "http" && loopback) {
+                return Err(("jwks_uri", "must be https (http only on loopback)".into()));
+            }
+            Ok(())
+        }
+        (None, Some(jwks)) => {
+            let keys = jwks
+                .get("keys")
+                .and_then(|k| k.as_array())
+                .filter(|k| !k.is_empty())
+                .ok_or(("jwks", "must be a JWK Set: {\"keys\": [ ... ]} with at least one key".to_owned()))?;
+            for (i, key) in keys.iter().enumerate() {
+                // A private member here means the client's private key was pasted by mistake.
+                if ["d", "p", "q", "dp", "dq", "qi", "k"].iter().any(|m| key.get(m).is_some()) {
+                    return Err(("jwks", format!("key {i} holds private key material; register the public key only")));
+                }
+                let jwk: jsonwebtoken::jwk::Jwk =
+                    serde_json::from_value(key.clone()).map_err(|e| ("jwks", format!("key {i}: {e}")))?;
+                jsonwebtoken::DecodingKey::from_jwk(&jwk).map_err(|e| ("jwks", format!("key {i}: {e}")))?;
+            }
+            Ok(())
+        }
+        (None, None) => Err(("jwks_uri", "private_key_jwt needs the client's keys: jwks_uri or jwks".into())),
+        (Some(_), Some(_)) => Err(("jwks", "set jwks_uri or jwks, not both".into())),
     }
 }
 

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 use crate::secret::Secret;
+use crate::tokens::SigningAlgorithm;
 
 pub const ENV_PREFIX: &str = "SSOBRIDGE_";
 /// `SSOBRIDGE_` variables that are not config keys: the log filter and the environment name.
@@ -182,10 +183,14 @@ impl Default for StoreConfig {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SigningConfig {
-    /// RSA private key, PKCS#1 or PKCS#8 PEM.
+    /// RSA private key, PKCS#1 or PKCS#8 PEM: signs RS256 (every client's default) and PS256.
     pub key_file: Option<PathBuf>,
     /// The same PEM inline, for keys passed through the environment (`SSOBRIDGE_SIGNING__KEY_PEM`).
     pub key_pem: Option<Secret>,
+    /// EC P-256 private key, PKCS#8 or SEC1 PEM: signs ES256, for clients that ask for it.
+    pub ec_key_file: Option<PathBuf>,
+    /// The same PEM inline (`SSOBRIDGE_SIGNING__EC_KEY_PEM`).
+    pub ec_key_pem: Option<Secret>,
     /// Seals keys rotated through the admin API, which are kept in the store. Without it,
     /// rotation is done by changing key_file.
     pub key_encryption_key: Option<Secret>,
@@ -272,6 +277,19 @@ pub struct ClientConfig {
     /// Where IdP-initiated logins are handed to the client (OIDC Core §4); none disables them.
     #[serde(default)]
     pub initiate_login_uri: Option<String>,
+    /// The ID token's JWS algorithm: `RS256` (default), `PS256` or `ES256` (needs an EC key).
+    #[serde(default)]
+    pub id_token_signed_response_alg: SigningAlgorithm,
+    /// `client_secret_basic` (default; `client_secret_post` is accepted too), `client_secret_post`,
+    /// or `private_key_jwt` (RFC 7523: a JWT signed with a key from `jwks` or `jwks_uri`).
+    #[serde(default)]
+    pub token_endpoint_auth_method: TokenAuthMethod,
+    /// Where the client publishes its public keys (`private_key_jwt`).
+    #[serde(default)]
+    pub jwks_uri: Option<String>,
+    /// The client's public keys inline, as a JWK Set in JSON (`private_key_jwt`).
+    #[serde(default)]
+    pub jwks: Option<String>,
     /// Settings of `adapter = "auth0"` (kept in the config file and environment, never in the store).
     #[serde(default)]
     pub auth0: Option<ssobridge_adapter_auth0::Auth0Settings>,
@@ -281,6 +299,22 @@ pub struct ClientConfig {
     /// Settings of `adapter = "firebase"`.
     #[serde(default)]
     pub firebase: Option<ssobridge_adapter_firebase::FirebaseSettings>,
+}
+
+/// How a client authenticates at the token endpoint.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenAuthMethod {
+    #[default]
+    ClientSecretBasic,
+    ClientSecretPost,
+    PrivateKeyJwt,
+}
+
+impl TokenAuthMethod {
+    pub fn uses_secret(self) -> bool {
+        self != TokenAuthMethod::PrivateKeyJwt
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -448,6 +482,10 @@ impl Config {
         if let (Some(_), Some(_)) = (&self.signing.key_file, &self.signing.key_pem) {
             problem("signing.key_file", "set key_file or key_pem, not both".to_owned());
         }
+        if let (Some(_), Some(_)) = (&self.signing.ec_key_file, &self.signing.ec_key_pem) {
+            problem("signing.ec_key_file", "set ec_key_file or ec_key_pem, not both".to_owned());
+        }
+        let has_ec_key = self.signing.ec_key_file.is_some() || self.signing.ec_key_pem.is_some();
         if let Err(message) = check_base_url(&self.upstream.issuer) {
             problem("upstream.issuer", message);
         }
@@ -500,6 +538,7 @@ impl Config {
                 problem(&at("client_id"), format!("{} is listed twice", client.client_id));
             }
             match (&client.client_secret, &client.client_secret_sha256) {
+                (None, None) if !client.token_endpoint_auth_method.uses_secret() => {}
                 (Some(secret), None) if secret.expose().len() < 8 => {
                     problem(&at("client_secret"), "must be at least 8 characters".to_owned())
                 }
@@ -527,6 +566,29 @@ impl Config {
             }
             if let Err(message) = crate::clients::check_adapter(client) {
                 problem(&at("adapter"), message);
+            }
+            if client.id_token_signed_response_alg == SigningAlgorithm::Es256 && !has_ec_key {
+                problem(
+                    &at("id_token_signed_response_alg"),
+                    "ES256 needs an EC P-256 key in signing.ec_key_file or signing.ec_key_pem \
+                     (ssobridge keys generate --alg ES256 --out FILE)"
+                        .to_owned(),
+                );
+            }
+            let jwks = match client.jwks.as_deref().map(serde_json::from_str::<serde_json::Value>) {
+                Some(Err(error)) => {
+                    problem(&at("jwks"), format!("must be a JWK Set in JSON: {error}"));
+                    None
+                }
+                Some(Ok(jwks)) => Some(jwks),
+                None => None,
+            };
+            if let Err((field, message)) = crate::clients::check_client_keys(
+                client.token_endpoint_auth_method,
+                client.jwks_uri.as_deref(),
+                jwks.as_ref(),
+            ) {
+                problem(&at(field), message);
             }
             for (from, to) in &client.claims.rename {
                 if PROTECTED_CLAIMS.contains(&from.as_str()) || PROTECTED_CLAIMS.contains(&to.as_str()) {

@@ -51,7 +51,9 @@ fn render(config: &Config, clients: &[ClientRecord], routes: &[Route]) -> String
         .map(|c| {
             let mut t = Table::new();
             t.insert("client_id".into(), Value::String(c.client_id.clone()));
-            t.insert("client_secret_sha256".into(), Value::String(c.secret_sha256.clone()));
+            if c.token_endpoint_auth_method.uses_secret() {
+                t.insert("client_secret_sha256".into(), Value::String(c.secret_sha256.clone()));
+            }
             t.insert("redirect_uris".into(), strings(&c.redirect_uris));
             if let Some(name) = &c.name {
                 t.insert("name".into(), Value::String(name.clone()));
@@ -59,6 +61,8 @@ fn render(config: &Config, clients: &[ClientRecord], routes: &[Route]) -> String
             if let Ok(Value::Table(rest)) = Value::try_from(serde_json::json!({
                 "adapter": c.adapter, "subject": c.subject, "require_pkce": c.require_pkce,
                 "fallback": c.fallback.as_config_str(),
+                "id_token_signed_response_alg": c.id_token_signed_response_alg,
+                "token_endpoint_auth_method": c.token_endpoint_auth_method,
             })) {
                 t.extend(rest);
             }
@@ -66,6 +70,8 @@ fn render(config: &Config, clients: &[ClientRecord], routes: &[Route]) -> String
                 ("default_organization_id", &c.default_organization_id),
                 ("default_connection_id", &c.default_connection_id),
                 ("initiate_login_uri", &c.initiate_login_uri),
+                ("jwks_uri", &c.jwks_uri),
+                ("jwks", &c.jwks.as_ref().map(|jwks| jwks.to_string())),
             ] {
                 if let Some(value) = value {
                     t.insert(key.into(), Value::String(value.clone()));

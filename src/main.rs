@@ -14,7 +14,9 @@ usage:
   ssobridge serve --config FILE          run the broker
   ssobridge demo [--port N]              run offline: memory store, upstream simulator, sample app (default port 8080)
   ssobridge check-config --config FILE   validate a configuration and list every problem
-  ssobridge keys generate --out FILE     write a new RSA-2048 signing key (PKCS#8 PEM)
+  ssobridge keys generate --out FILE [--alg RS256|ES256]
+                                         write a new signing key (PKCS#8 PEM): RSA-2048 (default;
+                                         signs RS256 and PS256) or P-256 (ES256, for signing.ec_key_file)
   ssobridge export-config --config FILE  print the running clients and routes (from the store) as a config file
   ssobridge admin-token                  print a new admin API token and the SHA-256 to configure
   ssobridge openapi                      print the admin API's OpenAPI document
@@ -25,7 +27,7 @@ enum Command {
     Serve { config: PathBuf },
     Demo { port: u16 },
     CheckConfig { config: PathBuf },
-    KeysGenerate { out: PathBuf, force: bool },
+    KeysGenerate { out: PathBuf, force: bool, key_type: tokens::KeyType },
     AdminToken,
     OpenApi,
     ExportConfig { config: PathBuf },
@@ -51,6 +53,11 @@ fn parse(args: &[String]) -> Result<Command, String> {
         ["keys", "generate", ..] => Ok(Command::KeysGenerate {
             out: flag("--out").ok_or("keys generate needs --out FILE")?.into(),
             force: words.contains(&"--force"),
+            key_type: match flag("--alg").map(String::as_str) {
+                None | Some("RS256" | "PS256" | "RSA") => tokens::KeyType::Rsa,
+                Some("ES256" | "EC") => tokens::KeyType::Ec,
+                Some(other) => return Err(format!("--alg {other}: use RS256 (RSA-2048) or ES256 (P-256)")),
+            },
         }),
         ["admin-token", ..] => Ok(Command::AdminToken),
         ["export-config", ..] => {
@@ -76,7 +83,7 @@ fn main() -> ExitCode {
             Ok(())
         }
         Command::CheckConfig { config } => return check_config(&config),
-        Command::KeysGenerate { out, force } => keys_generate(&out, force),
+        Command::KeysGenerate { out, force, key_type } => keys_generate(&out, force, key_type),
         Command::AdminToken => admin_token(),
         Command::ExportConfig { config } => run_async(async move {
             let config = Config::load(&config)?;
@@ -134,16 +141,21 @@ fn check_config(path: &std::path::Path) -> ExitCode {
     }
 }
 
-fn keys_generate(out: &std::path::Path, force: bool) -> Result<(), StartError> {
+fn keys_generate(out: &std::path::Path, force: bool, key_type: tokens::KeyType) -> Result<(), StartError> {
     if out.exists() && !force {
         return Err(StartError::Io(std::io::Error::new(
             std::io::ErrorKind::AlreadyExists,
             format!("{} exists; pass --force to replace it", out.display()),
         )));
     }
-    let pem = tokens::generate_rsa_pem()?;
+    let pem = tokens::generate_pem(key_type)?;
     write_private(out, pem.as_bytes())?;
-    println!("wrote a new RSA-2048 signing key to {}", out.display());
+    match key_type {
+        tokens::KeyType::Rsa => println!("wrote a new RSA-2048 signing key to {}", out.display()),
+        tokens::KeyType::Ec => {
+            println!("wrote a new EC P-256 signing key to {} (for signing.ec_key_file)", out.display())
+        }
+    }
     Ok(())
 }
 

@@ -14,8 +14,10 @@ use super::{
 };
 use crate::app::AppState;
 use crate::clients::ClientRecord;
-use crate::config::{check_redirect_uri, AdapterKind, ClaimMapping, Fallback, SubjectMode, PROTECTED_CLAIMS};
-use crate::tokens::{random_token, sha256_hex};
+use crate::config::{
+    check_redirect_uri, AdapterKind, ClaimMapping, Fallback, SubjectMode, TokenAuthMethod, PROTECTED_CLAIMS,
+};
+use crate::tokens::{random_token, sha256_hex, SigningAlgorithm};
 
 pub struct ClientsApi {
     pub state: Arc<AppState>,
@@ -28,6 +30,70 @@ pub enum Adapter {
     Auth0,
     Cognito,
     Firebase,
+}
+
+/// The JWS algorithm of the client's ID tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+pub enum IdTokenAlg {
+    #[oai(rename = "RS256")]
+    Rs256,
+    #[oai(rename = "PS256")]
+    Ps256,
+    /// Needs an EC P-256 signing key (`signing.ec_key_file`, or one rotated in).
+    #[oai(rename = "ES256")]
+    Es256,
+}
+
+impl From<SigningAlgorithm> for IdTokenAlg {
+    fn from(alg: SigningAlgorithm) -> IdTokenAlg {
+        match alg {
+            SigningAlgorithm::Rs256 => IdTokenAlg::Rs256,
+            SigningAlgorithm::Ps256 => IdTokenAlg::Ps256,
+            SigningAlgorithm::Es256 => IdTokenAlg::Es256,
+        }
+    }
+}
+
+impl From<IdTokenAlg> for SigningAlgorithm {
+    fn from(alg: IdTokenAlg) -> SigningAlgorithm {
+        match alg {
+            IdTokenAlg::Rs256 => SigningAlgorithm::Rs256,
+            IdTokenAlg::Ps256 => SigningAlgorithm::Ps256,
+            IdTokenAlg::Es256 => SigningAlgorithm::Es256,
+        }
+    }
+}
+
+/// How the client authenticates at the token endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum AuthMethod {
+    /// The generated secret, in the Authorization header (the form is accepted too).
+    ClientSecretBasic,
+    /// The generated secret, in the form body (the Authorization header is accepted too).
+    ClientSecretPost,
+    /// A JWT signed with a key from `jwks` or `jwks_uri` (RFC 7523); no secret.
+    PrivateKeyJwt,
+}
+
+impl From<TokenAuthMethod> for AuthMethod {
+    fn from(method: TokenAuthMethod) -> AuthMethod {
+        match method {
+            TokenAuthMethod::ClientSecretBasic => AuthMethod::ClientSecretBasic,
+            TokenAuthMethod::ClientSecretPost => AuthMethod::ClientSecretPost,
+            TokenAuthMethod::PrivateKeyJwt => AuthMethod::PrivateKeyJwt,
+        }
+    }
+}
+
+impl From<AuthMethod> for TokenAuthMethod {
+    fn from(method: AuthMethod) -> TokenAuthMethod {
+        match method {
+            AuthMethod::ClientSecretBasic => TokenAuthMethod::ClientSecretBasic,
+            AuthMethod::ClientSecretPost => TokenAuthMethod::ClientSecretPost,
+            AuthMethod::PrivateKeyJwt => TokenAuthMethod::PrivateKeyJwt,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
@@ -73,6 +139,13 @@ pub struct Client {
     pub fallback: String,
     #[oai(skip_serializing_if_is_none)]
     pub initiate_login_uri: Option<String>,
+    pub id_token_signed_response_alg: IdTokenAlg,
+    pub token_endpoint_auth_method: AuthMethod,
+    #[oai(skip_serializing_if_is_none)]
+    pub jwks_uri: Option<String>,
+    /// The client's public keys (a JWK Set), for `private_key_jwt`.
+    #[oai(skip_serializing_if_is_none)]
+    pub jwks: Option<serde_json::Value>,
     /// `config` (seeded from the file at every start: the file wins) or `api`.
     pub source: String,
 }
@@ -96,6 +169,10 @@ fn client_example() -> Client {
         default_connection_id: None,
         fallback: "pass".into(),
         initiate_login_uri: None,
+        id_token_signed_response_alg: IdTokenAlg::Rs256,
+        token_endpoint_auth_method: AuthMethod::ClientSecretBasic,
+        jwks_uri: None,
+        jwks: None,
         source: "api".into(),
     }
 }
@@ -128,6 +205,18 @@ pub struct ClientCreate {
     pub fallback: Option<Text>,
     #[oai(nullable)]
     pub initiate_login_uri: Option<Text>,
+    /// `RS256` when absent.
+    #[oai(nullable)]
+    pub id_token_signed_response_alg: Option<IdTokenAlg>,
+    /// `client_secret_basic` when absent. A `private_key_jwt` client gets no secret.
+    #[oai(nullable)]
+    pub token_endpoint_auth_method: Option<AuthMethod>,
+    /// https (http only on loopback); `private_key_jwt` only, or `jwks`.
+    #[oai(nullable, validator(max_length = 2000))]
+    pub jwks_uri: Option<Text>,
+    /// A JWK Set of public keys; `private_key_jwt` only, or `jwks_uri`.
+    #[oai(nullable)]
+    pub jwks: Option<serde_json::Value>,
 }
 
 impl poem_openapi::types::Example for ClientCreate {
@@ -149,6 +238,10 @@ fn create_example() -> ClientCreate {
         default_connection_id: None,
         fallback: None,
         initiate_login_uri: None,
+        id_token_signed_response_alg: None,
+        token_endpoint_auth_method: None,
+        jwks_uri: None,
+        jwks: None,
     }
 }
 
@@ -176,6 +269,14 @@ pub struct ClientPatch {
     pub fallback: Option<Text>,
     #[oai(nullable)]
     pub initiate_login_uri: MaybeUndefined<Text>,
+    #[oai(nullable)]
+    pub id_token_signed_response_alg: Option<IdTokenAlg>,
+    #[oai(nullable)]
+    pub token_endpoint_auth_method: Option<AuthMethod>,
+    #[oai(nullable, validator(max_length = 2000))]
+    pub jwks_uri: MaybeUndefined<Text>,
+    #[oai(nullable)]
+    pub jwks: MaybeUndefined<serde_json::Value>,
 }
 
 impl poem_openapi::types::Example for ClientPatch {
@@ -196,6 +297,10 @@ fn patch_example() -> ClientPatch {
         default_connection_id: MaybeUndefined::Undefined,
         fallback: None,
         initiate_login_uri: MaybeUndefined::Undefined,
+        id_token_signed_response_alg: None,
+        token_endpoint_auth_method: None,
+        jwks_uri: MaybeUndefined::Undefined,
+        jwks: MaybeUndefined::Undefined,
     }
 }
 
@@ -203,8 +308,10 @@ fn patch_example() -> ClientPatch {
 #[derive(Debug, Clone, Object)]
 pub struct ClientWithSecret {
     pub client: Client,
-    /// Store it now: it cannot be read again, only rotated.
-    pub client_secret: String,
+    /// Store it now: it cannot be read again, only rotated. Absent for `private_key_jwt`
+    /// clients, which have none.
+    #[oai(skip_serializing_if_is_none)]
+    pub client_secret: Option<String>,
 }
 
 #[derive(Debug, Clone, Object)]
@@ -260,6 +367,7 @@ pub enum CreateResponse {
 }
 
 #[derive(ApiResponse)]
+#[allow(clippy::large_enum_variant)] // built once per request and returned at once
 pub enum GetResponse {
     #[oai(status = 200)]
     Ok(Json<Client>, #[oai(header = "ETag")] String),
@@ -272,6 +380,7 @@ pub enum GetResponse {
 }
 
 #[derive(ApiResponse)]
+#[allow(clippy::large_enum_variant)] // built once per request and returned at once
 pub enum UpdateResponse {
     #[oai(status = 200)]
     Ok(Json<Client>, #[oai(header = "ETag")] String),
@@ -312,6 +421,9 @@ pub enum SecretResponse {
     Forbidden(Json<Problem>),
     #[oai(status = 404, content_type = "application/problem+json")]
     NotFound(Json<Problem>),
+    /// The client authenticates with `private_key_jwt` and has no secret.
+    #[oai(status = 409, content_type = "application/problem+json")]
+    Conflict(Json<Problem>),
     #[oai(status = 412, content_type = "application/problem+json")]
     PreconditionFailed(Json<Problem>),
     #[oai(status = 503, content_type = "application/problem+json")]
@@ -364,6 +476,10 @@ impl From<&ClientRecord> for Client {
             default_connection_id: r.default_connection_id.clone(),
             fallback: r.fallback.as_config_str().to_owned(),
             initiate_login_uri: r.initiate_login_uri.clone(),
+            id_token_signed_response_alg: r.id_token_signed_response_alg.into(),
+            token_endpoint_auth_method: r.token_endpoint_auth_method.into(),
+            jwks_uri: r.jwks_uri.clone(),
+            jwks: r.jwks.clone(),
             source: r.source.clone(),
         }
     }
@@ -385,10 +501,26 @@ fn subject_mode(s: Subject) -> SubjectMode {
     }
 }
 
-/// Every invalid field of a record, as JSON Pointers.
-fn validate(record: &ClientRecord) -> Vec<FieldError> {
+/// Every invalid field of a record, as JSON Pointers. `algorithms`: what the key ring signs.
+fn validate(record: &ClientRecord, algorithms: &[&str]) -> Vec<FieldError> {
     let mut errors = Vec::new();
     let mut error = |pointer: String, detail: String| errors.push(FieldError { pointer, detail });
+    if !algorithms.contains(&record.id_token_signed_response_alg.name()) {
+        error(
+            "/id_token_signed_response_alg".into(),
+            format!(
+                "no signing key for {} (configure signing.ec_key_file, or rotate in an EC key)",
+                record.id_token_signed_response_alg.name()
+            ),
+        );
+    }
+    if let Err((field, detail)) = crate::clients::check_client_keys(
+        record.token_endpoint_auth_method,
+        record.jwks_uri.as_deref(),
+        record.jwks.as_ref(),
+    ) {
+        error(format!("/{field}"), detail);
+    }
     if record.client_id.is_empty()
         || record.client_id.len() > 128
         || !record.client_id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
@@ -512,11 +644,19 @@ impl ClientsApi {
             Ok(fallback) => fallback.unwrap_or_default(),
             Err(e) => return CreateResponse::Invalid(Json(Problem::invalid(vec![e]))),
         };
-        let Ok(secret) = random_token(32) else { return CreateResponse::Unavailable(problem(503, "no randomness")) };
+        let method: TokenAuthMethod = body.token_endpoint_auth_method.map(Into::into).unwrap_or_default();
+        let secret = if method.uses_secret() {
+            let Ok(secret) = random_token(32) else {
+                return CreateResponse::Unavailable(problem(503, "no randomness"));
+            };
+            Some(secret)
+        } else {
+            None
+        };
         let claims = body.claims.unwrap_or_default();
         let record = ClientRecord {
             client_id: client_id.clone(),
-            secret_sha256: sha256_hex(&secret),
+            secret_sha256: secret.as_deref().map(sha256_hex).unwrap_or_default(),
             redirect_uris: plain_all(body.redirect_uris),
             name: plain(body.name),
             adapter: body.adapter.map(adapter_kind).unwrap_or_default(),
@@ -527,9 +667,13 @@ impl ClientsApi {
             default_connection_id: plain(body.default_connection_id),
             fallback,
             initiate_login_uri: plain(body.initiate_login_uri),
+            id_token_signed_response_alg: body.id_token_signed_response_alg.map(Into::into).unwrap_or_default(),
+            token_endpoint_auth_method: method,
+            jwks_uri: plain(body.jwks_uri),
+            jwks: body.jwks,
             source: "api".into(),
         };
-        let errors = validate(&record);
+        let errors = validate(&record, &self.state.keys.algorithms().await);
         if !errors.is_empty() {
             return CreateResponse::Invalid(Json(Problem::invalid(errors)));
         }
@@ -613,13 +757,21 @@ impl ClientsApi {
         apply(&mut record.default_organization_id, plain_patch(patch.default_organization_id));
         apply(&mut record.default_connection_id, plain_patch(patch.default_connection_id));
         apply(&mut record.initiate_login_uri, plain_patch(patch.initiate_login_uri));
+        if let Some(alg) = patch.id_token_signed_response_alg {
+            record.id_token_signed_response_alg = alg.into();
+        }
+        if let Some(method) = patch.token_endpoint_auth_method {
+            record.token_endpoint_auth_method = method.into();
+        }
+        apply(&mut record.jwks_uri, plain_patch(patch.jwks_uri));
+        apply(&mut record.jwks, patch.jwks);
         if let Some(fallback) = patch.fallback {
             match parse_fallback(&fallback) {
                 Ok(fallback) => record.fallback = fallback,
                 Err(e) => return UpdateResponse::Invalid(Json(Problem::invalid(vec![e]))),
             }
         }
-        let errors = validate(&record);
+        let errors = validate(&record, &self.state.keys.algorithms().await);
         if !errors.is_empty() {
             return UpdateResponse::Invalid(Json(Problem::invalid(errors)));
         }
@@ -651,6 +803,12 @@ impl ClientsApi {
             Ok(None) => return SecretResponse::NotFound(problem(404, format!("no client {}", client_id.0))),
             Err(e) => return SecretResponse::Unavailable(unavailable(e)),
         };
+        if !current.token_endpoint_auth_method.uses_secret() {
+            return SecretResponse::Conflict(problem(
+                409,
+                "this client authenticates with private_key_jwt; change its keys (jwks, jwks_uri) instead",
+            ));
+        }
         let Ok(secret) = random_token(32) else { return SecretResponse::Unavailable(problem(503, "no randomness")) };
         let mut record = current;
         record.secret_sha256 = sha256_hex(&secret);
@@ -672,7 +830,7 @@ impl ClientsApi {
             Ok(Some((_, bytes))) => etag(&bytes),
             _ => String::new(),
         };
-        SecretResponse::Ok(Json(ClientWithSecret { client: Client::from(&record), client_secret: secret }), tag)
+        SecretResponse::Ok(Json(ClientWithSecret { client: Client::from(&record), client_secret: Some(secret) }), tag)
     }
 
     /// Delete a client

@@ -2,12 +2,22 @@
 
 use std::sync::Arc;
 
+use poem_openapi::param::Query;
 use poem_openapi::payload::Json;
-use poem_openapi::{ApiResponse, Object, OpenApi};
+use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 
 use super::{audit, problem, AdminToken, Problem, Role, Tag};
 use crate::app::AppState;
-use crate::tokens::{KeyInfo, RingError};
+use crate::tokens::{KeyInfo, KeyType, RingError};
+
+/// Which kind of key to rotate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+pub enum KeyTypeParam {
+    #[oai(rename = "RSA")]
+    Rsa,
+    #[oai(rename = "EC")]
+    Ec,
+}
 
 pub struct KeysApi {
     pub state: Arc<AppState>,
@@ -18,7 +28,12 @@ pub struct KeysApi {
 #[oai(example)]
 pub struct Key {
     pub kid: String,
+    /// `RSA` or `EC`.
+    pub kty: String,
+    /// The algorithm it signs by default (`RS256` for RSA, `ES256` for EC).
     pub alg: String,
+    /// Every algorithm it signs: `RS256` and `PS256` for RSA, `ES256` for EC.
+    pub algorithms: Vec<String>,
     /// Whether this key signs new tokens.
     pub active: bool,
     /// `config` (the configured key file) or `rotated` (made by a rotation, kept in the store).
@@ -35,7 +50,9 @@ impl poem_openapi::types::Example for Key {
     fn example() -> Self {
         Key {
             kid: "bb-xRJ2b1fHAPgPiwYeSWXF-smKwenxX_CPWmPBa-Hc".into(),
+            kty: "RSA".into(),
             alg: "RS256".into(),
+            algorithms: vec!["RS256".into(), "PS256".into()],
             active: true,
             source: "rotated".into(),
             created_at: Some(1_795_420_000),
@@ -48,7 +65,9 @@ impl From<&KeyInfo> for Key {
     fn from(k: &KeyInfo) -> Key {
         Key {
             kid: k.kid.clone(),
-            alg: k.alg.to_owned(),
+            kty: k.kty.name().to_owned(),
+            alg: k.algorithms.first().copied().unwrap_or_default().to_owned(),
+            algorithms: k.algorithms.iter().map(|a| (*a).to_owned()).collect(),
             active: k.active,
             source: k.source.to_owned(),
             created_at: k.created_at,
@@ -77,6 +96,9 @@ pub enum RotateResponse {
     /// The new key, signing from now on (on other instances within seconds).
     #[oai(status = 201)]
     Created(Json<Key>),
+    /// `kty` is neither `RSA` nor `EC`.
+    #[oai(status = 400, content_type = "application/problem+json")]
+    BadRequest(Json<Problem>),
     #[oai(status = 401, content_type = "application/problem+json")]
     Unauthorized(Json<Problem>),
     #[oai(status = 403, content_type = "application/problem+json")]
@@ -104,23 +126,29 @@ impl KeysApi {
         }
     }
 
-    /// Rotate the signing key
+    /// Rotate a signing key
     ///
-    /// A new RSA-2048 key signs from now on; the previous one stays in the JWKS until the
-    /// tokens it signed have expired, so nothing in flight breaks.
+    /// A new key of the type asked for (`RSA`: RSA-2048 for RS256 and PS256, the default; `EC`:
+    /// P-256 for ES256) signs from now on; the previous one of that type stays in the JWKS
+    /// until the tokens it signed have expired, so nothing in flight breaks. Rotating `EC` with
+    /// no EC key configured adds one, which lets clients use ES256.
     #[oai(path = "/keys/rotate", method = "post")]
-    async fn rotate(&self, auth: AdminToken) -> RotateResponse {
+    async fn rotate(&self, auth: AdminToken, kty: Query<Option<KeyTypeParam>>) -> RotateResponse {
         if auth.0.role != Role::Write {
             return RotateResponse::Forbidden(problem(403, "this token is read-only"));
         }
-        match self.state.keys.rotate().await {
+        let kty = match kty.0 {
+            Some(KeyTypeParam::Ec) => KeyType::Ec,
+            Some(KeyTypeParam::Rsa) | None => KeyType::Rsa,
+        };
+        match self.state.keys.rotate(kty).await {
             Ok(key) => {
                 audit(
                     &auth.0,
                     "key.rotate",
                     &key.kid,
                     None,
-                    Some(&serde_json::json!({"kid": key.kid, "alg": key.alg})),
+                    Some(&serde_json::json!({"kid": key.kid, "kty": key.kty.name()})),
                 );
                 RotateResponse::Created(Json(Key::from(&key)))
             }

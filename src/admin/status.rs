@@ -82,7 +82,7 @@ impl StatusApi {
                 .iter()
                 .map(|k| KeyStatus {
                     kid: k.kid.clone(),
-                    alg: k.alg.to_owned(),
+                    alg: k.algorithms.first().copied().unwrap_or_default().to_owned(),
                     active: k.active,
                     // The configured key's age is the process's: it was loaded at start.
                     age_seconds: k

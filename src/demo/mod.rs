@@ -39,6 +39,9 @@ pub fn demo_config(
 ) -> Result<Config, ConfigError> {
     // The demo's rotated keys are sealed with a key that lives as long as the process.
     let key_encryption_key = random_token(32).unwrap_or_default();
+    // An ephemeral P-256 key, so that the demo client can be switched to ES256
+    // (SSOBRIDGE_CLIENTS__DEMO__ID_TOKEN_SIGNED_RESPONSE_ALG=ES256).
+    let ec_key_pem = crate::tokens::generate_pem(crate::tokens::KeyType::Ec).unwrap_or_default();
     let routes: String = ORGS
         .iter()
         .map(|org| {
@@ -56,6 +59,8 @@ listen = "{listen}"
 url = "memory"
 [signing]
 key_encryption_key = "{key_encryption_key}"
+ec_key_pem = '''
+{ec_key_pem}'''
 [upstream]
 issuer = "{public_url}/simulator"
 client_id = "{UPSTREAM_CLIENT_ID}"
@@ -90,9 +95,9 @@ pub async fn build(public_url: &str, listen: SocketAddr) -> Result<Demo, StartEr
         upstream_secret,
         format!("{public_url}/callback"),
     )?);
-    let state =
-        AppState::with_store(config, SigningKey::generate_rsa()?, crate::store::AnyStore::Memory(Default::default()))
-            .await?;
+    // The memory store unless SSOBRIDGE_STORE__URL names another (loginbench measures Redis so).
+    let store = crate::store::AnyStore::connect(&config.store).await?;
+    let state = AppState::with_store(config, SigningKey::generate_rsa()?, store).await?;
     let client = Arc::new(DemoClient {
         public_url: public_url.to_owned(),
         pending: Mutex::new(HashMap::new()),

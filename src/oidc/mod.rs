@@ -2,6 +2,7 @@
 
 pub mod authorize;
 pub mod callback;
+pub mod client_assertion;
 pub mod error;
 pub mod params;
 pub mod token;
@@ -43,8 +44,11 @@ pub fn discovery_document(issuer: &str) -> serde_json::Value {
         "response_modes_supported": ["query"],
         "grant_types_supported": ["authorization_code"],
         "subject_types_supported": ["pairwise", "public"],
-        "id_token_signing_alg_values_supported": ["RS256"],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        // Completed per request from the key ring (ES256 only with an EC key).
+        "id_token_signing_alg_values_supported": ["RS256", "PS256"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
+        "token_endpoint_auth_signing_alg_values_supported":
+            client_assertion::ALGORITHMS.iter().map(|alg| format!("{alg:?}")).collect::<Vec<_>>(),
         "code_challenge_methods_supported": ["S256"],
         "claims_supported": [
             "iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "azp", "at_hash",
@@ -58,8 +62,10 @@ pub fn discovery_document(issuer: &str) -> serde_json::Value {
 }
 
 #[handler]
-fn discovery(state: Data<&Arc<AppState>>) -> Response {
-    cacheable(json_response(StatusCode::OK, &state.discovery))
+async fn discovery(state: Data<&Arc<AppState>>) -> Response {
+    let mut document = state.discovery.clone();
+    document["id_token_signing_alg_values_supported"] = json!(state.keys.algorithms().await);
+    cacheable(json_response(StatusCode::OK, &document))
 }
 
 #[handler]

@@ -17,6 +17,7 @@ use super::error::{json_response, token_error, ErrorCode, OidcError};
 use super::params::{is_pkce_value, Params, MAX_BODY_BYTES};
 use crate::app::AppState;
 use crate::clients::Client;
+use crate::config::TokenAuthMethod;
 use crate::store::{get_json, keys, put_json, take_json, Store};
 use crate::tokens::{at_hash, pkce_s256, random_token, secrets_equal, sha256_hex, Sealer};
 
@@ -134,7 +135,12 @@ async fn issue(
     if let Some(nonce) = grant.nonce {
         claims.insert("nonce".into(), json!(nonce));
     }
-    let id_token = app.keys.active().await.sign_jwt(&claims)?;
+    let alg = client.record.id_token_signed_response_alg;
+    let key = app.keys.active(alg).await.map_err(|error| {
+        tracing::error!(error = %error, alg = alg.name(), "no key signs the client's ID token algorithm");
+        OidcError::new(ErrorCode::ServerError, "the broker has no key for this client's id_token_signed_response_alg")
+    })?;
+    let id_token = key.sign_jwt_with(alg, &claims)?;
     crate::telemetry::count("ssobridge_tokens_issued_total", &[("client", &client.record.client_id)]);
     tracing::info!("tokens issued");
     let mut response = json!({
@@ -168,11 +174,24 @@ async fn revoke_if_replayed(app: &AppState, code_hash: &str) -> Result<(), OidcE
     Ok(())
 }
 
-/// `client_secret_basic` or `client_secret_post`, exactly one of them (RFC 6749 §2.3).
+/// `client_secret_basic`, `client_secret_post` or `private_key_jwt`: exactly one of them
+/// (RFC 6749 §2.3).
 async fn authenticate(app: &AppState, authorization: Option<&str>, params: &Params) -> Result<Arc<Client>, OidcError> {
     let unauthorized = || invalid(ErrorCode::InvalidClient, "client authentication failed");
-    let form_id = params.get("client_id").map_err(|e| invalid(ErrorCode::InvalidRequest, &e.to_string()))?;
-    let form_secret = params.get("client_secret").map_err(|e| invalid(ErrorCode::InvalidRequest, &e.to_string()))?;
+    let get = |name: &str| params.get(name).map_err(|e| invalid(ErrorCode::InvalidRequest, &e.to_string()));
+    let form_id = get("client_id")?;
+    let form_secret = get("client_secret")?;
+    let assertion_type = get("client_assertion_type")?;
+    let assertion = get("client_assertion")?;
+    if assertion_type.is_some() || assertion.is_some() {
+        if authorization.is_some() || form_secret.is_some() {
+            return Err(invalid(ErrorCode::InvalidRequest, "use one client authentication method, not two"));
+        }
+        let (Some(assertion_type), Some(assertion)) = (assertion_type, assertion) else {
+            return Err(invalid(ErrorCode::InvalidRequest, "client_assertion and client_assertion_type go together"));
+        };
+        return authenticate_assertion(app, form_id, assertion_type, assertion).await;
+    }
     let (client_id, secret) = match authorization {
         Some(value) if value.len() >= 6 && value[..6].eq_ignore_ascii_case("basic ") => {
             if form_secret.is_some() {
@@ -202,6 +221,38 @@ async fn authenticate(app: &AppState, authorization: Option<&str>, params: &Para
             tracing::info!("client authentication failed");
             Err(unauthorized())
         }
+    }
+}
+
+/// RFC 7523 §2.2: the client named by the assertion's `sub`, if the assertion verifies with
+/// one of its registered keys.
+async fn authenticate_assertion(
+    app: &AppState,
+    form_id: Option<&str>,
+    assertion_type: &str,
+    assertion: &str,
+) -> Result<Arc<Client>, OidcError> {
+    use super::client_assertion::{claimed_client_id, AssertionError, ASSERTION_TYPE};
+    let refuse = |detail: &str| {
+        tracing::info!(reason = detail, "client assertion refused");
+        invalid(ErrorCode::InvalidClient, "client authentication failed")
+    };
+    if assertion_type != ASSERTION_TYPE {
+        return Err(refuse("unsupported client_assertion_type"));
+    }
+    let client_id = claimed_client_id(assertion).ok_or_else(|| refuse("the assertion names no client (sub)"))?;
+    if form_id.is_some_and(|form_id| form_id != client_id) {
+        return Err(refuse("client_id differs from the assertion's sub"));
+    }
+    let Some(client) = app.client(&client_id).await? else { return Err(refuse("unknown client")) };
+    tracing::Span::current().record("client_id", client_id.as_str());
+    if client.record.token_endpoint_auth_method != TokenAuthMethod::PrivateKeyJwt {
+        return Err(refuse("the client is not registered for private_key_jwt"));
+    }
+    match app.client_keys.verify(&app.store, &app.issuer, &client.record, assertion).await {
+        Ok(()) => Ok(client),
+        Err(AssertionError::Store(error)) => Err(error.into()),
+        Err(error) => Err(refuse(&error.to_string())),
     }
 }
 

@@ -189,4 +189,8 @@ pub mod keys {
     pub fn access_token(token_hash: &str) -> String {
         format!("at:{token_hash}")
     }
+    /// A `private_key_jwt` assertion's `jti`, kept until the assertion expires (single use).
+    pub fn client_assertion(client_id: &str, jti_hash: &str) -> String {
+        format!("jti:{client_id}:{jti_hash}")
+    }
 }

@@ -5,23 +5,62 @@ use aws_lc_rs::rsa::{KeyPair as RsaKeyPair, KeySize};
 use aws_lc_rs::signature::{self, EcdsaKeyPair, KeyPair};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::TokenError;
 
-/// JWS algorithms the broker signs with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The two kinds of signing key: one RSA key signs RS256 and PS256, one P-256 key ES256.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum KeyType {
+    #[default]
+    #[serde(rename = "RSA")]
+    Rsa,
+    #[serde(rename = "EC")]
+    Ec,
+}
+
+impl KeyType {
+    pub fn name(self) -> &'static str {
+        match self {
+            KeyType::Rsa => "RSA",
+            KeyType::Ec => "EC",
+        }
+    }
+}
+
+/// JWS algorithms the broker signs ID tokens with (a client's `id_token_signed_response_alg`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum SigningAlgorithm {
+    #[default]
+    #[serde(rename = "RS256")]
     Rs256,
+    #[serde(rename = "PS256")]
+    Ps256,
+    #[serde(rename = "ES256")]
     Es256,
 }
 
 impl SigningAlgorithm {
+    pub const ALL: [SigningAlgorithm; 3] = [SigningAlgorithm::Rs256, SigningAlgorithm::Ps256, SigningAlgorithm::Es256];
+
     pub fn name(self) -> &'static str {
         match self {
             SigningAlgorithm::Rs256 => "RS256",
+            SigningAlgorithm::Ps256 => "PS256",
             SigningAlgorithm::Es256 => "ES256",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<SigningAlgorithm> {
+        SigningAlgorithm::ALL.into_iter().find(|alg| alg.name() == name)
+    }
+
+    /// The kind of key that makes this signature.
+    pub fn key_type(self) -> KeyType {
+        match self {
+            SigningAlgorithm::Rs256 | SigningAlgorithm::Ps256 => KeyType::Rsa,
+            SigningAlgorithm::Es256 => KeyType::Ec,
         }
     }
 }
@@ -34,31 +73,45 @@ enum Pair {
 /// A private key with its `kid` and public JWK.
 pub struct SigningKey {
     kid: String,
-    algorithm: SigningAlgorithm,
     pair: Pair,
     jwk: Value,
 }
 
 impl std::fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SigningKey").field("kid", &self.kid).field("alg", &self.algorithm).finish_non_exhaustive()
+        f.debug_struct("SigningKey").field("kid", &self.kid).field("kty", &self.key_type()).finish_non_exhaustive()
     }
 }
 
 impl SigningKey {
-    /// An RSA key from PEM: `BEGIN RSA PRIVATE KEY` (PKCS#1) or `BEGIN PRIVATE KEY` (PKCS#8).
+    /// A key from PEM: RSA as `BEGIN RSA PRIVATE KEY` (PKCS#1) or `BEGIN PRIVATE KEY` (PKCS#8);
+    /// P-256 as `BEGIN PRIVATE KEY` (PKCS#8) or `BEGIN EC PRIVATE KEY` (SEC1, what
+    /// `openssl ecparam -genkey` writes).
     pub fn from_pem(pem: &str) -> Result<SigningKey, TokenError> {
         let (label, der) = pem_decode(pem)?;
-        let pair = match label.as_str() {
-            "RSA PRIVATE KEY" => RsaKeyPair::from_der(&der),
-            "PRIVATE KEY" => RsaKeyPair::from_pkcs8(&der),
-            other => return Err(TokenError::Key(format!("expected an RSA private key, found a PEM \"{other}\""))),
+        match label.as_str() {
+            "RSA PRIVATE KEY" => Self::rsa_checked(RsaKeyPair::from_der(&der)),
+            "EC PRIVATE KEY" => Self::ec_checked(EcdsaKeyPair::from_private_key_der(P256, &der)),
+            "PRIVATE KEY" => match RsaKeyPair::from_pkcs8(&der) {
+                Ok(pair) => Self::rsa_checked(Ok(pair)),
+                Err(_) => Self::ec_checked(EcdsaKeyPair::from_pkcs8(P256, &der))
+                    .map_err(|_| TokenError::Key("the PKCS#8 key is neither RSA nor EC P-256".to_owned())),
+            },
+            other => Err(TokenError::Key(format!("expected an RSA or EC private key, found a PEM \"{other}\""))),
         }
-        .map_err(|e| TokenError::Key(format!("not a usable RSA private key: {e}")))?;
+    }
+
+    fn rsa_checked(pair: Result<RsaKeyPair, aws_lc_rs::error::KeyRejected>) -> Result<SigningKey, TokenError> {
+        let pair = pair.map_err(|e| TokenError::Key(format!("not a usable RSA private key: {e}")))?;
         if pair.public_modulus_len() < 256 {
             return Err(TokenError::Key("RSA keys must be at least 2048 bits".to_owned()));
         }
         Ok(Self::rsa(pair))
+    }
+
+    fn ec_checked(pair: Result<EcdsaKeyPair, aws_lc_rs::error::KeyRejected>) -> Result<SigningKey, TokenError> {
+        let pair = pair.map_err(|e| TokenError::Key(format!("not a usable EC P-256 private key: {e}")))?;
+        Self::ec(pair)
     }
 
     /// A fresh RSA-2048 key (ephemeral keys of the demo; `keys generate`).
@@ -70,8 +123,11 @@ impl SigningKey {
 
     /// A fresh P-256 key.
     pub fn generate_es256() -> Result<SigningKey, TokenError> {
-        let pair = EcdsaKeyPair::generate(&signature::ECDSA_P256_SHA256_FIXED_SIGNING)
-            .map_err(|_| TokenError::Key("EC key generation failed".to_owned()))?;
+        let pair = EcdsaKeyPair::generate(P256).map_err(|_| TokenError::Key("EC key generation failed".to_owned()))?;
+        Self::ec(pair)
+    }
+
+    fn ec(pair: EcdsaKeyPair) -> Result<SigningKey, TokenError> {
         let point = pair.public_key().as_ref();
         // An uncompressed P-256 point: 0x04 || x (32 bytes) || y (32 bytes).
         if point.len() != 65 {
@@ -82,7 +138,7 @@ impl SigningKey {
         // RFC 7638 §3.2: required members in lexicographic order.
         let kid = thumbprint(&format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#));
         let jwk = json!({"kty": "EC", "crv": "P-256", "x": x, "y": y, "kid": kid, "use": "sig", "alg": "ES256"});
-        Ok(SigningKey { kid, algorithm: SigningAlgorithm::Es256, pair: Pair::Ec(pair), jwk })
+        Ok(SigningKey { kid, pair: Pair::Ec(pair), jwk })
     }
 
     fn rsa(pair: RsaKeyPair) -> SigningKey {
@@ -90,40 +146,66 @@ impl SigningKey {
         let n = URL_SAFE_NO_PAD.encode(public.modulus().big_endian_without_leading_zero());
         let e = URL_SAFE_NO_PAD.encode(public.exponent().big_endian_without_leading_zero());
         let kid = thumbprint(&format!(r#"{{"e":"{e}","kty":"RSA","n":"{n}"}}"#));
-        let jwk = json!({"kty": "RSA", "n": n, "e": e, "kid": kid, "use": "sig", "alg": "RS256"});
-        SigningKey { kid, algorithm: SigningAlgorithm::Rs256, pair: Pair::Rsa(pair), jwk }
+        // No `alg` member: the one RSA key verifies both RS256 and PS256 tokens, and relying
+        // parties that honour a JWK's `alg` would otherwise refuse it for PS256.
+        let jwk = json!({"kty": "RSA", "n": n, "e": e, "kid": kid, "use": "sig"});
+        SigningKey { kid, pair: Pair::Rsa(pair), jwk }
     }
 
     pub fn kid(&self) -> &str {
         &self.kid
     }
 
-    pub fn algorithm(&self) -> SigningAlgorithm {
-        self.algorithm
+    pub fn key_type(&self) -> KeyType {
+        match self.pair {
+            Pair::Rsa(_) => KeyType::Rsa,
+            Pair::Ec(_) => KeyType::Ec,
+        }
     }
 
-    /// The public key as a JWK, with `kid`, `use` and `alg`.
+    /// The algorithm this key signs with when nobody asks for another.
+    pub fn default_algorithm(&self) -> SigningAlgorithm {
+        match self.pair {
+            Pair::Rsa(_) => SigningAlgorithm::Rs256,
+            Pair::Ec(_) => SigningAlgorithm::Es256,
+        }
+    }
+
+    /// The public key as a JWK, with `kid` and `use`.
     pub fn public_jwk(&self) -> &Value {
         &self.jwk
     }
 
-    /// A compact JWS of `claims` with header `{alg, kid, typ: JWT}`.
+    /// A compact JWS of `claims` with header `{alg, kid, typ: JWT}`, signed with the key's
+    /// default algorithm.
     pub fn sign_jwt<T: Serialize>(&self, claims: &T) -> Result<String, TokenError> {
-        let header = format!(r#"{{"alg":"{}","kid":"{}","typ":"JWT"}}"#, self.algorithm.name(), self.kid);
+        self.sign_jwt_with(self.default_algorithm(), claims)
+    }
+
+    /// A compact JWS of `claims` signed with `alg`, which must suit the key.
+    pub fn sign_jwt_with<T: Serialize>(&self, alg: SigningAlgorithm, claims: &T) -> Result<String, TokenError> {
         let payload = serde_json::to_vec(claims).map_err(|e| TokenError::Serialize(e.to_string()))?;
-        let mut jwt = String::with_capacity(1024);
+        let header = format!(r#"{{"alg":"{}","kid":"{}","typ":"JWT"}}"#, alg.name(), self.kid);
+        let mut jwt = String::with_capacity(4 * (header.len() + payload.len()) / 3 + 360);
         URL_SAFE_NO_PAD.encode_string(header, &mut jwt);
         jwt.push('.');
         URL_SAFE_NO_PAD.encode_string(payload, &mut jwt);
         let rng = aws_lc_rs::rand::SystemRandom::new();
-        let signature = match &self.pair {
-            Pair::Rsa(pair) => {
+        let signature = match (&self.pair, alg) {
+            (Pair::Rsa(pair), SigningAlgorithm::Rs256 | SigningAlgorithm::Ps256) => {
+                let padding = if alg == SigningAlgorithm::Ps256 {
+                    &signature::RSA_PSS_SHA256
+                } else {
+                    &signature::RSA_PKCS1_SHA256
+                };
                 let mut signature = vec![0u8; pair.public_modulus_len()];
-                pair.sign(&signature::RSA_PKCS1_SHA256, &rng, jwt.as_bytes(), &mut signature)
-                    .map_err(|_| TokenError::Sign)?;
+                pair.sign(padding, &rng, jwt.as_bytes(), &mut signature).map_err(|_| TokenError::Sign)?;
                 signature
             }
-            Pair::Ec(pair) => pair.sign(&rng, jwt.as_bytes()).map_err(|_| TokenError::Sign)?.as_ref().to_vec(),
+            (Pair::Ec(pair), SigningAlgorithm::Es256) => {
+                pair.sign(&rng, jwt.as_bytes()).map_err(|_| TokenError::Sign)?.as_ref().to_vec()
+            }
+            _ => return Err(TokenError::Key(format!("a {} key cannot sign {}", self.key_type().name(), alg.name()))),
         };
         jwt.push('.');
         URL_SAFE_NO_PAD.encode_string(signature, &mut jwt);
@@ -131,13 +213,26 @@ impl SigningKey {
     }
 }
 
-/// A new RSA-2048 private key as PKCS#8 PEM.
-pub fn generate_rsa_pem() -> Result<String, TokenError> {
-    let pair =
-        RsaKeyPair::generate(KeySize::Rsa2048).map_err(|_| TokenError::Key("RSA key generation failed".to_owned()))?;
-    let der = AsDer::<aws_lc_rs::encoding::Pkcs8V1Der>::as_der(&pair)
-        .map_err(|_| TokenError::Key("RSA key encoding failed".to_owned()))?;
-    let body = STANDARD.encode(der.as_ref());
+const P256: &signature::EcdsaSigningAlgorithm = &signature::ECDSA_P256_SHA256_FIXED_SIGNING;
+
+/// A new private key of `key_type` as PKCS#8 PEM: RSA-2048 or EC P-256.
+pub fn generate_pem(key_type: KeyType) -> Result<String, TokenError> {
+    let der = match key_type {
+        KeyType::Rsa => {
+            let pair = RsaKeyPair::generate(KeySize::Rsa2048)
+                .map_err(|_| TokenError::Key("RSA key generation failed".to_owned()))?;
+            AsDer::<aws_lc_rs::encoding::Pkcs8V1Der>::as_der(&pair)
+                .map_err(|_| TokenError::Key("RSA key encoding failed".to_owned()))?
+                .as_ref()
+                .to_vec()
+        }
+        KeyType::Ec => EcdsaKeyPair::generate(P256)
+            .and_then(|pair| pair.to_pkcs8v1())
+            .map_err(|_| TokenError::Key("EC key generation failed".to_owned()))?
+            .as_ref()
+            .to_vec(),
+    };
+    let body = STANDARD.encode(der);
     let mut pem = String::from("-----BEGIN PRIVATE KEY-----\n");
     for line in body.as_bytes().chunks(64) {
         pem.push_str(&String::from_utf8_lossy(line));
@@ -145,6 +240,11 @@ pub fn generate_rsa_pem() -> Result<String, TokenError> {
     }
     pem.push_str("-----END PRIVATE KEY-----\n");
     Ok(pem)
+}
+
+/// A new RSA-2048 private key as PKCS#8 PEM.
+pub fn generate_rsa_pem() -> Result<String, TokenError> {
+    generate_pem(KeyType::Rsa)
 }
 
 /// RFC 7638 JWK thumbprint of the canonical JSON.
@@ -200,6 +300,36 @@ mod tests {
         let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
         validation.validate_aud = false;
         jsonwebtoken::decode::<Value>(&jwt, &decoding, &validation).expect("verifies");
+    }
+
+    #[test]
+    fn one_rsa_key_signs_rs256_and_ps256_and_an_ec_pem_loads() {
+        let key = SigningKey::from_pem(&generate_rsa_pem().expect("generate")).expect("load");
+        let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_value(key.public_jwk().clone()).expect("jwk");
+        let decoding = jsonwebtoken::DecodingKey::from_jwk(&jwk).expect("decoding key");
+        for alg in [jsonwebtoken::Algorithm::RS256, jsonwebtoken::Algorithm::PS256] {
+            let ours = SigningAlgorithm::from_name(&format!("{alg:?}")).expect("known");
+            let jwt = key.sign_jwt_with(ours, &json!({"sub": "x"})).expect("sign");
+            let mut validation = jsonwebtoken::Validation::new(alg);
+            validation.validate_aud = false;
+            validation.required_spec_claims.clear();
+            validation.validate_exp = false;
+            jsonwebtoken::decode::<Value>(&jwt, &decoding, &validation).expect("verifies");
+            // The header names the algorithm, so a verifier cannot be talked into the other.
+            let mut other = jsonwebtoken::Validation::new(if ours == SigningAlgorithm::Rs256 {
+                jsonwebtoken::Algorithm::PS256
+            } else {
+                jsonwebtoken::Algorithm::RS256
+            });
+            other.validate_aud = false;
+            other.required_spec_claims.clear();
+            other.validate_exp = false;
+            assert!(jsonwebtoken::decode::<Value>(&jwt, &decoding, &other).is_err());
+        }
+        assert!(key.sign_jwt_with(SigningAlgorithm::Es256, &json!({})).is_err());
+        let ec = SigningKey::from_pem(&generate_pem(KeyType::Ec).expect("generate")).expect("load EC");
+        assert_eq!(ec.key_type(), KeyType::Ec);
+        assert!(ec.sign_jwt_with(SigningAlgorithm::Rs256, &json!({})).is_err());
     }
 
     #[test]

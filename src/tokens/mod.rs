@@ -11,7 +11,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 
 pub use self::claims::{pairwise_subject, user_claims, ClaimScopes};
-pub use self::keys::{generate_rsa_pem, SigningAlgorithm, SigningKey};
+pub use self::keys::{generate_pem, generate_rsa_pem, KeyType, SigningAlgorithm, SigningKey};
 pub use self::ring::{KeyInfo, KeyRing, RingError};
 pub use self::seal::Sealer;
 

@@ -212,7 +212,7 @@ pub struct LoginInitiation {
 }
 
 /// The key named by `kid`, or without a `kid` the only key that fits the algorithm.
-fn select_key<'k>(keys: &'k [Jwk], kid: Option<&str>, alg: Algorithm) -> Option<&'k Jwk> {
+pub(crate) fn select_key<'k>(keys: &'k [Jwk], kid: Option<&str>, alg: Algorithm) -> Option<&'k Jwk> {
     let family = alg.family();
     let fits = |k: &&Jwk| {
         let kty_fits = match &k.algorithm {

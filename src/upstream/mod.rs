@@ -16,6 +16,7 @@ use openidconnect::{AdditionalProviderMetadata, IssuerUrl, ProviderMetadata};
 use serde::{Deserialize, Serialize};
 use tracing::instrument;
 
+pub(crate) use self::id_token::select_key;
 pub use self::id_token::{LoginInitiation, UpstreamClaims};
 use crate::config::UpstreamConfig;
 use crate::secret::Secret;

@@ -6,8 +6,13 @@
 //   {
 //     "issuer":        "http://127.0.0.1:PORT",       required; discovery at <issuer>/.well-known/openid-configuration
 //     "client_id":     "...",                         required
-//     "client_secret": "...",                         required
-//     "token_endpoint_auth": "client_secret_post",    default; or "client_secret_basic"
+//     "client_secret": "...",                         required, except with private_key_jwt
+//     "token_endpoint_auth": "client_secret_post",    default; or "client_secret_basic", or
+//                                                     "private_key_jwt" (needs "private_jwk")
+//     "private_jwk":   {...},                         the client's private JWK (kid, alg set):
+//                                                     openid-client signs a client_assertion with it
+//     "id_token_signed_response_alg": "ES256",        the client's registered ID token alg
+//                                                     (openid-client then accepts only that alg)
 //     "redirect_uri":  "http://127.0.0.1:9/cb",       required; never fetched
 //     "mode":          "auth0" | "cognito",           default "auth0"
 //     "params":        {"login_hint": "...", ...},    extra authorization request parameters
@@ -94,13 +99,19 @@ function describeError(err) {
 let input;
 try {
   input = JSON.parse(process.argv[2] ?? '');
-  for (const k of ['issuer', 'client_id', 'client_secret', 'redirect_uri']) {
+  const required = input.token_endpoint_auth === 'private_key_jwt'
+    ? ['issuer', 'client_id', 'redirect_uri']
+    : ['issuer', 'client_id', 'client_secret', 'redirect_uri'];
+  for (const k of required) {
     if (typeof input[k] !== 'string' || input[k] === '') throw new Error(`"${k}" (string) is required`);
+  }
+  if (input.token_endpoint_auth === 'private_key_jwt' && typeof input.private_jwk !== 'object') {
+    throw new Error('"private_jwk" (object) is required with private_key_jwt');
   }
   input.mode ??= 'auth0';
   if (!['auth0', 'cognito'].includes(input.mode)) throw new Error('"mode" must be "auth0" or "cognito"');
-  if (![undefined, 'client_secret_post', 'client_secret_basic'].includes(input.token_endpoint_auth)) {
-    throw new Error('"token_endpoint_auth" must be "client_secret_post" or "client_secret_basic"');
+  if (![undefined, 'client_secret_post', 'client_secret_basic', 'private_key_jwt'].includes(input.token_endpoint_auth)) {
+    throw new Error('"token_endpoint_auth" must be "client_secret_post", "client_secret_basic" or "private_key_jwt"');
   }
 } catch (e) {
   emit({ ok: false, stage: 'input', error: 'bad_input', error_description: e.message, status: null, body: null }, 2);
@@ -113,9 +124,17 @@ const useNonce = input.nonce === true;
 const scope = input.scope ?? 'openid profile email';
 const maxHops = Number.isInteger(input.max_hops) ? input.max_hops : 20;
 const verifySignature = input.verify_signature !== false;
-const clientAuth = input.token_endpoint_auth === 'client_secret_basic'
-  ? client.ClientSecretBasic(input.client_secret)
-  : client.ClientSecretPost(input.client_secret);
+async function clientAuthentication() {
+  switch (input.token_endpoint_auth) {
+    case 'client_secret_basic': return client.ClientSecretBasic(input.client_secret);
+    case 'private_key_jwt': {
+      const { importJWK } = await import('jose');
+      const key = await importJWK(input.private_jwk, input.private_jwk.alg);
+      return client.PrivateKeyJwt({ key, kid: input.private_jwk.kid });
+    }
+    default: return client.ClientSecretPost(input.client_secret);
+  }
+}
 const maxIatSkew = input.max_iat_skew === null ? null : Number.isFinite(input.max_iat_skew) ? input.max_iat_skew : 60;
 const redirectUri = new URL(input.redirect_uri);
 const hops = [];
@@ -177,11 +196,14 @@ let tokenRequested = false;
 async function main() {
   let config;
   try {
+    const metadata = {};
+    if (input.client_secret) metadata.client_secret = input.client_secret;
+    if (input.id_token_signed_response_alg) metadata.id_token_signed_response_alg = input.id_token_signed_response_alg;
     config = await client.discovery(
       new URL(input.issuer),
       input.client_id,
-      { client_secret: input.client_secret },
-      clientAuth,
+      metadata,
+      await clientAuthentication(),
       {
         execute: verifySignature
           ? [client.allowInsecureRequests, client.enableNonRepudiationChecks]
