@@ -8,7 +8,8 @@
 # (or set TARGET_DIR to another cargo target directory). Virtual machines often have no
 # hardware counters: the software clock event (cpu-clock) is used, with DWARF call graphs,
 # since release builds have no frame pointers. Writes the report and the folded stacks (the
-# input of any flame graph tool) to $OUT (default target/profile).
+# input of any flame graph tool) and a flame graph SVG (benches/flamegraph.py) to $OUT
+# (default target/profile).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -53,4 +54,6 @@ sed -n '/^complete logins/,/^$/p' "$out/loginbench.log"
 
 perf script -i "$out/perf.data" --no-inline 2>/dev/null \
   | python3 benches/perf-summary.py --folded "$out/perf.folded" --top 25 | tee "$out/report.txt"
-echo "report: $out/report.txt; folded stacks: $out/perf.folded"
+python3 benches/flamegraph.py "$out/perf.folded" --title "ssobridge demo, ${concurrency} logins in flight" \
+  >"$out/flamegraph.svg"
+echo "report: $out/report.txt; folded stacks: $out/perf.folded; flame graph: $out/flamegraph.svg"

@@ -32,7 +32,10 @@ usage: loginbench [--url http://127.0.0.1:PORT [--server-pid PID]] [--concurrenc
   --server-pid PID     with --url: the server's process, to report its CPU time per login (Linux /proc)
   --spawn              start `ssobridge demo --port 0` (next to this binary) instead; the default without --url
   --concurrency LIST   logins in flight at once, one keep-alive connection each (default 1,8,32,64)
-  --duration-secs N    how long each login phase runs (default 5; the token phases run at most 3 s each)";
+  --duration-secs N    how long each login phase runs (default 5; the token phases run at most 3 s each)
+  --alg ALG            the ID token algorithm of client `demo`: RS256 (default), PS256 or ES256; with --spawn
+                       it is configured on the demo, and every ID token's header is checked for it
+  --store URL          with --spawn: the demo's store (default memory), e.g. redis://127.0.0.1:6379/0";
 
 const CLIENT_ID: &str = "demo";
 const CLIENT_SECRET: &str = "demo-secret";
@@ -50,17 +53,33 @@ struct Options {
     spawn: bool,
     concurrency: Vec<usize>,
     duration: Duration,
+    alg: String,
+    store: Option<String>,
 }
 
 fn options(args: &[String]) -> Result<Options, Error> {
-    let mut options =
-        Options { url: None, server_pid: None, spawn: false, concurrency: vec![1, 8, 32, 64], duration: secs(5) };
+    let mut options = Options {
+        url: None,
+        server_pid: None,
+        spawn: false,
+        concurrency: vec![1, 8, 32, 64],
+        duration: secs(5),
+        alg: "RS256".to_owned(),
+        store: None,
+    };
     let mut rest = args.iter();
     while let Some(arg) = rest.next() {
         let mut value = || rest.next().cloned().ok_or_else(|| format!("{arg} needs a value"));
         match arg.as_str() {
             "--url" => options.url = Some(value()?.trim_end_matches('/').to_owned()),
             "--spawn" => options.spawn = true,
+            "--alg" => {
+                options.alg = value()?;
+                if !["RS256", "PS256", "ES256"].contains(&options.alg.as_str()) {
+                    return Err(format!("--alg: {} is not RS256, PS256 or ES256", options.alg).into());
+                }
+            }
+            "--store" => options.store = Some(value()?),
             "--server-pid" => {
                 let text = value()?;
                 options.server_pid = Some(text.parse().map_err(|_| format!("--server-pid: {text:?} is not a pid"))?);
@@ -120,15 +139,17 @@ fn http_client() -> Result<reqwest::Client, Error> {
 /// Where the server is, and how to reach its own absolute redirects through the same connection.
 struct Target {
     base: url::Url,
+    /// The algorithm every ID token must be signed with.
+    alg: String,
 }
 
 impl Target {
-    fn new(base: &str) -> Result<Self, Error> {
+    fn new(base: &str, alg: &str) -> Result<Self, Error> {
         let base = url::Url::parse(base)?;
         if base.scheme() != "http" && base.scheme() != "https" {
             return Err(format!("{base} is not an http(s) URL").into());
         }
-        Ok(Self { base })
+        Ok(Self { base, alg: alg.to_owned() })
     }
 
     fn endpoint(&self, path: &str) -> Result<url::Url, Error> {
@@ -200,8 +221,15 @@ async fn token(http: &reqwest::Client, target: &Target, code: &str) -> Result<St
         return Err(format!("token: {status}: {}", first_chars(&String::from_utf8_lossy(&body), 200)).into());
     }
     let body: serde_json::Value = serde_json::from_slice(&body)?;
-    if body["id_token"].as_str().is_none_or(|t| t.split('.').count() != 3) {
-        return Err("token: no id_token".into());
+    let id_token = body["id_token"].as_str().filter(|t| t.split('.').count() == 3).ok_or("token: no id_token")?;
+    let alg = id_token
+        .split('.')
+        .next()
+        .and_then(base64_url_decode)
+        .and_then(|h| serde_json::from_slice::<serde_json::Value>(&h).ok())
+        .and_then(|h| h["alg"].as_str().map(str::to_owned));
+    if alg.as_deref() != Some(target.alg.as_str()) {
+        return Err(format!("token: the ID token is signed {alg:?}, not {}", target.alg).into());
     }
     Ok(body["access_token"].as_str().ok_or("token: no access_token")?.to_owned())
 }
@@ -533,7 +561,7 @@ fn pin_self_off_core0() -> Option<String> {
 }
 
 /// Starts `ssobridge demo --port 0` (the binary next to this one), on core 0 when it can.
-async fn spawn_demo(pin: bool) -> Result<Spawned, Error> {
+async fn spawn_demo(pin: bool, options: &Options) -> Result<Spawned, Error> {
     let exe = std::env::current_exe()?.with_file_name(format!("ssobridge{}", std::env::consts::EXE_SUFFIX));
     if !exe.exists() {
         return Err(format!(
@@ -549,6 +577,10 @@ async fn spawn_demo(pin: bool) -> Result<Spawned, Error> {
     } else {
         tokio::process::Command::new(&exe)
     };
+    command.env("SSOBRIDGE_CLIENTS__DEMO__ID_TOKEN_SIGNED_RESPONSE_ALG", &options.alg);
+    if let Some(store) = &options.store {
+        command.env("SSOBRIDGE_STORE__URL", store);
+    }
     let mut child = command
         .args(["demo", "--port", "0"])
         // Logs are JSON lines on stdout: keep only warnings, so that logging is not what is measured.
@@ -642,7 +674,7 @@ fn main() -> std::process::ExitCode {
 async fn run(options: Options, machine_cores: usize, client_cores: Option<String>) -> Result<(), Error> {
     let pin = client_cores.is_some();
     let mut spawned = match options.spawn {
-        true => Some(spawn_demo(pin).await?),
+        true => Some(spawn_demo(pin, &options).await?),
         false => None,
     };
     let result = bench(&options, spawned.as_ref(), machine_cores, client_cores).await;
@@ -665,7 +697,7 @@ async fn bench(
         (None, None) => return Err("no server: pass --url or --spawn".into()),
     };
     let server_pid = spawned.and_then(|s| s.child.id()).or(options.server_pid);
-    let target = Arc::new(Target::new(&base)?);
+    let target = Arc::new(Target::new(&base, &options.alg)?);
     let max_concurrency = options.concurrency.iter().copied().max().unwrap_or(1).max(8);
     let clients = (0..max_concurrency).map(|_| http_client()).collect::<Result<Vec<_>, _>>()?;
     let numbers = Arc::new(AtomicU64::new(0));
@@ -676,6 +708,15 @@ async fn bench(
     println!("  server:  {base}{}", if spawned.is_some() { " (ssobridge demo started by loginbench)" } else { "" });
     println!("  commit:  {}", commit());
     println!("  machine: {machine_cores} core(s) (nproc)");
+    println!(
+        "  client:  demo, ID tokens {}; store {}",
+        options.alg,
+        match (spawned, &options.store) {
+            (Some(_), Some(store)) => store.split('@').next_back().unwrap_or(store.as_str()).to_owned(),
+            (Some(_), None) => "memory".to_owned(),
+            (None, _) => "as the server was started".to_owned(),
+        }
+    );
     match (spawned, &client_cores) {
         (Some(s), Some(cores)) if s.pinned => {
             println!("  pinning: server on core 0 (taskset -c 0), loginbench on core(s) {cores}")
@@ -732,4 +773,10 @@ async fn bench(
 
 fn token_duration(options: &Options) -> Duration {
     options.duration.min(secs(3))
+}
+
+/// base64url without padding, as JWT segments are encoded.
+fn base64_url_decode(text: &str) -> Option<Vec<u8>> {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text).ok()
 }
