@@ -352,6 +352,13 @@ async fn logins_through_two_brokers_on_a_cluster_survive_a_primary_failover() {
             "a login during a failover is refused as temporarily unavailable: {during}"
         );
     }
+    // A listing during the failover is complete or refused, never short (an empty list would
+    // read as "no clients").
+    let (status, body) = admin(reqwest::Method::GET, format!("{}/admin/clients?limit=100", a.url), None).await;
+    eprintln!("clients listed during the failover: {status}");
+    if status == 200 {
+        assert_eq!(body["items"].as_array().map(Vec::len), Some(3), "{body}");
+    }
     let health = common::http().get(format!("{}/healthz", b.url)).send().await.expect("healthz");
     assert_eq!(health.status(), 200);
 

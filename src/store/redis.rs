@@ -3,10 +3,10 @@
 //!
 //! In a cluster every command touches one key, so the cluster client routes it by the key's
 //! slot and follows MOVED/ASK redirections and failovers by itself. The collections that
-//! `scan_prefix` lists ([`keys::COLLECTIONS`]) are the exception: there their keys carry a
+//! `scan_prefix` lists ([`super::keys::COLLECTIONS`]) are the exception: there their keys carry a
 //! hash tag (`ssobridge:{route}:example.com`), so that each collection lives in one slot and one
-//! SCAN, sent to the primary owning that slot, sees all of it. Everything else (flows, codes,
-//! tokens, counters) stays untagged and spreads over the cluster. Standalone keeps untagged
+//! SCAN on the primary owning that slot sees all of it. Everything else (flows, codes, tokens,
+//! counters) stays untagged and spreads over the cluster. Standalone keeps untagged
 //! names (`ssobridge:route:example.com`): the layout existing deployments have in their Redis.
 
 use std::path::Path;
@@ -15,8 +15,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionLike, ConnectionManager};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
-use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
-use redis::{AsyncCommands, ClientTlsConfig, Cmd, FromRedisValue, RedisFuture, TlsCertificates, Value};
+use redis::{AsyncCommands, ClientTlsConfig, Cmd, RedisFuture, TlsCertificates, Value};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -31,6 +30,16 @@ const INCR_WITH_TTL: &str =
 const COMPARE_AND_SET: &str =
     "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('SET', KEYS[1], ARGV[2]) return 1 end return 0";
 
+/// Every key matching ARGV[1] on the node holding KEYS[1]'s slot, SCANned to the end. The key
+/// is there for routing only: a cluster node that does not own its slot answers MOVED, which
+/// the client follows, so this runs on the slot's primary and nowhere else. (A bare SCAN routed
+/// by slot is answered by whichever node gets it: the cluster client falls back to any
+/// connected node while the slot's primary is unreachable, as during a failover, and an empty
+/// list would come back as if the collection were empty.)
+const SCAN_SLOT: &str = "local cursor, found = '0', {} repeat \
+     local r = redis.call('SCAN', cursor, 'MATCH', ARGV[1], 'COUNT', 1000) cursor = r[1] \
+     for _, k in ipairs(r[2]) do found[#found + 1] = k end until cursor == '0' return found";
+
 /// Each attempt at a command or a connection is bounded; a cluster request (with its retries
 /// through a failover) is bounded as a whole, so that an outage answers within seconds.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -38,7 +47,7 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 const CLUSTER_REQUEST_TIMEOUT: Duration = Duration::from_secs(4);
 
 /// One Redis (through a reconnecting manager) or a cluster. Both speak [`ConnectionLike`], so
-/// the commands below are written once; only SCAN needs to know which it is.
+/// the commands below are written once for both.
 #[derive(Clone)]
 enum Connection {
     Standalone(ConnectionManager),
@@ -69,23 +78,6 @@ impl ConnectionLike for Connection {
         match self {
             Connection::Standalone(c) => c.get_db(),
             Connection::Cluster(c) => c.get_db(),
-        }
-    }
-}
-
-impl Connection {
-    /// Runs a keyless command (SCAN) on the primary owning `key`'s slot. A cluster client would
-    /// otherwise send it to any node, which holds some other part of the keyspace.
-    async fn query_at<T: FromRedisValue>(&mut self, cmd: &Cmd, key: &str) -> redis::RedisResult<T> {
-        match self {
-            Connection::Standalone(c) => cmd.query_async(c).await,
-            Connection::Cluster(c) => {
-                let route = Route::with_key(key, SlotAddr::Master);
-                let value = c
-                    .route_command(cmd.clone(), RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route)))
-                    .await?;
-                Ok(redis::from_redis_value(value)?)
-            }
         }
     }
 }
@@ -312,19 +304,15 @@ impl Store for RedisStore {
         let stored_collection = self.key(collection);
         let stored_prefix = self.key(prefix);
         let pattern = format!("{}*", escape_glob(&stored_prefix));
-        let mut keys = Vec::new();
-        let mut cursor: u64 = 0;
-        loop {
-            let mut scan = redis::cmd("SCAN");
-            scan.arg(cursor).arg("MATCH").arg(&pattern).arg("COUNT").arg(500);
-            let (next, batch): (u64, Vec<String>) =
-                connection.query_at(&scan, &stored_prefix).await.map_err(unavailable)?;
-            keys.extend(batch);
-            if next == 0 {
-                break;
-            }
-            cursor = next;
-        }
+        // One key, in the collection's slot (its hash tag), to run the SCAN where the collection is.
+        let keys: Vec<String> = redis::cmd("EVAL")
+            .arg(SCAN_SLOT)
+            .arg(1)
+            .arg(&stored_collection)
+            .arg(&pattern)
+            .query_async(&mut connection)
+            .await
+            .map_err(unavailable)?;
         let mut found = Vec::with_capacity(keys.len());
         for key in keys {
             let value: Option<Vec<u8>> = connection.get(&key).await.map_err(unavailable)?;
