@@ -221,9 +221,7 @@ impl StoreConfig {
             .collect::<Vec<_>>()
             .join(",")
     }
-}
 
-impl StoreConfig {
     /// Everything wrong with `[store]`, by key. Files are read at connect (and by check-config).
     fn problems(&self) -> Vec<(&'static str, String)> {
         let mut problems = Vec::new();
