@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs everything the tests need, idempotently, and quickly when it is already there:
-# redis-server (Debian), the Node test peers (tests/peers, npm ci).
+# redis-server, redis-cli and openssl (Debian), the Node test peers (tests/peers, npm ci).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,6 +23,8 @@ apt_install() {
 # Debian packages, by the command each provides.
 missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
+command -v redis-cli >/dev/null || missing+=(redis-tools)
+command -v openssl >/dev/null || missing+=(openssl)
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
 if [ "${#missing[@]}" -gt 0 ]; then

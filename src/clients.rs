@@ -12,7 +12,7 @@ use ssobridge_adapter_core::{Adapter, AdapterError, BoxFuture, Identity, LinkOut
 use ssobridge_adapter_firebase::{FirebaseAdapter, FirebaseSettings};
 
 use crate::config::{AdapterKind, ClaimMapping, ClientConfig, Fallback, SubjectMode, TokenAuthMethod};
-use crate::store::{AnyStore, Store, StoreError};
+use crate::store::{keys, AnyStore, Store, StoreError};
 use crate::tokens::{secrets_equal, sha256_hex, SigningAlgorithm};
 
 /// How long an instance trusts its copy of a client before reading the store again: a change
@@ -105,7 +105,7 @@ pub struct Client {
 }
 
 fn key(client_id: &str) -> String {
-    format!("client:{client_id}")
+    format!("{}{client_id}", keys::CLIENTS)
 }
 
 /// An adapter's settings. They hold downstream credentials, so they live in the config file
@@ -281,7 +281,7 @@ impl ClientRegistry {
     /// Every client, sorted by id.
     pub async fn list(&self) -> Result<Vec<ClientRecord>, StoreError> {
         let mut records = Vec::new();
-        for (k, bytes) in self.store.scan_prefix("client:").await? {
+        for (k, bytes) in self.store.scan_prefix(keys::CLIENTS).await? {
             records.push(
                 serde_json::from_slice::<ClientRecord>(&bytes)
                     .map_err(|e| StoreError::Corrupt { key: k, detail: e.to_string() })?,

@@ -166,17 +166,140 @@ impl<'de> Deserialize<'de> for Fallback {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
-    /// `memory` or a `redis://` / `rediss://` URL.
+    /// `memory` or a `redis://` / `rediss://` URL; in cluster mode, one or more seed node URLs
+    /// separated by commas. May hold a password: never log it (see [`StoreConfig::redacted_url`]).
     #[serde(default = "default_store_url")]
     pub url: String,
     /// Prepended to every key, so that several deployments (or tests) can share one Redis.
     #[serde(default = "default_key_prefix")]
     pub key_prefix: String,
+    /// `standalone` (one Redis endpoint, failover if any behind it) or `cluster` (Redis Cluster).
+    #[serde(default)]
+    pub mode: StoreMode,
+    /// PEM CA bundle trusted for `rediss://` instead of the Mozilla roots (a private CA).
+    pub tls_ca_file: Option<PathBuf>,
+    /// A client certificate (PEM, with `tls_key_file`) for Redis servers that require one.
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        StoreConfig { url: default_store_url(), key_prefix: default_key_prefix() }
+        StoreConfig {
+            url: default_store_url(),
+            key_prefix: default_key_prefix(),
+            mode: StoreMode::default(),
+            tls_ca_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
+        }
+    }
+}
+
+impl StoreConfig {
+    /// The URLs in `url`: one in standalone mode, the seed nodes in cluster mode.
+    pub fn urls(&self) -> Vec<&str> {
+        match self.mode {
+            StoreMode::Standalone => vec![self.url.trim()],
+            StoreMode::Cluster => self.url.split(',').map(str::trim).filter(|u| !u.is_empty()).collect(),
+        }
+    }
+
+    /// `url` with any password replaced, fit for printing.
+    pub fn redacted_url(&self) -> String {
+        self.url
+            .split(',')
+            .map(|raw| match Url::parse(raw.trim()) {
+                Ok(mut url) if url.password().is_some() => {
+                    let _ = url.set_password(Some("redacted"));
+                    url.to_string()
+                }
+                Ok(_) => raw.trim().to_owned(),
+                Err(_) if !raw.contains("://") => raw.trim().to_owned(),
+                // Unparsable: it may still hold a secret, so show only its scheme.
+                Err(_) => format!("{}://…", raw.trim().split("://").next().unwrap_or("?")),
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Everything wrong with `[store]`, by key. Files are read at connect (and by check-config).
+    fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut problems = Vec::new();
+        let is_redis = |u: &str| u.starts_with("redis://") || u.starts_with("rediss://");
+        let urls = self.urls();
+        match self.mode {
+            StoreMode::Standalone if self.url.contains(',') => problems.push((
+                "store.url",
+                "one URL in standalone mode; a comma-separated list of seed nodes needs store.mode = \"cluster\""
+                    .to_owned(),
+            )),
+            StoreMode::Standalone if self.url != "memory" && !is_redis(&self.url) => {
+                problems.push(("store.url", "must be \"memory\" or a redis:// or rediss:// URL".to_owned()))
+            }
+            StoreMode::Standalone => {}
+            StoreMode::Cluster if self.url.trim() == "memory" => problems.push((
+                "store.mode",
+                "cluster needs store.url to list redis:// or rediss:// seed nodes; the memory store has no cluster"
+                    .to_owned(),
+            )),
+            StoreMode::Cluster => {
+                if urls.is_empty() || !urls.iter().all(|u| is_redis(u)) {
+                    problems.push((
+                        "store.url",
+                        "in cluster mode: one or more redis:// or rediss:// seed node URLs, separated by commas"
+                            .to_owned(),
+                    ));
+                } else if urls.iter().any(|u| u.starts_with("rediss://"))
+                    && !urls.iter().all(|u| u.starts_with("rediss://"))
+                {
+                    problems.push(("store.url", "seed nodes must be all redis:// or all rediss://".to_owned()));
+                }
+                if self.key_prefix.contains(['{', '}']) {
+                    problems.push((
+                        "store.key_prefix",
+                        "must not contain { or } in cluster mode: a hash tag in the prefix would put every key in \
+                         one slot"
+                            .to_owned(),
+                    ));
+                }
+            }
+        }
+        let tls = urls.iter().any(|u| u.starts_with("rediss://"));
+        for (key, file) in [
+            ("store.tls_ca_file", &self.tls_ca_file),
+            ("store.tls_cert_file", &self.tls_cert_file),
+            ("store.tls_key_file", &self.tls_key_file),
+        ] {
+            if file.is_some() && !tls {
+                problems.push((key, "applies to rediss:// URLs only".to_owned()));
+            }
+        }
+        if self.tls_cert_file.is_some() != self.tls_key_file.is_some() {
+            problems.push(("store.tls_cert_file", "set tls_cert_file and tls_key_file together".to_owned()));
+        }
+        problems
+    }
+}
+
+/// How the store reaches Redis.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum StoreMode {
+    #[default]
+    Standalone,
+    Cluster,
+}
+
+impl<'de> Deserialize<'de> for StoreMode {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // By hand, so that the message names the key (serde's names only the variants).
+        match String::deserialize(deserializer)?.as_str() {
+            "standalone" => Ok(StoreMode::Standalone),
+            "cluster" => Ok(StoreMode::Cluster),
+            other => Err(serde::de::Error::custom(format!(
+                "store.mode must be \"standalone\" or \"cluster\", not {other:?}"
+            ))),
+        }
     }
 }
 
@@ -473,11 +596,8 @@ impl Config {
         if let Err(message) = check_base_url(&self.public_url) {
             problem("public_url", message);
         }
-        if self.store.url != "memory"
-            && !self.store.url.starts_with("redis://")
-            && !self.store.url.starts_with("rediss://")
-        {
-            problem("store.url", "must be \"memory\" or a redis:// or rediss:// URL".to_owned());
+        for (key, message) in self.store.problems() {
+            problem(key, message);
         }
         if let (Some(_), Some(_)) = (&self.signing.key_file, &self.signing.key_pem) {
             problem("signing.key_file", "set key_file or key_pem, not both".to_owned());
@@ -868,5 +988,69 @@ redirect_uris = ["https://acme.us.auth0.com/login/callback"]
             panic!("must be invalid")
         };
         assert_eq!(problems[0].key, "client_secrt");
+    }
+
+    /// The `[store]` keys of `env` over MINIMAL: the problems' keys, or the store config.
+    fn store(env: &[(&str, &str)]) -> Result<StoreConfig, Vec<String>> {
+        match load(MINIMAL, env) {
+            Ok(config) => Ok(config.store),
+            Err(ConfigError::Invalid(problems)) => Err(problems.iter().map(|p| p.key.clone()).collect()),
+            Err(other) => Err(vec![other.to_string()]),
+        }
+    }
+
+    #[test]
+    fn store_modes_and_their_problems() {
+        let cluster =
+            store(&[("SSOBRIDGE_STORE__MODE", "cluster"), ("SSOBRIDGE_STORE__URL", "redis://a:7000, redis://b:7001")])
+                .expect("cluster seeds");
+        assert_eq!((cluster.mode, cluster.urls()), (StoreMode::Cluster, vec!["redis://a:7000", "redis://b:7001"]));
+        assert_eq!(store(&[]).expect("default").mode, StoreMode::Standalone);
+
+        let problems = |env: &[(&str, &str)]| store(env).expect_err("must be invalid");
+        assert_eq!(problems(&[("SSOBRIDGE_STORE__MODE", "cluster")]), ["store.mode"], "cluster on memory");
+        assert_eq!(
+            problems(&[("SSOBRIDGE_STORE__URL", "redis://a:1,redis://b:2")]),
+            ["store.url"],
+            "seeds need cluster"
+        );
+        assert_eq!(
+            problems(&[("SSOBRIDGE_STORE__MODE", "cluster"), ("SSOBRIDGE_STORE__URL", "redis://a:1,rediss://b:2")]),
+            ["store.url"],
+            "one scheme for all seeds"
+        );
+        assert_eq!(
+            problems(&[
+                ("SSOBRIDGE_STORE__MODE", "cluster"),
+                ("SSOBRIDGE_STORE__URL", "redis://a:1"),
+                ("SSOBRIDGE_STORE__KEY_PREFIX", "{sso}:")
+            ]),
+            ["store.key_prefix"],
+            "a hash tag in the prefix would put everything in one slot"
+        );
+        assert_eq!(
+            problems(&[("SSOBRIDGE_STORE__URL", "redis://a:1"), ("SSOBRIDGE_STORE__TLS_CA_FILE", "/ca.pem")]),
+            ["store.tls_ca_file"],
+            "TLS files without rediss://"
+        );
+        assert_eq!(
+            problems(&[("SSOBRIDGE_STORE__URL", "rediss://a:1"), ("SSOBRIDGE_STORE__TLS_CERT_FILE", "/c.pem")]),
+            ["store.tls_cert_file"],
+            "a client certificate without its key"
+        );
+        let Err(ConfigError::Invalid(bad)) = load(MINIMAL, &[("SSOBRIDGE_STORE__MODE", "sentinel")]) else {
+            panic!("an unknown mode is refused")
+        };
+        assert!(bad[0].message.contains("store.mode must be \"standalone\" or \"cluster\""), "{bad:?}");
+    }
+
+    #[test]
+    fn store_urls_print_without_passwords() {
+        let config = |url: &str| StoreConfig { url: url.to_owned(), ..StoreConfig::default() };
+        assert_eq!(config("redis://redis:6379/0").redacted_url(), "redis://redis:6379/0");
+        assert_eq!(config("memory").redacted_url(), "memory");
+        let redacted = config("rediss://user:hunter2@a:1,redis://:pw2@b:2/0").redacted_url();
+        assert!(!redacted.contains("hunter2") && !redacted.contains("pw2"), "{redacted}");
+        assert!(redacted.contains("rediss://user:redacted@a:1") && redacted.contains("@b:2/0"), "{redacted}");
     }
 }

@@ -27,6 +27,18 @@ fn render(config: &Config, clients: &[ClientRecord], routes: &[Route]) -> String
     let mut store = Table::new();
     store.insert("url".into(), Value::String(config.store.url.clone()));
     store.insert("key_prefix".into(), Value::String(config.store.key_prefix.clone()));
+    if config.store.mode == crate::config::StoreMode::Cluster {
+        store.insert("mode".into(), Value::String("cluster".into()));
+    }
+    for (key, path) in [
+        ("tls_ca_file", &config.store.tls_ca_file),
+        ("tls_cert_file", &config.store.tls_cert_file),
+        ("tls_key_file", &config.store.tls_key_file),
+    ] {
+        if let Some(path) = path {
+            store.insert(key.into(), Value::String(path.display().to_string()));
+        }
+    }
     root.insert("store".into(), Value::Table(store));
     if let Some(path) = &config.signing.key_file {
         let mut signing = Table::new();

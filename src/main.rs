@@ -117,7 +117,17 @@ fn check_config(path: &std::path::Path) -> ExitCode {
     match Config::load(path) {
         Ok(config) => match app::load_signing_key(&config) {
             Ok(key) => {
-                println!("{}: ok ({} client(s), store {})", path.display(), config.clients.len(), config.store.url);
+                if let Err(error) = ssobridge::store::tls_certificates(&config.store) {
+                    println!("{error}");
+                    return ExitCode::FAILURE;
+                }
+                let mode = match config.store.mode {
+                    ssobridge::config::StoreMode::Standalone => "",
+                    ssobridge::config::StoreMode::Cluster => " (cluster)",
+                };
+                // The URL may carry a password.
+                let store = config.store.redacted_url();
+                println!("{}: ok ({} client(s), store {store}{mode})", path.display(), config.clients.len());
                 if key.is_none() {
                     println!("note: no signing key configured (signing.key_file); serve will refuse to start");
                 }

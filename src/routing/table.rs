@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::store::{get_json, Store, StoreError};
+use crate::store::{get_json, keys, Store, StoreError};
 
 /// One routing rule.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,7 +68,7 @@ pub fn normalize_domain(raw: &str) -> Result<String, InvalidDomain> {
 }
 
 fn key(domain: &str) -> String {
-    format!("route:{domain}")
+    format!("{}{domain}", keys::ROUTES)
 }
 
 /// Route operations over any store.
@@ -114,7 +114,7 @@ impl<'s, S: Store> RouteTable<'s, S> {
     /// Every route, sorted by domain.
     pub async fn list(&self) -> Result<Vec<Route>, StoreError> {
         let mut routes = Vec::new();
-        for (k, bytes) in self.store.scan_prefix("route:").await? {
+        for (k, bytes) in self.store.scan_prefix(keys::ROUTES).await? {
             let route: Route =
                 serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt { key: k, detail: e.to_string() })?;
             routes.push(route);

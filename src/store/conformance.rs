@@ -68,20 +68,31 @@ async fn counters<S: Store>(store: &S, ns: &str) {
 }
 
 async fn set_and_scan<S: Store>(store: &S, ns: &str) {
-    store.set(&format!("{ns}:cfg:a"), b"1").await.expect("set");
-    store.set(&format!("{ns}:cfg:b"), b"2").await.expect("set");
-    store.put(&format!("{ns}:cfg:gone"), b"3", Duration::from_millis(1)).await.expect("put");
+    // Listed keys live in a collection (one hash slot in a Redis Cluster); `ns` namespaces them.
+    let cfg = format!("{}{ns}:", super::keys::ROUTES);
+    store.set(&format!("{cfg}a"), b"1").await.expect("set");
+    store.set(&format!("{cfg}b"), b"2").await.expect("set");
+    store.put(&format!("{cfg}gone"), b"3", Duration::from_millis(1)).await.expect("put");
     store.set(&format!("{ns}:other"), b"4").await.expect("set");
+    store.set(&format!("{}{ns}:other", super::keys::CLIENTS), b"5").await.expect("set");
     tokio::time::sleep(Duration::from_millis(50)).await;
-    let mut found = store.scan_prefix(&format!("{ns}:cfg:")).await.expect("scan");
+    let mut found = store.scan_prefix(&cfg).await.expect("scan");
     found.sort();
     assert_eq!(
         found,
-        vec![(format!("{ns}:cfg:a"), b"1".to_vec()), (format!("{ns}:cfg:b"), b"2".to_vec())],
+        vec![(format!("{cfg}a"), b"1".to_vec()), (format!("{cfg}b"), b"2".to_vec())],
         "scan finds live keys under the prefix, keys without the deployment prefix"
     );
-    store.set(&format!("{ns}:cfg:a"), b"changed").await.expect("set overwrites");
-    assert_eq!(store.get(&format!("{ns}:cfg:a")).await.expect("get").as_deref(), Some(&b"changed"[..]));
+    let clients = store.scan_prefix(super::keys::CLIENTS).await.expect("scan a whole collection");
+    assert!(clients.contains(&(format!("{}{ns}:other", super::keys::CLIENTS), b"5".to_vec())), "{clients:?}");
+    assert!(clients.iter().all(|(k, _)| k.starts_with(super::keys::CLIENTS)), "only that collection: {clients:?}");
+    store.set(&format!("{cfg}a"), b"changed").await.expect("set overwrites");
+    assert_eq!(store.get(&format!("{cfg}a")).await.expect("get").as_deref(), Some(&b"changed"[..]));
+    assert_eq!(store.get(&format!("{ns}:other")).await.expect("get").as_deref(), Some(&b"4"[..]));
+    assert!(
+        matches!(store.scan_prefix(&format!("{ns}:")).await, Err(super::StoreError::NotListable(_))),
+        "a prefix outside the collections is refused (it could not be listed in one slot of a cluster)"
+    );
 }
 
 async fn compare_and_set<S: Store>(store: &S, ns: &str) {

@@ -92,6 +92,7 @@ impl Store for MemoryStore {
     }
 
     async fn scan_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        super::collection_of(prefix)?;
         let now = Instant::now();
         Ok(self
             .entries()

@@ -14,8 +14,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 pub use self::memory::MemoryStore;
-pub use self::redis::RedisStore;
-use crate::config::StoreConfig;
+pub use self::redis::{tls_certificates, RedisStore};
+use crate::config::{StoreConfig, StoreMode};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -27,6 +27,10 @@ pub enum StoreError {
     Corrupt { key: String, detail: String },
     #[error("store configuration: {0}")]
     Config(String),
+    /// `scan_prefix` was asked for keys outside [`keys::COLLECTIONS`]: only those are kept
+    /// where one command can list them (one hash slot in a Redis Cluster).
+    #[error("scan_prefix({0:?}) is not within a listable collection (store::keys::COLLECTIONS)")]
+    NotListable(String),
 }
 
 /// A key-value store with expiry. Keys are given without the deployment prefix; the backend adds it.
@@ -51,7 +55,9 @@ pub trait Store: Send + Sync {
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Every live key starting with `prefix` and its value, in no particular order. Meant for
-    /// small sets (the route table), not for in-flight state.
+    /// small sets (the route table), not for in-flight state. `prefix` must start with one of
+    /// [`keys::COLLECTIONS`] ([`StoreError::NotListable`] otherwise), on every backend, so that
+    /// a listing that would be incomplete on a Redis Cluster fails in every test too.
     fn scan_prefix(&self, prefix: &str) -> impl Future<Output = Result<Vec<(String, Vec<u8>)>, StoreError>> + Send;
 
     /// The live value under `key`.
@@ -80,16 +86,19 @@ pub enum AnyStore {
 
 impl AnyStore {
     pub async fn connect(config: &StoreConfig) -> Result<AnyStore, StoreError> {
-        if config.url == "memory" {
-            Ok(AnyStore::Memory(MemoryStore::new()))
-        } else {
-            Ok(AnyStore::Redis(RedisStore::connect(&config.url, &config.key_prefix).await?))
+        match (config.url.as_str(), config.mode) {
+            ("memory", StoreMode::Standalone) => Ok(AnyStore::Memory(MemoryStore::new())),
+            ("memory", StoreMode::Cluster) => {
+                Err(StoreError::Config("store.mode = \"cluster\" needs redis:// seed node URLs, not memory".to_owned()))
+            }
+            _ => Ok(AnyStore::Redis(RedisStore::from_config(config).await?)),
         }
     }
 
     pub fn backend_name(&self) -> &'static str {
         match self {
             AnyStore::Memory(_) => "memory",
+            AnyStore::Redis(s) if s.is_cluster() => "redis-cluster",
             AnyStore::Redis(_) => "redis",
         }
     }
@@ -165,8 +174,29 @@ fn decode<T: DeserializeOwned>(key: &str, bytes: Option<Vec<u8>>) -> Result<Opti
         .transpose()
 }
 
+/// The collection of [`keys::COLLECTIONS`] that `prefix` lies within.
+fn collection_of(prefix: &str) -> Result<&'static str, StoreError> {
+    keys::COLLECTIONS
+        .iter()
+        .find(|c| prefix.starts_with(**c))
+        .copied()
+        .ok_or_else(|| StoreError::NotListable(prefix.to_owned()))
+}
+
 /// The key layout. Secrets (codes, tokens) appear only as their SHA-256.
+///
+/// Every key is read and written alone (no command touches two keys), so in a Redis Cluster
+/// in-flight keys (flows, codes, tokens, counters) spread over all slots. Only the
+/// collections listed by `scan_prefix` are kept together (one hash tag each, see
+/// `RedisStore`).
 pub mod keys {
+    /// Routes, by domain: `route:<domain>`.
+    pub const ROUTES: &str = "route:";
+    /// Clients, by id: `client:<client_id>`.
+    pub const CLIENTS: &str = "client:";
+    /// The prefixes `scan_prefix` may list. Each must end with `:`.
+    pub const COLLECTIONS: &[&str] = &[ROUTES, CLIENTS];
+
     pub fn flow(upstream_state: &str) -> String {
         format!("flow:{upstream_state}")
     }

@@ -38,7 +38,7 @@ pub fn free_port() -> u16 {
 
 /// Reads `child`'s stdout until a line satisfies `ready`; returns that line. Fails at the
 /// deadline or when the process exits first. Later output is drained in the background.
-async fn wait_for_line(child: &mut Child, what: &str, ready: impl Fn(&str) -> bool) -> Result<String, String> {
+pub async fn wait_for_line(child: &mut Child, what: &str, ready: impl Fn(&str) -> bool) -> Result<String, String> {
     let stdout = child.stdout.take().ok_or("stdout not piped")?;
     let mut lines = BufReader::new(stdout).lines();
     let found = tokio::time::timeout(STARTUP_DEADLINE, async {
