@@ -2,6 +2,7 @@
 # Profiles `ssobridge demo` under complete logins: where the server's CPU time goes.
 #
 # usage: benches/profile.sh [SECONDS] [CONCURRENCY]     (default 15 s of samples, 16 logins in flight)
+#        ALG=ES256 benches/profile.sh                   (the demo client's ID token algorithm; default RS256)
 #
 # Needs perf (Debian: apt-get install -y linux-perf) and the release binaries:
 #   cargo build --release --bin ssobridge --bin loginbench
@@ -15,6 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-15}
 concurrency=${2:-16}
+alg=${ALG:-RS256}
 target_dir=${TARGET_DIR:-${CARGO_TARGET_DIR:-target}}
 bin="$target_dir/release"
 out=${OUT:-target/profile}
@@ -32,6 +34,7 @@ done
 SSOBRIDGE_LOG=warn \
   SSOBRIDGE_RATE_LIMITS__PER_IP_PER_MINUTE=1000000000 \
   SSOBRIDGE_RATE_LIMITS__PER_CLIENT_PER_MINUTE=1000000000 \
+  SSOBRIDGE_CLIENTS__DEMO__ID_TOKEN_SIGNED_RESPONSE_ALG="$alg" \
   taskset -c 0 "$bin/ssobridge" demo --port 0 >"$out/demo.log" 2>&1 &
 server=$!
 trap 'kill "$server" 2>/dev/null || true' EXIT
@@ -43,7 +46,7 @@ done
 [ -n "$url" ] || { echo "profile.sh: the demo did not start" >&2; cat "$out/demo.log" >&2; exit 1; }
 
 # Logins for longer than the recording: 1 s of warm-up, 2 s to settle, then perf.
-taskset -c 1 "$bin/loginbench" --url "$url" --server-pid "$server" --concurrency "$concurrency" \
+taskset -c 1 "$bin/loginbench" --url "$url" --server-pid "$server" --concurrency "$concurrency" --alg "$alg" \
   --duration-secs $((seconds + 5)) >"$out/loginbench.log" 2>&1 &
 bench=$!
 sleep 3
@@ -54,6 +57,6 @@ sed -n '/^complete logins/,/^$/p' "$out/loginbench.log"
 
 perf script -i "$out/perf.data" --no-inline 2>/dev/null \
   | python3 benches/perf-summary.py --folded "$out/perf.folded" --top 25 | tee "$out/report.txt"
-python3 benches/flamegraph.py "$out/perf.folded" --title "ssobridge demo, ${concurrency} logins in flight" \
+python3 benches/flamegraph.py "$out/perf.folded" --title "ssobridge demo, ${alg} ID tokens, ${concurrency} logins in flight" \
   >"$out/flamegraph.svg"
 echo "report: $out/report.txt; folded stacks: $out/perf.folded; flame graph: $out/flamegraph.svg"
