@@ -70,7 +70,7 @@ async fn over_limit(state: &AppState, req: &mut Request) -> Result<Option<(&'sta
     let retry_after = WINDOW_SECS - now % WINDOW_SECS;
     let ttl = Duration::from_secs(WINDOW_SECS + 1);
     // A limiter must not make an outage slower: a counter that does not answer quickly is
-    // skipped (fail open), and once one has failed the other is not tried.
+    // skipped (fail open); the two counters wait together, so an outage costs one deadline.
     let count = |key: String| async move {
         match tokio::time::timeout(COUNTER_DEADLINE, state.store.incr(&key, ttl)).await {
             Ok(Ok(n)) => Some(n),
@@ -86,21 +86,25 @@ async fn over_limit(state: &AppState, req: &mut Request) -> Result<Option<(&'sta
             }
         }
     };
-    if limits.per_ip_per_minute > 0 {
-        let ip = client_ip(req, limits.trust_forwarded_for);
-        match count(format!("rl:ip:{ip}:{window}")).await {
-            Some(n) if n > limits.per_ip_per_minute => return Ok(Some(("ip", retry_after))),
-            Some(_) => {}
-            None => return Ok(None),
+    // Both counters in one round trip: issued together, they share the connection's pipeline.
+    let ip_key = (limits.per_ip_per_minute > 0)
+        .then(|| format!("rl:ip:{}:{window}", client_ip(req, limits.trust_forwarded_for)));
+    let client_key = match limits.per_client_per_minute > 0 {
+        true => client_id(req).await?.map(|client_id| format!("rl:client:{client_id}:{window}")),
+        false => None,
+    };
+    let counted = |key: Option<String>| async move {
+        match key {
+            Some(key) => count(key).await,
+            None => Some(0),
         }
+    };
+    let (by_ip, by_client) = tokio::join!(counted(ip_key), counted(client_key));
+    if by_ip.is_some_and(|n| n > limits.per_ip_per_minute) {
+        return Ok(Some(("ip", retry_after)));
     }
-    if limits.per_client_per_minute > 0 {
-        if let Some(client_id) = client_id(req).await? {
-            if count(format!("rl:client:{client_id}:{window}")).await.is_some_and(|n| n > limits.per_client_per_minute)
-            {
-                return Ok(Some(("client", retry_after)));
-            }
-        }
+    if by_client.is_some_and(|n| n > limits.per_client_per_minute) {
+        return Ok(Some(("client", retry_after)));
     }
     Ok(None)
 }

@@ -109,17 +109,18 @@ async fn issue(
     let access_token = random_token(32)?;
     let access_hash = sha256_hex(&access_token);
     let access_ttl = app.config.tokens.access_token_ttl_seconds;
-    // The marker goes in before the token, so that a replay racing this request finds it.
-    put_json(
-        &app.store,
-        &keys::code_used(code_hash),
-        &RedeemedCode { access_token_hash: access_hash.clone() },
-        Duration::from_secs(access_ttl),
-    )
-    .await?;
+    // Marker and token in one round trip: sent in this order on the same connection, the
+    // marker is in place by the time the token is, so a replay racing this request finds it.
+    let marker = RedeemedCode { access_token_hash: access_hash.clone() };
     let access =
         AccessGrant { client_id: grant.client_id.clone(), sub: grant.sub.clone(), claims: grant.claims.clone() };
-    put_json(&app.store, &keys::access_token(&access_hash), &access, Duration::from_secs(access_ttl)).await?;
+    let (marker_key, access_key) = (keys::code_used(code_hash), keys::access_token(&access_hash));
+    let (marked, stored) = tokio::join!(
+        put_json(&app.store, &marker_key, &marker, Duration::from_secs(access_ttl)),
+        put_json(&app.store, &access_key, &access, Duration::from_secs(access_ttl)),
+    );
+    marked?;
+    stored?;
 
     let now = now_secs();
     let mut claims = grant.claims;
