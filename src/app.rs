@@ -30,6 +30,9 @@ pub struct AppState {
     pub pairwise_salt: String,
     pub discovery: serde_json::Value,
     pub started: Instant,
+    /// Rate-limit counters, shared through the store.
+    pub limiter: crate::limiter::RateLimiter,
+    route_cache: crate::routing::RouteCache,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -110,7 +113,6 @@ impl AppState {
         Ok(AppState {
             issuer,
             config,
-            store,
             keys,
             upstream,
             clients,
@@ -118,7 +120,15 @@ impl AppState {
             pairwise_salt,
             discovery,
             started: Instant::now(),
+            limiter: crate::limiter::RateLimiter::new(store.clone()),
+            route_cache: crate::routing::RouteCache::default(),
+            store,
         })
+    }
+
+    /// The route table, looked up through this instance's cache.
+    pub fn routes(&self) -> crate::routing::RouteTable<'_, AnyStore> {
+        crate::routing::RouteTable::cached(&self.store, &self.route_cache)
     }
 
     /// The client, re-seeding the store first if it lost the configuration (a Redis restarted
@@ -149,7 +159,7 @@ impl AppState {
         for client in &self.config.clients {
             self.clients.put(&ClientRecord::from_config(client)).await?;
         }
-        let table = crate::routing::RouteTable::new(&self.store);
+        let table = self.routes();
         for route in &self.config.routes {
             let domain = crate::routing::normalize_domain(&route.domain)
                 .map_err(|e| StoreError::Config(format!("routes: {e}")))?;

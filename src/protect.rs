@@ -9,11 +9,8 @@ use poem::{Endpoint, IntoResponse, Middleware, Request, Response};
 
 use crate::app::AppState;
 use crate::oidc::params::{Params, MAX_BODY_BYTES};
-use crate::store::Store;
 
 const WINDOW_SECS: u64 = 60;
-/// How long a rate-limit counter may take before the request goes on uncounted.
-const COUNTER_DEADLINE: Duration = Duration::from_millis(200);
 
 /// Paths whose use is counted.
 fn limited(path: &str) -> bool {
@@ -61,50 +58,27 @@ impl<E: Endpoint> Endpoint for ProtectEndpoint<E> {
     }
 }
 
-/// Which limit the request is over, and for how long, if any. Store trouble does not block
-/// logins: the limiter fails open (and the failure is counted).
+/// Which limit the request is over, and for how long, if any. Counting adds no store round
+/// trip to the request ([`crate::limiter`]), and store trouble does not block logins.
 async fn over_limit(state: &AppState, req: &mut Request) -> Result<Option<(&'static str, u64)>, Response> {
     let limits = &state.config.rate_limits;
     let now = crate::oidc::callback::now_secs();
     let window = now / WINDOW_SECS;
     let retry_after = WINDOW_SECS - now % WINDOW_SECS;
     let ttl = Duration::from_secs(WINDOW_SECS + 1);
-    // A limiter must not make an outage slower: a counter that does not answer quickly is
-    // skipped (fail open); the two counters wait together, so an outage costs one deadline.
-    let count = |key: String| async move {
-        match tokio::time::timeout(COUNTER_DEADLINE, state.store.incr(&key, ttl)).await {
-            Ok(Ok(n)) => Some(n),
-            Ok(Err(error)) => {
-                tracing::warn!(error = %error, "rate limit counter unavailable");
-                crate::telemetry::count("ssobridge_store_errors_total", &[]);
-                None
-            }
-            Err(_) => {
-                tracing::warn!("rate limit counter timed out");
-                crate::telemetry::count("ssobridge_store_errors_total", &[]);
-                None
-            }
+    if limits.per_ip_per_minute > 0 {
+        let key = format!("rl:ip:{}:{window}", client_ip(req, limits.trust_forwarded_for));
+        if state.limiter.hit(&key, window, ttl) > limits.per_ip_per_minute {
+            return Ok(Some(("ip", retry_after)));
         }
-    };
-    // Both counters in one round trip: issued together, they share the connection's pipeline.
-    let ip_key = (limits.per_ip_per_minute > 0)
-        .then(|| format!("rl:ip:{}:{window}", client_ip(req, limits.trust_forwarded_for)));
-    let client_key = match limits.per_client_per_minute > 0 {
-        true => client_id(req).await?.map(|client_id| format!("rl:client:{client_id}:{window}")),
-        false => None,
-    };
-    let counted = |key: Option<String>| async move {
-        match key {
-            Some(key) => count(key).await,
-            None => Some(0),
-        }
-    };
-    let (by_ip, by_client) = tokio::join!(counted(ip_key), counted(client_key));
-    if by_ip.is_some_and(|n| n > limits.per_ip_per_minute) {
-        return Ok(Some(("ip", retry_after)));
     }
-    if by_client.is_some_and(|n| n > limits.per_client_per_minute) {
-        return Ok(Some(("client", retry_after)));
+    if limits.per_client_per_minute > 0 {
+        if let Some(client_id) = client_id(req).await? {
+            let key = format!("rl:client:{client_id}:{window}");
+            if state.limiter.hit(&key, window, ttl) > limits.per_client_per_minute {
+                return Ok(Some(("client", retry_after)));
+            }
+        }
     }
     Ok(None)
 }

@@ -33,6 +33,7 @@ async fn rate_limits_answer_429_with_retry_after_and_defaults_let_a_burst_throug
     let limited = Stack::start_with("memory", "rl:", "\n[rate_limits]\nper_ip_per_minute = 5\n").await;
     let url = common::authorize_url(&limited.broker.url, AUTH0_CLIENT, None, &[("login_hint", "alice@acme.test")]);
     let browser = Browser::default();
+    away_from_a_window_edge().await;
     for _ in 0..5 {
         assert_eq!(browser.get(&url).await.status(), 302);
     }
@@ -91,4 +92,42 @@ async fn html_pages_carry_security_headers() {
     assert_eq!(headers["x-frame-options"], "DENY");
     assert_eq!(headers["x-content-type-options"], "nosniff");
     assert!(headers.get("strict-transport-security").is_none(), "HSTS only when the issuer is https");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_are_shared_by_instances_on_one_redis() {
+    let redis = common::Redis::start().await;
+    let limits = "\n[rate_limits]\nper_ip_per_minute = 10\n";
+    let a = Stack::start_with(&redis.url(), "shared-rl:", limits).await;
+    let b = Stack::start_with(&redis.url(), "shared-rl:", limits).await;
+    let url = |stack: &Stack| {
+        common::authorize_url(&stack.broker.url, AUTH0_CLIENT, None, &[("login_hint", "alice@acme.test")])
+    };
+    let browser = Browser::default();
+    let settle = || tokio::time::sleep(std::time::Duration::from_millis(200));
+    away_from_a_window_edge().await;
+    for _ in 0..6 {
+        assert_eq!(browser.get(&url(&a)).await.status(), 302);
+    }
+    settle().await;
+    for _ in 0..4 {
+        assert_eq!(browser.get(&url(&b)).await.status(), 302, "B admits the 7th to 10th");
+    }
+    settle().await;
+    assert_eq!(browser.get(&url(&b)).await.status(), 429, "the 11th, on B, counts A's six");
+    // A judges on the total of its last answer from Redis: it learns of B's requests with the
+    // next one, so at most one more request gets through there.
+    let a_statuses = [browser.get(&url(&a)).await.status(), {
+        settle().await;
+        browser.get(&url(&a)).await.status()
+    }];
+    assert_eq!(a_statuses[1], 429, "A counts B's requests too: {a_statuses:?}");
+}
+
+/// Counters are per minute of the clock: a test counting to a limit starts well inside one.
+async fn away_from_a_window_edge() {
+    let into_minute = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs() % 60;
+    if into_minute >= 50 {
+        tokio::time::sleep(std::time::Duration::from_secs(61 - into_minute)).await;
+    }
 }

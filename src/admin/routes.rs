@@ -13,7 +13,7 @@ use super::{
     audit, encode_cursor, problem, unavailable, AdminToken, FieldError, Problem, Role, Tag, DEFAULT_PAGE, MAX_PAGE,
 };
 use crate::app::AppState;
-use crate::routing::{normalize_domain, Route as StoredRoute, RouteTable};
+use crate::routing::{normalize_domain, Route as StoredRoute};
 
 pub struct RoutesApi {
     pub state: Arc<AppState>,
@@ -273,7 +273,7 @@ impl RoutesApi {
             .as_deref()
             .filter(|d| !d.is_empty())
             .map(|d| normalize_domain(d).unwrap_or_else(|_| "\u{0}".to_owned()));
-        let routes = match RouteTable::new(&self.state.store).list().await {
+        let routes = match self.state.routes().list().await {
             Ok(routes) => routes,
             Err(e) => return ListResponse::Unavailable(unavailable(e)),
         };
@@ -321,7 +321,7 @@ impl RoutesApi {
         if !errors.is_empty() {
             return CreateResponse::Invalid(Json(Problem::invalid(errors)));
         }
-        let table = RouteTable::new(&self.state.store);
+        let table = self.state.routes();
         match table.replace(&route, None).await {
             Ok(true) => {}
             Ok(false) => return CreateResponse::Conflict(problem(409, format!("a route for {domain} exists"))),
@@ -341,7 +341,7 @@ impl RoutesApi {
         let Ok(normalized) = normalize_domain(&domain.0) else {
             return GetResponse::NotFound(problem(404, format!("no route for {}", domain.0)));
         };
-        match RouteTable::new(&self.state.store).read(&normalized).await {
+        match self.state.routes().read(&normalized).await {
             Ok(Some((route, bytes))) => GetResponse::Ok(Json(Route::from(&route)), etag(&bytes)),
             Ok(None) => GetResponse::NotFound(problem(404, format!("no route for {normalized}"))),
             Err(e) => GetResponse::Unavailable(unavailable(e)),
@@ -365,7 +365,7 @@ impl RoutesApi {
         let Ok(normalized) = normalize_domain(&domain.0) else {
             return UpdateResponse::NotFound(problem(404, format!("no route for {}", domain.0)));
         };
-        let table = RouteTable::new(&self.state.store);
+        let table = self.state.routes();
         let (current, bytes) = match table.read(&normalized).await {
             Ok(Some(found)) => found,
             Ok(None) => return UpdateResponse::NotFound(problem(404, format!("no route for {normalized}"))),
@@ -428,7 +428,7 @@ impl RoutesApi {
         let Ok(normalized) = normalize_domain(&domain.0) else {
             return DeleteResponse::NotFound(problem(404, format!("no route for {}", domain.0)));
         };
-        let table = RouteTable::new(&self.state.store);
+        let table = self.state.routes();
         let (current, bytes) = match table.read(&normalized).await {
             Ok(Some(found)) => found,
             Ok(None) => return DeleteResponse::NotFound(problem(404, format!("no route for {normalized}"))),

@@ -207,7 +207,7 @@ async fn domain_verified(
     let Some(domain) = email.rsplit_once('@').and_then(|(_, d)| crate::routing::normalize_domain(d).ok()) else {
         return Ok(false);
     };
-    let route = crate::routing::RouteTable::new(&app.store).resolve(&domain, client_id).await?;
+    let route = app.routes().resolve(&domain, client_id).await?;
     Ok(route.is_some_and(|r| r.verified && &r.organization_id == organization))
 }
 

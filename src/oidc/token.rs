@@ -18,15 +18,24 @@ use super::params::{is_pkce_value, Params, MAX_BODY_BYTES};
 use crate::app::AppState;
 use crate::clients::Client;
 use crate::config::TokenAuthMethod;
-use crate::store::{get_json, keys, put_json, take_json, Store};
+use crate::store::{keys, Redeemed, Store, StoreError};
 use crate::tokens::{at_hash, pkce_s256, random_token, secrets_equal, sha256_hex, Sealer};
 
-/// What an access token stands for: stored under SHA-256 of the token.
+/// What an access token stands for, as `/userinfo` reads it. The stored value is the redeemed
+/// [`CodeGrant`] itself, copied by the store in the step that takes the code; its other
+/// fields are ignored (none is a secret: the sealed token fields need the spent code).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct AccessGrant {
     pub client_id: String,
     pub sub: String,
     pub claims: Map<String, Value>,
+}
+
+/// The store key of an access token: its tag (its first characters, see
+/// [`keys::login_tag`]) and its SHA-256. None for a string too short to be one of ours.
+pub fn access_token_key(access_token: &str) -> Option<String> {
+    let tag = access_token.get(..keys::LOGIN_TAG_LEN)?;
+    (access_token.len() > keys::LOGIN_TAG_LEN).then(|| keys::access_token(tag, &sha256_hex(access_token)))
 }
 
 /// Left under the code's hash once redeemed, so that a replay can revoke what was issued.
@@ -74,10 +83,43 @@ async fn redeem(app: &AppState, authorization: Option<&str>, params: &Params) ->
     }
     let code = get("code")?.ok_or_else(|| invalid(ErrorCode::InvalidRequest, "code is missing"))?;
     let code_hash = sha256_hex(code);
-    let Some(grant) = take_json::<_, CodeGrant>(&app.store, &keys::code(&code_hash)).await? else {
-        revoke_if_replayed(app, &code_hash).await?;
-        return Err(invalid(ErrorCode::InvalidGrant, "the code is invalid, expired or already used"));
-    };
+    let tag = keys::login_tag(&code_hash);
+    // The access token is minted before the code is taken, so that one store step takes the
+    // code, marks it used (naming the token) and keeps the grant as the token's record. The
+    // token is disclosed only if every check below passes; otherwise its record is deleted.
+    let access_token = format!("{tag}{}", random_token(32)?);
+    let access_hash = sha256_hex(&access_token);
+    let access_key = keys::access_token(tag, &access_hash);
+    let access_ttl = Duration::from_secs(app.config.tokens.access_token_ttl_seconds);
+    let marker = serde_json::to_vec(&RedeemedCode { access_token_hash: access_hash })
+        .map_err(|e| OidcError::new(ErrorCode::ServerError, e.to_string()))?;
+    let code_key = keys::code(&code_hash);
+    let grant =
+        match app.store.redeem(&code_key, &keys::code_used(&code_hash), &marker, &access_key, access_ttl).await? {
+            Redeemed::Taken(bytes) => serde_json::from_slice::<CodeGrant>(&bytes)
+                .map_err(|e| StoreError::Corrupt { key: code_key, detail: e.to_string() })?,
+            Redeemed::Missing { marker } => {
+                revoke_if_replayed(app, tag, marker.as_deref()).await?;
+                return Err(invalid(ErrorCode::InvalidGrant, "the code is invalid, expired or already used"));
+            }
+        };
+    match check_grant(&client, &grant, &get) {
+        Ok(()) => issue(app, &client, code, &access_token, grant).await,
+        Err(error) => {
+            // The code is spent either way (RFC 6749 §10.5: single use); the token, never disclosed, goes.
+            app.store.delete(&access_key).await?;
+            Err(error)
+        }
+    }
+}
+
+/// Whether the client redeeming `grant` is the one it was issued to, with its redirect_uri and
+/// PKCE verifier.
+fn check_grant<'p>(
+    client: &Client,
+    grant: &CodeGrant,
+    get: &impl Fn(&str) -> Result<Option<&'p str>, OidcError>,
+) -> Result<(), OidcError> {
     if grant.client_id != client.record.client_id {
         return Err(invalid(ErrorCode::InvalidGrant, "the code was issued to another client"));
     }
@@ -86,42 +128,27 @@ async fn redeem(app: &AppState, authorization: Option<&str>, params: &Params) ->
         return Err(invalid(ErrorCode::InvalidGrant, "redirect_uri does not match the authorization request"));
     }
     match (&grant.code_challenge, get("code_verifier")?) {
-        (Some(_), None) => return Err(invalid(ErrorCode::InvalidGrant, "code_verifier is missing")),
+        (Some(_), None) => Err(invalid(ErrorCode::InvalidGrant, "code_verifier is missing")),
         (Some(challenge), Some(verifier)) => {
             if !is_pkce_value(verifier) || !secrets_equal(&pkce_s256(verifier), challenge) {
                 return Err(invalid(ErrorCode::InvalidGrant, "code_verifier does not match the code_challenge"));
             }
+            Ok(())
         }
         // RFC 9700 §2.1.1: a verifier for a code issued without a challenge is refused.
-        (None, Some(_)) => return Err(invalid(ErrorCode::InvalidGrant, "no code_challenge was sent for this code")),
-        (None, None) => {}
+        (None, Some(_)) => Err(invalid(ErrorCode::InvalidGrant, "no code_challenge was sent for this code")),
+        (None, None) => Ok(()),
     }
-    issue(app, &client, code, &code_hash, grant).await
 }
 
 async fn issue(
     app: &AppState,
     client: &Client,
     code: &str,
-    code_hash: &str,
+    access_token: &str,
     grant: CodeGrant,
 ) -> Result<Value, OidcError> {
-    let access_token = random_token(32)?;
-    let access_hash = sha256_hex(&access_token);
     let access_ttl = app.config.tokens.access_token_ttl_seconds;
-    // Marker and token in one round trip: sent in this order on the same connection, the
-    // marker is in place by the time the token is, so a replay racing this request finds it.
-    let marker = RedeemedCode { access_token_hash: access_hash.clone() };
-    let access =
-        AccessGrant { client_id: grant.client_id.clone(), sub: grant.sub.clone(), claims: grant.claims.clone() };
-    let (marker_key, access_key) = (keys::code_used(code_hash), keys::access_token(&access_hash));
-    let (marked, stored) = tokio::join!(
-        put_json(&app.store, &marker_key, &marker, Duration::from_secs(access_ttl)),
-        put_json(&app.store, &access_key, &access, Duration::from_secs(access_ttl)),
-    );
-    marked?;
-    stored?;
-
     let now = now_secs();
     let mut claims = grant.claims;
     claims.insert("iss".into(), json!(app.issuer));
@@ -131,7 +158,7 @@ async fn issue(
     claims.insert("iat".into(), json!(now));
     claims.insert("exp".into(), json!(now + app.config.tokens.id_token_ttl_seconds));
     claims.insert("auth_time".into(), json!(grant.auth_time));
-    claims.insert("at_hash".into(), json!(at_hash(&access_token)));
+    claims.insert("at_hash".into(), json!(at_hash(access_token)));
     // Echo the nonce only when the client sent one: Auth0 rejects an unexpected nonce.
     if let Some(nonce) = grant.nonce {
         claims.insert("nonce".into(), json!(nonce));
@@ -166,12 +193,14 @@ async fn issue(
     Ok(response)
 }
 
-/// A second use of a code revokes the access token the first use produced (RFC 6749 §4.1.2).
-async fn revoke_if_replayed(app: &AppState, code_hash: &str) -> Result<(), OidcError> {
-    if let Some(redeemed) = get_json::<_, RedeemedCode>(&app.store, &keys::code_used(code_hash)).await? {
-        tracing::warn!("authorization code replayed; revoking the tokens it produced");
-        app.store.delete(&keys::access_token(&redeemed.access_token_hash)).await?;
-    }
+/// A second use of a code revokes the access token the first use produced (RFC 6749 §4.1.2):
+/// `marker` is what the first use left, if anything.
+async fn revoke_if_replayed(app: &AppState, tag: &str, marker: Option<&[u8]>) -> Result<(), OidcError> {
+    let Some(marker) = marker else { return Ok(()) };
+    let redeemed: RedeemedCode = serde_json::from_slice(marker)
+        .map_err(|e| StoreError::Corrupt { key: "code-used marker".to_owned(), detail: e.to_string() })?;
+    tracing::warn!("authorization code replayed; revoking the tokens it produced");
+    app.store.delete(&keys::access_token(tag, &redeemed.access_token_hash)).await?;
     Ok(())
 }
 

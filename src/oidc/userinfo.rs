@@ -9,10 +9,9 @@ use serde_json::Value;
 
 use super::error::{bearer_error, json_response, OidcError};
 use super::params::{Params, MAX_BODY_BYTES};
-use super::token::AccessGrant;
+use super::token::{access_token_key, AccessGrant};
 use crate::app::AppState;
-use crate::store::{get_json, keys};
-use crate::tokens::sha256_hex;
+use crate::store::get_json;
 
 #[handler]
 pub async fn userinfo(req: &Request, body: Body, state: Data<&Arc<AppState>>) -> Response {
@@ -33,7 +32,10 @@ pub async fn userinfo(req: &Request, body: Body, state: Data<&Arc<AppState>>) ->
     let Some(token) = header_token.or(body_token) else {
         return bearer_error("an access token is required");
     };
-    match get_json::<_, AccessGrant>(&state.store, &keys::access_token(&sha256_hex(&token))).await {
+    let Some(key) = access_token_key(&token) else {
+        return bearer_error("the access token is invalid, expired or revoked");
+    };
+    match get_json::<_, AccessGrant>(&state.store, &key).await {
         Ok(Some(grant)) => {
             let mut claims = grant.claims;
             claims.insert("sub".into(), Value::String(grant.sub));

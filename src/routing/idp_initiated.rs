@@ -12,7 +12,7 @@ use poem::web::Data;
 use poem::{handler, Request, Response};
 use serde::{Deserialize, Serialize};
 
-use super::{RouteTable, Selectors};
+use super::Selectors;
 use crate::app::AppState;
 use crate::clients::{Client, ClientRecord};
 use crate::oidc::authorize::AuthorizationRequest;
@@ -148,7 +148,7 @@ async fn choose_client(app: &AppState, named: Option<&str>, organization: Option
         return lookup(client_id.to_owned()).await;
     }
     if let Some(organization) = organization {
-        let routes = RouteTable::new(&app.store).list().await.map_err(unavailable)?;
+        let routes = app.routes().list().await.map_err(unavailable)?;
         let mut allowed: Vec<&str> = routes
             .iter()
             .filter(|r| r.organization_id == organization)

@@ -10,7 +10,7 @@ pub mod table;
 
 use serde::{Deserialize, Serialize};
 
-pub use self::table::{normalize_domain, Route, RouteTable};
+pub use self::table::{normalize_domain, Route, RouteCache, RouteTable};
 use crate::clients::ClientRecord;
 use crate::config::Fallback;
 use crate::oidc::params::{ParamError, Params};
@@ -86,7 +86,11 @@ pub enum Decision {
 }
 
 /// Decides where a login of `client` with `selectors` goes.
-pub async fn decide<S: Store>(store: &S, client: &ClientRecord, selectors: &Selectors) -> Result<Decision, StoreError> {
+pub async fn decide<S: Store>(
+    table: &RouteTable<'_, S>,
+    client: &ClientRecord,
+    selectors: &Selectors,
+) -> Result<Decision, StoreError> {
     let login_hint = selectors.login_hint.clone();
     let upstream = |mut params: Vec<(&'static str, String)>, routed_by, organization_id: Option<String>| {
         if let Some(hint) = &login_hint {
@@ -119,7 +123,6 @@ pub async fn decide<S: Store>(store: &S, client: &ClientRecord, selectors: &Sele
             });
         }
     };
-    let table = RouteTable::new(store);
     let Ok(domain) = normalize_domain(domain) else {
         return Ok(Decision::Deny { domain: domain.to_owned() });
     };

@@ -1,9 +1,20 @@
 //! The route table: email domain → organization (and optionally connection), shared by every
 //! instance through the store.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
 use serde::{Deserialize, Serialize};
 
 use crate::store::{get_json, keys, Store, StoreError};
+
+/// How long an instance trusts its copy of a route, or of a domain's having none, before
+/// reading the store again: a change made on another instance (admin API, `routes import`)
+/// takes effect within this time, as for clients. Changes made through this instance at once.
+const CACHE_FOR: Duration = Duration::from_secs(5);
+/// Domains come from users' login hints: past this many the stale ones go, then all.
+const CACHE_MAX_ENTRIES: usize = 10_000;
 
 /// One routing rule.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,25 +82,79 @@ fn key(domain: &str) -> String {
     format!("{}{domain}", keys::ROUTES)
 }
 
-/// Route operations over any store.
+/// An instance's copy of the routes it looked up (and of the domains found to have none), so
+/// that a login reads the store for its flow only.
+#[derive(Default)]
+pub struct RouteCache {
+    entries: Mutex<HashMap<String, (Instant, Option<Route>)>>,
+}
+
+impl RouteCache {
+    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, Option<Route>)>> {
+        // Each use is one map operation: a panic cannot leave an entry half written.
+        self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn get(&self, domain: &str) -> Option<Option<Route>> {
+        self.entries().get(domain).filter(|(at, _)| at.elapsed() < CACHE_FOR).map(|(_, route)| route.clone())
+    }
+
+    fn keep(&self, domain: &str, route: Option<Route>) {
+        let mut entries = self.entries();
+        if entries.len() >= CACHE_MAX_ENTRIES {
+            entries.retain(|_, (at, _)| at.elapsed() < CACHE_FOR);
+            if entries.len() >= CACHE_MAX_ENTRIES {
+                entries.clear();
+            }
+        }
+        entries.insert(domain.to_owned(), (Instant::now(), route));
+    }
+
+    fn forget(&self, domain: &str) {
+        self.entries().remove(domain);
+    }
+}
+
+/// Route operations over any store; lookups through a [`RouteCache`] when given one.
 pub struct RouteTable<'s, S> {
     store: &'s S,
+    cache: Option<&'s RouteCache>,
 }
 
 impl<'s, S: Store> RouteTable<'s, S> {
+    /// Straight to the store: what a command-line tool or a test wants.
     pub fn new(store: &'s S) -> Self {
-        RouteTable { store }
+        RouteTable { store, cache: None }
+    }
+
+    /// Lookups served from `cache` while fresh; writes through this table refresh it.
+    pub fn cached(store: &'s S, cache: &'s RouteCache) -> Self {
+        RouteTable { store, cache: Some(cache) }
     }
 
     /// The route stored for exactly `domain` (already normalized).
     pub async fn get(&self, domain: &str) -> Result<Option<Route>, StoreError> {
-        get_json(self.store, &key(domain)).await
+        let Some(cache) = self.cache else { return get_json(self.store, &key(domain)).await };
+        if let Some(route) = cache.get(domain) {
+            return Ok(route);
+        }
+        let route: Option<Route> = get_json(self.store, &key(domain)).await?;
+        cache.keep(domain, route.clone());
+        Ok(route)
+    }
+
+    fn forget(&self, domain: &str) {
+        if let Some(cache) = self.cache {
+            cache.forget(domain);
+        }
     }
 
     pub async fn put(&self, route: &Route) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec(route)
             .map_err(|e| StoreError::Corrupt { key: key(&route.domain), detail: e.to_string() })?;
-        self.store.set(&key(&route.domain), &bytes).await
+        let written = self.store.set(&key(&route.domain), &bytes).await;
+        self.forget(&route.domain);
+        written
     }
 
     /// The route and its stored bytes (for compare-and-set).
@@ -104,11 +169,15 @@ impl<'s, S: Store> RouteTable<'s, S> {
     pub async fn replace(&self, route: &Route, expected: Option<&[u8]>) -> Result<bool, StoreError> {
         let bytes = serde_json::to_vec(route)
             .map_err(|e| StoreError::Corrupt { key: key(&route.domain), detail: e.to_string() })?;
-        self.store.replace(&key(&route.domain), expected, &bytes).await
+        let replaced = self.store.replace(&key(&route.domain), expected, &bytes).await;
+        self.forget(&route.domain);
+        replaced
     }
 
     pub async fn delete(&self, domain: &str) -> Result<(), StoreError> {
-        self.store.delete(&key(domain)).await
+        let deleted = self.store.delete(&key(domain)).await;
+        self.forget(domain);
+        deleted
     }
 
     /// Every route, sorted by domain.
@@ -184,6 +253,21 @@ mod tests {
         assert!(table.resolve("eu.globex.example", "c").await.expect("r").is_some());
         assert!(table.resolve("a.b.globex.example", "c").await.expect("r").is_some());
         assert!(table.resolve("example", "c").await.expect("r").is_none());
+    }
+
+    #[tokio::test]
+    async fn a_cached_table_sees_its_own_writes_at_once_and_others_within_the_cache_time() {
+        let store = MemoryStore::new();
+        let cache = RouteCache::default();
+        let table = RouteTable::cached(&store, &cache);
+        assert!(table.get("acme.example").await.expect("get").is_none());
+        table.put(&route("acme.example", false, &[])).await.expect("put");
+        assert!(table.get("acme.example").await.expect("get").is_some(), "its own write, at once");
+        // Another instance (no shared cache) deletes it: this one still has its copy.
+        RouteTable::new(&store).delete("acme.example").await.expect("delete");
+        assert!(table.get("acme.example").await.expect("get").is_some(), "cached");
+        table.delete("acme.example").await.expect("delete");
+        assert!(table.get("acme.example").await.expect("get").is_none(), "its own delete, at once");
     }
 
     #[tokio::test]

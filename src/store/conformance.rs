@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::Store;
+use super::{Redeemed, Store};
 
 /// Runs every check against a fresh store. Keys are namespaced by `ns` so that backends shared
 /// between tests (one Redis) do not interfere.
@@ -14,10 +14,12 @@ pub async fn run<S: Store + 'static>(store: Arc<S>, ns: &str) {
     put_new_is_exclusive(&*store, ns).await;
     ttl_expires(&*store, ns).await;
     counters(&*store, ns).await;
+    redeem_takes_marks_and_copies(&*store, ns).await;
     set_and_scan(&*store, ns).await;
     compare_and_set(&*store, ns).await;
     concurrent_take_has_one_winner(store.clone(), ns).await;
-    concurrent_put_new_has_one_winner(store, ns).await;
+    concurrent_put_new_has_one_winner(store.clone(), ns).await;
+    concurrent_redeem_has_one_winner(store, ns).await;
 }
 
 async fn put_get_take<S: Store>(store: &S, ns: &str) {
@@ -60,11 +62,50 @@ async fn ttl_expires<S: Store>(store: &S, ns: &str) {
 
 async fn counters<S: Store>(store: &S, ns: &str) {
     let key = format!("{ns}:counter");
-    assert_eq!(store.incr(&key, Duration::from_millis(300)).await.expect("incr"), 1);
-    assert_eq!(store.incr(&key, Duration::from_millis(300)).await.expect("incr"), 2);
-    assert_eq!(store.incr(&key, Duration::from_millis(300)).await.expect("incr"), 3);
+    assert_eq!(store.incr(&key, 1, Duration::from_millis(300)).await.expect("incr"), 1);
+    assert_eq!(store.incr(&key, 1, Duration::from_millis(300)).await.expect("incr"), 2);
+    assert_eq!(store.incr(&key, 5, Duration::from_millis(300)).await.expect("incr by 5"), 7);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(store.incr(&key, Duration::from_secs(60)).await.expect("incr"), 1, "a counter restarts after its TTL");
+    assert_eq!(
+        store.incr(&key, 1, Duration::from_secs(60)).await.expect("incr"),
+        1,
+        "a counter restarts after its TTL"
+    );
+    let batched = format!("{ns}:counter-batched");
+    assert_eq!(store.incr(&batched, 3, Duration::from_millis(300)).await.expect("incr"), 3, "a new counter by 3");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(store.incr(&batched, 2, Duration::from_secs(60)).await.expect("incr"), 2, "and it expires too");
+}
+
+async fn redeem_takes_marks_and_copies<S: Store>(store: &S, ns: &str) {
+    // One hash tag for the three keys, as redeem requires (one slot in a Redis Cluster).
+    let (key, marker_key, copy_key) =
+        (format!("grant:{{{ns}}}"), format!("grant-used:{{{ns}}}"), format!("grant-copy:{{{ns}}}"));
+    let ttl = Duration::from_millis(300);
+    assert_eq!(
+        store.redeem(&key, &marker_key, b"m", &copy_key, ttl).await.expect("redeem"),
+        Redeemed::Missing { marker: None },
+        "nothing to redeem, no marker"
+    );
+    assert_eq!(store.get(&marker_key).await.expect("get"), None, "a failed redemption writes nothing");
+    assert_eq!(store.get(&copy_key).await.expect("get"), None, "a failed redemption writes nothing");
+    store.put(&key, b"grant", Duration::from_secs(60)).await.expect("put");
+    assert_eq!(
+        store.redeem(&key, &marker_key, b"m", &copy_key, ttl).await.expect("redeem"),
+        Redeemed::Taken(b"grant".to_vec())
+    );
+    assert_eq!(store.get(&key).await.expect("get"), None, "redeemed means taken");
+    assert_eq!(store.get(&marker_key).await.expect("get").as_deref(), Some(&b"m"[..]), "the marker is left");
+    assert_eq!(store.get(&copy_key).await.expect("get").as_deref(), Some(&b"grant"[..]), "the copy is kept");
+    assert_eq!(
+        store.redeem(&key, &marker_key, b"other", &copy_key, ttl).await.expect("redeem"),
+        Redeemed::Missing { marker: Some(b"m".to_vec()) },
+        "a second redemption finds the first one's marker, and changes nothing"
+    );
+    assert_eq!(store.get(&marker_key).await.expect("get").as_deref(), Some(&b"m"[..]));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(store.get(&marker_key).await.expect("get"), None, "the marker lives ttl");
+    assert_eq!(store.get(&copy_key).await.expect("get"), None, "the copy lives ttl");
 }
 
 async fn set_and_scan<S: Store>(store: &S, ns: &str) {
@@ -144,4 +185,38 @@ async fn concurrent_put_new_has_one_winner<S: Store + 'static>(store: Arc<S>, ns
         }
     }
     assert_eq!(winners, 1, "exactly one concurrent put_new wins");
+}
+
+async fn concurrent_redeem_has_one_winner<S: Store + 'static>(store: Arc<S>, ns: &str) {
+    for round in 0..10 {
+        let key = format!("redeem-race:{{{ns}:{round}}}");
+        store.put(&key, b"prize", Duration::from_secs(60)).await.expect("put");
+        let redeemers: Vec<_> = (0..16)
+            .map(|i| {
+                let store = store.clone();
+                let key = key.clone();
+                tokio::spawn(async move {
+                    let marker = format!("{i}");
+                    let copy = format!("{key}:copy:{i}");
+                    (
+                        i,
+                        store
+                            .redeem(&key, &format!("{key}:used"), marker.as_bytes(), &copy, Duration::from_secs(60))
+                            .await,
+                    )
+                })
+            })
+            .collect();
+        let mut winners = Vec::new();
+        for redeemer in redeemers {
+            let (i, outcome) = redeemer.await.expect("task");
+            if let Redeemed::Taken(value) = outcome.expect("redeem") {
+                assert_eq!(value, b"prize");
+                winners.push(i);
+            }
+        }
+        assert_eq!(winners.len(), 1, "exactly one concurrent redemption wins (round {round})");
+        let marker = store.get(&format!("{key}:used")).await.expect("get");
+        assert_eq!(marker, Some(winners[0].to_string().into_bytes()), "the winner's marker stays");
+    }
 }

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::{Store, StoreError};
+use super::{Redeemed, Store, StoreError};
 
 /// Expired entries are dropped when read, and all of them every this many writes.
 const SWEEP_EVERY_WRITES: u64 = 4096;
@@ -117,7 +117,31 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn incr(&self, key: &str, ttl: Duration) -> Result<u64, StoreError> {
+    async fn redeem(
+        &self,
+        key: &str,
+        marker_key: &str,
+        marker: &[u8],
+        copy_key: &str,
+        ttl: Duration,
+    ) -> Result<Redeemed, StoreError> {
+        let now = Instant::now();
+        let mut entries = self.entries();
+        match entries.remove(key).filter(|e| e.expires_at > now) {
+            Some(taken) => {
+                let expires_at = now + ttl;
+                entries.insert(marker_key.to_owned(), Entry { value: marker.to_vec(), expires_at });
+                entries.insert(copy_key.to_owned(), Entry { value: taken.value.clone(), expires_at });
+                self.note_write(&mut entries);
+                Ok(Redeemed::Taken(taken.value))
+            }
+            None => Ok(Redeemed::Missing {
+                marker: entries.get(marker_key).filter(|e| e.expires_at > now).map(|e| e.value.clone()),
+            }),
+        }
+    }
+
+    async fn incr(&self, key: &str, by: u64, ttl: Duration) -> Result<u64, StoreError> {
         let now = Instant::now();
         let mut entries = self.entries();
         let entry = entries
@@ -132,7 +156,7 @@ impl Store for MemoryStore {
             .ok()
             .and_then(|s| s.parse().ok())
             .ok_or_else(|| StoreError::Corrupt { key: key.to_owned(), detail: "counter is not a number".to_owned() })?;
-        let next = current + 1;
+        let next = current.saturating_add(by);
         entry.value = next.to_string().into_bytes();
         Ok(next)
     }

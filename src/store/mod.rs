@@ -70,11 +70,34 @@ pub trait Store: Send + Sync {
     /// Deletes `key` if present.
     fn delete(&self, key: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Increments the counter under `key` and returns the new value; a new counter lives `ttl`.
-    fn incr(&self, key: &str, ttl: Duration) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    /// Adds `by` to the counter under `key` and returns the new value; a new counter lives `ttl`.
+    fn incr(&self, key: &str, by: u64, ttl: Duration) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Redeems a single-use value in one atomic step (one round trip): takes the value under
+    /// `key` and, if there was one, leaves `marker` under `marker_key` and the value itself
+    /// under `copy_key`, both for `ttl`. If there was none, answers what `marker_key` holds, so
+    /// that a replay of a redeemed value can be told from an unknown one. In a Redis Cluster
+    /// the three keys must share a hash tag (see [`keys::code`]).
+    fn redeem(
+        &self,
+        key: &str,
+        marker_key: &str,
+        marker: &[u8],
+        copy_key: &str,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<Redeemed, StoreError>> + Send;
 
     /// Succeeds when the backend answers.
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// What [`Store::redeem`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Redeemed {
+    /// The value, now taken; the marker and the copy are in place.
+    Taken(Vec<u8>),
+    /// No value; the marker a previous redemption left, if any.
+    Missing { marker: Option<Vec<u8>> },
 }
 
 /// The configured backend.
@@ -138,8 +161,18 @@ impl Store for AnyStore {
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         dispatch!(self, s => s.delete(key))
     }
-    async fn incr(&self, key: &str, ttl: Duration) -> Result<u64, StoreError> {
-        dispatch!(self, s => s.incr(key, ttl))
+    async fn incr(&self, key: &str, by: u64, ttl: Duration) -> Result<u64, StoreError> {
+        dispatch!(self, s => s.incr(key, by, ttl))
+    }
+    async fn redeem(
+        &self,
+        key: &str,
+        marker_key: &str,
+        marker: &[u8],
+        copy_key: &str,
+        ttl: Duration,
+    ) -> Result<Redeemed, StoreError> {
+        dispatch!(self, s => s.redeem(key, marker_key, marker, copy_key, ttl))
     }
     async fn ping(&self) -> Result<(), StoreError> {
         dispatch!(self, s => s.ping())
@@ -185,10 +218,11 @@ fn collection_of(prefix: &str) -> Result<&'static str, StoreError> {
 
 /// The key layout. Secrets (codes, tokens) appear only as their SHA-256.
 ///
-/// Every key is read and written alone (no command touches two keys), so in a Redis Cluster
-/// in-flight keys (flows, codes, tokens, counters) spread over all slots. Only the
-/// collections listed by `scan_prefix` are kept together (one hash tag each, see
-/// `RedisStore`).
+/// In a Redis Cluster in-flight keys (flows, codes, tokens, counters) spread over all slots.
+/// Two kinds of keys are kept together: the collections listed by `scan_prefix` (one hash tag
+/// each, added by `RedisStore`), and the three keys `/token` redeems in one step, a code, its
+/// used-marker and the access token it yields, which carry the hash tag of their login
+/// ([`login_tag`]) in their names.
 pub mod keys {
     /// Routes, by domain: `route:<domain>`.
     pub const ROUTES: &str = "route:";
@@ -208,16 +242,27 @@ pub mod keys {
     pub fn remembered_connection(id: &str) -> String {
         format!("idp:{id}")
     }
+    /// Characters of a [`login_tag`].
+    pub const LOGIN_TAG_LEN: usize = 8;
+
+    /// The hash tag of a login's `/token` keys: the start of the code's SHA-256. The access
+    /// token begins with it too (it is the start of a spent code's hash, nothing secret), so
+    /// that `/userinfo` finds the token's key from the token alone.
+    pub fn login_tag(code_hash: &str) -> &str {
+        code_hash.get(..LOGIN_TAG_LEN).unwrap_or(code_hash)
+    }
+
     pub fn code(code_hash: &str) -> String {
-        format!("code:{code_hash}")
+        format!("code:{{{}}}{code_hash}", login_tag(code_hash))
     }
     /// Left behind when a code is redeemed, naming the access token it produced, so that a
     /// replay of the code can revoke it (RFC 6749 §4.1.2).
     pub fn code_used(code_hash: &str) -> String {
-        format!("code-used:{code_hash}")
+        format!("code-used:{{{}}}{code_hash}", login_tag(code_hash))
     }
-    pub fn access_token(token_hash: &str) -> String {
-        format!("at:{token_hash}")
+    /// An access token, by its tag (its first [`LOGIN_TAG_LEN`] characters) and its SHA-256.
+    pub fn access_token(tag: &str, token_hash: &str) -> String {
+        format!("at:{{{tag}}}{token_hash}")
     }
     /// A `private_key_jwt` assertion's `jti`, kept until the assertion expires (single use).
     pub fn client_assertion(client_id: &str, jti_hash: &str) -> String {

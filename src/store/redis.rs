@@ -19,12 +19,19 @@ use redis::{AsyncCommands, ClientTlsConfig, Cmd, RedisFuture, TlsCertificates, V
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-use super::{collection_of, Store, StoreError};
+use super::{collection_of, Redeemed, Store, StoreError};
 use crate::config::{StoreConfig, StoreMode};
 
-/// INCR and, for a new counter, its expiry, in one round trip and atomically.
-const INCR_WITH_TTL: &str =
-    "local v = redis.call('INCR', KEYS[1]) if v == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end return v";
+/// INCRBY and, for a new counter, its expiry, in one round trip and atomically.
+const INCR_WITH_TTL: &str = "local v = redis.call('INCRBY', KEYS[1], ARGV[2]) \
+     if v == tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end return v";
+
+/// [`Store::redeem`]: GETDEL the value; if there was one, SET the marker and a copy of the
+/// value (both PX ARGV[2]); if not, answer the marker. KEYS share a hash tag in a cluster.
+const REDEEM: &str = "local v = redis.call('GETDEL', KEYS[1]) \
+     if v then redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2]) \
+     redis.call('SET', KEYS[3], v, 'PX', ARGV[2]) return {1, v} end \
+     local m = redis.call('GET', KEYS[2]) if m then return {0, m} end return {0}";
 
 /// SET only if the current value is the expected one, atomically.
 const COMPARE_AND_SET: &str =
@@ -339,16 +346,50 @@ impl Store for RedisStore {
         connection.del::<_, ()>(self.key(key)).await.map_err(unavailable)
     }
 
-    async fn incr(&self, key: &str, ttl: Duration) -> Result<u64, StoreError> {
+    async fn incr(&self, key: &str, by: u64, ttl: Duration) -> Result<u64, StoreError> {
         let mut connection = self.connection.clone();
         redis::cmd("EVAL")
             .arg(INCR_WITH_TTL)
             .arg(1)
             .arg(self.key(key))
             .arg(millis(ttl))
+            .arg(by)
             .query_async(&mut connection)
             .await
             .map_err(unavailable)
+    }
+
+    async fn redeem(
+        &self,
+        key: &str,
+        marker_key: &str,
+        marker: &[u8],
+        copy_key: &str,
+        ttl: Duration,
+    ) -> Result<Redeemed, StoreError> {
+        let mut connection = self.connection.clone();
+        let reply: Vec<Value> = redis::cmd("EVAL")
+            .arg(REDEEM)
+            .arg(3)
+            .arg(self.key(key))
+            .arg(self.key(marker_key))
+            .arg(self.key(copy_key))
+            .arg(marker)
+            .arg(millis(ttl))
+            .query_async(&mut connection)
+            .await
+            .map_err(unavailable)?;
+        let corrupt = || StoreError::Corrupt { key: key.to_owned(), detail: "unexpected redeem reply".to_owned() };
+        let bytes = |value: &Value| match value {
+            Value::BulkString(bytes) => Ok(bytes.clone()),
+            _ => Err(corrupt()),
+        };
+        match reply.as_slice() {
+            [Value::Int(1), value] => Ok(Redeemed::Taken(bytes(value)?)),
+            [Value::Int(0), marker] => Ok(Redeemed::Missing { marker: Some(bytes(marker)?) }),
+            [Value::Int(0)] => Ok(Redeemed::Missing { marker: None }),
+            _ => Err(corrupt()),
+        }
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -384,8 +425,19 @@ mod tests {
                 .collect::<std::collections::HashSet<_>>()
                 .len()
         };
-        for key in [keys::flow, keys::code, keys::access_token, keys::pending] {
+        for key in [keys::flow, keys::code, keys::pending, |h: &str| keys::access_token(keys::login_tag(h), h)] {
             assert!(spread(key) > 16, "in-flight keys spread over slots");
         }
+    }
+
+    #[test]
+    fn a_code_its_marker_and_its_access_token_share_a_slot() {
+        let cluster = |key: &str| Slot::for_key(stored_key("ssobridge:", true, key));
+        let code_hash = crate::tokens::sha256_hex("some code");
+        let tag = keys::login_tag(&code_hash);
+        let access_token = format!("{tag}the-rest-of-the-token");
+        let access_key = crate::oidc::token::access_token_key(&access_token).expect("key");
+        assert_eq!(cluster(&keys::code(&code_hash)), cluster(&keys::code_used(&code_hash)));
+        assert_eq!(cluster(&keys::code(&code_hash)), cluster(&access_key), "one slot for the /token step");
     }
 }

@@ -1,0 +1,155 @@
+//! Rate-limit counters shared through the store without a store round trip per request.
+//!
+//! Each instance counts requests in memory and adds its counts to the deployment's counters
+//! in the store (`INCRBY`), reading back the deployment-wide totals; a request does not wait
+//! for that. It is judged on the last total the store answered plus what this instance counted
+//! since. One increment per counter is on its way at a time, and what comes in meanwhile goes
+//! with the next one: under load a counter costs the store one command per round trip, not
+//! one per request. On one instance the count is exact; across several, an instance learns of
+//! the others' requests with its next answer from the store, so a limit can be overrun by what
+//! the instances admit within one round trip of each other. While the store is down each
+//! instance goes on limiting with its own counts, and adds them to the store once it is back.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use crate::store::{AnyStore, Store};
+
+/// Counters for fixed windows, keyed by name (the name includes the window).
+#[derive(Clone)]
+pub struct RateLimiter {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: AnyStore,
+    counters: Mutex<HashMap<String, Counter>>,
+    /// The newest window counted; counters of older ones go when it moves on.
+    window: AtomicU64,
+}
+
+#[derive(Default)]
+struct Counter {
+    window: u64,
+    /// The deployment-wide total the store last answered, this instance's sent counts included.
+    total: u64,
+    /// Counted here, not yet sent.
+    unflushed: u64,
+    /// Sent, not yet answered.
+    in_flight: u64,
+    /// Whether an increment is on its way (its task sends what accumulates after it).
+    sending: bool,
+}
+
+impl Counter {
+    fn estimate(&self) -> u64 {
+        self.total.saturating_add(self.in_flight).saturating_add(self.unflushed)
+    }
+}
+
+impl RateLimiter {
+    pub fn new(store: AnyStore) -> RateLimiter {
+        RateLimiter { inner: Arc::new(Inner { store, counters: Mutex::default(), window: AtomicU64::new(0) }) }
+    }
+
+    /// Counts one request under `key` (of `window`) and answers the deployment-wide count as
+    /// far as this instance knows, this request included. `ttl` is how long the store keeps
+    /// the counter.
+    pub fn hit(&self, key: &str, window: u64, ttl: Duration) -> u64 {
+        let (count, send) = {
+            let mut counters = self.inner.counters();
+            if self.inner.window.fetch_max(window, Ordering::AcqRel) < window {
+                counters.retain(|_, c| c.window >= window || c.sending);
+            }
+            let counter = counters.entry(key.to_owned()).or_insert_with(|| Counter { window, ..Counter::default() });
+            counter.unflushed += 1;
+            let send = !counter.sending;
+            counter.sending = true;
+            (counter.estimate(), send)
+        };
+        if send {
+            tokio::spawn(self.inner.clone().send(key.to_owned(), ttl));
+        }
+        count
+    }
+}
+
+impl Inner {
+    fn counters(&self) -> MutexGuard<'_, HashMap<String, Counter>> {
+        // Each update is a few integer operations: a panic cannot leave one half done.
+        self.counters.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Sends the counts under `key` until none is left, one increment at a time.
+    async fn send(self: Arc<Self>, key: String, ttl: Duration) {
+        loop {
+            let batch = {
+                let mut counters = self.counters();
+                let Some(counter) = counters.get_mut(&key) else { return };
+                if counter.unflushed == 0 {
+                    counter.sending = false;
+                    return;
+                }
+                counter.in_flight = std::mem::take(&mut counter.unflushed);
+                counter.in_flight
+            };
+            let answer = self.store.incr(&key, batch, ttl).await;
+            let mut counters = self.counters();
+            let Some(counter) = counters.get_mut(&key) else { return };
+            counter.in_flight = 0;
+            match answer {
+                // A window's counter only grows: keep the larger of what we knew and the answer.
+                Ok(total) => counter.total = counter.total.max(total),
+                Err(error) => {
+                    // Kept, and sent with the next request's increment.
+                    counter.unflushed += batch;
+                    counter.sending = false;
+                    drop(counters);
+                    tracing::warn!(error = %error, "rate limit counter could not be updated; limiting on this instance's counts");
+                    crate::telemetry::count("ssobridge_store_errors_total", &[]);
+                    return;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemoryStore;
+
+    #[tokio::test]
+    async fn instances_learn_of_each_others_counts_with_their_next_answer() {
+        let store = AnyStore::Memory(MemoryStore::new());
+        let (a, b) = (RateLimiter::new(store.clone()), RateLimiter::new(store.clone()));
+        let ttl = Duration::from_secs(61);
+        let settle = || tokio::time::sleep(Duration::from_millis(100));
+        let counts: Vec<u64> = (0..3).map(|_| a.hit("k:7", 7, ttl)).collect();
+        assert_eq!(counts, [1, 2, 3], "exact on one instance");
+        settle().await;
+        assert_eq!(b.hit("k:7", 7, ttl), 1, "B has not had an answer from the store yet");
+        settle().await;
+        assert_eq!(b.hit("k:7", 7, ttl), 5, "B's answer had A's three");
+        settle().await;
+        assert_eq!(a.hit("k:7", 7, ttl), 4, "A knows the total of its last answer");
+        settle().await;
+        assert_eq!(a.hit("k:7", 7, ttl), 7, "and learns of B's counts with its next answer");
+        settle().await;
+        assert_eq!(store.get("k:7").await.expect("get").as_deref(), Some(&b"7"[..]), "the store holds the total");
+    }
+
+    #[tokio::test]
+    async fn a_past_window_is_forgotten() {
+        let limiter = RateLimiter::new(AnyStore::Memory(MemoryStore::new()));
+        let ttl = Duration::from_secs(61);
+        limiter.hit("k:1", 1, ttl);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        limiter.hit("k:2", 2, ttl);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let counters = limiter.inner.counters();
+        assert!(counters.contains_key("k:2") && !counters.contains_key("k:1"), "only the current window is kept");
+    }
+}
