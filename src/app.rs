@@ -120,7 +120,7 @@ impl AppState {
             pairwise_salt,
             discovery,
             started: Instant::now(),
-            limiter: crate::limiter::RateLimiter::new(store.clone()),
+            limiter: crate::limiter::RateLimiter::for_store(&store),
             route_cache: crate::routing::RouteCache::default(),
             store,
         })

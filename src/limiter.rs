@@ -9,6 +9,7 @@
 //! the others' requests with its next answer from the store, so a limit can be overrun by what
 //! the instances admit within one round trip of each other. While the store is down each
 //! instance goes on limiting with its own counts, and adds them to the store once it is back.
+//! With the memory store (one process) the counts stay in the process.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,7 +25,9 @@ pub struct RateLimiter {
 }
 
 struct Inner {
-    store: AnyStore,
+    /// Where the deployment's counters are; None for one process alone (the memory store),
+    /// whose own counts are the deployment's.
+    store: Option<AnyStore>,
     counters: Mutex<HashMap<String, Counter>>,
     /// The newest window counted; counters of older ones go when it moves on.
     window: AtomicU64,
@@ -50,7 +53,25 @@ impl Counter {
 }
 
 impl RateLimiter {
-    pub fn new(store: AnyStore) -> RateLimiter {
+    /// Counters shared through `store`.
+    pub fn shared(store: AnyStore) -> RateLimiter {
+        Self::with(Some(store))
+    }
+
+    /// Counters of this process alone.
+    pub fn local() -> RateLimiter {
+        Self::with(None)
+    }
+
+    /// Shared through a Redis store; local with the memory store, which no other process sees.
+    pub fn for_store(store: &AnyStore) -> RateLimiter {
+        match store {
+            AnyStore::Memory(_) => Self::local(),
+            AnyStore::Redis(_) => Self::shared(store.clone()),
+        }
+    }
+
+    fn with(store: Option<AnyStore>) -> RateLimiter {
         RateLimiter { inner: Arc::new(Inner { store, counters: Mutex::default(), window: AtomicU64::new(0) }) }
     }
 
@@ -65,8 +86,8 @@ impl RateLimiter {
             }
             let counter = counters.entry(key.to_owned()).or_insert_with(|| Counter { window, ..Counter::default() });
             counter.unflushed += 1;
-            let send = !counter.sending;
-            counter.sending = true;
+            let send = !counter.sending && self.inner.store.is_some();
+            counter.sending |= send;
             (counter.estimate(), send)
         };
         if send {
@@ -95,7 +116,8 @@ impl Inner {
                 counter.in_flight = std::mem::take(&mut counter.unflushed);
                 counter.in_flight
             };
-            let answer = self.store.incr(&key, batch, ttl).await;
+            let Some(store) = &self.store else { return };
+            let answer = store.incr(&key, batch, ttl).await;
             let mut counters = self.counters();
             let Some(counter) = counters.get_mut(&key) else { return };
             counter.in_flight = 0;
@@ -124,7 +146,7 @@ mod tests {
     #[tokio::test]
     async fn instances_learn_of_each_others_counts_with_their_next_answer() {
         let store = AnyStore::Memory(MemoryStore::new());
-        let (a, b) = (RateLimiter::new(store.clone()), RateLimiter::new(store.clone()));
+        let (a, b) = (RateLimiter::shared(store.clone()), RateLimiter::shared(store.clone()));
         let ttl = Duration::from_secs(61);
         let settle = || tokio::time::sleep(Duration::from_millis(100));
         let counts: Vec<u64> = (0..3).map(|_| a.hit("k:7", 7, ttl)).collect();
@@ -143,7 +165,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_past_window_is_forgotten() {
-        let limiter = RateLimiter::new(AnyStore::Memory(MemoryStore::new()));
+        let limiter = RateLimiter::local();
         let ttl = Duration::from_secs(61);
         limiter.hit("k:1", 1, ttl);
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -151,5 +173,16 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(100)).await;
         let counters = limiter.inner.counters();
         assert!(counters.contains_key("k:2") && !counters.contains_key("k:1"), "only the current window is kept");
+    }
+
+    #[tokio::test]
+    async fn a_local_limiter_counts_exactly_and_writes_nothing() {
+        let store = AnyStore::Memory(MemoryStore::new());
+        let limiter = RateLimiter::for_store(&store);
+        let ttl = Duration::from_secs(61);
+        let counts: Vec<u64> = (0..4).map(|_| limiter.hit("k:3", 3, ttl)).collect();
+        assert_eq!(counts, [1, 2, 3, 4]);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(store.get("k:3").await.expect("get"), None, "one process: nothing to share");
     }
 }

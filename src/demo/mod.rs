@@ -65,7 +65,7 @@ ec_key_pem = '''
 issuer = "{public_url}/simulator"
 client_id = "{UPSTREAM_CLIENT_ID}"
 client_secret = "{upstream_secret}"
-allowed_algorithms = ["ES256", "RS256"]
+allowed_algorithms = ["EdDSA", "ES256", "RS256"]
 [[clients]]
 client_id = "{DEMO_CLIENT_ID}"
 client_secret = "{DEMO_CLIENT_SECRET}"

@@ -218,6 +218,10 @@ pub(crate) fn select_key<'k>(keys: &'k [Jwk], kid: Option<&str>, alg: Algorithm)
         let kty_fits = match &k.algorithm {
             jsonwebtoken::jwk::AlgorithmParameters::RSA(_) => family == jsonwebtoken::AlgorithmFamily::Rsa,
             jsonwebtoken::jwk::AlgorithmParameters::EllipticCurve(_) => family == jsonwebtoken::AlgorithmFamily::Ec,
+            // RFC 8037: EdDSA with Ed25519 (jsonwebtoken verifies no other curve).
+            jsonwebtoken::jwk::AlgorithmParameters::OctetKeyPair(p) => {
+                family == jsonwebtoken::AlgorithmFamily::Ed && p.curve == jsonwebtoken::jwk::EllipticCurve::Ed25519
+            }
             _ => false,
         };
         let use_fits = !matches!(k.common.public_key_use, Some(jsonwebtoken::jwk::PublicKeyUse::Encryption));
@@ -286,5 +290,40 @@ mod fuzz {
             prop_assume!(decoded(&mutated) != decoded(&valid));
             prop_assert!(verifier.verify(&mutated, &keys, Some("n")).is_err(), "accepted {mutated}");
         }
+    }
+}
+
+#[cfg(test)]
+mod eddsa {
+    use base64::Engine;
+    use serde_json::json;
+
+    use super::*;
+
+    /// An Ed25519 key as a JWK, and a token signed with it.
+    fn signed(claims: &serde_json::Value) -> (Vec<Jwk>, String) {
+        use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&aws_lc_rs::rand::SystemRandom::new()).expect("key");
+        let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).expect("pair");
+        let x = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(pair.public_key().as_ref());
+        let jwk = serde_json::from_value(json!({"kty": "OKP", "crv": "Ed25519", "x": x, "kid": "ed"})).expect("jwk");
+        let mut header = jsonwebtoken::Header::new(Algorithm::EdDSA);
+        header.kid = Some("ed".into());
+        let jwt = jsonwebtoken::encode(&header, claims, &jsonwebtoken::EncodingKey::from_ed_der(pkcs8.as_ref()))
+            .expect("sign");
+        (vec![jwk], jwt)
+    }
+
+    #[test]
+    fn eddsa_tokens_verify_when_allowed_and_only_then() {
+        let now = jsonwebtoken::get_current_timestamp();
+        let claims = json!({"iss": "https://up.example", "aud": "client", "sub": "conn_1;a@b.c", "iat": now, "exp": now + 300, "nonce": "n"});
+        let (keys, jwt) = signed(&claims);
+        let allowing = Verifier::new("https://up.example".into(), "client".into(), &["EdDSA".into()], 60).expect("v");
+        assert_eq!(allowing.verify(&jwt, &keys, Some("n")).expect("verifies").sub, "conn_1;a@b.c");
+        let (other_keys, _) = signed(&claims);
+        assert!(allowing.verify(&jwt, &other_keys, Some("n")).is_err(), "another key's signature is refused");
+        let refusing = Verifier::new("https://up.example".into(), "client".into(), &["ES256".into()], 60).expect("v");
+        assert!(refusing.verify(&jwt, &keys, Some("n")).is_err(), "EdDSA is refused unless allowed");
     }
 }
