@@ -58,6 +58,7 @@ def parse(lines):
 KINDS = [
     ("RSA (bn_*/rsa_* of aws-lc)", re.compile(r"aws_lc.*(bn_|rsa|RSA)|mulx4x|sqrx8x|bn_power|__bn_")),
     ("EC P-256 (ecp_nistz256/ECDSA of aws-lc)", re.compile(r"nistz256|ecdsa|ECDSA|ec_|EC_|beeu_mod|p256")),
+    ("Ed25519 (edwards25519, SHA-512 of aws-lc)", re.compile(r"edwards25519|ed25519|ED25519|sha512")),
     ("other aws-lc (SHA-256, RNG, ...)", re.compile(r"aws_lc|sha256|SHA256|CRYPTO_")),
     ("kernel (TCP, syscalls, scheduler)", re.compile(r"^\[k\] ")),
     ("malloc/free/realloc", re.compile(r"malloc|free|realloc|_int_|calloc|tcache|arena")),
@@ -77,8 +78,8 @@ KINDS = [
 # Each sample goes to the first area one of its frames matches (so the shares add up to 100%).
 AREAS = [
     ("RSA-2048 signature of the ID token (/token)", re.compile(r"rsa_default_private_transform|rsa::key::KeyPair::sign")),
-    ("ES256 check of the upstream ID token (/callback, with its JSON)", re.compile(r"upstream::id_token::Verifier")),
-    ("demo simulator's handlers (its ES256 signature included; demo only)", re.compile(r"demo::simulator")),
+    ("check of the upstream ID token (/callback: its signature, with its JSON)", re.compile(r"upstream::id_token::Verifier")),
+    ("demo simulator's handlers (its EdDSA signature included; demo only)", re.compile(r"demo::simulator")),
     ("broker's HTTP client to the upstream (reqwest, hyper client)", re.compile(r"reqwest|hyper::client|hyper_util::client")),
     ("/token, the rest (client auth, store, claims, JSON)", re.compile(r"oidc::token::")),
     ("/callback, the rest (flow, identity, code, store)", re.compile(r"oidc::callback::|upstream::")),
