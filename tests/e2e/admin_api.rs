@@ -1,15 +1,13 @@
 //! The admin API end to end: against running brokers sharing a real Redis, with the full OIDC
 //! flow using what the API created; the negative cases; and the committed spec matching the code.
 
-mod common;
-
-use common::{authorize_url, query, rp, BrokerSocket, Browser, ADMIN_READ_TOKEN, ADMIN_WRITE_TOKEN};
+use crate::common::{authorize_url, query, rp, BrokerSocket, Browser, ADMIN_READ_TOKEN, ADMIN_WRITE_TOKEN};
 use serde_json::{json, Value};
 use ssobridge::tokens::{generate_rsa_pem, SigningKey};
 
 #[test]
 fn the_committed_spec_matches_the_code() {
-    let committed = std::fs::read_to_string(common::repo_root().join("openapi/ssobridge-admin.json"))
+    let committed = std::fs::read_to_string(crate::common::repo_root().join("openapi/ssobridge-admin.json"))
         .expect("openapi/ssobridge-admin.json");
     let generated = ssobridge::admin::spec_json().expect("spec");
     assert!(
@@ -33,7 +31,7 @@ struct Admin {
 
 impl Admin {
     fn new(broker: &str) -> Admin {
-        Admin { http: common::http(), base: format!("{broker}/admin") }
+        Admin { http: crate::common::http(), base: format!("{broker}/admin") }
     }
 
     async fn send(
@@ -67,14 +65,14 @@ const R: Option<&str> = Some(ADMIN_READ_TOKEN);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_client_and_a_route_made_through_the_api_work_for_logins_on_every_instance() {
-    let redis = common::Redis::start().await;
+    let redis = crate::common::Redis::start().await;
     let a_socket = BrokerSocket::bind().await;
     let b_socket = BrokerSocket::bind().await;
-    let upstream = common::Upstream::start(&[a_socket.callback(), b_socket.callback()]).await;
+    let upstream = crate::common::Upstream::start(&[a_socket.callback(), b_socket.callback()]).await;
     let pem = generate_rsa_pem().expect("pem");
     let key = || SigningKey::from_pem(&pem).expect("key");
-    let a_toml = common::broker_toml(&a_socket.url, &redis.url(), "adm:", &upstream.issuer);
-    let b_toml = common::broker_toml(&b_socket.url, &redis.url(), "adm:", &upstream.issuer);
+    let a_toml = crate::common::broker_toml(&a_socket.url, &redis.url(), "adm:", &upstream.issuer);
+    let b_toml = crate::common::broker_toml(&b_socket.url, &redis.url(), "adm:", &upstream.issuer);
     let a = a_socket.serve_with_admin(&a_toml, key()).await;
     let b = b_socket.serve_with_admin(&b_toml, key()).await;
     let admin_a = Admin::new(&a.url);
@@ -129,7 +127,7 @@ async fn a_client_and_a_route_made_through_the_api_work_for_logins_on_every_inst
         "B routed by the API-made route"
     );
     let page = browser.get(&authorize_url(&b.url, client, None, &[])).await.text().await.expect("page");
-    let flow = common::hidden_input(&page, "flow").expect("the hosted page on B");
+    let flow = crate::common::hidden_input(&page, "flow").expect("the hosted page on B");
     assert!(page.contains("Sign in to API Made"));
     let response = browser
         .post_form(&format!("{}/login/email", b.url), &[("flow", &flow), ("email", "milton@initech.test")])
@@ -149,14 +147,14 @@ async fn a_client_and_a_route_made_through_the_api_work_for_logins_on_every_inst
         .await
         .expect("login");
     let code = query(&landed).remove("code").expect("code");
-    let (status, _) = common::redeem(&a.url, client, &code, None).await;
+    let (status, _) = crate::common::redeem(&a.url, client, &code, None).await;
     assert_eq!(status, 401, "the old secret is refused");
     let landed = browser
         .follow_until(&authorize_url(&a.url, client, None, &[("login_hint", "alice@acme.test")]), redirect)
         .await
         .expect("login");
     let code = query(&landed).remove("code").expect("code");
-    let (status, tokens) = common::redeem(&a.url, ("api-made", &new_secret, redirect), &code, None).await;
+    let (status, tokens) = crate::common::redeem(&a.url, ("api-made", &new_secret, redirect), &code, None).await;
     assert_eq!(status, 200, "{tokens}");
 
     // Deleted: its logins stop.
@@ -171,8 +169,8 @@ async fn a_client_and_a_route_made_through_the_api_work_for_logins_on_every_inst
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn negative_cases() {
     let socket = BrokerSocket::bind().await;
-    let upstream = common::Upstream::start(&[socket.callback()]).await;
-    let toml = common::broker_toml(&socket.url, "memory", "neg:", &upstream.issuer);
+    let upstream = crate::common::Upstream::start(&[socket.callback()]).await;
+    let toml = crate::common::broker_toml(&socket.url, "memory", "neg:", &upstream.issuer);
     let broker = socket.serve_with_admin(&toml, SigningKey::generate_rsa().expect("key")).await;
     let admin = Admin::new(&broker.url);
     let valid = json!({"client_id": "neg-client", "redirect_uris": ["https://app.example.com/cb"]});
@@ -234,7 +232,7 @@ async fn negative_cases() {
     assert_eq!(status, 413);
 
     // Malformed JSON is a problem document, not a 500.
-    let response = common::http()
+    let response = crate::common::http()
         .post(format!("{}/admin/routes", broker.url))
         .bearer_auth(ADMIN_WRITE_TOKEN)
         .header("content-type", "application/json")
@@ -300,26 +298,26 @@ async fn negative_cases() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_rotate_during_a_login_and_both_tokens_verify() {
-    let redis = common::Redis::start().await;
+    let redis = crate::common::Redis::start().await;
     let socket = BrokerSocket::bind().await;
-    let upstream = common::Upstream::start(&[socket.callback()]).await;
-    let toml = common::broker_toml(&socket.url, &redis.url(), "keys:", &upstream.issuer)
+    let upstream = crate::common::Upstream::start(&[socket.callback()]).await;
+    let toml = crate::common::broker_toml(&socket.url, &redis.url(), "keys:", &upstream.issuer)
         + "\n[signing]\nkey_encryption_key = \"a-test-key-encryption-key-of-some-length\"\n";
     let broker = socket.serve_with_admin(&toml, SigningKey::generate_rsa().expect("key")).await;
     let admin = Admin::new(&broker.url);
-    let client = common::AUTH0_CLIENT;
+    let client = crate::common::AUTH0_CLIENT;
     let browser = Browser::default();
-    let start = authorize_url(&broker.url, client, Some(common::VERIFIER), &[("login_hint", "alice@acme.test")]);
+    let start = authorize_url(&broker.url, client, Some(crate::common::VERIFIER), &[("login_hint", "alice@acme.test")]);
     let code =
         || async { query(&browser.follow_until(&start, client.2).await.expect("login")).remove("code").expect("code") };
 
     let first_code = code().await;
-    let (_, first) = common::redeem(&broker.url, client, &first_code, Some(common::VERIFIER)).await;
+    let (_, first) = crate::common::redeem(&broker.url, client, &first_code, Some(crate::common::VERIFIER)).await;
     // A login is under way (code issued, not redeemed) when the key rotates.
     let second_code = code().await;
     let (status, _, rotated) = admin.send(reqwest::Method::POST, "/keys/rotate", W, None, None).await;
     assert_eq!(status, 201, "{rotated}");
-    let (_, second) = common::redeem(&broker.url, client, &second_code, Some(common::VERIFIER)).await;
+    let (_, second) = crate::common::redeem(&broker.url, client, &second_code, Some(crate::common::VERIFIER)).await;
 
     let kid = |token: &Value| {
         jsonwebtoken::decode_header(token["id_token"].as_str().expect("id_token")).expect("header").kid.expect("kid")
@@ -327,7 +325,8 @@ async fn keys_rotate_during_a_login_and_both_tokens_verify() {
     assert_ne!(kid(&first), kid(&second), "the new key signs after rotation");
     assert_eq!(kid(&second), rotated["kid"].as_str().expect("kid"));
     for token in [&first, &second] {
-        let claims = common::verify_id_token(&broker.url, token["id_token"].as_str().expect("id"), client.0).await;
+        let claims =
+            crate::common::verify_id_token(&broker.url, token["id_token"].as_str().expect("id"), client.0).await;
         assert_eq!(claims["email"], "alice@acme.test");
     }
     let (_, _, keys) = admin.send(reqwest::Method::GET, "/keys", R, None, None).await;
@@ -343,8 +342,8 @@ async fn keys_rotate_during_a_login_and_both_tokens_verify() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotation_without_a_key_encryption_key_is_refused() {
     let socket = BrokerSocket::bind().await;
-    let upstream = common::Upstream::start(&[socket.callback()]).await;
-    let toml = common::broker_toml(&socket.url, "memory", "nokek:", &upstream.issuer);
+    let upstream = crate::common::Upstream::start(&[socket.callback()]).await;
+    let toml = crate::common::broker_toml(&socket.url, "memory", "nokek:", &upstream.issuer);
     let broker = socket.serve_with_admin(&toml, SigningKey::generate_rsa().expect("key")).await;
     let (status, _, body) = Admin::new(&broker.url).send(reqwest::Method::POST, "/keys/rotate", W, None, None).await;
     assert_eq!(status, 409);

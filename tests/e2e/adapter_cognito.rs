@@ -3,14 +3,8 @@
 //! permission checked), behind the recording proxy of the adapter's own tests
 //! (adapters/cognito/tests/support), which also stands in for `AdminLinkProviderForUser`.
 
-mod common;
-
-#[allow(dead_code, clippy::all)]
-#[path = "../adapters/cognito/tests/support/mod.rs"]
-mod cognito;
-
-use cognito::{attribute, World, PROVIDER, REGION};
-use common::{authorize_url, query, redeem, BrokerSocket, Browser};
+use crate::cognito::{attribute, World, PROVIDER, REGION};
+use crate::common::{authorize_url, query, redeem, BrokerSocket, Browser};
 use serde_json::Value;
 use ssobridge::tokens::SigningKey;
 
@@ -32,10 +26,10 @@ async fn a_login_through_the_broker_lands_in_the_cognito_pool_once_and_links_an_
     let world = World::start().await;
     let pool = world.create_pool(false, true).await;
     let socket = BrokerSocket::bind().await;
-    let upstream = common::Upstream::start(&[socket.callback()]).await;
+    let upstream = crate::common::Upstream::start(&[socket.callback()]).await;
     // The route marks acme.test as the organization's own domain: only then may the adapter
     // link by email (README, Home realm discovery).
-    let toml = common::broker_toml(&socket.url, "memory", "cg:", &upstream.issuer)
+    let toml = crate::common::broker_toml(&socket.url, "memory", "cg:", &upstream.issuer)
         + &format!(
             r#"
 [[routes]]
@@ -71,15 +65,16 @@ timeout_seconds = 5
         let broker_url = broker.url.clone();
         async move {
             let browser = Browser::default();
-            let start = authorize_url(&broker_url, APP, Some(common::VERIFIER), &[("login_hint", email)]);
+            let start = authorize_url(&broker_url, APP, Some(crate::common::VERIFIER), &[("login_hint", email)]);
             let landed = browser.follow_until(&start, APP.2).await.expect("login");
             let mut params = query(&landed);
             assert_eq!(params.get("state").map(String::as_str), Some("client-state-123"), "{landed}");
             let code = params.remove("code").unwrap_or_else(|| panic!("code: {landed}"));
-            let (status, tokens) = redeem(&broker_url, APP, &code, Some(common::VERIFIER)).await;
+            let (status, tokens) = redeem(&broker_url, APP, &code, Some(crate::common::VERIFIER)).await;
             assert_eq!(status, 200, "{tokens}");
             let claims =
-                common::verify_id_token(&broker_url, tokens["id_token"].as_str().expect("id_token"), APP.0).await;
+                crate::common::verify_id_token(&broker_url, tokens["id_token"].as_str().expect("id_token"), APP.0)
+                    .await;
             assert_eq!(claims["email"], email);
             claims
         }
@@ -135,7 +130,7 @@ timeout_seconds = 5
     // An account the application made before SSO, with a verified email: taken over, not
     // duplicated; its own profile is left alone.
     let carol = "carol@acme.test";
-    let existing = format!("app-user-{}", cognito::unique());
+    let existing = format!("app-user-{}", crate::cognito::unique());
     world
         .aws
         .cognito_ok(

@@ -2,13 +2,7 @@
 //! provider: the Firebase adapter against the Firebase Auth emulator, ending with the app
 //! signing in to Firebase with the custom token from the broker's token response.
 
-mod common;
-
-#[allow(dead_code, clippy::all)]
-#[path = "../adapters/firebase/tests/common/mod.rs"]
-mod firebase;
-
-use common::{authorize_url, query, redeem, BrokerSocket, Browser};
+use crate::common::{authorize_url, query, redeem, BrokerSocket, Browser};
 use serde_json::Value;
 use ssobridge::tokens::SigningKey;
 
@@ -16,11 +10,14 @@ const APP: (&str, &str, &str) = ("firebase-app", "firebase-app-secret", "https:/
 
 /// The upstream and a broker whose client `APP` uses the Firebase adapter against `emulator`,
 /// with a route for acme.test (`verified` as given).
-async fn broker_for(emulator: &firebase::Emulator, verified: bool) -> (common::Upstream, common::Broker) {
+async fn broker_for(
+    emulator: &crate::firebase::Emulator,
+    verified: bool,
+) -> (crate::common::Upstream, crate::common::Broker) {
     let socket = BrokerSocket::bind().await;
-    let upstream = common::Upstream::start(&[socket.callback()]).await;
-    let (pem, _) = firebase::service_account_key();
-    let toml = common::broker_toml(&socket.url, "memory", "fb:", &upstream.issuer)
+    let upstream = crate::common::Upstream::start(&[socket.callback()]).await;
+    let (pem, _) = crate::firebase::service_account_key();
+    let toml = crate::common::broker_toml(&socket.url, "memory", "fb:", &upstream.issuer)
         + &format!(
             r#"
 [[clients]]
@@ -42,7 +39,7 @@ verified = {verified}
             id = APP.0,
             secret = APP.1,
             redirect = APP.2,
-            project = firebase::PROJECT_ID,
+            project = crate::firebase::PROJECT_ID,
             host = emulator.host,
         );
     let broker = socket.serve(&toml, SigningKey::generate_rsa().expect("key")).await;
@@ -51,21 +48,23 @@ verified = {verified}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_login_through_the_broker_lands_in_firebase_and_the_app_signs_in_with_the_custom_token() {
-    let emulator = firebase::Emulator::start().await;
+    let emulator = crate::firebase::Emulator::start().await;
     let (_upstream, broker) = broker_for(&emulator, true).await;
 
     let login = || async {
         let browser = Browser::default();
-        let start = authorize_url(&broker.url, APP, Some(common::VERIFIER), &[("login_hint", "alice@acme.test")]);
+        let start =
+            authorize_url(&broker.url, APP, Some(crate::common::VERIFIER), &[("login_hint", "alice@acme.test")]);
         let landed = browser.follow_until(&start, APP.2).await.expect("login");
         let code = query(&landed).remove("code").unwrap_or_else(|| panic!("code: {landed}"));
-        let (status, tokens) = redeem(&broker.url, APP, &code, Some(common::VERIFIER)).await;
+        let (status, tokens) = redeem(&broker.url, APP, &code, Some(crate::common::VERIFIER)).await;
         assert_eq!(status, 200, "{tokens}");
         tokens
     };
     let first = login().await;
     let custom_token = first["firebase_token"].as_str().expect("the token response carries firebase_token");
-    let claims = common::verify_id_token(&broker.url, first["id_token"].as_str().expect("id_token"), APP.0).await;
+    let claims =
+        crate::common::verify_id_token(&broker.url, first["id_token"].as_str().expect("id_token"), APP.0).await;
     let uid = claims["firebase_uid"].as_str().expect("firebase_uid claim").to_owned();
     assert!(claims.get("firebase_token").is_none(), "the custom token is not in the ID token");
 
@@ -80,7 +79,8 @@ async fn a_login_through_the_broker_lands_in_firebase_and_the_app_signs_in_with_
 
     // A returning login: the same Firebase user, no duplicate.
     let second = login().await;
-    let claims = common::verify_id_token(&broker.url, second["id_token"].as_str().expect("id_token"), APP.0).await;
+    let claims =
+        crate::common::verify_id_token(&broker.url, second["id_token"].as_str().expect("id_token"), APP.0).await;
     assert_eq!(claims["firebase_uid"], uid.as_str());
     let users = api.all_users().await;
     assert_eq!(users.iter().filter(|u| u["email"] == "alice@acme.test").count(), 1, "{users:?}");
@@ -90,17 +90,18 @@ async fn a_login_through_the_broker_lands_in_firebase_and_the_app_signs_in_with_
 /// SSO login take over an existing account with the same email, whatever the IdP asserts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_unverified_domain_never_links_to_an_existing_account() {
-    let emulator = firebase::Emulator::start().await;
+    let emulator = crate::firebase::Emulator::start().await;
     let api = emulator.api();
     let existing = api.sign_up_with_password("alice@acme.test").await;
     let (_upstream, broker) = broker_for(&emulator, false).await;
     let browser = Browser::default();
-    let start = authorize_url(&broker.url, APP, Some(common::VERIFIER), &[("login_hint", "alice@acme.test")]);
+    let start = authorize_url(&broker.url, APP, Some(crate::common::VERIFIER), &[("login_hint", "alice@acme.test")]);
     let landed = browser.follow_until(&start, APP.2).await.expect("login");
     let code = query(&landed).remove("code").unwrap_or_else(|| panic!("code: {landed}"));
-    let (status, tokens) = redeem(&broker.url, APP, &code, Some(common::VERIFIER)).await;
+    let (status, tokens) = redeem(&broker.url, APP, &code, Some(crate::common::VERIFIER)).await;
     assert_eq!(status, 200, "{tokens}");
-    let claims = common::verify_id_token(&broker.url, tokens["id_token"].as_str().expect("id_token"), APP.0).await;
+    let claims =
+        crate::common::verify_id_token(&broker.url, tokens["id_token"].as_str().expect("id_token"), APP.0).await;
     assert_eq!(claims["email_verified"], true, "the claim is what the IdP asserted");
     assert_ne!(claims["firebase_uid"], existing.as_str(), "the existing account was not taken over");
     let account: Value = api.user(&existing).await.expect("the existing account");

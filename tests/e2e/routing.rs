@@ -2,9 +2,7 @@
 //! table row by row (asserting which selector reached the upstream), domain edge cases, and
 //! IdP-initiated login.
 
-mod common;
-
-use common::{authorize_url, query, Browser, Stack, AUTH0_CLIENT};
+use crate::common::{authorize_url, query, Browser, Stack, AUTH0_CLIENT};
 use serde_json::{json, Value};
 
 const DENY_CLIENT: (&str, &str, &str) = ("deny-test", "deny-test-secret", "https://deny.example/cb");
@@ -171,7 +169,7 @@ async fn domain_edge_cases() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routes_are_shared_through_redis_by_every_instance() {
-    let redis = common::Redis::start().await;
+    let redis = crate::common::Redis::start().await;
     let stack = Stack::start_with(&redis.url(), "shared:", ROUTES).await;
     // A route added at run time by one instance (as the admin API will) ...
     let store = ssobridge::store::RedisStore::connect(&redis.url(), "shared:").await.expect("connect");
@@ -197,7 +195,7 @@ async fn initiation(stack: &Stack, overrides: Value) -> String {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("time").as_secs() as i64;
     let mut claims = json!({
         "iss": stack.upstream.issuer,
-        "aud": common::UPSTREAM_CLIENT_ID,
+        "aud": crate::common::UPSTREAM_CLIENT_ID,
         "iat": now,
         "nbf": now,
         "exp": now + 300,

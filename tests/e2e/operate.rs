@@ -1,18 +1,16 @@
 //! What an operator relies on: metrics, rate limits, security headers.
 
-mod common;
-
-use common::{redeem, Browser, Stack, AUTH0_CLIENT, VERIFIER};
+use crate::common::{redeem, Browser, Stack, AUTH0_CLIENT, VERIFIER};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_logins_tokens_and_upstream_latency() {
     let stack = Stack::start().await;
-    let params = common::login_to_client(&stack, AUTH0_CLIENT, &[("login_hint", "alice@acme.test")]).await;
+    let params = crate::common::login_to_client(&stack, AUTH0_CLIENT, &[("login_hint", "alice@acme.test")]).await;
     let (status, _) = redeem(&stack.broker.url, AUTH0_CLIENT, &params["code"], Some(VERIFIER)).await;
     assert_eq!(status, 200);
-    let failed = common::login_to_client(&stack, AUTH0_CLIENT, &[("login_hint", "eve@nope.test")]).await;
+    let failed = crate::common::login_to_client(&stack, AUTH0_CLIENT, &[("login_hint", "eve@nope.test")]).await;
     assert_eq!(failed["error"], "access_denied");
-    let response = common::http().get(format!("{}/metrics", stack.broker.url)).send().await.expect("metrics");
+    let response = crate::common::http().get(format!("{}/metrics", stack.broker.url)).send().await.expect("metrics");
     assert!(response.headers()["content-type"].to_str().expect("ct").starts_with("text/plain"));
     let text = response.text().await.expect("text");
     // The registry is per process and tests in this binary run in parallel: look for the series.
@@ -31,7 +29,8 @@ async fn metrics_count_logins_tokens_and_upstream_latency() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limits_answer_429_with_retry_after_and_defaults_let_a_burst_through() {
     let limited = Stack::start_with("memory", "rl:", "\n[rate_limits]\nper_ip_per_minute = 5\n").await;
-    let url = common::authorize_url(&limited.broker.url, AUTH0_CLIENT, None, &[("login_hint", "alice@acme.test")]);
+    let url =
+        crate::common::authorize_url(&limited.broker.url, AUTH0_CLIENT, None, &[("login_hint", "alice@acme.test")]);
     let browser = Browser::default();
     away_from_a_window_edge().await;
     for _ in 0..5 {
@@ -42,7 +41,7 @@ async fn rate_limits_answer_429_with_retry_after_and_defaults_let_a_burst_throug
     let retry_after: u64 = refused.headers()["retry-after"].to_str().expect("header").parse().expect("seconds");
     assert!((1..=60).contains(&retry_after));
     assert!(refused.text().await.expect("page").contains("Too many sign-in attempts"));
-    let token = common::http()
+    let token = crate::common::http()
         .post(format!("{}/token", limited.broker.url))
         .form(&[("grant_type", "authorization_code"), ("code", "x"), ("client_id", AUTH0_CLIENT.0)])
         .send()
@@ -53,7 +52,7 @@ async fn rate_limits_answer_429_with_retry_after_and_defaults_let_a_burst_throug
 
     // The defaults: a burst of 400 requests (100 logins' worth) from one address passes.
     let open = Stack::start().await;
-    let url = common::authorize_url(&open.broker.url, AUTH0_CLIENT, None, &[("login_hint", "alice@acme.test")]);
+    let url = crate::common::authorize_url(&open.broker.url, AUTH0_CLIENT, None, &[("login_hint", "alice@acme.test")]);
     let http = Browser::default().http;
     let mut statuses = Vec::new();
     for _ in 0..8 {
@@ -84,7 +83,7 @@ where
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn html_pages_carry_security_headers() {
     let stack = Stack::start().await;
-    let page = Browser::default().get(&common::authorize_url(&stack.broker.url, AUTH0_CLIENT, None, &[])).await;
+    let page = Browser::default().get(&crate::common::authorize_url(&stack.broker.url, AUTH0_CLIENT, None, &[])).await;
     let headers = page.headers();
     let csp = headers["content-security-policy"].to_str().expect("csp");
     assert!(csp.contains("frame-ancestors 'none'") && csp.contains("default-src 'none'"), "{csp}");
@@ -96,12 +95,12 @@ async fn html_pages_carry_security_headers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limits_are_shared_by_instances_on_one_redis() {
-    let redis = common::Redis::start().await;
+    let redis = crate::common::Redis::start().await;
     let limits = "\n[rate_limits]\nper_ip_per_minute = 10\n";
     let a = Stack::start_with(&redis.url(), "shared-rl:", limits).await;
     let b = Stack::start_with(&redis.url(), "shared-rl:", limits).await;
     let url = |stack: &Stack| {
-        common::authorize_url(&stack.broker.url, AUTH0_CLIENT, None, &[("login_hint", "alice@acme.test")])
+        crate::common::authorize_url(&stack.broker.url, AUTH0_CLIENT, None, &[("login_hint", "alice@acme.test")])
     };
     let browser = Browser::default();
     let settle = || tokio::time::sleep(std::time::Duration::from_millis(200));

@@ -2,23 +2,21 @@
 //! against a running broker, every check, stateful phase included. It must find no 5xx and no
 //! response that breaks the spec. Settings: tests/schemathesis.toml.
 
-mod common;
-
-use common::{BrokerSocket, ADMIN_WRITE_TOKEN};
+use crate::common::{BrokerSocket, ADMIN_WRITE_TOKEN};
 use ssobridge::tokens::SigningKey;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn schemathesis_finds_nothing() {
     let socket = BrokerSocket::bind().await;
-    let upstream = common::Upstream::start(&[socket.callback()]).await;
-    let toml = common::broker_toml(&socket.url, "memory", "fuzz:", &upstream.issuer)
+    let upstream = crate::common::Upstream::start(&[socket.callback()]).await;
+    let toml = crate::common::broker_toml(&socket.url, "memory", "fuzz:", &upstream.issuer)
         + "\n[signing]\nkey_encryption_key = \"fuzz-key-encryption-key\"\n";
     let broker = socket.serve_with_admin(&toml, SigningKey::generate_rsa().expect("key")).await;
-    let schemathesis = common::repo_root().join(".venv/bin/schemathesis");
+    let schemathesis = crate::common::repo_root().join(".venv/bin/schemathesis");
     assert!(schemathesis.exists(), "schemathesis is missing: scripts/install-test-deps.sh installs it");
     let output = tokio::process::Command::new(schemathesis)
         .arg("--config-file")
-        .arg(common::repo_root().join("tests/schemathesis.toml"))
+        .arg(crate::common::repo_root().join("tests/schemathesis.toml"))
         .args(["run", &format!("{}/admin/openapi.json", broker.url), "--origin", &broker.url])
         .args(["-H", &format!("Authorization: Bearer {ADMIN_WRITE_TOKEN}")])
         .args(["--checks", "all", "--max-examples", "25", "--workers", "2", "--no-color"])

@@ -1,12 +1,10 @@
 //! The command line as an operator uses it: keys generate, check-config, serve.
 
-mod common;
-
 use std::process::Stdio;
 
+use crate::common::tempdir::TempDir;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use common::tempdir::TempDir;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
@@ -150,14 +148,14 @@ async fn serve_refuses_to_start_without_a_signing_key_naming_the_key() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_logs_carry_request_ids_and_never_a_secret() {
     let dir = TempDir::new("serve");
-    let redis = common::Redis::start().await;
-    let port = common::free_port();
+    let redis = crate::common::Redis::start().await;
+    let port = crate::common::free_port();
     let public_url = format!("http://127.0.0.1:{port}");
-    let upstream = common::Upstream::start(&[format!("{public_url}/callback")]).await;
+    let upstream = crate::common::Upstream::start(&[format!("{public_url}/callback")]).await;
     let key = dir.path().join("signing.pem");
     std::fs::write(&key, ssobridge::tokens::generate_rsa_pem().expect("pem")).expect("write");
     let config = dir.path().join("ssobridge.toml");
-    let toml = common::broker_toml(&public_url, &redis.url(), "logs:", &upstream.issuer).replace(
+    let toml = crate::common::broker_toml(&public_url, &redis.url(), "logs:", &upstream.issuer).replace(
         "listen = \"127.0.0.1:0\"",
         &format!("listen = \"127.0.0.1:{port}\"\n[signing]\nkey_file = \"{}\"", key.display()),
     );
@@ -193,21 +191,25 @@ async fn serve_logs_carry_request_ids_and_never_a_secret() {
             sink.lock().expect("logs").push(line);
         }
     });
-    tokio::time::timeout(common::STARTUP_DEADLINE, ready_rx).await.expect("serve ready in time").expect("ready");
+    tokio::time::timeout(crate::common::STARTUP_DEADLINE, ready_rx).await.expect("serve ready in time").expect("ready");
 
     // A whole login as Auth0 does it, plus a replayed code and a bad secret for good measure.
-    let client = common::AUTH0_CLIENT;
-    let browser = common::Browser::default();
-    let start =
-        common::authorize_url(&public_url, client, Some(common::VERIFIER), &[("login_hint", "alice@acme.test")]);
+    let client = crate::common::AUTH0_CLIENT;
+    let browser = crate::common::Browser::default();
+    let start = crate::common::authorize_url(
+        &public_url,
+        client,
+        Some(crate::common::VERIFIER),
+        &[("login_hint", "alice@acme.test")],
+    );
     let landed = browser.follow_until(&start, client.2).await.expect("login");
-    let params = common::query(&landed);
+    let params = crate::common::query(&landed);
     let code = params.get("code").expect("code").clone();
-    let (status, tokens) = common::redeem(&public_url, client, &code, Some(common::VERIFIER)).await;
+    let (status, tokens) = crate::common::redeem(&public_url, client, &code, Some(crate::common::VERIFIER)).await;
     assert_eq!(status, 200, "{tokens}");
     let access_token = tokens["access_token"].as_str().expect("at").to_owned();
     let id_token = tokens["id_token"].as_str().expect("id").to_owned();
-    let status = common::http()
+    let status = crate::common::http()
         .get(format!("{public_url}/userinfo"))
         .bearer_auth(&access_token)
         .send()
@@ -215,8 +217,8 @@ async fn serve_logs_carry_request_ids_and_never_a_secret() {
         .expect("ui")
         .status();
     assert_eq!(status, 200);
-    let _ = common::redeem(&public_url, client, &code, Some(common::VERIFIER)).await;
-    let _ = common::redeem(&public_url, (client.0, "wrong-secret-value", client.2), &code, None).await;
+    let _ = crate::common::redeem(&public_url, client, &code, Some(crate::common::VERIFIER)).await;
+    let _ = crate::common::redeem(&public_url, (client.0, "wrong-secret-value", client.2), &code, None).await;
     let _ = child.start_kill();
     let _ = child.wait().await;
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
@@ -236,8 +238,8 @@ async fn serve_logs_carry_request_ids_and_never_a_secret() {
         ("ID token", id_token.as_str()),
         ("ID token signature", id_token.rsplit('.').next().unwrap_or("")),
         ("client secret", client.1),
-        ("upstream client secret", common::UPSTREAM_CLIENT_SECRET),
-        ("downstream PKCE verifier", common::VERIFIER),
+        ("upstream client secret", crate::common::UPSTREAM_CLIENT_SECRET),
+        ("downstream PKCE verifier", crate::common::VERIFIER),
         ("client state", "client-state-123"),
     ];
     for (what, secret) in secrets {
@@ -258,17 +260,17 @@ async fn sigterm_finishes_the_request_in_flight_and_exits() {
             open.push(connection);
         }
     });
-    let port = common::free_port();
+    let port = crate::common::free_port();
     let public_url = format!("http://127.0.0.1:{port}");
     let key = dir.path().join("signing.pem");
     std::fs::write(&key, ssobridge::tokens::generate_rsa_pem().expect("pem")).expect("write");
-    let toml = common::broker_toml(&public_url, "memory", "sig:", &stall_url).replace(
+    let toml = crate::common::broker_toml(&public_url, "memory", "sig:", &stall_url).replace(
         "listen = \"127.0.0.1:0\"",
         &format!("listen = \"127.0.0.1:{port}\"\n[signing]\nkey_file = \"{}\"", key.display()),
     ) + "\n";
     let toml = toml.replace(
-        &format!("client_secret = \"{}\"\n[[clients]]", common::UPSTREAM_CLIENT_SECRET),
-        &format!("client_secret = \"{}\"\ntimeout_seconds = 2\n[[clients]]", common::UPSTREAM_CLIENT_SECRET),
+        &format!("client_secret = \"{}\"\n[[clients]]", crate::common::UPSTREAM_CLIENT_SECRET),
+        &format!("client_secret = \"{}\"\ntimeout_seconds = 2\n[[clients]]", crate::common::UPSTREAM_CLIENT_SECRET),
     );
     assert!(toml.contains("timeout_seconds = 2"), "{toml}");
     let config = dir.path().join("ssobridge.toml");
@@ -281,7 +283,7 @@ async fn sigterm_finishes_the_request_in_flight_and_exits() {
         .spawn()
         .expect("serve");
     let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    tokio::time::timeout(common::STARTUP_DEADLINE, async {
+    tokio::time::timeout(crate::common::STARTUP_DEADLINE, async {
         while let Ok(Some(line)) = lines.next_line().await {
             if line.contains("ssobridge serving") {
                 return;
@@ -293,8 +295,13 @@ async fn sigterm_finishes_the_request_in_flight_and_exits() {
     .expect("serving in time");
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
 
-    let url = common::authorize_url(&public_url, common::AUTH0_CLIENT, None, &[("login_hint", "alice@acme.test")]);
-    let in_flight = tokio::spawn(async move { common::Browser::default().get(&url).await });
+    let url = crate::common::authorize_url(
+        &public_url,
+        crate::common::AUTH0_CLIENT,
+        None,
+        &[("login_hint", "alice@acme.test")],
+    );
+    let in_flight = tokio::spawn(async move { crate::common::Browser::default().get(&url).await });
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let pid = child.id().expect("pid").to_string();
     let signalled = std::time::Instant::now();
@@ -312,7 +319,7 @@ async fn sigterm_finishes_the_request_in_flight_and_exits() {
     assert!(status.success(), "clean exit: {status:?}");
     assert!(signalled.elapsed() < std::time::Duration::from_secs(13));
     // And it accepts nothing new.
-    assert!(common::http().get(format!("{public_url}/healthz")).send().await.is_err());
+    assert!(crate::common::http().get(format!("{public_url}/healthz")).send().await.is_err());
 }
 
 /// Admin changes are written to the log as audit lines: who, what, before and after, and
@@ -320,17 +327,17 @@ async fn sigterm_finishes_the_request_in_flight_and_exits() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_changes_are_audited_without_secrets() {
     let dir = TempDir::new("audit");
-    let port = common::free_port();
+    let port = crate::common::free_port();
     let public_url = format!("http://127.0.0.1:{port}");
-    let upstream = common::Upstream::start(&[format!("{public_url}/callback")]).await;
+    let upstream = crate::common::Upstream::start(&[format!("{public_url}/callback")]).await;
     let key = dir.path().join("signing.pem");
     std::fs::write(&key, ssobridge::tokens::generate_rsa_pem().expect("pem")).expect("write");
-    let toml = common::broker_toml(&public_url, "memory", "audit:", &upstream.issuer).replace(
+    let toml = crate::common::broker_toml(&public_url, "memory", "audit:", &upstream.issuer).replace(
         "listen = \"127.0.0.1:0\"",
         &format!(
             "listen = \"127.0.0.1:{port}\"\n[signing]\nkey_file = \"{}\"\n[admin]\nlisten = \"public\"\nwrite_tokens_sha256 = [\"{}\"]",
             key.display(),
-            ssobridge::tokens::sha256_hex(common::ADMIN_WRITE_TOKEN)
+            ssobridge::tokens::sha256_hex(crate::common::ADMIN_WRITE_TOKEN)
         ),
     );
     let config = dir.path().join("ssobridge.toml");
@@ -357,11 +364,11 @@ async fn admin_changes_are_audited_without_secrets() {
             sink.lock().expect("logs").push(line);
         }
     });
-    tokio::time::timeout(common::STARTUP_DEADLINE, ready_rx).await.expect("ready in time").expect("ready");
+    tokio::time::timeout(crate::common::STARTUP_DEADLINE, ready_rx).await.expect("ready in time").expect("ready");
 
-    let created: Value = common::http()
+    let created: Value = crate::common::http()
         .post(format!("{public_url}/admin/clients"))
-        .bearer_auth(common::ADMIN_WRITE_TOKEN)
+        .bearer_auth(crate::common::ADMIN_WRITE_TOKEN)
         .json(&serde_json::json!({"client_id": "audited", "redirect_uris": ["https://app.example.com/cb"]}))
         .send()
         .await
@@ -387,5 +394,5 @@ async fn admin_changes_are_audited_without_secrets() {
     assert!(fields["actor"].as_str().is_some_and(|a| a.starts_with("token:")), "who: {fields}");
     assert!(fields["after"].as_str().is_some_and(|a| a.contains("https://app.example.com/cb")), "after: {fields}");
     assert!(!logs.contains(&secret), "the generated secret is never logged");
-    assert!(!logs.contains(common::ADMIN_WRITE_TOKEN), "the admin token is never logged");
+    assert!(!logs.contains(crate::common::ADMIN_WRITE_TOKEN), "the admin token is never logged");
 }

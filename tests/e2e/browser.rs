@@ -2,9 +2,7 @@
 //! keyboard only, with and without JavaScript, through the real upstream to the client.
 //! Screenshots land in tests/artifacts/.
 
-mod common;
-
-use common::{authorize_url, query, Stack, AUTH0_CLIENT};
+use crate::common::{authorize_url, query, Stack, AUTH0_CLIENT};
 use serde_json::{json, Value};
 use tokio::process::Command;
 
@@ -28,7 +26,7 @@ organization_id = "org_globex"
 
 async fn browse(input: Value) -> Value {
     let output = Command::new("node")
-        .arg(common::peers_dir().join("browser.mjs"))
+        .arg(crate::common::peers_dir().join("browser.mjs"))
         .arg(input.to_string())
         .stderr(std::process::Stdio::inherit())
         .output()
@@ -39,7 +37,7 @@ async fn browse(input: Value) -> Value {
 }
 
 fn artifact(name: &str) -> String {
-    let dir = common::repo_root().join("tests/artifacts");
+    let dir = crate::common::repo_root().join("tests/artifacts");
     std::fs::create_dir_all(&dir).expect("artifacts dir");
     dir.join(name).display().to_string()
 }

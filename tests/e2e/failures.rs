@@ -3,8 +3,6 @@
 //! token lifetimes and clock skew at their edges. Each test asserts what the user's browser or
 //! the downstream client sees, and each step that must fail fails within a stated bound.
 
-mod common;
-
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::path::Path;
@@ -13,8 +11,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::tempdir::TempDir;
-use common::{authorize_url, query, redeem, BrokerSocket, Browser, Redis, Stack, Upstream, AUTH0_CLIENT, VERIFIER};
+use crate::common::tempdir::TempDir;
+use crate::common::{
+    authorize_url, query, redeem, BrokerSocket, Browser, Redis, Stack, Upstream, AUTH0_CLIENT, VERIFIER,
+};
 use jsonwebtoken::jwk::JwkSet;
 use serde_json::{json, Value};
 use ssobridge::tokens::SigningKey;
@@ -26,7 +26,7 @@ use tokio::task::JoinSet;
 
 type Client = (&'static str, &'static str, &'static str);
 
-const COGNITO_CLIENT: Client = common::COGNITO_CLIENT;
+const COGNITO_CLIENT: Client = crate::common::COGNITO_CLIENT;
 
 /// The hard bound on any one request or redirect hop: past it, the test fails as a hang.
 const STEP: Duration = Duration::from_secs(15);
@@ -89,7 +89,7 @@ fn new_key() -> SigningKey {
 /// GET `url` with no cookies: the status and the body.
 async fn get(url: &str) -> (u16, String) {
     within(&format!("GET {url}"), STEP, async {
-        let response = common::http().get(url).send().await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        let response = crate::common::http().get(url).send().await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
         let status = response.status().as_u16();
         (status, response.text().await.unwrap_or_default())
     })
@@ -186,7 +186,7 @@ async fn token_request(broker: &str, client: Client, code: &str) -> (u16, String
         if let Some(verifier) = verifier_for(client) {
             form.push(("code_verifier", verifier));
         }
-        let response = common::http().post(format!("{broker}/token")).form(&form).send().await.expect("token");
+        let response = crate::common::http().post(format!("{broker}/token")).form(&form).send().await.expect("token");
         let status = response.status().as_u16();
         let cache = response.headers().get("cache-control").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
         let text = response.text().await.unwrap_or_default();
@@ -197,8 +197,12 @@ async fn token_request(broker: &str, client: Client, code: &str) -> (u16, String
 
 async fn userinfo(broker: &str, access_token: &str) -> (u16, Value) {
     within("GET /userinfo", STEP, async {
-        let response =
-            common::http().get(format!("{broker}/userinfo")).bearer_auth(access_token).send().await.expect("userinfo");
+        let response = crate::common::http()
+            .get(format!("{broker}/userinfo"))
+            .bearer_auth(access_token)
+            .send()
+            .await
+            .expect("userinfo");
         let status = response.status().as_u16();
         (status, response.json().await.unwrap_or(Value::Null))
     })
@@ -287,7 +291,7 @@ async fn wait_for_output(child: &mut Child, marker: &str, sink: Option<Arc<Mutex
             sink.lock().unwrap_or_else(|p| p.into_inner()).push(line);
         }
     };
-    let found = tokio::time::timeout(common::STARTUP_DEADLINE, async {
+    let found = tokio::time::timeout(crate::common::STARTUP_DEADLINE, async {
         while let Ok(Some(line)) = lines.next_line().await {
             let ready = line.contains(marker);
             keep(&sink, line);
@@ -308,7 +312,7 @@ async fn wait_for_output(child: &mut Child, marker: &str, sink: Option<Arc<Mutex
             Ok(())
         }
         Ok(false) => Err(format!("exited before printing {marker:?}")),
-        Err(_) => Err(format!("did not print {marker:?} within {:?}", common::STARTUP_DEADLINE)),
+        Err(_) => Err(format!("did not print {marker:?} within {:?}", crate::common::STARTUP_DEADLINE)),
     }
 }
 
@@ -320,7 +324,7 @@ struct ServeProcess {
 }
 
 impl ServeProcess {
-    /// Serves `toml` (from [`common::broker_toml`]) on `port` with a fresh signing key file.
+    /// Serves `toml` (from [`crate::common::broker_toml`]) on `port` with a fresh signing key file.
     async fn start(port: u16, toml: &str) -> ServeProcess {
         let dir = TempDir::new("failures-serve");
         let key = dir.path().join("signing.pem");
@@ -401,10 +405,10 @@ async fn redis_outage_answers(clock: &mut Stopwatch, broker: &str, pending_code:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_killed_mid_login_is_a_clear_error_and_logins_work_after_it_restarts() {
     let mut redis = Redis::start().await;
-    let port = common::free_port();
+    let port = crate::common::free_port();
     let broker = format!("http://127.0.0.1:{port}");
     let upstream = Upstream::start(&[format!("{broker}/callback")]).await;
-    let toml = common::broker_toml(&broker, &redis.url(), "outage:", &upstream.issuer);
+    let toml = crate::common::broker_toml(&broker, &redis.url(), "outage:", &upstream.issuer);
     let mut process = ServeProcess::start(port, &toml).await;
 
     // Before the outage: a login redeemed (its access token in hand), a code not yet redeemed,
@@ -444,7 +448,8 @@ async fn redis_killed_mid_login_is_a_clear_error_and_logins_work_after_it_restar
             .unwrap_or_else(|seen| panic!("a new {} login after Redis restarted: {seen}", client.0));
         let (status, _, tokens) = token_request(&broker, client, &code).await;
         assert_eq!(status, 200, "{} redeems after the restart: {tokens}", client.0);
-        let claims = common::verify_id_token(&broker, tokens["id_token"].as_str().expect("id_token"), client.0).await;
+        let claims =
+            crate::common::verify_id_token(&broker, tokens["id_token"].as_str().expect("id_token"), client.0).await;
         assert_eq!(claims["email"], "bob@globex.test");
         let (status, info) = userinfo(&broker, tokens["access_token"].as_str().expect("at")).await;
         assert_eq!((status, info["email"].as_str()), (200, Some("bob@globex.test")), "{info}");
@@ -469,7 +474,7 @@ impl DurableRedis {
         let dir = TempDir::new("failures-redis");
         let mut last = String::new();
         for _ in 0..5 {
-            let port = common::free_port();
+            let port = crate::common::free_port();
             match Self::spawn(port, dir.path()).await {
                 Ok(child) => return DurableRedis { child, port, dir },
                 Err(error) => last = error,
@@ -552,7 +557,7 @@ async fn a_redis_outage_consumes_nothing_so_retries_after_it_succeed() {
     for code in [code.as_str(), pending_code.as_str()] {
         let (status, tokens) = redeem(&broker, AUTH0_CLIENT, code, Some(VERIFIER)).await;
         assert_eq!(status, 200, "{tokens}");
-        common::verify_id_token(&broker, tokens["id_token"].as_str().expect("id_token"), AUTH0_CLIENT.0).await;
+        crate::common::verify_id_token(&broker, tokens["id_token"].as_str().expect("id_token"), AUTH0_CLIENT.0).await;
         let (status, error) = redeem(&broker, AUTH0_CLIENT, code, Some(VERIFIER)).await;
         assert_eq!((status, error["error"].as_str()), (400, Some("invalid_grant")), "still single use: {error}");
     }
@@ -608,12 +613,12 @@ impl NodeUpstream {
     /// `port` 0 picks a free one.
     async fn start(port: u16, redirect_uris: &[String]) -> NodeUpstream {
         let clients = json!([{
-            "client_id": common::UPSTREAM_CLIENT_ID,
-            "client_secret": common::UPSTREAM_CLIENT_SECRET,
+            "client_id": crate::common::UPSTREAM_CLIENT_ID,
+            "client_secret": crate::common::UPSTREAM_CLIENT_SECRET,
             "redirect_uris": redirect_uris,
         }]);
         let mut child = Command::new("node")
-            .arg(common::peers_dir().join("upstream.mjs"))
+            .arg(crate::common::peers_dir().join("upstream.mjs"))
             .env("PORT", port.to_string())
             .env("UPSTREAM_CLIENTS", clients.to_string())
             .stdout(Stdio::piped())
@@ -647,8 +652,9 @@ async fn upstream_killed_is_temporarily_unavailable_to_the_client_and_not_ready_
     let callbacks = [used.callback(), fresh.callback()];
     let mut upstream = NodeUpstream::start(0, &callbacks).await;
     let issuer = upstream.issuer.clone();
-    let toml =
-        |url: &str| with_upstream_setting(&common::broker_toml(url, "memory", "u:", &issuer), "timeout_seconds = 1");
+    let toml = |url: &str| {
+        with_upstream_setting(&crate::common::broker_toml(url, "memory", "u:", &issuer), "timeout_seconds = 1")
+    };
     let (used_url, fresh_url) = (used.url.clone(), fresh.url.clone());
     let _used = used.serve(&toml(&used_url), new_key()).await;
     let _fresh = fresh.serve(&toml(&fresh_url), new_key()).await;
@@ -688,7 +694,8 @@ async fn upstream_killed_is_temporarily_unavailable_to_the_client_and_not_ready_
             .unwrap_or_else(|seen| panic!("a login on {broker} once the upstream is back: {seen}"));
         let (status, tokens) = redeem(broker, AUTH0_CLIENT, &code, Some(VERIFIER)).await;
         assert_eq!(status, 200, "{tokens}");
-        let claims = common::verify_id_token(broker, tokens["id_token"].as_str().expect("id"), AUTH0_CLIENT.0).await;
+        let claims =
+            crate::common::verify_id_token(broker, tokens["id_token"].as_str().expect("id"), AUTH0_CLIENT.0).await;
         assert_eq!(claims["email"], "alice@acme.test");
     }
     clock.assert_prompt();
@@ -791,7 +798,7 @@ async fn a_slow_upstream_token_endpoint_ends_the_login_after_the_timeout() {
     let upstream = StallServer::start(Stall::TokenEndpoint).await;
     let socket = BrokerSocket::bind().await;
     let toml = with_upstream_setting(
-        &common::broker_toml(&socket.url, "memory", "slow:", &upstream.issuer),
+        &crate::common::broker_toml(&socket.url, "memory", "slow:", &upstream.issuer),
         "timeout_seconds = 1",
     );
     let broker = socket.serve(&toml, new_key()).await;
@@ -829,7 +836,7 @@ async fn an_upstream_that_never_answers_bounds_authorize_and_readyz() {
     let upstream = StallServer::start(Stall::Everything).await;
     let socket = BrokerSocket::bind().await;
     let toml = with_upstream_setting(
-        &common::broker_toml(&socket.url, "memory", "hang:", &upstream.issuer),
+        &crate::common::broker_toml(&socket.url, "memory", "hang:", &upstream.issuer),
         "timeout_seconds = 1",
     );
     let broker = socket.serve(&toml, new_key()).await;
@@ -927,7 +934,7 @@ async fn two_hundred_concurrent_logins_on_two_instances_sharing_redis() {
     let upstream = Upstream::start(&[socket_a.callback()]).await;
     let public_url = socket_a.url.clone();
     let pem = ssobridge::tokens::generate_rsa_pem().expect("pem");
-    let toml = common::broker_toml(&public_url, &redis.url(), "load:", &upstream.issuer);
+    let toml = crate::common::broker_toml(&public_url, &redis.url(), "load:", &upstream.issuer);
     let instances = [socket_a.url.clone(), socket_b.url.clone()];
     let _a = socket_a.serve(&toml, SigningKey::from_pem(&pem).expect("key")).await;
     let _b = socket_b.serve(&toml, SigningKey::from_pem(&pem).expect("key")).await;
@@ -1008,7 +1015,8 @@ async fn tokens_live_as_configured(store_url: &str, prefix: &str) {
     assert_eq!(status, 200, "redeemed {:?} after issue: {tokens}", code_received.elapsed());
     assert_eq!(tokens["expires_in"], ACCESS_TOKEN_TTL, "{tokens}");
     let access_token = tokens["access_token"].as_str().expect("at").to_owned();
-    let claims = common::verify_id_token(&broker, tokens["id_token"].as_str().expect("id_token"), AUTH0_CLIENT.0).await;
+    let claims =
+        crate::common::verify_id_token(&broker, tokens["id_token"].as_str().expect("id_token"), AUTH0_CLIENT.0).await;
     let (iat, exp) = (claims["iat"].as_u64().expect("iat"), claims["exp"].as_u64().expect("exp"));
     assert_eq!(exp - iat, ID_TOKEN_TTL, "exp - iat is tokens.id_token_ttl_seconds: {claims}");
     assert!(iat.abs_diff(now()) <= 5, "iat is the broker's now: {iat} vs {}", now());
@@ -1051,7 +1059,7 @@ async fn upstream_clock_skew_is_tolerated_up_to_the_configured_bound_and_no_furt
     let upstream = Upstream::start(&[tolerant.callback(), strict.callback()]).await;
     let toml = |url: &str, skew: u64| {
         with_upstream_setting(
-            &common::broker_toml(url, "memory", "skew:", &upstream.issuer),
+            &crate::common::broker_toml(url, "memory", "skew:", &upstream.issuer),
             &format!("clock_skew_seconds = {skew}"),
         )
     };
@@ -1076,7 +1084,8 @@ async fn upstream_clock_skew_is_tolerated_up_to_the_configured_bound_and_no_furt
         let (status, tokens) = redeem(&tolerant_url, AUTH0_CLIENT, &code, Some(VERIFIER)).await;
         assert_eq!(status, 200, "{tokens}");
         let claims =
-            common::verify_id_token(&tolerant_url, tokens["id_token"].as_str().expect("id"), AUTH0_CLIENT.0).await;
+            crate::common::verify_id_token(&tolerant_url, tokens["id_token"].as_str().expect("id"), AUTH0_CLIENT.0)
+                .await;
         let (iat, auth_time) = (claims["iat"].as_u64().expect("iat"), claims["auth_time"].as_u64().expect("auth_time"));
         assert!(iat.abs_diff(now()) <= 5 && auth_time.abs_diff(now()) <= 5, "{mode}: the broker's own clock: {claims}");
     }

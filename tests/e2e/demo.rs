@@ -1,10 +1,8 @@
 //! `ssobridge demo`, run as a user runs it: the real binary, driven over HTTP.
 
-mod common;
-
 use std::process::Stdio;
 
-use common::{query, Browser};
+use crate::common::{query, Browser};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -25,7 +23,7 @@ async fn start_demo() -> Demo {
         .spawn()
         .expect("run ssobridge demo");
     let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let url = tokio::time::timeout(common::STARTUP_DEADLINE, async {
+    let url = tokio::time::timeout(crate::common::STARTUP_DEADLINE, async {
         while let Ok(Some(line)) = lines.next_line().await {
             if let Some(url) = line.strip_prefix("ssobridge demo listening on ") {
                 return url.to_owned();
@@ -61,7 +59,7 @@ async fn plain_redirects_from_authorize_end_at_the_client_with_a_code_that_redee
     assert_eq!(params.get("iss"), Some(&demo.url), "RFC 9207 iss on the response");
     let code = params.get("code").expect("code");
 
-    let tokens: Value = common::http()
+    let tokens: Value = crate::common::http()
         .post(format!("{}/token", demo.url))
         .basic_auth("demo", Some("demo-secret"))
         .form(&[("grant_type", "authorization_code"), ("code", code), ("redirect_uri", CLIENT_REDIRECT)])
@@ -72,14 +70,14 @@ async fn plain_redirects_from_authorize_end_at_the_client_with_a_code_that_redee
         .await
         .expect("json");
     let id_token = tokens["id_token"].as_str().expect("id_token");
-    let claims = common::verify_id_token(&demo.url, id_token, "demo").await;
+    let claims = crate::common::verify_id_token(&demo.url, id_token, "demo").await;
     assert_eq!(claims["email"], "alice@example.com");
     assert_eq!(claims["org_id"], "org_example_com");
     assert_eq!(claims["connection_id"], "conn_example_com");
     assert_eq!(claims["iss"], demo.url.as_str());
     assert!(claims.get("nonce").is_none(), "no nonce was sent, none is echoed");
 
-    let userinfo: Value = common::http()
+    let userinfo: Value = crate::common::http()
         .get(format!("{}/userinfo", demo.url))
         .bearer_auth(tokens["access_token"].as_str().expect("access_token"))
         .send()
@@ -133,7 +131,7 @@ async fn without_a_hint_the_home_realm_page_asks_for_an_email_and_continues() {
     let html = page.text().await.expect("html");
     assert!(html.contains("Sign in to ssobridge demo app"), "the client's name is shown: {html}");
     assert!(html.contains("autocomplete=\"email\"") && html.contains("<label for=\"email\">"), "{html}");
-    let flow = common::hidden_input(&html, "flow").expect("flow field");
+    let flow = crate::common::hidden_input(&html, "flow").expect("flow field");
 
     let submit = format!("{}/login/email", demo.url);
     let response = browser.post_form(&submit, &[("flow", &flow), ("email", "bob@example.org")]).await;

@@ -2,14 +2,12 @@
 //! CA made by the `openssl` CLI: the conformance suite, a full login, client certificates, and
 //! a server whose certificate the configured CA did not issue refused at start, clearly.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
 
-use common::tempdir::TempDir;
-use common::{free_port, rp, BrokerSocket, AUTH0_CLIENT};
+use crate::common::tempdir::TempDir;
+use crate::common::{free_port, rp, BrokerSocket, AUTH0_CLIENT};
 use serde_json::json;
 use ssobridge::config::StoreConfig;
 use ssobridge::store::{conformance, RedisStore, Store, StoreError};
@@ -142,7 +140,10 @@ impl TlsRedis {
                 .kill_on_drop(true)
                 .spawn()
                 .unwrap_or_else(|e| panic!("cannot run redis-server: {e} (scripts/install-test-deps.sh installs it)"));
-            match common::wait_for_line(&mut child, "redis-server", |l| l.contains("Ready to accept connections")).await
+            match crate::common::wait_for_line(&mut child, "redis-server", |l| {
+                l.contains("Ready to accept connections")
+            })
+            .await
             {
                 Ok(_) => return TlsRedis { _child: child, port, _dir: dir },
                 Err(error) => eprintln!("TLS redis on {port}: {error}; retrying"),
@@ -175,9 +176,9 @@ async fn a_login_over_rediss_with_a_private_ca() {
     let pki = Pki::new();
     let redis = TlsRedis::start(&pki, false).await;
     let socket = BrokerSocket::bind().await;
-    let upstream = common::Upstream::start(&[socket.callback()]).await;
+    let upstream = crate::common::Upstream::start(&[socket.callback()]).await;
     let ca = pki.path("ca.pem");
-    let toml = common::broker_toml(&socket.url, &redis.url(), "tls:", &upstream.issuer)
+    let toml = crate::common::broker_toml(&socket.url, &redis.url(), "tls:", &upstream.issuer)
         .replace("[store]\n", &format!("[store]\ntls_ca_file = {:?}\n", ca.display().to_string()));
     let broker = socket.serve(&toml, ssobridge::tokens::SigningKey::generate_rsa().expect("key")).await;
     let result = rp(&json!({
@@ -213,7 +214,7 @@ async fn a_server_certificate_from_another_ca_is_refused_at_start() {
     let dir = TempDir::new("wrong-ca");
     let config = dir.path().join("c.toml");
     let write = |ca: &Path| {
-        let toml = common::broker_toml("http://127.0.0.1:9", &url, "x:", "http://127.0.0.1:9")
+        let toml = crate::common::broker_toml("http://127.0.0.1:9", &url, "x:", "http://127.0.0.1:9")
             .replace("[store]\n", &format!("[store]\ntls_ca_file = {:?}\n", ca.display().to_string()));
         std::fs::write(&config, toml).expect("write");
     };

@@ -4,14 +4,12 @@
 //! config file stored (SCAN on the slot of a collection), spread in-flight keys over the
 //! primaries, and keep working after a primary is killed and its replica promoted.
 
-mod common;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::tempdir::TempDir;
-use common::{free_port, rp, BrokerSocket, ADMIN_READ_TOKEN, ADMIN_WRITE_TOKEN, AUTH0_CLIENT, COGNITO_CLIENT};
+use crate::common::tempdir::TempDir;
+use crate::common::{free_port, rp, BrokerSocket, ADMIN_READ_TOKEN, ADMIN_WRITE_TOKEN, AUTH0_CLIENT, COGNITO_CLIENT};
 use serde_json::{json, Value};
 use ssobridge::config::{StoreConfig, StoreMode};
 use ssobridge::store::{conformance, RedisStore, Store};
@@ -46,7 +44,10 @@ impl Node {
                 Ok(child) => child,
                 Err(e) => panic!("cannot run redis-server: {e} (scripts/install-test-deps.sh installs it)"),
             };
-            match common::wait_for_line(&mut child, "redis-server", |l| l.contains("Ready to accept connections")).await
+            match crate::common::wait_for_line(&mut child, "redis-server", |l| {
+                l.contains("Ready to accept connections")
+            })
+            .await
             {
                 Ok(_) => return Node { port, child },
                 Err(error) => eprintln!("cluster node on {port}: {error}; retrying"),
@@ -226,7 +227,7 @@ fn count_panics() {
 
 async fn admin(method: reqwest::Method, url: String, body: Option<Value>) -> (u16, Value) {
     let token = if method == reqwest::Method::GET { ADMIN_READ_TOKEN } else { ADMIN_WRITE_TOKEN };
-    let mut request = common::http().request(method, url).bearer_auth(token);
+    let mut request = crate::common::http().request(method, url).bearer_auth(token);
     if let Some(body) = body {
         request = request.json(&body);
     }
@@ -261,11 +262,11 @@ async fn logins_through_two_brokers_on_a_cluster_survive_a_primary_failover() {
     let mut cluster = Cluster::start().await;
     let a_socket = BrokerSocket::bind().await;
     let b_socket = BrokerSocket::bind().await;
-    let upstream = common::Upstream::start(&[a_socket.callback(), b_socket.callback()]).await;
+    let upstream = crate::common::Upstream::start(&[a_socket.callback(), b_socket.callback()]).await;
     let pem = ssobridge::tokens::generate_rsa_pem().expect("pem");
     let key = || ssobridge::tokens::SigningKey::from_pem(&pem).expect("key");
     let toml = |url: &str| {
-        common::broker_toml(url, &cluster.seeds(), "cl:", &upstream.issuer)
+        crate::common::broker_toml(url, &cluster.seeds(), "cl:", &upstream.issuer)
             .replace("[store]\n", "[store]\nmode = \"cluster\"\n")
     };
     let (a_toml, b_toml) = (toml(&a_socket.url), toml(&b_socket.url));
@@ -359,7 +360,7 @@ async fn logins_through_two_brokers_on_a_cluster_survive_a_primary_failover() {
     if status == 200 {
         assert_eq!(body["items"].as_array().map(Vec::len), Some(3), "{body}");
     }
-    let health = common::http().get(format!("{}/healthz", b.url)).send().await.expect("healthz");
+    let health = crate::common::http().get(format!("{}/healthz", b.url)).send().await.expect("healthz");
     assert_eq!(health.status(), 200);
 
     // The replica is promoted...
@@ -390,7 +391,7 @@ async fn logins_through_two_brokers_on_a_cluster_survive_a_primary_failover() {
     let mut clients = listed(&a.url, "clients", "client_id").await;
     clients.sort();
     assert_eq!(clients, ["api-made", "auth0-test", "cognito-test"], "listed from the promoted replica");
-    let ready = common::http().get(format!("{}/readyz", a.url)).send().await.expect("readyz");
+    let ready = crate::common::http().get(format!("{}/readyz", a.url)).send().await.expect("readyz");
     assert_eq!(ready.status(), 200);
     assert_eq!(PANICS.load(Ordering::SeqCst), 0, "nothing panicked");
 }

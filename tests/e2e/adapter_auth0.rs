@@ -6,15 +6,9 @@
 //! creates `oidc|CONNECTION|SUB` the first time, as Auth0 does (the broker's adapter call comes
 //! before that, so linking an existing account happens at the returning login).
 
-mod common;
-
-#[allow(dead_code, clippy::all)]
-#[path = "../adapters/auth0/tests/common/mod.rs"]
-mod auth0;
-
-use auth0::prism::Prism;
-use auth0::tenant::{FakeTenant, Op, CLIENT_ID, CLIENT_SECRET, CONNECTION, DOMAIN};
-use common::{authorize_url, query, redeem, BrokerSocket, Browser};
+use crate::auth0::prism::Prism;
+use crate::auth0::tenant::{FakeTenant, Op, CLIENT_ID, CLIENT_SECRET, CONNECTION, DOMAIN};
+use crate::common::{authorize_url, query, redeem, BrokerSocket, Browser};
 use serde_json::{json, Value};
 use ssobridge::tokens::SigningKey;
 use ssobridge_adapter_core::Identity;
@@ -44,11 +38,11 @@ async fn a_login_through_the_broker_reaches_auth0_and_the_returning_login_links_
     let tenant = FakeTenant::start().await;
     let mut prism = Prism::proxy(&tenant.base).await;
     let socket = BrokerSocket::bind().await;
-    let upstream = common::Upstream::start(&[socket.callback()]).await;
+    let upstream = crate::common::Upstream::start(&[socket.callback()]).await;
     assert_eq!(APP.2, format!("https://{DOMAIN}/login/callback"));
     // The route marks acme.test as the organization's own domain: only then may the adapter
     // link by email (README, Home realm discovery).
-    let toml = common::broker_toml(&socket.url, "memory", "a0:", &upstream.issuer)
+    let toml = crate::common::broker_toml(&socket.url, "memory", "a0:", &upstream.issuer)
         + &format!(
             r#"
 [[routes]]
@@ -84,15 +78,16 @@ timeout_seconds = 5
     // claims and the Auth0 user the application gets.
     let login = || async {
         let browser = Browser::default();
-        let start = authorize_url(&broker.url, APP, Some(common::VERIFIER), &[("login_hint", EMAIL)]);
+        let start = authorize_url(&broker.url, APP, Some(crate::common::VERIFIER), &[("login_hint", EMAIL)]);
         let landed = browser.follow_until(&start, APP.2).await.expect("login");
         let mut params = query(&landed);
         assert_eq!(params.get("state").map(String::as_str), Some("client-state-123"), "{landed}");
         assert_eq!(params.get("iss"), Some(&broker.url), "{landed}");
         let code = params.remove("code").unwrap_or_else(|| panic!("code: {landed}"));
-        let (status, tokens) = redeem(&broker.url, APP, &code, Some(common::VERIFIER)).await;
+        let (status, tokens) = redeem(&broker.url, APP, &code, Some(crate::common::VERIFIER)).await;
         assert_eq!(status, 200, "{tokens}");
-        let claims = common::verify_id_token(&broker.url, tokens["id_token"].as_str().expect("id_token"), APP.0).await;
+        let claims =
+            crate::common::verify_id_token(&broker.url, tokens["id_token"].as_str().expect("id_token"), APP.0).await;
         let user_id = tenant.login(&identity_in(&claims));
         (claims, user_id)
     };

@@ -1,7 +1,5 @@
 //! The store conformance suite against both backends: memory, and a real redis-server.
 
-mod common;
-
 use std::sync::Arc;
 
 use ssobridge::store::{conformance, MemoryStore, RedisStore};
@@ -13,7 +11,7 @@ async fn memory_store_conforms() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_store_conforms() {
-    let redis = common::Redis::start().await;
+    let redis = crate::common::Redis::start().await;
     let store = RedisStore::connect(&redis.url(), "conformance:").await.expect("connect");
     conformance::run(Arc::new(store), "suite").await;
 }
@@ -21,7 +19,7 @@ async fn redis_store_conforms() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_prefixes_separate_deployments() {
     use ssobridge::store::Store;
-    let redis = common::Redis::start().await;
+    let redis = crate::common::Redis::start().await;
     let a = RedisStore::connect(&redis.url(), "tenant-a:").await.expect("connect");
     let b = RedisStore::connect(&redis.url(), "tenant-b:").await.expect("connect");
     a.put("k", b"from a", std::time::Duration::from_secs(60)).await.expect("put");

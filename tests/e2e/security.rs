@@ -1,9 +1,7 @@
 //! Security properties, each a test against the real upstream: replay, code reuse, redirect
 //! URI and PKCE checks, client authentication, and every way an upstream ID token can be bad.
 
-mod common;
-
-use common::{authorize_url, query, redeem, Browser, Stack, AUTH0_CLIENT, COGNITO_CLIENT, VERIFIER};
+use crate::common::{authorize_url, query, redeem, Browser, Stack, AUTH0_CLIENT, COGNITO_CLIENT, VERIFIER};
 use serde_json::Value;
 
 /// Runs a login to the broker's callback and returns the callback URL (not yet delivered).
@@ -13,7 +11,7 @@ async fn to_callback(stack: &Stack, browser: &Browser) -> String {
 }
 
 async fn code_for(stack: &Stack) -> String {
-    let params = common::login_to_client(stack, AUTH0_CLIENT, &[("login_hint", "alice@acme.test")]).await;
+    let params = crate::common::login_to_client(stack, AUTH0_CLIENT, &[("login_hint", "alice@acme.test")]).await;
     params.get("code").cloned().unwrap_or_else(|| panic!("a code: {params:?}"))
 }
 
@@ -49,7 +47,7 @@ async fn a_reused_code_is_invalid_grant_and_revokes_the_first_access_token() {
     let access_token = tokens["access_token"].as_str().expect("at").to_owned();
     let userinfo = |token: String| {
         let url = format!("{}/userinfo", stack.broker.url);
-        async move { common::http().get(url).bearer_auth(token).send().await.expect("userinfo").status().as_u16() }
+        async move { crate::common::http().get(url).bearer_auth(token).send().await.expect("userinfo").status().as_u16() }
     };
     assert_eq!(userinfo(access_token.clone()).await, 200);
 
@@ -100,7 +98,7 @@ async fn a_wrong_client_secret_is_401_invalid_client() {
     assert_eq!((status, error["error"].as_str()), (401, Some("invalid_client")));
 
     // With HTTP Basic the 401 carries a challenge.
-    let response = common::http()
+    let response = crate::common::http()
         .post(format!("{}/token", stack.broker.url))
         .basic_auth(AUTH0_CLIENT.0, Some("not-the-secret"))
         .form(&[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", AUTH0_CLIENT.2)])
@@ -132,14 +130,14 @@ async fn bad_upstream_id_tokens_are_refused() {
         ["bad_signature", "alg_none", "hs256", "expired", "future_iat", "wrong_audience", "wrong_issuer", "wrong_nonce"]
     {
         stack.upstream.tamper(mode).await;
-        let params = common::login_to_client(&stack, AUTH0_CLIENT, &[("login_hint", "alice@acme.test")]).await;
+        let params = crate::common::login_to_client(&stack, AUTH0_CLIENT, &[("login_hint", "alice@acme.test")]).await;
         assert_eq!(params.get("error").map(String::as_str), Some("access_denied"), "{mode}: {params:?}");
         assert!(!params.contains_key("code"), "{mode} must not produce a code");
         assert_eq!(params.get("state").map(String::as_str), Some("client-state-123"), "{mode}");
         assert_eq!(params.get("iss"), Some(&stack.broker.url), "{mode}");
     }
     // And a normal login still works afterwards.
-    let params = common::login_to_client(&stack, AUTH0_CLIENT, &[("login_hint", "alice@acme.test")]).await;
+    let params = crate::common::login_to_client(&stack, AUTH0_CLIENT, &[("login_hint", "alice@acme.test")]).await;
     assert!(params.contains_key("code"), "{params:?}");
 }
 
@@ -147,11 +145,11 @@ async fn bad_upstream_id_tokens_are_refused() {
 async fn an_upstream_key_rotation_is_followed_by_refetching_the_jwks() {
     let stack = Stack::start().await;
     // Warm the JWKS cache with a normal login first.
-    assert!(common::login_to_client(&stack, AUTH0_CLIENT, &[("login_hint", "alice@acme.test")])
+    assert!(crate::common::login_to_client(&stack, AUTH0_CLIENT, &[("login_hint", "alice@acme.test")])
         .await
         .contains_key("code"));
     stack.upstream.tamper("unknown_kid").await;
-    let params = common::login_to_client(&stack, AUTH0_CLIENT, &[("login_hint", "alice@acme.test")]).await;
+    let params = crate::common::login_to_client(&stack, AUTH0_CLIENT, &[("login_hint", "alice@acme.test")]).await;
     assert!(params.contains_key("code"), "a token signed by a newly published key verifies: {params:?}");
 }
 
@@ -214,7 +212,7 @@ async fn authorize_errors_after_the_client_is_trusted_redirect_with_state_and_is
 async fn token_and_userinfo_responses_are_not_cacheable_and_userinfo_needs_a_valid_token() {
     let stack = Stack::start().await;
     let code = code_for(&stack).await;
-    let response = common::http()
+    let response = crate::common::http()
         .post(format!("{}/token", stack.broker.url))
         .form(&[
             ("grant_type", "authorization_code"),
@@ -230,17 +228,22 @@ async fn token_and_userinfo_responses_are_not_cacheable_and_userinfo_needs_a_val
     assert_eq!(response.headers()["cache-control"], "no-store");
     let tokens: Value = response.json().await.expect("json");
     let claims =
-        common::verify_id_token(&stack.broker.url, tokens["id_token"].as_str().expect("id"), AUTH0_CLIENT.0).await;
+        crate::common::verify_id_token(&stack.broker.url, tokens["id_token"].as_str().expect("id"), AUTH0_CLIENT.0)
+            .await;
     assert_eq!(claims["at_hash"], ssobridge::tokens::at_hash(tokens["access_token"].as_str().expect("at")));
     assert_eq!(claims["azp"], AUTH0_CLIENT.0);
     assert!(claims["auth_time"].is_u64());
 
     let url = format!("{}/userinfo", stack.broker.url);
-    let ok =
-        common::http().get(&url).bearer_auth(tokens["access_token"].as_str().expect("at")).send().await.expect("ui");
+    let ok = crate::common::http()
+        .get(&url)
+        .bearer_auth(tokens["access_token"].as_str().expect("at"))
+        .send()
+        .await
+        .expect("ui");
     assert_eq!(ok.status(), 200);
     assert_eq!(ok.headers()["cache-control"], "no-store");
-    for request in [common::http().get(&url), common::http().get(&url).bearer_auth("not-a-token")] {
+    for request in [crate::common::http().get(&url), crate::common::http().get(&url).bearer_auth("not-a-token")] {
         let response = request.send().await.expect("userinfo");
         assert_eq!(response.status(), 401);
         let challenge = response.headers()["www-authenticate"].to_str().expect("header").to_owned();

@@ -10,8 +10,6 @@
 //! nginx and helm come from `scripts/deps/nginx.sh` and `scripts/deps/helm.sh`; a missing one
 //! fails the test.
 
-mod common;
-
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -19,8 +17,8 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::tempdir::TempDir;
-use common::{
+use crate::common::tempdir::TempDir;
+use crate::common::{
     authorize_url, query, verify_id_token, Browser, Redis, Upstream, AUTH0_CLIENT, COGNITO_CLIENT, STARTUP_DEADLINE,
     VERIFIER,
 };
@@ -38,7 +36,7 @@ const LOG_DEADLINE: Duration = Duration::from_secs(10);
 const EXITED: &str = "<exited>";
 
 fn deploy_dir() -> PathBuf {
-    common::repo_root().join("deploy")
+    crate::common::repo_root().join("deploy")
 }
 
 /// A program from `PATH`, or from `extra` (Debian puts nginx in /usr/sbin, which a non-root
@@ -212,7 +210,7 @@ impl Nginx {
     }
 
     /// Starts nginx on `port` and waits until `/healthz` answers through it. An error means
-    /// nginx exited (someone took the port between [`common::free_port`] and now).
+    /// nginx exited (someone took the port between [`crate::common::free_port`] and now).
     async fn start(port: u16, instances: [SocketAddr; 2], logs: &Arc<LogBook>) -> Result<Nginx, String> {
         let dir = TempDir::new("nginx");
         let config = dir.path().join("nginx.conf");
@@ -234,7 +232,7 @@ impl Nginx {
         logs.collect("nginx", child.stdout.take().expect("stdout piped"));
         let error_log = || std::fs::read_to_string(&errors).unwrap_or_default();
         let url = format!("http://127.0.0.1:{port}/healthz");
-        let http = common::http();
+        let http = crate::common::http();
         let deadline = Instant::now() + STARTUP_DEADLINE;
         loop {
             if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
@@ -273,14 +271,14 @@ impl Topology {
         for attempt in 0..3 {
             // The proxy's address is the issuer, so its port is chosen first; should nginx find
             // it taken by then, everything starts again on another one.
-            let port = common::free_port();
+            let port = crate::common::free_port();
             let url = format!("http://127.0.0.1:{port}");
             let logs = LogBook::new();
             let upstream = Upstream::start(&[format!("{url}/callback")]).await;
             let prefix = format!("topology-{}:", uuid::Uuid::new_v4());
             // One file for both instances, as compose mounts one: same issuer, store, key.
             let config = dir.path().join(format!("ssobridge-{attempt}.toml"));
-            let toml = common::broker_toml(&url, &redis.url(), &prefix, &upstream.issuer)
+            let toml = crate::common::broker_toml(&url, &redis.url(), &prefix, &upstream.issuer)
                 + &format!("[signing]\nkey_file = \"{}\"\n", key.display());
             std::fs::write(&config, toml).expect("write config");
             let instances = vec![
@@ -406,7 +404,7 @@ impl Proxy {
         assert_eq!(params.get("iss"), Some(&self.url), "iss is the proxy's address: {params:?}");
         let code = params.get("code").unwrap_or_else(|| panic!("no code: {params:?}"));
 
-        let http = common::http();
+        let http = crate::common::http();
         let response = http
             .post(format!("{}/token", self.url))
             .form(&[
@@ -460,7 +458,7 @@ async fn logins_through_the_proxy_are_spread_over_both_instances() {
     let topology = Topology::start().await;
     let proxy = topology.proxy.clone();
 
-    let ready = common::http().get(format!("{}/readyz", proxy.url)).send().await.expect("readyz");
+    let ready = crate::common::http().get(format!("{}/readyz", proxy.url)).send().await.expect("readyz");
     assert_eq!(ready.status(), 200);
     assert_eq!(ready.json::<Value>().await.expect("json"), serde_json::json!({"store": "ok", "upstream": "ok"}));
 
