@@ -131,11 +131,11 @@ pub async fn finish_login(app: &AppState, params: &Params) -> Result<Finished, A
         Err(e) => return Err(fail(e.into())),
     };
     let mut identity = identity(app, &request.client_id, client.record.subject, &claims);
-    // The claim says what the IdP asserts; an adapter may link by email only when, on top of
-    // that, the organization has proved it owns the email's domain (a verified route).
-    let upstream_verified = identity.email_verified;
-    identity.email_verified =
-        upstream_verified && domain_verified(app, &identity, &request.client_id).await.map_err(|e| fail(e.into()))?;
+    // The broker's own statement, in its tokens and to the adapter alike: a customer's IdP may
+    // say anything about any address, so an email counts as verified only when the IdP did not
+    // deny it and its domain is a verified route of the organization the upstream names.
+    identity.email_verified = claims.email_verified != Some(false)
+        && domain_verified(app, &identity, &request.client_id).await.map_err(|e| fail(e.into()))?;
     tracing::Span::current().record("connection_id", identity.connection_id.as_deref().unwrap_or(""));
     let outcome = crate::telemetry::timed(
         "ssobridge_adapter_duration_seconds",
@@ -144,9 +144,8 @@ pub async fn finish_login(app: &AppState, params: &Params) -> Result<Finished, A
     )
     .await
     .map_err(|e| fail(adapter_error(client.adapter.name(), e)))?;
-    let asserted = Identity { email_verified: upstream_verified, ..identity.clone() };
     let user_claims =
-        user_claims(&asserted, ClaimScopes::from_scope(&request.scope), outcome.extra_claims(), &client.record.claims);
+        user_claims(&identity, ClaimScopes::from_scope(&request.scope), outcome.extra_claims(), &client.record.claims);
     let code = random_token(32).map_err(|e| fail(e.into()))?;
     let sealed_token_fields = match outcome.token_fields().filter(|fields| !fields.is_empty()) {
         Some(fields) => {
@@ -190,23 +189,23 @@ fn identity(app: &AppState, client_id: &str, mode: SubjectMode, claims: &Upstrea
         connection_id: claims.connection().map(str::to_owned),
         organization_id: claims.organization().map(str::to_owned),
         email: claims.email.clone(),
-        email_verified: claims.email_verified.unwrap_or(false),
+        // Decided by the caller (the broker's rule, not the IdP's word).
+        email_verified: false,
         name: claims.name.clone(),
         given_name: claims.given_name.clone(),
         family_name: claims.family_name.clone(),
     }
 }
 
-/// Whether the email's domain has a verified route to the identity's own organization.
+/// Whether the email is one valid address whose domain (normalized as the route table's) has a
+/// verified route to the identity's own organization.
 async fn domain_verified(
     app: &AppState,
     identity: &Identity,
     client_id: &str,
 ) -> Result<bool, crate::store::StoreError> {
     let (Some(email), Some(organization)) = (&identity.email, &identity.organization_id) else { return Ok(false) };
-    let Some(domain) = email.rsplit_once('@').and_then(|(_, d)| crate::routing::normalize_domain(d).ok()) else {
-        return Ok(false);
-    };
+    let Some(domain) = crate::routing::email_domain(email) else { return Ok(false) };
     let route = app.routes().resolve(&domain, client_id).await?;
     Ok(route.is_some_and(|r| r.verified && &r.organization_id == organization))
 }

@@ -10,7 +10,7 @@ pub mod table;
 
 use serde::{Deserialize, Serialize};
 
-pub use self::table::{normalize_domain, Route, RouteCache, RouteTable};
+pub use self::table::{email_domain, normalize_domain, split_email, Route, RouteCache, RouteTable};
 use crate::clients::ClientRecord;
 use crate::config::Fallback;
 use crate::oidc::params::{ParamError, Params};
@@ -54,11 +54,7 @@ impl Selectors {
 
     /// The domain of `login_hint`, if it is an email address.
     pub fn login_hint_domain(&self) -> Option<&str> {
-        self.login_hint
-            .as_deref()
-            .and_then(|hint| hint.rsplit_once('@'))
-            .map(|(_, domain)| domain)
-            .filter(|d| !d.is_empty())
+        self.login_hint.as_deref().and_then(split_email).map(|(_, domain)| domain)
     }
 }
 

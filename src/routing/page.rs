@@ -8,7 +8,7 @@ use poem::http::{header, StatusCode};
 use poem::web::Data;
 use poem::{handler, Body, Request, Response};
 
-use super::normalize_domain;
+use super::{email_domain, split_email};
 use crate::app::AppState;
 use crate::oidc::authorize::{route, AuthorizationRequest, Next};
 use crate::oidc::error::OidcError;
@@ -110,12 +110,7 @@ pub async fn submit_email(req: &Request, body: Body, state: Data<&Arc<AppState>>
         }
     };
     let email = email.unwrap_or("").trim();
-    let domain = email
-        .rsplit_once('@')
-        .filter(|(local, _)| !local.is_empty())
-        .map(|(_, d)| d)
-        .and_then(|d| normalize_domain(d).ok());
-    let Some(domain) = domain else {
+    let Some(domain) = email_domain(email) else {
         return ask_email(&state, request, Some(email), Some("Enter your work email address, like name@company.com."))
             .await;
     };
@@ -136,7 +131,7 @@ pub async fn submit_email(req: &Request, body: Body, state: Data<&Arc<AppState>>
 /// The upstream did not know the domain the user typed: ask again, saying so.
 pub async fn domain_unknown_upstream(app: &AppState, mut request: AuthorizationRequest) -> Response {
     let typed = request.selectors.login_hint.take();
-    let domain = typed.as_deref().and_then(|e| e.rsplit_once('@')).map(|(_, d)| d.to_owned()).unwrap_or_default();
+    let domain = typed.as_deref().and_then(split_email).map(|(_, d)| d.to_owned()).unwrap_or_default();
     let message = format!("Single sign-on is not set up for {domain}. Check the address, or ask your administrator.");
     ask_email(app, request, typed.as_deref(), Some(&message)).await
 }

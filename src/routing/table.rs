@@ -78,6 +78,23 @@ pub fn normalize_domain(raw: &str) -> Result<String, InvalidDomain> {
     Ok(ascii)
 }
 
+/// The local part and domain of an address with exactly one `@`, neither part empty, and no
+/// space, control or delimiter character in the local part. `a@b.example@evil.example` is not
+/// an address: read from the right, it would pass for one at `evil.example`.
+pub fn split_email(email: &str) -> Option<(&str, &str)> {
+    let (local, domain) = email.split_once('@')?;
+    let local_ok = !local.is_empty()
+        && local.len() <= 64
+        && !local.chars().any(|c| c.is_whitespace() || c.is_control() || "<>()[]\\,;:\"".contains(c));
+    (local_ok && !domain.is_empty() && !domain.contains('@') && email.len() <= 254).then_some((local, domain))
+}
+
+/// The domain of a valid email address, normalized as the route table keys its domains: what
+/// routing and email verification compare.
+pub fn email_domain(email: &str) -> Option<String> {
+    split_email(email).and_then(|(_, domain)| normalize_domain(domain).ok())
+}
+
 fn key(domain: &str) -> String {
     format!("{}{domain}", keys::ROUTES)
 }
@@ -239,6 +256,17 @@ mod tests {
         assert_eq!(normalize_domain("acme.example.").as_deref(), Ok("acme.example"));
         for bad in ["", "localhost", "a..b", "a b.example", "x@y.example", "ex/ample.com"] {
             assert!(normalize_domain(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn an_email_is_exactly_one_address() {
+        assert_eq!(email_domain("Alice@ACME.Example").as_deref(), Some("acme.example"));
+        assert_eq!(email_domain("bob@Bücher.example").as_deref(), Some("xn--bcher-kva.example"));
+        for bad in
+            ["a@b.example@evil.example", "@acme.example", "alice@", "alice", "a b@acme.example", "a\u{0}@x.example"]
+        {
+            assert_eq!(email_domain(bad), None, "{bad}");
         }
     }
 

@@ -21,6 +21,7 @@ mod adapter_cognito;
 mod adapter_firebase;
 mod admin_api;
 mod admin_fuzz;
+mod attacks;
 mod browser;
 mod cli;
 mod demo;

@@ -76,6 +76,9 @@
 //                         public JWK is added to /jwks only once this token response has been
 //                         produced, so a verifier with a cached JWKS must refetch it.
 //                         The key stays in /jwks until /__test/reset.
+//          claims         body {"mode":"claims","claims":{...}}: the given claims replace the
+//                         token's (a null value removes one), signed with the real key: what
+//                         a customer's IdP (through Scalekit) may assert about its own users
 //          none           cancels a pending tamper mode
 //        Answers {"ok":true,"mode":M}; 400 {"error":...} for an unknown mode.
 //   POST /__test/sign      body = a JSON object of claims, signed as-is (nothing added)
@@ -223,11 +226,12 @@ const { privateKey: OTHER_KEY } = await jose.generateKeyPair('RS256');
 
 let requestLog = [];
 let tamperMode = null;
+let tamperClaims = {};
 let extraJwks = [];
 
 const TAMPER_MODES = new Set([
   'bad_signature', 'alg_none', 'hs256', 'expired', 'future_iat',
-  'wrong_audience', 'wrong_issuer', 'wrong_nonce', 'unknown_kid',
+  'wrong_audience', 'wrong_issuer', 'wrong_nonce', 'unknown_kid', 'claims',
 ]);
 
 const b64json = (obj) => Buffer.from(JSON.stringify(obj)).toString('base64url');
@@ -268,6 +272,11 @@ async function tamper(mode, idToken, clientSecret) {
       return signCompact(header, { ...payload, iss: 'http://evil.example' }, SIGNING_KEY);
     case 'wrong_nonce':
       return signCompact(header, { ...payload, nonce: 'not-the-nonce' }, SIGNING_KEY);
+    case 'claims': {
+      const replaced = { ...payload, ...tamperClaims };
+      for (const [name, value] of Object.entries(tamperClaims)) if (value === null) delete replaced[name];
+      return signCompact(header, replaced, SIGNING_KEY);
+    }
     case 'unknown_kid': {
       const { privateKey, publicKey } = await jose.generateKeyPair('RS256', { extractable: true });
       const kid = `rotated-${crypto.randomBytes(6).toString('hex')}`;
@@ -358,7 +367,11 @@ async function handleTestHook(req, res, url) {
       if (!TAMPER_MODES.has(mode)) {
         return sendJson(res, 400, { error: `unknown mode ${JSON.stringify(mode)}`, modes: [...TAMPER_MODES] });
       }
+      if (mode === 'claims' && (typeof body.claims !== 'object' || body.claims === null || Array.isArray(body.claims))) {
+        return sendJson(res, 400, { error: 'mode claims needs a "claims" object' });
+      }
       tamperMode = mode;
+      tamperClaims = mode === 'claims' ? body.claims : {};
       return sendJson(res, 200, { ok: true, mode });
     }
     case 'POST /__test/sign': {

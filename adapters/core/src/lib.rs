@@ -24,8 +24,9 @@ pub struct Identity {
     pub organization_id: Option<String>,
     /// The email as the upstream sent it (not case-folded).
     pub email: Option<String>,
-    /// Whether the email may be trusted for linking: the upstream said so *and* the broker
-    /// knows the domain to be verified for this organization.
+    /// The broker's statement that the email belongs to this user: the upstream did not deny
+    /// it *and* the email's domain is a verified route of the user's own organization (a
+    /// customer's IdP may assert any address). The same value the broker's tokens carry.
     pub email_verified: bool,
     pub name: Option<String>,
     pub given_name: Option<String>,

@@ -181,6 +181,15 @@ impl Upstream {
         assert!(response.status().is_success(), "tamper {mode}: {}", response.status());
     }
 
+    /// Makes the next ID token carry `claims` instead of the user's own (null removes one),
+    /// validly signed: what a customer's IdP may assert through the upstream.
+    pub async fn tamper_claims(&self, claims: &Value) {
+        let url = format!("{}/__test/tamper", self.issuer);
+        let response =
+            self.http.post(url).json(&json!({"mode": "claims", "claims": claims})).send().await.expect("tamper");
+        assert!(response.status().is_success(), "tamper claims: {}", response.status());
+    }
+
     pub async fn reset(&self) {
         self.http.post(format!("{}/__test/reset", self.issuer)).send().await.expect("reset");
     }
