@@ -159,14 +159,25 @@ async fn conformance_in_a_pool_with_usernames() {
     conformance::run(&harness, &run_id).await;
     check_the_pool_after_conformance(&harness, &run_id).await;
 
-    // An unverified identity nobody else's email collides with gets its own user, unverified.
+    // An unverified identity nobody else's email collides with gets its own user, without the
+    // address: not even as an unverified email.
     let email = format!("lone-{run_id}@conformance.example");
     let lone = identity(&format!("lone-{run_id}"), &email, false);
     let outcome = harness.adapter.link(&lone).await.unwrap();
     assert!(matches!(outcome, LinkOutcome::Created { .. }), "{outcome:?}");
     let user = world.get_user(&pool, &downstream_id(&outcome)).await;
-    assert_eq!(attribute(&user, "email").as_deref(), Some(email.as_str()));
-    assert_eq!(attribute(&user, "email_verified"), None);
+    assert_eq!(attribute(&user, "email"), None, "{user}");
+    assert_eq!(attribute(&user, "email_verified"), None, "{user}");
+    assert_eq!(attribute(&user, "given_name").as_deref(), Some("Test"));
+    assert_eq!(linked_subjects(&user), vec![(PROVIDER.to_owned(), lone.subject.clone())]);
+    let created = world.proxy.records_of("AdminCreateUser");
+    let request = created.last().unwrap().json();
+    let written: Vec<&str> =
+        request["UserAttributes"].as_array().unwrap().iter().map(|a| a["Name"].as_str().unwrap()).collect();
+    assert!(!written.contains(&"email") && !written.contains(&"email_verified"), "{written:?}");
+    // The returning sign-in finds it by its username.
+    let again = harness.adapter.link(&lone).await.unwrap();
+    assert_eq!(downstream_id(&again), downstream_id(&outcome));
 
     // A disabled account is not signed in to, whichever way it is found.
     let email = format!("disabled-{run_id}@conformance.example");
@@ -192,6 +203,15 @@ async fn conformance_in_a_pool_that_signs_in_by_email() {
     let mut who = identity(&format!("no-email-{run_id}"), "x@conformance.example", true);
     who.email = None;
     assert!(matches!(harness.adapter.link(&who).await, Err(AdapterError::Refused { .. })));
+
+    // Nor one for an unverified identity: its email would be its username, its address.
+    let email = format!("unverified-username-{run_id}@conformance.example");
+    let who = identity(&format!("unverified-username-{run_id}"), &email, false);
+    match harness.adapter.link(&who).await {
+        Err(AdapterError::Refused { reason }) => assert!(reason.contains("verified email address"), "{reason}"),
+        other => panic!("an unverified identity in an email-username pool is refused, got {other:?}"),
+    }
+    assert!(world.usernames_with_email(&pool, &email).await.is_empty(), "nothing was created");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
