@@ -36,7 +36,9 @@ impl Harness for EmulatorHarness {
     }
 
     fn create_existing_user<'a>(&'a self, email: &'a str) -> Pin<Box<dyn Future<Output = String> + Send + 'a>> {
-        Box::pin(self.api.sign_up_with_password(email))
+        // A sign-up through the app's form whose owner followed the confirmation link: only
+        // such an account may be joined by email.
+        Box::pin(self.api.sign_up_verified(email))
     }
 
     fn users_with_email<'a>(&'a self, email: &'a str) -> Pin<Box<dyn Future<Output = Vec<String>> + Send + 'a>> {
@@ -156,7 +158,7 @@ async fn custom_token_signs_in_with_the_uid_and_claims(emulator: &Emulator, run:
 async fn existing_custom_attributes_are_kept(emulator: &Emulator, run: &str) {
     let api = emulator.api();
     let email = format!("attrs-{run}@claims.example");
-    let existing = api.sign_up_with_password(&email).await;
+    let existing = api.sign_up_verified(&email).await;
     api.update(json!({"localId": existing, "customAttributes": r#"{"role":"admin","org_id":"stale"}"#})).await;
     let adapter = emulator_adapter(&emulator.host, None, 10);
     let who = conformance::identity(&format!("attrs-{run}"), &email, true);
@@ -190,7 +192,7 @@ async fn unverified_identity_gets_an_account_without_email(emulator: &Emulator, 
 async fn disabled_account_is_refused(emulator: &Emulator, run: &str) {
     let api = emulator.api();
     let email = format!("disabled-{run}@claims.example");
-    let existing = api.sign_up_with_password(&email).await;
+    let existing = api.sign_up_verified(&email).await;
     api.update(json!({"localId": existing, "disableUser": true})).await;
     let adapter = emulator_adapter(&emulator.host, None, 10);
     let who = conformance::identity(&format!("disabled-{run}"), &email, true);
@@ -223,7 +225,7 @@ async fn tenant_users_live_in_the_tenant(emulator: &Emulator, run: &str) {
     assert_eq!(refused.expect_err("refused"), "TENANT_ID_MISMATCH");
 
     // A verified email links within the tenant only.
-    let existing = tenant_api.sign_up_with_password(&format!("tenant-existing-{run}@claims.example")).await;
+    let existing = tenant_api.sign_up_verified(&format!("tenant-existing-{run}@claims.example")).await;
     let who = conformance::identity(
         &format!("tenant-existing-{run}"),
         &format!("tenant-existing-{run}@claims.example"),
