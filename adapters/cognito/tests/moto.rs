@@ -4,14 +4,12 @@
 
 mod support;
 
-use std::future::Future;
-use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use ssobridge_adapter_cognito::CognitoAdapter;
 use ssobridge_adapter_core::conformance::{self, identity, Harness};
-use ssobridge_adapter_core::{Adapter, AdapterError, LinkOutcome};
+use ssobridge_adapter_core::{Adapter, AdapterError, BoxFuture, LinkOutcome};
 use support::{attribute, silent_listener, unique, Canned, Creds, World, PROVIDER, REGION};
 
 struct MotoHarness<'w> {
@@ -47,9 +45,10 @@ impl Harness for MotoHarness<'_> {
         &self.unreachable
     }
 
-    fn create_existing_user<'a>(&'a self, email: &'a str) -> Pin<Box<dyn Future<Output = String> + Send + 'a>> {
+    fn create_existing_user<'a>(&'a self, email: &'a str, verified: bool) -> BoxFuture<'a, String> {
         Box::pin(async move {
-            // A password user made by the application before SSO.
+            // A password user made by the application before SSO; unverified, it is a sign-up
+            // whose confirmation code was never entered.
             let username = if self.email_is_username { email.to_owned() } else { format!("app-user-{}", unique()) };
             let answer = self
                 .world
@@ -59,15 +58,23 @@ impl Harness for MotoHarness<'_> {
                     "AdminCreateUser",
                     json!({"UserPoolId": self.pool_id, "Username": username, "MessageAction": "SUPPRESS",
                         "UserAttributes": [{"Name": "email", "Value": email},
-                                           {"Name": "email_verified", "Value": "true"}]}),
+                                           {"Name": "email_verified", "Value": verified.to_string()}]}),
                 )
                 .await;
             answer["User"]["Username"].as_str().unwrap().to_owned()
         })
     }
 
-    fn users_with_email<'a>(&'a self, email: &'a str) -> Pin<Box<dyn Future<Output = Vec<String>> + Send + 'a>> {
+    fn users_with_email<'a>(&'a self, email: &'a str) -> BoxFuture<'a, Vec<String>> {
         Box::pin(self.world.usernames_with_email(&self.pool_id, email))
+    }
+
+    fn users_with_verified_email<'a>(&'a self, email: &'a str) -> BoxFuture<'a, Vec<String>> {
+        Box::pin(self.world.usernames_with_verified_email(&self.pool_id, email))
+    }
+
+    fn user_record<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Option<Value>> {
+        Box::pin(self.world.find_user(&self.pool_id, id))
     }
 }
 
@@ -126,6 +133,17 @@ async fn check_the_pool_after_conformance(harness: &MotoHarness<'_>, run_id: &st
         assert!(linked_subjects(&user).iter().all(|(_, s)| *s != unverified_subject), "taken over: {user}");
     }
 
+    // Pre-account takeover: the victim's identity was never even offered to the attacker's
+    // account, and no user was created for it.
+    let victim_subject = format!("sub-victim-{run_id}");
+    for link in harness.world.proxy.records_of("AdminLinkProviderForUser") {
+        assert_ne!(link.json()["SourceUser"]["ProviderAttributeValue"], victim_subject.as_str(), "{link:?}");
+    }
+    let victim_email = format!("victim-{run_id}@conformance.example");
+    for create in harness.world.proxy.records_of("AdminCreateUser") {
+        assert!(!String::from_utf8_lossy(&create.body).contains(&victim_email), "{create:?}");
+    }
+
     // Every link the adapter asked for has the documented shape, and no identity went to two users.
     let mut destinations: Vec<(String, String)> = Vec::new();
     for link in harness.world.proxy.records_of("AdminLinkProviderForUser") {
@@ -181,7 +199,7 @@ async fn conformance_in_a_pool_with_usernames() {
 
     // A disabled account is not signed in to, whichever way it is found.
     let email = format!("disabled-{run_id}@conformance.example");
-    let disabled = harness.create_existing_user(&email).await;
+    let disabled = harness.create_existing_user(&email, true).await;
     world.aws.cognito_ok(&world.admin, "AdminDisableUser", json!({"UserPoolId": pool, "Username": disabled})).await;
     let who = identity(&format!("disabled-{run_id}"), &email, true);
     match harness.adapter.link(&who).await {

@@ -6,15 +6,13 @@
 
 mod common;
 
-use std::future::Future;
-use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use common::*;
 use jsonwebtoken::{Algorithm, Validation};
 use serde_json::{json, Value};
 use ssobridge_adapter_core::conformance::{self, Harness};
-use ssobridge_adapter_core::{Adapter, AdapterError, LinkOutcome};
+use ssobridge_adapter_core::{Adapter, AdapterError, BoxFuture, LinkOutcome};
 use ssobridge_adapter_firebase::{firebase_uid, FirebaseAdapter};
 
 struct EmulatorHarness {
@@ -35,26 +33,44 @@ impl Harness for EmulatorHarness {
         &self.unreachable
     }
 
-    fn create_existing_user<'a>(&'a self, email: &'a str) -> Pin<Box<dyn Future<Output = String> + Send + 'a>> {
-        // A sign-up through the app's form whose owner followed the confirmation link: only
-        // such an account may be joined by email.
-        Box::pin(self.api.sign_up_verified(email))
+    fn create_existing_user<'a>(&'a self, email: &'a str, verified: bool) -> BoxFuture<'a, String> {
+        // A sign-up through the app's form; unverified until the confirmation link is followed.
+        Box::pin(async move {
+            if verified {
+                self.api.sign_up_verified(email).await
+            } else {
+                self.api.sign_up_with_password(email).await
+            }
+        })
     }
 
-    fn users_with_email<'a>(&'a self, email: &'a str) -> Pin<Box<dyn Future<Output = Vec<String>> + Send + 'a>> {
-        Box::pin(async move {
-            let users = self.api.all_users().await;
-            users
-                .iter()
-                .filter(|u| u["email"].as_str().is_some_and(|e| e.eq_ignore_ascii_case(email)))
-                .map(|u| u["localId"].as_str().unwrap().to_owned())
-                .collect()
-        })
+    fn users_with_email<'a>(&'a self, email: &'a str) -> BoxFuture<'a, Vec<String>> {
+        Box::pin(self.uids_with_email(email, false))
+    }
+
+    fn users_with_verified_email<'a>(&'a self, email: &'a str) -> BoxFuture<'a, Vec<String>> {
+        Box::pin(self.uids_with_email(email, true))
+    }
+
+    fn user_record<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Option<Value>> {
+        Box::pin(self.api.user(id))
     }
 
     fn timeout_bound(&self) -> Duration {
         // timeout_seconds = 2 for the unreachable adapter, plus scheduling slack.
         Duration::from_secs(4)
+    }
+}
+
+impl EmulatorHarness {
+    async fn uids_with_email(&self, email: &str, verified_only: bool) -> Vec<String> {
+        let users = self.api.all_users().await;
+        users
+            .iter()
+            .filter(|u| u["email"].as_str().is_some_and(|e| e.eq_ignore_ascii_case(email)))
+            .filter(|u| !verified_only || u["emailVerified"] == true)
+            .map(|u| u["localId"].as_str().unwrap().to_owned())
+            .collect()
     }
 }
 
