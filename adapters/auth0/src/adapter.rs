@@ -20,6 +20,10 @@ const UNVERIFIED_COLLISION: &str = "An account with this email address already e
      your organization's email domain is not verified for single sign-on, so the two cannot be joined. Sign in \
      with the existing account, or ask your administrator to verify the domain.";
 
+const EXISTING_EMAIL_UNVERIFIED: &str = "An account with your email address already exists in this application \
+     but its address was never verified, so single sign-on cannot take it over. Ask the application's \
+     administrator.";
+
 /// Links ssobridge logins to the users of one Auth0 tenant through the Management API.
 pub struct Auth0Adapter {
     api: Api,
@@ -89,6 +93,25 @@ impl Auth0Adapter {
             if !identity.email_verified && !others.is_empty() {
                 tracing::info!("first sign-in with an unverified email that another user has; refused");
                 return Err(AdapterError::Refused { reason: UNVERIFIED_COLLISION.to_owned() });
+            }
+            // Pre-account takeover: the address is held only by accounts whose holders never
+            // proved it (anyone can sign up with someone else's address). Going on would leave
+            // Auth0 with the person's SSO user next to the squatter's, both with the address,
+            // for the application or a rule that trusts emails to join: refuse and say so.
+            // A returning login (the OIDC user exists) is kept apart below instead, so that a
+            // later sign-up with the address cannot lock its owner out.
+            if primaries.is_empty() {
+                if let Some(squatter) = others.iter().find(|u| !u.email_verified) {
+                    tracing::warn!(
+                        audit = true,
+                        action = "link_refused",
+                        reason = "existing_account_email_unverified",
+                        adapter = "auth0",
+                        downstream_user_id = %squatter.user_id,
+                        "auth0: refused a first sign-in whose email an unverified account holds"
+                    );
+                    return Err(AdapterError::Refused { reason: EXISTING_EMAIL_UNVERIFIED.to_owned() });
+                }
             }
             if let [primary] = primaries.as_slice() {
                 tracing::info!(

@@ -17,6 +17,7 @@
 //! | the identity is already linked into a user P (by ssobridge, the post-login Action, or by hand) | nothing but `app_metadata` | `Linked(P)` |
 //! | first login: no Auth0 user holds the identity yet | nothing: Auth0 creates it at this login | `Created(oidc\|CONNECTION\|SUB)` |
 //! | first login, unverified email, another user has that email | — | `Refused` (readable reason) |
+//! | first login, verified email, other users have it but none of them verified | — (an audit line names one) | `Refused` (readable reason) |
 //! | returning login, the OIDC user S exists unlinked, email verified, exactly one *other* user P with that email, P's email verified | links S into P (`POST /users/P/identities` with S's `identities[]` provider and user_id) | `Linked(P)` |
 //! | returning login, anything else (no such P, several, unverified email, accounts already linked into S) | keeps S apart | `Linked(S)` |
 //!
@@ -31,7 +32,8 @@
 //!
 //! Safety rules: link by email only when [`Identity::email_verified`] is true *and* the other
 //! account's email is verified (an unverified account pre-registered with a victim's address
-//! must not collect the victim's SSO identity); compare emails in lower case (users-by-email
+//! must not collect the victim's SSO identity), and refuse a first login whose address only
+//! such accounts hold rather than let Auth0 put the person's user beside them; compare emails in lower case (users-by-email
 //! is case-sensitive; Auth0 stores database emails in lower case); never link on search results
 //! alone (search is eventually consistent): decide with the immediately consistent reads;
 //! a refused link (409, or 400 for a secondary already merged by a racing login) is re-read,

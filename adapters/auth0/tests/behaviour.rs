@@ -342,6 +342,55 @@ async fn an_account_with_an_unverified_email_is_never_linked_into() {
 }
 
 #[tokio::test]
+async fn a_first_login_whose_address_only_an_unverified_account_holds_is_refused() {
+    // Pre-account takeover: the attacker signed up with the victim's address and never
+    // verified it; the victim's first SSO login must not go on to sit next to (and be joined
+    // with) the attacker's account.
+    let tenant = FakeTenant::start().await;
+    let email = fresh_email("squatted");
+    let squatter = tenant.create_database_user(&email, false);
+    let before = tenant.user(&squatter);
+    let victim = identity("squatted", &email, true);
+    let recorder = common::Recorder::default();
+    let refused = {
+        // A current-thread test: the adapter's events all reach this subscriber.
+        let _guard = tracing::subscriber::set_default(recorder.clone());
+        adapter(&tenant.base).link(&victim).await
+    };
+    match refused {
+        Err(AdapterError::Refused { reason }) => assert!(reason.contains("never verified"), "{reason}"),
+        other => panic!("expected Refused, got {other:?}"),
+    }
+    let audit: Vec<String> = recorder.lines().into_iter().filter(|l| l.contains("audit=true")).collect();
+    assert_eq!(audit.len(), 1, "one audit line: {:?}", recorder.lines());
+    for part in [
+        "WARN",
+        r#"action="link_refused""#,
+        r#"reason="existing_account_email_unverified""#,
+        &format!("downstream_user_id={squatter}"),
+    ] {
+        assert!(audit[0].contains(part), "{part} missing from {audit:?}");
+    }
+    assert!(!audit[0].contains(&email), "no email in the audit line: {audit:?}");
+    assert_eq!(tenant.user(&squatter), before, "the attacker's account is untouched");
+    assert_eq!(tenant.users_with_email(&email), vec![squatter]);
+    assert_eq!((tenant.count(Op::Link), tenant.count(Op::PatchUser)), (0, 0));
+
+    // With a verified account holding the address too, that one is the person's: no refusal,
+    // and the next login links there, never into the unverified one.
+    let email = fresh_email("squatted-and-owned");
+    let squatter = tenant.create_database_user(&email, false);
+    let owner = tenant.create_social_user(&email, true);
+    let who = identity("squatted-and-owned", &email, true);
+    let first = adapter(&tenant.base).link(&who).await.expect("first login");
+    assert!(matches!(first, LinkOutcome::Created { .. }), "{first:?}");
+    tenant.login(&who);
+    let second = adapter(&tenant.base).link(&who).await.expect("returning login");
+    assert!(is_linked_to(&second, &owner), "{second:?}");
+    assert_eq!(tenant.user(&squatter).expect("squatter")["identities"].as_array().map(Vec::len), Some(1));
+}
+
+#[tokio::test]
 async fn several_verified_accounts_are_not_linked_automatically() {
     let tenant = FakeTenant::start().await;
     let email = fresh_email("several");

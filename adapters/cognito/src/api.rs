@@ -64,6 +64,13 @@ impl User {
         linked.iter().any(|l| l.provider_name.as_deref() == Some(provider) && l.user_id.as_deref() == Some(subject))
     }
 
+    /// Whether Cognito marks the user's own `email` verified: only then has someone shown they
+    /// receive mail there. A sign-up that was never confirmed (or an admin-created user without
+    /// `email_verified`) holds an address anyone could have typed.
+    pub(crate) fn email_verified(&self) -> bool {
+        self.attribute("email_verified") == Some("true")
+    }
+
     /// A user Cognito created for a federated sign-in: it cannot be a link's destination as a
     /// `Cognito` user, so it is never taken over by email.
     pub(crate) fn is_federated(&self) -> bool {
@@ -363,6 +370,16 @@ mod tests {
         let b: User = serde_json::from_str::<UserShape>(listed).unwrap().into();
         assert_eq!((a.username.as_str(), a.enabled, a.attribute("email")), ("u1", false, Some("a@b")));
         assert_eq!((b.username.as_str(), b.enabled, b.is_federated()), ("u2", true, true));
+    }
+
+    #[test]
+    fn only_a_true_email_verified_attribute_counts() {
+        let mut u = user(None);
+        assert!(!u.email_verified(), "absent");
+        for (value, verified) in [("false", false), ("", false), ("yes", false), ("true", true)] {
+            u.attributes.insert("email_verified".to_owned(), value.to_owned());
+            assert_eq!(u.email_verified(), verified, "{value:?}");
+        }
     }
 
     #[test]

@@ -9,6 +9,12 @@ pub(crate) mod reason {
     pub const UNVERIFIED_EMAIL_TAKEN: &str = "An account with this email address already exists in the application, \
         and your organization's sign-in could not prove that the address is yours. Ask your administrator to \
         verify your organization's email domain.";
+    pub const EXISTING_EMAIL_UNVERIFIED: &str = "An account with your email address already exists in this \
+        application but its address was never verified, so single sign-on cannot take it over. Ask the \
+        application's administrator.";
+    pub const UNVERIFIED_EMAIL_NOT_ADDRESS: &str = "The application needs a verified email address for every \
+        account, and your organization's sign-in could not prove that this address is yours. Ask your \
+        administrator to verify your organization's email domain.";
     pub const AMBIGUOUS_EMAIL: &str = "Several accounts in the application use this email address, so the sign-in \
         cannot tell which one is yours. Ask the application's support to merge them.";
     pub const ACCOUNT_DISABLED: &str = "Your account in the application is disabled.";

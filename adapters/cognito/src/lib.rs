@@ -11,11 +11,16 @@
 //!    (`ssobridge-<sha256(sub)>`), then among the users with the identity's email (`ListUsers`,
 //!    `email = "…"`), where a user whose `identities` already lists (provider, `sub`) is this
 //!    identity's own;
-//! 2. takes over an existing account with the same email only when `identity.email_verified`
-//!    (otherwise [`AdapterError::Refused`]), and only when exactly one account has it;
+//! 2. takes over an existing account with the same email only when `identity.email_verified`,
+//!    only when exactly one account has it, and only when that account's own `email_verified`
+//!    is `true` (otherwise [`AdapterError::Refused`], with an audit line): an account signed up
+//!    with someone else's address and never confirmed must not collect that person's SSO
+//!    identity (pre-account takeover);
 //! 3. otherwise creates the user (`AdminCreateUser`, `MessageAction: SUPPRESS`), under the
 //!    deterministic username so that two racing first logins collide on `UsernameExistsException`
-//!    instead of making two users;
+//!    instead of making two users. The email becomes the user's address (verified) only when the
+//!    broker vouches for it; otherwise it is not written at all, and a pool that needs one (email
+//!    usernames, or `email` required) refuses the sign-in;
 //! 4. sets `custom:org_id` / `custom:connection_id`, and links the federated identity
 //!    (`AdminLinkProviderForUser`: destination `Cognito` + username, source the provider +
 //!    `Cognito_Subject` = the `sub` ssobridge issues), so the next federated sign-in *is* that user.
@@ -152,19 +157,27 @@ impl CognitoAdapter {
                 return self.finish(user, identity, Found::Existing, deadline).await;
             }
         }
-        // 3. Nobody: create the user.
+        // 3. Nobody: create the user. Only an email the broker vouches for becomes its address:
+        // an unverified one on a new user would be an account that a later sign-in (or the
+        // application) takes for that person's.
+        let address = email.filter(|_| identity.email_verified);
         let requires_email = facts.schema.get("email").is_some_and(|(_, required)| *required);
-        let username = match email {
-            Some(email) if email_is_username => email,
-            None if email_is_username || requires_email => return Err(refused(reason::EMAIL_REQUIRED)),
+        let username = match address {
+            Some(address) if email_is_username => address,
+            None if email_is_username || requires_email => {
+                return Err(refused(match email {
+                    Some(_) => reason::UNVERIFIED_EMAIL_NOT_ADDRESS,
+                    None => reason::EMAIL_REQUIRED,
+                }))
+            }
             _ => own_username.as_str(),
         };
-        match self.pool.create_user(username, &new_user_attributes(identity, email), deadline).await {
+        match self.pool.create_user(username, &new_user_attributes(identity, address), deadline).await {
             Ok(user) => self.finish(user, identity, Found::Created, deadline).await,
             Err(e) if e.is("UsernameExistsException") => {
                 // A racing first sign-in of the same identity created it a moment ago: the
                 // deterministic username (or the pool's unique email) made the two collide.
-                let user = match email {
+                let user = match address {
                     Some(email) if email_is_username => {
                         self.choose(self.users_with_email(email, deadline).await?, identity)?
                     }
@@ -214,13 +227,20 @@ impl CognitoAdapter {
             return Ok(Some(own.clone()));
         }
         // Users Cognito made for other federated sign-ins cannot be a `Cognito` destination.
-        let mut accounts: Vec<User> = users.into_iter().filter(|u| !u.is_federated()).collect();
-        match accounts.len() {
-            0 => Ok(None),
+        let accounts: Vec<User> = users.into_iter().filter(|u| !u.is_federated()).collect();
+        match accounts.as_slice() {
+            [] => Ok(None),
             // An unverified email proves nothing: linking would hand the account to whoever
             // controls an IdP that asserts this address.
             _ if !identity.email_verified => Err(refused(reason::UNVERIFIED_EMAIL_TAKEN)),
-            1 => Ok(accounts.pop()),
+            [account] if account.email_verified() => Ok(Some(account.clone())),
+            // Pre-account takeover: anyone can sign up with someone else's address and wait for
+            // that person's SSO sign-in. Only an address the account's holder proved is theirs
+            // may join the two.
+            [account] => {
+                audit_link_refused(&account.username);
+                Err(refused(reason::EXISTING_EMAIL_UNVERIFIED))
+            }
             _ => Err(refused(reason::AMBIGUOUS_EMAIL)),
         }
     }
@@ -266,6 +286,20 @@ fn refused(reason: &str) -> AdapterError {
     AdapterError::Refused { reason: reason.to_owned() }
 }
 
+/// The audit trail's line for a sign-in that would have taken over an account whose email was
+/// never verified: the username only (no email, no token), so that an administrator can look
+/// at the account.
+fn audit_link_refused(username: &str) {
+    tracing::warn!(
+        audit = true,
+        action = "link_refused",
+        reason = "existing_account_email_unverified",
+        adapter = "cognito",
+        downstream_user_id = %username,
+        "cognito: refused to link into an account whose email is not verified"
+    );
+}
+
 /// `ssobridge-` + hex SHA-256 of the broker's `sub`: stable, within Cognito's 128-character
 /// username limit whatever the subject, and safe in pools with case-insensitive usernames.
 fn username_for(subject: &str) -> String {
@@ -305,14 +339,15 @@ fn check_pool(pool_id: &str, facts: &PoolFacts) -> Result<(), AdapterError> {
     Ok(())
 }
 
-fn new_user_attributes(identity: &Identity, email: Option<&str>) -> Vec<Attribute> {
+/// The new user's attributes. `address` is the email to give it; it is written, as verified,
+/// only when the broker vouches for the identity's email: an unverified address is not written
+/// at all (Cognito would let the application, and the next sign-in by email, take it for the
+/// person's).
+fn new_user_attributes(identity: &Identity, address: Option<&str>) -> Vec<Attribute> {
     let mut attributes = Vec::new();
-    if let Some(email) = email {
-        attributes.push(Attribute::new("email", email));
-        // Only what the broker vouches for: an unverified address stays unverified downstream.
-        if identity.email_verified {
-            attributes.push(Attribute::new("email_verified", "true"));
-        }
+    if let Some(address) = address.filter(|_| identity.email_verified) {
+        attributes.push(Attribute::new("email", address));
+        attributes.push(Attribute::new("email_verified", "true"));
     }
     let optional = [
         ("name", &identity.name),
@@ -381,14 +416,119 @@ mod tests {
     }
 
     #[test]
-    fn new_users_get_email_verified_only_when_the_broker_vouches() {
+    fn new_users_get_an_email_only_when_the_broker_vouches_for_it() {
         let verified = new_user_attributes(&identity("t", "a@example.com", true), Some("a@example.com"));
+        assert!(verified.contains(&Attribute::new("email", "a@example.com")));
         assert!(verified.contains(&Attribute::new("email_verified", "true")));
         assert!(verified.contains(&Attribute::new(ORG_ATTRIBUTE, "org_test")));
         assert!(verified.contains(&Attribute::new(CONNECTION_ATTRIBUTE, "conn_test")));
+        // Not even unverified: the address is not written at all.
         let unverified = new_user_attributes(&identity("t", "a@example.com", false), Some("a@example.com"));
-        assert!(unverified.iter().all(|a| a.name != "email_verified"));
-        assert!(unverified.contains(&Attribute::new("email", "a@example.com")));
+        assert!(unverified.iter().all(|a| a.name != "email" && a.name != "email_verified"), "{unverified:?}");
+        assert!(unverified.contains(&Attribute::new("given_name", "Test")));
+    }
+
+    fn pool_user(name: &str, attributes: &[(&str, &str)]) -> User {
+        User {
+            username: name.into(),
+            enabled: true,
+            status: Some("CONFIRMED".into()),
+            attributes: attributes.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+        }
+    }
+
+    fn adapter() -> CognitoAdapter {
+        CognitoAdapter::new(CognitoSettings {
+            region: "eu-west-1".into(),
+            user_pool_id: "eu-west-1_AbC".into(),
+            identity_provider_name: "ssobridge".into(),
+            access_key_id: "AKIAEXAMPLE".into(),
+            secret_access_key: "secret".into(),
+            session_token: None,
+            endpoint: None,
+            timeout_seconds: None,
+        })
+        .unwrap()
+    }
+
+    fn reason_of(result: Result<Option<User>, AdapterError>) -> String {
+        match result {
+            Err(AdapterError::Refused { reason }) => reason,
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    /// Collects every event as `LEVEL field=value …`: enough to see what an audit line says
+    /// (the adapter crates have no subscriber crate of their own).
+    #[derive(Clone, Default)]
+    struct Recorder(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+    impl tracing::Subscriber for Recorder {
+        fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+            true
+        }
+        fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+            tracing::span::Id::from_u64(1)
+        }
+        fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+        fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+        fn event(&self, event: &tracing::Event<'_>) {
+            struct Line(String);
+            impl tracing::field::Visit for Line {
+                fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                    self.0.push_str(&format!(" {}={:?}", field.name(), value));
+                }
+            }
+            let mut line = Line(event.metadata().level().to_string());
+            event.record(&mut line);
+            self.0.lock().unwrap().push(line.0);
+        }
+        fn enter(&self, _: &tracing::span::Id) {}
+        fn exit(&self, _: &tracing::span::Id) {}
+    }
+
+    impl Recorder {
+        fn lines(&self) -> Vec<String> {
+            self.0.lock().unwrap().clone()
+        }
+    }
+
+    #[test]
+    fn an_account_whose_own_email_is_unverified_is_never_taken_over() {
+        let adapter = adapter();
+        let victim = identity("victim", "v@example.com", true);
+        let squatter = pool_user("squatter", &[("email", "v@example.com"), ("email_verified", "false")]);
+        let recorder = Recorder::default();
+        let refused = tracing::subscriber::with_default(recorder.clone(), || adapter.choose(vec![squatter], &victim));
+        assert_eq!(reason_of(refused), reason::EXISTING_EMAIL_UNVERIFIED);
+        let lines = recorder.lines();
+        assert_eq!(lines.len(), 1, "one audit line: {lines:?}");
+        for part in [
+            "WARN",
+            "audit=true",
+            r#"action="link_refused""#,
+            r#"reason="existing_account_email_unverified""#,
+            "downstream_user_id=squatter",
+        ] {
+            assert!(lines[0].contains(part), "{part} missing from {lines:?}");
+        }
+        assert!(!lines[0].contains("v@example.com"), "no email in the audit line: {lines:?}");
+        let never_confirmed = pool_user("unconfirmed", &[("email", "v@example.com")]);
+        assert_eq!(reason_of(adapter.choose(vec![never_confirmed], &victim)), reason::EXISTING_EMAIL_UNVERIFIED);
+        let owner = pool_user("owner", &[("email", "v@example.com"), ("email_verified", "true")]);
+        assert_eq!(adapter.choose(vec![owner], &victim).unwrap().map(|u| u.username).as_deref(), Some("owner"));
+        assert!(adapter.choose(Vec::new(), &victim).unwrap().is_none());
+    }
+
+    #[test]
+    fn the_identitys_own_user_is_found_whatever_its_email_says() {
+        // A user this identity was linked to earlier stays its own, verified address or not.
+        let adapter = adapter();
+        let who = identity("own", "o@example.com", true);
+        let linked = format!(r#"[{{"userId":"{}","providerName":"ssobridge"}}]"#, who.subject);
+        let own = pool_user("own", &[("email", "o@example.com"), ("identities", &linked)]);
+        let other = pool_user("other", &[("email", "o@example.com"), ("email_verified", "false")]);
+        assert_eq!(adapter.choose(vec![other, own], &who).unwrap().map(|u| u.username).as_deref(), Some("own"));
     }
 
     #[test]

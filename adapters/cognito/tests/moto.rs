@@ -4,14 +4,12 @@
 
 mod support;
 
-use std::future::Future;
-use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use ssobridge_adapter_cognito::CognitoAdapter;
 use ssobridge_adapter_core::conformance::{self, identity, Harness};
-use ssobridge_adapter_core::{Adapter, AdapterError, LinkOutcome};
+use ssobridge_adapter_core::{Adapter, AdapterError, BoxFuture, LinkOutcome};
 use support::{attribute, silent_listener, unique, Canned, Creds, World, PROVIDER, REGION};
 
 struct MotoHarness<'w> {
@@ -47,9 +45,10 @@ impl Harness for MotoHarness<'_> {
         &self.unreachable
     }
 
-    fn create_existing_user<'a>(&'a self, email: &'a str) -> Pin<Box<dyn Future<Output = String> + Send + 'a>> {
+    fn create_existing_user<'a>(&'a self, email: &'a str, verified: bool) -> BoxFuture<'a, String> {
         Box::pin(async move {
-            // A password user made by the application before SSO.
+            // A password user made by the application before SSO; unverified, it is a sign-up
+            // whose confirmation code was never entered.
             let username = if self.email_is_username { email.to_owned() } else { format!("app-user-{}", unique()) };
             let answer = self
                 .world
@@ -59,15 +58,23 @@ impl Harness for MotoHarness<'_> {
                     "AdminCreateUser",
                     json!({"UserPoolId": self.pool_id, "Username": username, "MessageAction": "SUPPRESS",
                         "UserAttributes": [{"Name": "email", "Value": email},
-                                           {"Name": "email_verified", "Value": "true"}]}),
+                                           {"Name": "email_verified", "Value": verified.to_string()}]}),
                 )
                 .await;
             answer["User"]["Username"].as_str().unwrap().to_owned()
         })
     }
 
-    fn users_with_email<'a>(&'a self, email: &'a str) -> Pin<Box<dyn Future<Output = Vec<String>> + Send + 'a>> {
+    fn users_with_email<'a>(&'a self, email: &'a str) -> BoxFuture<'a, Vec<String>> {
         Box::pin(self.world.usernames_with_email(&self.pool_id, email))
+    }
+
+    fn users_with_verified_email<'a>(&'a self, email: &'a str) -> BoxFuture<'a, Vec<String>> {
+        Box::pin(self.world.usernames_with_verified_email(&self.pool_id, email))
+    }
+
+    fn user_record<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Option<Value>> {
+        Box::pin(self.world.find_user(&self.pool_id, id))
     }
 }
 
@@ -126,6 +133,17 @@ async fn check_the_pool_after_conformance(harness: &MotoHarness<'_>, run_id: &st
         assert!(linked_subjects(&user).iter().all(|(_, s)| *s != unverified_subject), "taken over: {user}");
     }
 
+    // Pre-account takeover: the victim's identity was never even offered to the attacker's
+    // account, and no user was created for it.
+    let victim_subject = format!("sub-victim-{run_id}");
+    for link in harness.world.proxy.records_of("AdminLinkProviderForUser") {
+        assert_ne!(link.json()["SourceUser"]["ProviderAttributeValue"], victim_subject.as_str(), "{link:?}");
+    }
+    let victim_email = format!("victim-{run_id}@conformance.example");
+    for create in harness.world.proxy.records_of("AdminCreateUser") {
+        assert!(!String::from_utf8_lossy(&create.body).contains(&victim_email), "{create:?}");
+    }
+
     // Every link the adapter asked for has the documented shape, and no identity went to two users.
     let mut destinations: Vec<(String, String)> = Vec::new();
     for link in harness.world.proxy.records_of("AdminLinkProviderForUser") {
@@ -159,18 +177,29 @@ async fn conformance_in_a_pool_with_usernames() {
     conformance::run(&harness, &run_id).await;
     check_the_pool_after_conformance(&harness, &run_id).await;
 
-    // An unverified identity nobody else's email collides with gets its own user, unverified.
+    // An unverified identity nobody else's email collides with gets its own user, without the
+    // address: not even as an unverified email.
     let email = format!("lone-{run_id}@conformance.example");
     let lone = identity(&format!("lone-{run_id}"), &email, false);
     let outcome = harness.adapter.link(&lone).await.unwrap();
     assert!(matches!(outcome, LinkOutcome::Created { .. }), "{outcome:?}");
     let user = world.get_user(&pool, &downstream_id(&outcome)).await;
-    assert_eq!(attribute(&user, "email").as_deref(), Some(email.as_str()));
-    assert_eq!(attribute(&user, "email_verified"), None);
+    assert_eq!(attribute(&user, "email"), None, "{user}");
+    assert_eq!(attribute(&user, "email_verified"), None, "{user}");
+    assert_eq!(attribute(&user, "given_name").as_deref(), Some("Test"));
+    assert_eq!(linked_subjects(&user), vec![(PROVIDER.to_owned(), lone.subject.clone())]);
+    let created = world.proxy.records_of("AdminCreateUser");
+    let request = created.last().unwrap().json();
+    let written: Vec<&str> =
+        request["UserAttributes"].as_array().unwrap().iter().map(|a| a["Name"].as_str().unwrap()).collect();
+    assert!(!written.contains(&"email") && !written.contains(&"email_verified"), "{written:?}");
+    // The returning sign-in finds it by its username.
+    let again = harness.adapter.link(&lone).await.unwrap();
+    assert_eq!(downstream_id(&again), downstream_id(&outcome));
 
     // A disabled account is not signed in to, whichever way it is found.
     let email = format!("disabled-{run_id}@conformance.example");
-    let disabled = harness.create_existing_user(&email).await;
+    let disabled = harness.create_existing_user(&email, true).await;
     world.aws.cognito_ok(&world.admin, "AdminDisableUser", json!({"UserPoolId": pool, "Username": disabled})).await;
     let who = identity(&format!("disabled-{run_id}"), &email, true);
     match harness.adapter.link(&who).await {
@@ -192,6 +221,15 @@ async fn conformance_in_a_pool_that_signs_in_by_email() {
     let mut who = identity(&format!("no-email-{run_id}"), "x@conformance.example", true);
     who.email = None;
     assert!(matches!(harness.adapter.link(&who).await, Err(AdapterError::Refused { .. })));
+
+    // Nor one for an unverified identity: its email would be its username, its address.
+    let email = format!("unverified-username-{run_id}@conformance.example");
+    let who = identity(&format!("unverified-username-{run_id}"), &email, false);
+    match harness.adapter.link(&who).await {
+        Err(AdapterError::Refused { reason }) => assert!(reason.contains("verified email address"), "{reason}"),
+        other => panic!("an unverified identity in an email-username pool is refused, got {other:?}"),
+    }
+    assert!(world.usernames_with_email(&pool, &email).await.is_empty(), "nothing was created");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

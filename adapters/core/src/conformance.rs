@@ -5,11 +5,12 @@
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
 
 use std::future::Future;
-use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use crate::{Adapter, AdapterError, Identity, LinkOutcome};
+use serde_json::Value;
+
+use crate::{Adapter, AdapterError, BoxFuture, Identity, LinkOutcome};
 
 /// What the suite needs from a test harness around one adapter and its downstream.
 pub trait Harness: Sync {
@@ -22,11 +23,22 @@ pub trait Harness: Sync {
     fn unreachable_adapter(&self) -> &Self::Adapter;
 
     /// Creates a user directly in the downstream (a password or social user that existed
-    /// before SSO) and returns its downstream id.
-    fn create_existing_user<'a>(&'a self, email: &'a str) -> Pin<Box<dyn Future<Output = String> + Send + 'a>>;
+    /// before SSO) and returns its downstream id. With `verified` false the user is what a
+    /// sign-up form leaves behind before its owner follows the confirmation link: the email is
+    /// stored but marked unverified (anyone can sign up with anyone's address).
+    fn create_existing_user<'a>(&'a self, email: &'a str, verified: bool) -> BoxFuture<'a, String>;
 
     /// The downstream ids of every user with this email (case-insensitive).
-    fn users_with_email<'a>(&'a self, email: &'a str) -> Pin<Box<dyn Future<Output = Vec<String>> + Send + 'a>>;
+    fn users_with_email<'a>(&'a self, email: &'a str) -> BoxFuture<'a, Vec<String>>;
+
+    /// The downstream ids of the users with this email (case-insensitive) whose record marks it
+    /// verified.
+    fn users_with_verified_email<'a>(&'a self, email: &'a str) -> BoxFuture<'a, Vec<String>>;
+
+    /// The downstream's whole record of one user as its admin API returns it, `None` when there
+    /// is no such user: two reads compare equal only if nothing (attributes, links, identities)
+    /// was written to the user in between.
+    fn user_record<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Option<Value>>;
 
     /// The longest an adapter call may take against the unreachable downstream.
     fn timeout_bound(&self) -> Duration {
@@ -64,6 +76,8 @@ pub async fn run<H: Harness>(harness: &H, run_id: &str) {
     racing_first_logins_make_one_user(harness, run_id).await;
     verified_email_links_to_the_existing_user(harness, run_id).await;
     unverified_email_never_links(harness, run_id).await;
+    pre_registered_unverified_account_is_never_taken_over(harness, run_id).await;
+    unverified_identity_never_gets_its_email_as_an_address(harness, run_id).await;
     an_unreachable_downstream_is_transient_and_bounded(harness, run_id).await;
 }
 
@@ -88,7 +102,7 @@ pub async fn racing_first_logins_make_one_user<H: Harness>(harness: &H, run_id: 
 
 pub async fn verified_email_links_to_the_existing_user<H: Harness>(harness: &H, run_id: &str) {
     let email = format!("existing-{run_id}@conformance.example");
-    let existing = harness.create_existing_user(&email).await;
+    let existing = harness.create_existing_user(&email, true).await;
     let who = identity(&format!("existing-{run_id}"), &email, true);
     let outcome = harness.adapter().link(&who).await.expect("links");
     assert!(matches!(outcome, LinkOutcome::Linked { .. }), "verified email links, got {outcome:?}");
@@ -98,7 +112,7 @@ pub async fn verified_email_links_to_the_existing_user<H: Harness>(harness: &H, 
 
 pub async fn unverified_email_never_links<H: Harness>(harness: &H, run_id: &str) {
     let email = format!("unverified-{run_id}@conformance.example");
-    let existing = harness.create_existing_user(&email).await;
+    let existing = harness.create_existing_user(&email, true).await;
     let who = identity(&format!("unverified-{run_id}"), &email, false);
     match harness.adapter().link(&who).await {
         Ok(outcome) => {
@@ -106,6 +120,67 @@ pub async fn unverified_email_never_links<H: Harness>(harness: &H, run_id: &str)
         }
         Err(AdapterError::Refused { reason }) => assert!(!reason.is_empty(), "a refusal says why"),
         Err(other) => panic!("an unverified collision is refused or kept apart, not {other:?}"),
+    }
+}
+
+/// Pre-account takeover: an attacker signs up with the victim's address, never verifies it, and
+/// waits for the victim's first SSO login. Linking by the (verified) SSO email would hand the
+/// victim's SSO identity to the attacker's account, whose password the attacker knows. The login
+/// must be refused, the attacker's account left exactly as it was, and nothing made with the
+/// address.
+pub async fn pre_registered_unverified_account_is_never_taken_over<H: Harness>(harness: &H, run_id: &str) {
+    let email = format!("victim-{run_id}@conformance.example");
+    let squatter = harness.create_existing_user(&email, false).await;
+    let before = harness.user_record(&squatter).await.expect("the attacker's account exists");
+    let victim = identity(&format!("victim-{run_id}"), &email, true);
+    for attempt in ["first", "repeated"] {
+        match harness.adapter().link(&victim).await {
+            Err(AdapterError::Refused { reason }) => assert!(!reason.is_empty(), "a refusal says why"),
+            other => panic!("{attempt} login into an account with an unverified email must be refused, got {other:?}"),
+        }
+        assert_eq!(
+            harness.users_with_email(&email).await,
+            vec![squatter.clone()],
+            "{attempt} login: still only the attacker's account has the address, nothing new was made"
+        );
+        assert_eq!(
+            harness.user_record(&squatter).await.as_ref(),
+            Some(&before),
+            "{attempt} login: the attacker's account is untouched (no link, no identity, no attribute)"
+        );
+    }
+    assert!(harness.users_with_verified_email(&email).await.is_empty(), "nobody holds the address as verified");
+}
+
+/// An identity whose email the broker does not vouch for gets no account that holds that email
+/// as its address: never marked verified, and never one that a later verified login of the
+/// address's real owner would be linked into (the same takeover, one step removed).
+pub async fn unverified_identity_never_gets_its_email_as_an_address<H: Harness>(harness: &H, run_id: &str) {
+    let email = format!("unclaimed-{run_id}@conformance.example");
+    let who = identity(&format!("unclaimed-{run_id}"), &email, false);
+    let account = match harness.adapter().link(&who).await {
+        Ok(outcome) => Some(downstream_id(&outcome).to_owned()),
+        // A downstream that cannot hold a user without an email address may refuse instead.
+        Err(AdapterError::Refused { reason }) => {
+            assert!(!reason.is_empty(), "a refusal says why");
+            None
+        }
+        Err(other) => panic!("an unverified first login signs in or is refused, not {other:?}"),
+    };
+    if let Some(account) = &account {
+        let again = harness.adapter().link(&who).await.expect("the returning login of an unverified identity");
+        assert_eq!(downstream_id(&again), account, "an unverified identity keeps its own account");
+    }
+    assert!(harness.users_with_verified_email(&email).await.is_empty(), "an unverified email was stored as verified");
+    let owner = identity(&format!("owner-{run_id}"), &email, true);
+    match harness.adapter().link(&owner).await {
+        Ok(outcome) => assert_ne!(
+            Some(downstream_id(&outcome)),
+            account.as_deref(),
+            "the address's owner was signed in to the account of an identity that never proved it"
+        ),
+        Err(AdapterError::Refused { reason }) => assert!(!reason.is_empty(), "a refusal says why"),
+        Err(other) => panic!("the owner's login signs in or is refused, not {other:?}"),
     }
 }
 

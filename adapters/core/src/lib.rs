@@ -86,7 +86,10 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// Contract every implementation keeps (checked by the shared conformance suite):
 /// - idempotent: the same identity twice yields the same downstream user, never a duplicate,
 ///   including when two first logins of one user race;
-/// - links by email only when `identity.email_verified` is true;
+/// - links by email only when `identity.email_verified` is true, and only into an account whose
+///   own email the downstream marks verified; an account that holds the address unverified is
+///   never taken over (pre-account takeover): the login is [`AdapterError::Refused`];
+/// - never stores an email it was not told is verified as a verified address;
 /// - every downstream call is bounded by a timeout and reported as [`AdapterError::Transient`].
 pub trait Adapter: Send + Sync {
     /// A short name for logs and metrics (`none`, `auth0`, `cognito`, `firebase`).

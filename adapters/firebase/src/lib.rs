@@ -4,7 +4,10 @@
 //! Per login it looks the user up through the Identity Toolkit admin API (by a uid derived from
 //! the broker subject, and by email when the email is verified), creates the account when there
 //! is none, records the organization and connection as custom attributes, and mints a custom
-//! token. The token goes into the broker's token response as `firebase_token`, never into the ID
+//! token. An existing account is joined by email only when its own `emailVerified` is true:
+//! anyone can sign up with someone else's address, and linking the SSO login into such an
+//! account would hand it the person's SSO identity (pre-account takeover), so that login is
+//! refused instead. The token goes into the broker's token response as `firebase_token`, never into the ID
 //! token: it is a bearer credential for the Firebase project.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::await_holding_lock)]
 
@@ -43,6 +46,11 @@ pub const UID_CLAIM: &str = "firebase_uid";
 /// sets, named as the broker's own ID-token claims.
 const ORGANIZATION_CLAIM: &str = "org_id";
 const CONNECTION_CLAIM: &str = "connection_id";
+
+/// Shown to a user whose SSO login would have joined an account that merely claims their address.
+const EXISTING_EMAIL_UNVERIFIED: &str = "An account with your email address already exists in this application \
+     but its address was never verified, so single sign-on cannot take it over. Ask the application's \
+     administrator.";
 
 /// Rounds of look-up-then-create: a create that loses a race is followed by a fresh look-up.
 const MAX_ROUNDS: usize = 3;
@@ -132,29 +140,11 @@ impl FirebaseAdapter {
 
         for _ in 0..MAX_ROUNDS {
             let found = self.toolkit.lookup(deadline, &[uid.as_str()], &emails).await?;
-            // The subject's own account first: a returning user stays where they are.
-            if let Some(account) = found.iter().find(|a| a.local_id == uid) {
+            if let Some(account) = account_for(&found, &uid, email)? {
                 return self.finish(account, false, &claims, deadline).await;
             }
-            if let Some(email) = email {
-                let same_email: Vec<&Account> =
-                    found.iter().filter(|a| a.email.as_deref().is_some_and(|e| e.to_lowercase() == email)).collect();
-                match same_email.as_slice() {
-                    [] => {}
-                    [account] => {
-                        // Worth a line in the audit trail: an existing account gains an SSO login.
-                        tracing::info!(firebase_uid = %account.local_id, "linking an existing account by verified email");
-                        return self.finish(account, false, &claims, deadline).await;
-                    }
-                    _ => {
-                        return Err(AdapterError::Refused {
-                            reason: "Several accounts of this application use your email address; ask its \
-                                     administrator to merge them."
-                                .to_owned(),
-                        })
-                    }
-                }
-            }
+            // `email` is `None` unless the broker vouches for it: a new account never holds an
+            // address nobody proved, verified or not.
             let new = NewAccount {
                 local_id: &uid,
                 email,
@@ -163,8 +153,13 @@ impl FirebaseAdapter {
             };
             match self.toolkit.create(deadline, &new).await {
                 Ok(()) => {
-                    let account =
-                        Account { local_id: uid.clone(), email: None, disabled: false, custom_attributes: None };
+                    let account = Account {
+                        local_id: uid.clone(),
+                        email: None,
+                        email_verified: false,
+                        disabled: false,
+                        custom_attributes: None,
+                    };
                     return self.finish(&account, true, &claims, deadline).await;
                 }
                 // A racing login created the account (same uid) or an account with the email
@@ -217,6 +212,45 @@ impl FirebaseAdapter {
         } else {
             LinkOutcome::Linked { downstream_user_id: uid, extra_claims, token_fields }
         })
+    }
+}
+
+/// Which looked-up account a login signs in to: its own (by uid) first, so that a returning user
+/// stays where they are; else the one account with its (verified, lowercased) `email`, provided
+/// that account's own email is verified too. `None`: there is none, create one.
+fn account_for<'a>(found: &'a [Account], uid: &str, email: Option<&str>) -> Result<Option<&'a Account>, AdapterError> {
+    if let Some(account) = found.iter().find(|a| a.local_id == uid) {
+        return Ok(Some(account));
+    }
+    let Some(email) = email else { return Ok(None) };
+    let same_email: Vec<&Account> =
+        found.iter().filter(|a| a.email.as_deref().is_some_and(|e| e.to_lowercase() == email)).collect();
+    match same_email.as_slice() {
+        [] => Ok(None),
+        [account] if account.email_verified => {
+            // Worth a line in the audit trail: an existing account gains an SSO login.
+            tracing::info!(firebase_uid = %account.local_id, "linking an existing account by verified email");
+            Ok(Some(account))
+        }
+        // Pre-account takeover: the account's holder never proved the address (a sign-up anyone
+        // could have made with it), so the person's SSO login must not land there. Refused,
+        // never merged.
+        [account] => {
+            tracing::warn!(
+                audit = true,
+                action = "link_refused",
+                reason = "existing_account_email_unverified",
+                adapter = "firebase",
+                downstream_user_id = %account.local_id,
+                "firebase: refused to link into an account whose email is not verified"
+            );
+            Err(AdapterError::Refused { reason: EXISTING_EMAIL_UNVERIFIED.to_owned() })
+        }
+        _ => Err(AdapterError::Refused {
+            reason: "Several accounts of this application use your email address; ask its administrator to \
+                     merge them."
+                .to_owned(),
+        }),
     }
 }
 
@@ -335,6 +369,93 @@ mod tests {
         assert_ne!(a, firebase_uid("conn_123;bob@idp.example"));
         assert!(a.len() <= 128);
         assert!(a.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'), "{a}");
+    }
+
+    fn account(uid: &str, email: &str, email_verified: bool) -> Account {
+        Account {
+            local_id: uid.to_owned(),
+            email: Some(email.to_owned()),
+            email_verified,
+            disabled: false,
+            custom_attributes: None,
+        }
+    }
+
+    fn chosen(result: Result<Option<&Account>, AdapterError>) -> Option<String> {
+        result.unwrap().map(|a| a.local_id.clone())
+    }
+
+    /// Collects every event as `LEVEL field=value …`: enough to see what an audit line says
+    /// (the adapter crates have no subscriber crate of their own).
+    #[derive(Clone, Default)]
+    struct Recorder(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+    impl tracing::Subscriber for Recorder {
+        fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+            true
+        }
+        fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+            tracing::span::Id::from_u64(1)
+        }
+        fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+        fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+        fn event(&self, event: &tracing::Event<'_>) {
+            struct Line(String);
+            impl tracing::field::Visit for Line {
+                fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                    self.0.push_str(&format!(" {}={:?}", field.name(), value));
+                }
+            }
+            let mut line = Line(event.metadata().level().to_string());
+            event.record(&mut line);
+            self.0.lock().unwrap().push(line.0);
+        }
+        fn enter(&self, _: &tracing::span::Id) {}
+        fn exit(&self, _: &tracing::span::Id) {}
+    }
+
+    impl Recorder {
+        fn lines(&self) -> Vec<String> {
+            self.0.lock().unwrap().clone()
+        }
+    }
+
+    #[test]
+    fn an_account_whose_own_email_is_unverified_is_never_taken_over() {
+        let squatter = [account("squatter", "V@Example.com", false)];
+        let recorder = Recorder::default();
+        let refused = tracing::subscriber::with_default(recorder.clone(), || {
+            account_for(&squatter, "sso_victim", Some("v@example.com")).map(|a| a.map(|a| a.local_id.clone()))
+        });
+        match refused {
+            Err(AdapterError::Refused { reason }) => assert_eq!(reason, EXISTING_EMAIL_UNVERIFIED),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        let lines = recorder.lines();
+        assert_eq!(lines.len(), 1, "one audit line: {lines:?}");
+        for part in [
+            "WARN",
+            "audit=true",
+            r#"action="link_refused""#,
+            r#"reason="existing_account_email_unverified""#,
+            "downstream_user_id=squatter",
+        ] {
+            assert!(lines[0].contains(part), "{part} missing from {lines:?}");
+        }
+        assert!(!lines[0].to_lowercase().contains("v@example.com"), "no email in the audit line: {lines:?}");
+        let owner = [account("owner", "V@Example.com", true)];
+        assert_eq!(chosen(account_for(&owner, "sso_victim", Some("v@example.com"))).as_deref(), Some("owner"));
+        // Without a verified email of its own the login looks at nobody else's account.
+        assert_eq!(chosen(account_for(&squatter, "sso_victim", None)), None);
+        assert_eq!(chosen(account_for(&[], "sso_victim", Some("v@example.com"))), None);
+    }
+
+    #[test]
+    fn the_own_account_comes_first() {
+        let found = [account("other", "o@example.com", false), account("sso_own", "o@example.com", false)];
+        assert_eq!(chosen(account_for(&found, "sso_own", Some("o@example.com"))).as_deref(), Some("sso_own"));
+        let two = [account("a", "t@example.com", true), account("b", "t@example.com", true)];
+        assert!(matches!(account_for(&two, "sso_x", Some("t@example.com")), Err(AdapterError::Refused { .. })));
     }
 
     #[test]

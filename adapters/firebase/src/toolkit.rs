@@ -17,6 +17,10 @@ pub(crate) struct Account {
     pub(crate) local_id: String,
     #[serde(default)]
     pub(crate) email: Option<String>,
+    /// `emailVerified`: whether the account's holder proved the address (a confirmed sign-up,
+    /// or a provider that vouches for it). Absent means not verified.
+    #[serde(default)]
+    pub(crate) email_verified: bool,
     #[serde(default)]
     pub(crate) disabled: bool,
     /// Custom claims, as a JSON object serialized into a string.
@@ -195,4 +199,23 @@ fn parse<T: for<'de> Deserialize<'de>>(body: &[u8], what: &str) -> Result<T, Ada
     // A 2xx that is not the documented JSON is most likely a proxy or an outage page.
     serde_json::from_slice(body)
         .map_err(|e| AdapterError::Transient { detail: format!("{what}: unreadable response: {e}"), retry_after: None })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookup_answers_carry_email_verified() {
+        // The shape of accounts:lookup (UserInfo), trimmed to what matters here.
+        let body = br#"{"kind":"identitytoolkit#GetAccountInfoResponse","users":[
+            {"localId":"a","email":"x@example.com","emailVerified":true,"passwordHash":"h"},
+            {"localId":"b","email":"x@example.com","emailVerified":false},
+            {"localId":"c","email":"y@example.com"}]}"#;
+        let parsed: LookupResponse = parse(body, "accounts:lookup").unwrap();
+        let verified: Vec<(&str, bool)> =
+            parsed.users.iter().map(|a| (a.local_id.as_str(), a.email_verified)).collect();
+        assert_eq!(verified, [("a", true), ("b", false), ("c", false)]);
+    }
 }

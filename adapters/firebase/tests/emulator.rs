@@ -6,15 +6,13 @@
 
 mod common;
 
-use std::future::Future;
-use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use common::*;
 use jsonwebtoken::{Algorithm, Validation};
 use serde_json::{json, Value};
 use ssobridge_adapter_core::conformance::{self, Harness};
-use ssobridge_adapter_core::{Adapter, AdapterError, LinkOutcome};
+use ssobridge_adapter_core::{Adapter, AdapterError, BoxFuture, LinkOutcome};
 use ssobridge_adapter_firebase::{firebase_uid, FirebaseAdapter};
 
 struct EmulatorHarness {
@@ -35,24 +33,44 @@ impl Harness for EmulatorHarness {
         &self.unreachable
     }
 
-    fn create_existing_user<'a>(&'a self, email: &'a str) -> Pin<Box<dyn Future<Output = String> + Send + 'a>> {
-        Box::pin(self.api.sign_up_with_password(email))
+    fn create_existing_user<'a>(&'a self, email: &'a str, verified: bool) -> BoxFuture<'a, String> {
+        // A sign-up through the app's form; unverified until the confirmation link is followed.
+        Box::pin(async move {
+            if verified {
+                self.api.sign_up_verified(email).await
+            } else {
+                self.api.sign_up_with_password(email).await
+            }
+        })
     }
 
-    fn users_with_email<'a>(&'a self, email: &'a str) -> Pin<Box<dyn Future<Output = Vec<String>> + Send + 'a>> {
-        Box::pin(async move {
-            let users = self.api.all_users().await;
-            users
-                .iter()
-                .filter(|u| u["email"].as_str().is_some_and(|e| e.eq_ignore_ascii_case(email)))
-                .map(|u| u["localId"].as_str().unwrap().to_owned())
-                .collect()
-        })
+    fn users_with_email<'a>(&'a self, email: &'a str) -> BoxFuture<'a, Vec<String>> {
+        Box::pin(self.uids_with_email(email, false))
+    }
+
+    fn users_with_verified_email<'a>(&'a self, email: &'a str) -> BoxFuture<'a, Vec<String>> {
+        Box::pin(self.uids_with_email(email, true))
+    }
+
+    fn user_record<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Option<Value>> {
+        Box::pin(self.api.user(id))
     }
 
     fn timeout_bound(&self) -> Duration {
         // timeout_seconds = 2 for the unreachable adapter, plus scheduling slack.
         Duration::from_secs(4)
+    }
+}
+
+impl EmulatorHarness {
+    async fn uids_with_email(&self, email: &str, verified_only: bool) -> Vec<String> {
+        let users = self.api.all_users().await;
+        users
+            .iter()
+            .filter(|u| u["email"].as_str().is_some_and(|e| e.eq_ignore_ascii_case(email)))
+            .filter(|u| !verified_only || u["emailVerified"] == true)
+            .map(|u| u["localId"].as_str().unwrap().to_owned())
+            .collect()
     }
 }
 
@@ -156,7 +174,7 @@ async fn custom_token_signs_in_with_the_uid_and_claims(emulator: &Emulator, run:
 async fn existing_custom_attributes_are_kept(emulator: &Emulator, run: &str) {
     let api = emulator.api();
     let email = format!("attrs-{run}@claims.example");
-    let existing = api.sign_up_with_password(&email).await;
+    let existing = api.sign_up_verified(&email).await;
     api.update(json!({"localId": existing, "customAttributes": r#"{"role":"admin","org_id":"stale"}"#})).await;
     let adapter = emulator_adapter(&emulator.host, None, 10);
     let who = conformance::identity(&format!("attrs-{run}"), &email, true);
@@ -190,7 +208,7 @@ async fn unverified_identity_gets_an_account_without_email(emulator: &Emulator, 
 async fn disabled_account_is_refused(emulator: &Emulator, run: &str) {
     let api = emulator.api();
     let email = format!("disabled-{run}@claims.example");
-    let existing = api.sign_up_with_password(&email).await;
+    let existing = api.sign_up_verified(&email).await;
     api.update(json!({"localId": existing, "disableUser": true})).await;
     let adapter = emulator_adapter(&emulator.host, None, 10);
     let who = conformance::identity(&format!("disabled-{run}"), &email, true);
@@ -223,7 +241,7 @@ async fn tenant_users_live_in_the_tenant(emulator: &Emulator, run: &str) {
     assert_eq!(refused.expect_err("refused"), "TENANT_ID_MISMATCH");
 
     // A verified email links within the tenant only.
-    let existing = tenant_api.sign_up_with_password(&format!("tenant-existing-{run}@claims.example")).await;
+    let existing = tenant_api.sign_up_verified(&format!("tenant-existing-{run}@claims.example")).await;
     let who = conformance::identity(
         &format!("tenant-existing-{run}"),
         &format!("tenant-existing-{run}@claims.example"),

@@ -5,11 +5,10 @@
 pub mod prism;
 pub mod tenant;
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde_json::Value;
 use ssobridge_adapter_auth0::{Auth0Adapter, Auth0Settings};
 use ssobridge_adapter_core::conformance::{self, Harness};
 use ssobridge_adapter_core::{Adapter, AdapterError, BoxFuture, Identity, LinkOutcome};
@@ -89,10 +88,15 @@ impl Drop for BlackHole {
 /// linked yet (the adapter answers `Created`, tested in behaviour.rs), and linking happens at
 /// the next login. The conformance suite expects its very first call to link to an existing
 /// user with no duplicate left over; that is the state of a login at which Auth0 has met the
-/// identity. This wrapper therefore lets the fake tenant sign the identity in first, exactly
-/// as Auth0 does when it redeems a code (finding the user that holds the identity, or creating
-/// `oidc|CONNECTION|SUB` from the claims), and then calls the adapter. Without a tenant (the
-/// unreachable downstream) it only calls the adapter.
+/// identity.
+///
+/// This wrapper therefore plays a first login through: when no user holds the identity yet,
+/// it calls the adapter as the broker's callback does; a refusal ends the login there (no code
+/// is issued, so Auth0 never meets the identity and creates nothing). Otherwise the fake tenant
+/// signs the identity in, exactly as Auth0 does when it redeems the code (creating
+/// `oidc|CONNECTION|SUB` from the claims), and the adapter is called again: the login the suite
+/// sees is the one at which Auth0 knows the identity. Without a tenant (the unreachable
+/// downstream) it only calls the adapter.
 pub struct LoginThroughAuth0 {
     pub adapter: Auth0Adapter,
     pub tenant: Option<Arc<FakeTenant>>,
@@ -106,7 +110,10 @@ impl Adapter for LoginThroughAuth0 {
     fn link<'a>(&'a self, identity: &'a Identity) -> BoxFuture<'a, Result<LinkOutcome, AdapterError>> {
         Box::pin(async move {
             if let Some(tenant) = &self.tenant {
-                tenant.login(identity);
+                if tenant.holder(identity).is_none() {
+                    self.adapter.link(identity).await?;
+                    tenant.login(identity);
+                }
             }
             self.adapter.link(identity).await
         })
@@ -150,16 +157,59 @@ impl Harness for TenantHarness {
         &self.unreachable
     }
 
-    fn create_existing_user<'a>(&'a self, email: &'a str) -> Pin<Box<dyn Future<Output = String> + Send + 'a>> {
-        Box::pin(async move { self.tenant.create_database_user(email, true) })
+    fn create_existing_user<'a>(&'a self, email: &'a str, verified: bool) -> BoxFuture<'a, String> {
+        // A database (password) user; unverified, its sign-up's verification email was ignored.
+        Box::pin(async move { self.tenant.create_database_user(email, verified) })
     }
 
-    fn users_with_email<'a>(&'a self, email: &'a str) -> Pin<Box<dyn Future<Output = Vec<String>> + Send + 'a>> {
+    fn users_with_email<'a>(&'a self, email: &'a str) -> BoxFuture<'a, Vec<String>> {
         Box::pin(async move { self.tenant.users_with_email(email) })
+    }
+
+    fn users_with_verified_email<'a>(&'a self, email: &'a str) -> BoxFuture<'a, Vec<String>> {
+        Box::pin(async move { self.tenant.users_with_verified_email(email) })
+    }
+
+    fn user_record<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Option<Value>> {
+        Box::pin(async move { self.tenant.user(id) })
     }
 
     fn timeout_bound(&self) -> Duration {
         // Budget of the unreachable adapter: three exchange timeouts of 1 s, plus slack.
         Duration::from_secs(5)
+    }
+}
+
+/// Collects every event as `LEVEL field=value …`, to read what an audit line says.
+#[derive(Clone, Default)]
+pub struct Recorder(Arc<std::sync::Mutex<Vec<String>>>);
+
+impl tracing::Subscriber for Recorder {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        struct Line(String);
+        impl tracing::field::Visit for Line {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                self.0.push_str(&format!(" {}={:?}", field.name(), value));
+            }
+        }
+        let mut line = Line(event.metadata().level().to_string());
+        event.record(&mut line);
+        self.0.lock().expect("lines").push(line.0);
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+impl Recorder {
+    pub fn lines(&self) -> Vec<String> {
+        self.0.lock().expect("lines").clone()
     }
 }

@@ -304,6 +304,13 @@ impl FakeTenant {
         user_id
     }
 
+    /// The user holding `identity` (its own OIDC user, or the one it was linked into), if Auth0
+    /// has met the identity at all.
+    pub fn holder(&self, identity: &Identity) -> Option<String> {
+        let identity_user_id = format!("{CONNECTION}|{}", identity.subject);
+        self.state().users.iter().find(|u| u.holds("oidc", CONNECTION, &identity_user_id)).map(|u| u.user_id.clone())
+    }
+
     /// What Auth0 does when it redeems the broker's code for `identity`: the user holding the
     /// identity signs in, or Auth0 creates `oidc|CONNECTION|SUB` from the ID token's claims.
     /// Returns the user id the application gets.
@@ -330,11 +337,21 @@ impl FakeTenant {
 
     /// Ids of every user whose root email equals `email`, ignoring case.
     pub fn users_with_email(&self, email: &str) -> Vec<String> {
+        self.users_holding(email, false)
+    }
+
+    /// Ids of every user whose root email equals `email`, ignoring case, marked verified.
+    pub fn users_with_verified_email(&self, email: &str) -> Vec<String> {
+        self.users_holding(email, true)
+    }
+
+    fn users_holding(&self, email: &str, verified_only: bool) -> Vec<String> {
         let email = email.to_lowercase();
         self.state()
             .users
             .iter()
             .filter(|u| u.email.as_deref().map(str::to_lowercase).as_deref() == Some(email.as_str()))
+            .filter(|u| u.email_verified || !verified_only)
             .map(|u| u.user_id.clone())
             .collect()
     }

@@ -614,8 +614,28 @@ impl World {
         self.aws.cognito_ok(&self.admin, "AdminGetUser", json!({"UserPoolId": pool_id, "Username": username})).await
     }
 
+    /// `AdminGetUser`'s answer, or `None` when the pool has no such user.
+    pub async fn find_user(&self, pool_id: &str, username: &str) -> Option<Value> {
+        let (status, answer) =
+            self.aws.cognito(&self.admin, "AdminGetUser", json!({"UserPoolId": pool_id, "Username": username})).await;
+        match status {
+            200 => Some(answer),
+            _ if answer["__type"].as_str().is_some_and(|t| t.ends_with("UserNotFoundException")) => None,
+            _ => panic!("AdminGetUser {username}: {status} {answer}"),
+        }
+    }
+
     /// Every user of the pool whose email matches, case-insensitively (listing all, no filter).
     pub async fn usernames_with_email(&self, pool_id: &str, email: &str) -> Vec<String> {
+        self.usernames_holding(pool_id, email, false).await
+    }
+
+    /// Every user of the pool whose email matches, case-insensitively, and is marked verified.
+    pub async fn usernames_with_verified_email(&self, pool_id: &str, email: &str) -> Vec<String> {
+        self.usernames_holding(pool_id, email, true).await
+    }
+
+    async fn usernames_holding(&self, pool_id: &str, email: &str, verified_only: bool) -> Vec<String> {
         let mut found = Vec::new();
         let mut token: Option<String> = None;
         loop {
@@ -625,10 +645,12 @@ impl World {
             }
             let answer = self.aws.cognito_ok(&self.admin, "ListUsers", request).await;
             for user in answer["Users"].as_array().unwrap() {
-                let has_email = user["Attributes"].as_array().unwrap().iter().any(|a| {
+                let attributes = user["Attributes"].as_array().unwrap();
+                let has_email = attributes.iter().any(|a| {
                     a["Name"] == "email" && a["Value"].as_str().is_some_and(|v| v.eq_ignore_ascii_case(email))
                 });
-                if has_email {
+                let verified = attributes.iter().any(|a| a["Name"] == "email_verified" && a["Value"] == "true");
+                if has_email && (verified || !verified_only) {
                     found.push(user["Username"].as_str().unwrap().to_owned());
                 }
             }

@@ -212,6 +212,13 @@ impl EmulatorApi {
         body["localId"].as_str().expect("localId").to_owned()
     }
 
+    /// A password user whose owner has followed the confirmation link (`emailVerified`).
+    pub async fn sign_up_verified(&self, email: &str) -> String {
+        let uid = self.sign_up_with_password(email).await;
+        self.update(json!({"localId": uid, "emailVerified": true})).await;
+        uid
+    }
+
     pub async fn all_users(&self) -> Vec<Value> {
         let body = self.admin(format!("{}:query", self.accounts()), json!({"returnUserInfo": true})).await;
         body["userInfo"].as_array().cloned().unwrap_or_default()
