@@ -41,6 +41,9 @@ pub struct ClientRecord {
     pub default_connection_id: Option<String>,
     #[serde(default)]
     pub fallback: Fallback,
+    /// The organizations the client's users may come from; empty: any the routes allow.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_organizations: Vec<String>,
     #[serde(default)]
     pub initiate_login_uri: Option<String>,
     #[serde(default)]
@@ -76,6 +79,7 @@ impl ClientRecord {
             default_organization_id: config.default_organization_id.clone(),
             default_connection_id: config.default_connection_id.clone(),
             fallback: config.fallback.clone(),
+            allowed_organizations: config.allowed_organizations.clone(),
             initiate_login_uri: config.initiate_login_uri.clone(),
             id_token_signed_response_alg: config.id_token_signed_response_alg,
             token_endpoint_auth_method: config.token_endpoint_auth_method,
@@ -90,6 +94,12 @@ impl ClientRecord {
     pub fn secret_matches(&self, presented: &str) -> bool {
         let matches = secrets_equal(&sha256_hex(presented), &self.secret_sha256);
         matches && self.token_endpoint_auth_method.uses_secret() && !self.secret_sha256.is_empty()
+    }
+
+    /// Whether the client's users may come from `organization` (its own limit only; routes
+    /// restricted to other clients are the route table's to say).
+    pub fn allows_organization(&self, organization: &str) -> bool {
+        self.allowed_organizations.is_empty() || self.allowed_organizations.iter().any(|o| o == organization)
     }
 
     /// What hosted pages call the application.

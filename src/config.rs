@@ -397,6 +397,10 @@ pub struct ClientConfig {
     /// `pass` (default), `deny`, or the domain of a route.
     #[serde(default)]
     pub fallback: Fallback,
+    /// The upstream organizations this client's users may come from; empty: any the routes
+    /// allow. A login that ends in another organization is refused, whatever the request named.
+    #[serde(default)]
+    pub allowed_organizations: Vec<String>,
     /// Where IdP-initiated logins are handed to the client (OIDC Core §4); none disables them.
     #[serde(default)]
     pub initiate_login_uri: Option<String>,
@@ -683,6 +687,11 @@ impl Config {
             if let Some(uri) = &client.initiate_login_uri {
                 if let Err(message) = check_redirect_uri(uri) {
                     problem(&at("initiate_login_uri"), format!("{uri}: {message}"));
+                }
+            }
+            for organization in &client.allowed_organizations {
+                if organization.is_empty() || organization.len() > 128 {
+                    problem(&at("allowed_organizations"), "each organization id is 1 to 128 characters".to_owned());
                 }
             }
             if let Err(message) = crate::clients::check_adapter(client) {

@@ -89,6 +89,9 @@ fn render(config: &Config, clients: &[ClientRecord], routes: &[Route]) -> String
                     t.insert(key.into(), Value::String(value.clone()));
                 }
             }
+            if !c.allowed_organizations.is_empty() {
+                t.insert("allowed_organizations".into(), strings(&c.allowed_organizations));
+            }
             if c.claims != Default::default() {
                 if let Ok(claims) = Value::try_from(&c.claims) {
                     t.insert("claims".into(), claims);

@@ -137,6 +137,9 @@ pub struct Client {
     pub default_connection_id: Option<String>,
     /// `pass`, `deny`, or the domain of a route.
     pub fallback: String,
+    /// The upstream organizations the client's users may come from; empty: any the routes
+    /// allow. A login that ends in another organization is refused.
+    pub allowed_organizations: Vec<String>,
     #[oai(skip_serializing_if_is_none)]
     pub initiate_login_uri: Option<String>,
     pub id_token_signed_response_alg: IdTokenAlg,
@@ -168,6 +171,7 @@ fn client_example() -> Client {
         default_organization_id: None,
         default_connection_id: None,
         fallback: "pass".into(),
+        allowed_organizations: vec![],
         initiate_login_uri: None,
         id_token_signed_response_alg: IdTokenAlg::Rs256,
         token_endpoint_auth_method: AuthMethod::ClientSecretBasic,
@@ -203,6 +207,9 @@ pub struct ClientCreate {
     pub default_connection_id: Option<Text>,
     #[oai(nullable)]
     pub fallback: Option<Text>,
+    /// Empty or absent: any organization the routes allow.
+    #[oai(nullable, validator(max_items = 100, max_length = 128))]
+    pub allowed_organizations: Option<Vec<Text>>,
     #[oai(nullable)]
     pub initiate_login_uri: Option<Text>,
     /// `RS256` when absent.
@@ -237,6 +244,7 @@ fn create_example() -> ClientCreate {
         default_organization_id: None,
         default_connection_id: None,
         fallback: None,
+        allowed_organizations: None,
         initiate_login_uri: None,
         id_token_signed_response_alg: None,
         token_endpoint_auth_method: None,
@@ -267,6 +275,8 @@ pub struct ClientPatch {
     pub default_connection_id: MaybeUndefined<Text>,
     #[oai(nullable)]
     pub fallback: Option<Text>,
+    #[oai(nullable, validator(max_items = 100, max_length = 128))]
+    pub allowed_organizations: Option<Vec<Text>>,
     #[oai(nullable)]
     pub initiate_login_uri: MaybeUndefined<Text>,
     #[oai(nullable)]
@@ -296,6 +306,7 @@ fn patch_example() -> ClientPatch {
         default_organization_id: MaybeUndefined::Undefined,
         default_connection_id: MaybeUndefined::Undefined,
         fallback: None,
+        allowed_organizations: None,
         initiate_login_uri: MaybeUndefined::Undefined,
         id_token_signed_response_alg: None,
         token_endpoint_auth_method: None,
@@ -475,6 +486,7 @@ impl From<&ClientRecord> for Client {
             default_organization_id: r.default_organization_id.clone(),
             default_connection_id: r.default_connection_id.clone(),
             fallback: r.fallback.as_config_str().to_owned(),
+            allowed_organizations: r.allowed_organizations.clone(),
             initiate_login_uri: r.initiate_login_uri.clone(),
             id_token_signed_response_alg: r.id_token_signed_response_alg.into(),
             token_endpoint_auth_method: r.token_endpoint_auth_method.into(),
@@ -543,6 +555,11 @@ fn validate(record: &ClientRecord, algorithms: &[&str]) -> Vec<FieldError> {
     if let Some(uri) = &record.initiate_login_uri {
         if let Err(message) = check_redirect_uri(uri) {
             error("/initiate_login_uri".into(), message);
+        }
+    }
+    for (i, organization) in record.allowed_organizations.iter().enumerate() {
+        if organization.is_empty() || organization.len() > 128 {
+            error(format!("/allowed_organizations/{i}"), "1 to 128 characters".into());
         }
     }
     if record.name.as_ref().is_some_and(|n| n.len() > 200) {
@@ -666,6 +683,7 @@ impl ClientsApi {
             default_organization_id: plain(body.default_organization_id),
             default_connection_id: plain(body.default_connection_id),
             fallback,
+            allowed_organizations: body.allowed_organizations.map(plain_all).unwrap_or_default(),
             initiate_login_uri: plain(body.initiate_login_uri),
             id_token_signed_response_alg: body.id_token_signed_response_alg.map(Into::into).unwrap_or_default(),
             token_endpoint_auth_method: method,
@@ -765,6 +783,9 @@ impl ClientsApi {
         }
         apply(&mut record.jwks_uri, plain_patch(patch.jwks_uri));
         apply(&mut record.jwks, patch.jwks);
+        if let Some(organizations) = patch.allowed_organizations {
+            record.allowed_organizations = plain_all(organizations);
+        }
         if let Some(fallback) = patch.fallback {
             match parse_fallback(&fallback) {
                 Ok(fallback) => record.fallback = fallback,

@@ -13,7 +13,7 @@ use super::error::{redirect, AuthorizeFailure, ErrorCode, OidcError};
 use super::params::{is_pkce_value, Params, MAX_BODY_BYTES};
 use crate::app::AppState;
 use crate::clients::Client;
-use crate::routing::{self, Decision, RoutedBy, Selectors};
+use crate::routing::{self, Decision, RoutedBy, Selectors, Target};
 use crate::store::{keys, put_json};
 use crate::tokens::{pkce_s256, random_token};
 
@@ -47,6 +47,9 @@ pub struct Flow {
     pub upstream_nonce: String,
     pub upstream_pkce_verifier: String,
     pub routed_by: RoutedBy,
+    /// Where the login must end; the callback holds the upstream's answer against it.
+    #[serde(default)]
+    pub target: Target,
     /// The user typed their email at the home-realm page: an unknown domain goes back there.
     pub via_hosted_page: bool,
 }
@@ -59,6 +62,8 @@ pub enum Next {
     AskEmail(AuthorizationRequest),
     /// The domain has no single sign-on and the client's fallback is `deny`.
     Denied { request: AuthorizationRequest, domain: String },
+    /// The request names an organization or connection the client may not reach.
+    OutOfReach(AuthorizationRequest),
 }
 
 impl Next {
@@ -71,6 +76,12 @@ impl Next {
                 .fail(OidcError::new(
                     ErrorCode::AccessDenied,
                     format!("single sign-on is not set up for the domain {domain}"),
+                ))
+                .into_response(&app.issuer),
+            Next::OutOfReach(request) => request
+                .fail(OidcError::new(
+                    ErrorCode::AccessDenied,
+                    "the application does not accept sign-in through that organization",
                 ))
                 .into_response(&app.issuer),
         }
@@ -133,9 +144,17 @@ pub async fn route(
             tracing::info!(%domain, "no single sign-on for the domain; client fallback is deny");
             Ok(Next::Denied { request, domain })
         }
-        Decision::Upstream { params, routed_by, .. } => {
+        Decision::OutOfReach => {
+            tracing::warn!(
+                organization_id = request.selectors.organization_id.as_deref().unwrap_or(""),
+                connection_id = request.selectors.connection_id.as_deref().unwrap_or(""),
+                "the request names an organization or connection the client may not reach"
+            );
+            Ok(Next::OutOfReach(request))
+        }
+        Decision::Upstream { params, routed_by, target } => {
             let selectors: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            begin_upstream(app, request, &selectors, routed_by, via_hosted_page).await.map(Next::Upstream)
+            begin_upstream(app, request, &selectors, routed_by, target, via_hosted_page).await.map(Next::Upstream)
         }
     }
 }
@@ -146,6 +165,7 @@ async fn begin_upstream(
     request: AuthorizationRequest,
     selectors: &[(&str, &str)],
     routed_by: RoutedBy,
+    target: Target,
     via_hosted_page: bool,
 ) -> Result<String, AuthorizeFailure> {
     let secret = |bytes| random_token(bytes).map_err(|e| request.fail(e.into()));
@@ -157,7 +177,7 @@ async fn begin_upstream(
         .authorize_url(&upstream_state, &upstream_nonce, &pkce_s256(&upstream_pkce_verifier), selectors)
         .await
         .map_err(|e| request.fail(e.into()))?;
-    let flow = Flow { request, upstream_nonce, upstream_pkce_verifier, routed_by, via_hosted_page };
+    let flow = Flow { request, upstream_nonce, upstream_pkce_verifier, routed_by, target, via_hosted_page };
     let ttl = Duration::from_secs(app.config.tokens.flow_ttl_seconds);
     put_json(&app.store, &keys::flow(&upstream_state), &flow, ttl).await.map_err(|e| flow.request.fail(e.into()))?;
     crate::telemetry::count("ssobridge_logins_started_total", &[("client", &flow.request.client_id)]);

@@ -130,6 +130,29 @@ pub async fn finish_login(app: &AppState, params: &Params) -> Result<Finished, A
         }
         Err(e) => return Err(fail(e.into())),
     };
+    let arrival = crate::routing::check_arrival(
+        &app.routes(),
+        &client.record,
+        &flow.target,
+        claims.organization(),
+        claims.connection(),
+    )
+    .await
+    .map_err(|e| fail(e.into()))?;
+    if let Err(stray) = arrival {
+        tracing::warn!(
+            ?stray,
+            routed_organization_id = flow.target.organization_id.as_deref().unwrap_or(""),
+            routed_connection_id = flow.target.connection_id.as_deref().unwrap_or(""),
+            upstream_organization_id = claims.organization().unwrap_or(""),
+            upstream_connection_id = claims.connection().unwrap_or(""),
+            "the upstream login ended outside where it was routed; refused"
+        );
+        return Err(fail(OidcError::new(
+            ErrorCode::AccessDenied,
+            "the sign-in ended in another organization than the application accepts",
+        )));
+    }
     let mut identity = identity(app, &request.client_id, client.record.subject, &claims);
     // The broker's own statement, in its tokens and to the adapter alike: a customer's IdP may
     // say anything about any address, so an email counts as verified only when the IdP did not

@@ -10,7 +10,7 @@ pub mod table;
 
 use serde::{Deserialize, Serialize};
 
-pub use self::table::{email_domain, normalize_domain, split_email, Route, RouteCache, RouteTable};
+pub use self::table::{email_domain, normalize_domain, split_email, Route, RouteCache, RouteIndex, RouteTable};
 use crate::clients::ClientRecord;
 use crate::config::Fallback;
 use crate::oidc::params::{ParamError, Params};
@@ -70,51 +70,94 @@ pub enum RoutedBy {
     Fallback,
 }
 
+/// Where a routed login must end: the organization and connection it was sent to, as far as
+/// routing knew them. Kept with the flow and held against the upstream's answer.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Target {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub organization_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_id: Option<String>,
+}
+
 /// Where a login goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
     /// To the upstream with these parameters.
-    Upstream { params: Vec<(&'static str, String)>, routed_by: RoutedBy, organization_id: Option<String> },
+    Upstream { params: Vec<(&'static str, String)>, routed_by: RoutedBy, target: Target },
     /// Nothing to go on: ask the user for their work email.
     AskEmail,
     /// The domain has no single sign-on and the client's fallback is `deny`.
     Deny { domain: String },
+    /// The request names an organization or connection the client may not reach.
+    OutOfReach,
 }
 
-/// Decides where a login of `client` with `selectors` goes.
+/// Whether `client` may reach `organization`: its own `allowed_organizations`, then the route
+/// table (an organization whose routes all belong to other clients is theirs); with `fallback =
+/// "deny"` only what a route, the client's default or its allowed list names.
+fn reachable(client: &ClientRecord, index: &RouteIndex, organization: &str) -> bool {
+    let named = client.allowed_organizations.iter().any(|o| o == organization)
+        || client.default_organization_id.as_deref() == Some(organization);
+    client.allows_organization(organization)
+        && index.open_to(organization, &client.client_id)
+        && (client.fallback != Fallback::Deny || named || index.routes_to(organization, &client.client_id))
+}
+
+/// Decides where a login of `client` with `selectors` goes. A request's own `connection_id` or
+/// `organization_id` is honoured only within what the client may reach: no parameter gets past
+/// `fallback = "deny"`, a client's `allowed_organizations` or a route restricted to other clients.
 pub async fn decide<S: Store>(
     table: &RouteTable<'_, S>,
     client: &ClientRecord,
     selectors: &Selectors,
 ) -> Result<Decision, StoreError> {
     let login_hint = selectors.login_hint.clone();
-    let upstream = |mut params: Vec<(&'static str, String)>, routed_by, organization_id: Option<String>| {
+    let upstream = |mut params: Vec<(&'static str, String)>, routed_by, target: Target| {
         if let Some(hint) = &login_hint {
             params.push(("login_hint", hint.clone()));
         }
-        Decision::Upstream { params, routed_by, organization_id }
+        Decision::Upstream { params, routed_by, target }
+    };
+    let route_target = |route: &Route| Target {
+        organization_id: Some(route.organization_id.clone()),
+        connection_id: route.connection_id.clone(),
     };
     if let Some(connection) = &selectors.connection_id {
-        return Ok(upstream(vec![("connection_id", connection.clone())], RoutedBy::ConnectionId, None));
+        let index = table.index().await?;
+        let organization = index.organization_of(connection).map(str::to_owned);
+        let permitted = match &organization {
+            Some(organization) => reachable(client, &index, organization),
+            // A connection no route names: its organization shows at the callback, which holds
+            // it against the client's reach. With `deny`, only the client's own default passes.
+            None => client.fallback != Fallback::Deny || client.default_connection_id.as_ref() == Some(connection),
+        };
+        if !permitted {
+            return Ok(Decision::OutOfReach);
+        }
+        let target = Target { organization_id: organization, connection_id: Some(connection.clone()) };
+        return Ok(upstream(vec![("connection_id", connection.clone())], RoutedBy::ConnectionId, target));
     }
     if let Some(organization) = &selectors.organization_id {
-        return Ok(upstream(
-            vec![("organization_id", organization.clone())],
-            RoutedBy::OrganizationId,
-            Some(organization.clone()),
-        ));
+        if !reachable(client, &*table.index().await?, organization) {
+            return Ok(Decision::OutOfReach);
+        }
+        let target = Target { organization_id: Some(organization.clone()), connection_id: None };
+        return Ok(upstream(vec![("organization_id", organization.clone())], RoutedBy::OrganizationId, target));
     }
     let (domain, routed_by) = match (&selectors.domain_hint, selectors.login_hint_domain()) {
         (Some(hint), _) => (hint.as_str(), RoutedBy::DomainHint),
         (None, Some(domain)) => (domain, RoutedBy::LoginHint),
         (None, None) => {
+            let target = Target {
+                organization_id: client.default_organization_id.clone(),
+                connection_id: client.default_connection_id.clone(),
+            };
             return Ok(match (&client.default_connection_id, &client.default_organization_id) {
                 (Some(connection), _) => {
-                    upstream(vec![("connection_id", connection.clone())], RoutedBy::ClientDefault, None)
+                    upstream(vec![("connection_id", connection.clone())], RoutedBy::ClientDefault, target)
                 }
-                (None, Some(org)) => {
-                    upstream(vec![("organization_id", org.clone())], RoutedBy::ClientDefault, Some(org.clone()))
-                }
+                (None, Some(org)) => upstream(vec![("organization_id", org.clone())], RoutedBy::ClientDefault, target),
                 (None, None) => Decision::AskEmail,
             });
         }
@@ -123,7 +166,10 @@ pub async fn decide<S: Store>(
         return Ok(Decision::Deny { domain: domain.to_owned() });
     };
     if let Some(route) = table.resolve(&domain, &client.client_id).await? {
-        return Ok(upstream(route.upstream_selector(), routed_by, Some(route.organization_id)));
+        if !client.allows_organization(&route.organization_id) {
+            return Ok(Decision::OutOfReach);
+        }
+        return Ok(upstream(route.upstream_selector(), routed_by, route_target(&route)));
     }
     Ok(match &client.fallback {
         Fallback::Pass => {
@@ -133,15 +179,60 @@ pub async fn decide<S: Store>(
                 RoutedBy::DomainHint => vec![("domain_hint", domain.clone()), ("domain", domain.clone())],
                 _ => Vec::new(),
             };
-            upstream(params, RoutedBy::Fallback, None)
+            upstream(params, RoutedBy::Fallback, Target::default())
         }
         Fallback::Deny => Decision::Deny { domain },
         Fallback::Route(named) => match table.get(named).await? {
-            Some(route) => upstream(route.upstream_selector(), RoutedBy::Fallback, Some(route.organization_id)),
+            Some(route) => upstream(route.upstream_selector(), RoutedBy::Fallback, route_target(&route)),
             None => {
                 tracing::error!(route = %named, "the client's fallback route does not exist");
                 Decision::Deny { domain }
             }
         },
+    })
+}
+
+/// Why an upstream login does not count for the client, though it verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stray {
+    /// It ended in another organization or connection than the one it was sent to.
+    Elsewhere,
+    /// It ended in an organization the client may not reach.
+    OutOfReach,
+}
+
+/// Holds where an upstream login ended (`organization`, `connection`, from the upstream's ID
+/// token) against where it was sent (`target`) and what the client may reach. A user who
+/// edits the upstream authorize URL, or an upstream that routes on its own, cannot land the
+/// login in another organization.
+pub async fn check_arrival<S: Store>(
+    table: &RouteTable<'_, S>,
+    client: &ClientRecord,
+    target: &Target,
+    organization: Option<&str>,
+    connection: Option<&str>,
+) -> Result<Result<(), Stray>, StoreError> {
+    if target.connection_id.as_deref().is_some_and(|c| Some(c) != connection)
+        || target.organization_id.as_deref().is_some_and(|o| Some(o) != organization)
+    {
+        return Ok(Err(Stray::Elsewhere));
+    }
+    // Where routing knew the organization, /authorize already held it against the client.
+    if target.organization_id.is_some() {
+        return Ok(Ok(()));
+    }
+    Ok(match organization {
+        Some(organization) => {
+            let index = table.index().await?;
+            let open = client.allows_organization(organization) && index.open_to(organization, &client.client_id);
+            if open {
+                Ok(())
+            } else {
+                Err(Stray::OutOfReach)
+            }
+        }
+        // No organization to hold against a client that is limited to some.
+        None if !client.allowed_organizations.is_empty() => Err(Stray::OutOfReach),
+        None => Ok(()),
     })
 }

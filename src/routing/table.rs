@@ -1,8 +1,8 @@
 //! The route table: email domain → organization (and optionally connection), shared by every
 //! instance through the store.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -99,11 +99,60 @@ fn key(domain: &str) -> String {
     format!("{}{domain}", keys::ROUTES)
 }
 
+/// Which organizations and connections the route table names, and for which clients: what a
+/// request's own selectors, and the organization an upstream login ends in, are held against.
+#[derive(Debug, Default)]
+pub struct RouteIndex {
+    organizations: HashMap<String, Access>,
+    connections: HashMap<String, String>,
+}
+
+/// The clients the routes of one organization admit.
+#[derive(Debug, Default)]
+struct Access {
+    /// Some route of the organization admits every client.
+    open: bool,
+    clients: HashSet<String>,
+}
+
+impl RouteIndex {
+    pub fn from_routes(routes: &[Route]) -> RouteIndex {
+        let mut index = RouteIndex::default();
+        for route in routes {
+            let access = index.organizations.entry(route.organization_id.clone()).or_default();
+            access.open |= route.clients.is_empty();
+            access.clients.extend(route.clients.iter().cloned());
+            if let Some(connection) = &route.connection_id {
+                index.connections.insert(connection.clone(), route.organization_id.clone());
+            }
+        }
+        index
+    }
+
+    /// Whether a route that `client_id` may use leads to `organization`.
+    pub fn routes_to(&self, organization: &str, client_id: &str) -> bool {
+        self.organizations.get(organization).is_some_and(|a| a.open || a.clients.contains(client_id))
+    }
+
+    /// Whether the route table leaves `organization` open to `client_id`: no route names it,
+    /// or one that does admits the client. An organization whose routes are all restricted to
+    /// other clients is theirs alone, however a request names it.
+    pub fn open_to(&self, organization: &str, client_id: &str) -> bool {
+        !self.organizations.contains_key(organization) || self.routes_to(organization, client_id)
+    }
+
+    /// The organization of a connection some route names.
+    pub fn organization_of(&self, connection: &str) -> Option<&str> {
+        self.connections.get(connection).map(String::as_str)
+    }
+}
+
 /// An instance's copy of the routes it looked up (and of the domains found to have none), so
-/// that a login reads the store for its flow only.
+/// that a login reads the store for its flow only; and of the [`RouteIndex`].
 #[derive(Default)]
 pub struct RouteCache {
     entries: Mutex<HashMap<String, (Instant, Option<Route>)>>,
+    index: Mutex<Option<(Instant, Arc<RouteIndex>)>>,
 }
 
 impl RouteCache {
@@ -129,6 +178,16 @@ impl RouteCache {
 
     fn forget(&self, domain: &str) {
         self.entries().remove(domain);
+        *self.index.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = None;
+    }
+
+    fn index(&self) -> Option<Arc<RouteIndex>> {
+        let index = self.index.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        index.as_ref().filter(|(at, _)| at.elapsed() < CACHE_FOR).map(|(_, index)| index.clone())
+    }
+
+    fn keep_index(&self, index: Arc<RouteIndex>) {
+        *self.index.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some((Instant::now(), index));
     }
 }
 
@@ -207,6 +266,18 @@ impl<'s, S: Store> RouteTable<'s, S> {
         }
         routes.sort_by(|a, b| a.domain.cmp(&b.domain));
         Ok(routes)
+    }
+
+    /// The index of every route, through the cache when there is one.
+    pub async fn index(&self) -> Result<Arc<RouteIndex>, StoreError> {
+        if let Some(index) = self.cache.and_then(RouteCache::index) {
+            return Ok(index);
+        }
+        let index = Arc::new(RouteIndex::from_routes(&self.list().await?));
+        if let Some(cache) = self.cache {
+            cache.keep_index(index.clone());
+        }
+        Ok(index)
     }
 
     /// The route `client_id` may use for `domain`: the exact domain, else the nearest parent

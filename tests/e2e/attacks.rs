@@ -3,7 +3,9 @@
 
 use serde_json::{json, Value};
 
-use crate::common::{login_to_client, redeem, verify_id_token, Stack, AUTH0_CLIENT, VERIFIER};
+use crate::common::{
+    login_to_client, query, redeem, verify_id_token, Browser, Stack, AUTH0_CLIENT, COGNITO_CLIENT, VERIFIER,
+};
 
 /// Routes of both simulated organizations, their domains verified.
 const VERIFIED_ROUTES: &str = r#"
@@ -86,4 +88,109 @@ async fn email_verified_is_the_brokers_statement() {
     assert!(!verified("alice@acme.test", json!(false)).await, "the IdP said no");
     assert!(!verified("carol@unverified.test", json!(true)).await, "the route is not verified");
     assert!(!verified("carol@nowhere.test", Value::Null).await, "absent and no route");
+}
+
+/// The user edits the upstream authorize URL in the address bar: the login for
+/// alice@example.com was routed to Example Corp's connection; they send it to the other
+/// simulated organization's. Scalekit signs them in there, validly, but the broker was not
+/// sending them there: no code reaches the client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edited_upstream_url_cannot_land_the_login_in_another_organization() {
+    let demo = crate::demo::start_demo().await;
+    let browser = Browser::default();
+    let to_upstream = browser.get(&crate::demo::authorize(&demo, "alice@example.com")).await;
+    let location = to_upstream.headers()["location"].to_str().expect("location").to_owned();
+    let mut upstream = url::Url::parse(&location).expect("upstream URL");
+    let edited: Vec<(String, String)> = upstream
+        .query_pairs()
+        .map(|(k, v)| {
+            let v = if k == "connection_id" { "conn_example_org".into() } else { v.into_owned() };
+            (k.into_owned(), v)
+        })
+        .collect();
+    assert!(edited.iter().any(|(k, _)| k == "connection_id"), "routed to a connection: {location}");
+    upstream.query_pairs_mut().clear().extend_pairs(&edited);
+    let landed =
+        browser.follow_until(upstream.as_str(), crate::demo::CLIENT_REDIRECT).await.expect("back at the client");
+    let params = query(&landed);
+    assert!(!params.contains_key("code"), "no code: {landed}");
+    assert_eq!(params.get("error").map(String::as_str), Some("access_denied"), "{landed}");
+}
+
+/// A broker whose extra clients are limited: `limited` to org_acme, `strict` with
+/// `fallback = "deny"`; acme.test routes to org_acme for every client, globex.test only for
+/// `auth0-test`.
+async fn limited_stack() -> Stack {
+    let extra = r#"
+[[clients]]
+client_id = "limited"
+client_secret = "limited-secret"
+redirect_uris = ["https://limited.example/cb"]
+allowed_organizations = ["org_acme"]
+[[clients]]
+client_id = "strict"
+client_secret = "strict-secret"
+redirect_uris = ["https://strict.example/cb"]
+fallback = "deny"
+[[routes]]
+domain = "acme.test"
+organization_id = "org_acme"
+[[routes]]
+domain = "globex.test"
+organization_id = "org_globex"
+clients = ["auth0-test"]
+"#;
+    Stack::start_with("memory", "t:", extra).await
+}
+
+const LIMITED: (&str, &str, &str) = ("limited", "limited-secret", "https://limited.example/cb");
+const STRICT: (&str, &str, &str) = ("strict", "strict-secret", "https://strict.example/cb");
+
+/// The attacker names, in the request to the broker, an organization or connection the client
+/// may not reach. Refused at /authorize: the upstream is never asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_selectors_cannot_reach_past_what_the_client_may_reach() {
+    let stack = limited_stack().await;
+    for (client, params) in [
+        (LIMITED, [("organization_id", "org_globex")]),
+        // strict: deny, and no route open to it names org_globex or conn_globex2
+        (STRICT, [("organization_id", "org_globex")]),
+        (STRICT, [("connection_id", "conn_globex2")]),
+        // org_globex's only route belongs to auth0-test
+        (COGNITO_CLIENT, [("organization_id", "org_globex")]),
+    ] {
+        stack.upstream.reset().await;
+        let landed = login_to_client(&stack, client, &params).await;
+        assert_eq!(landed.get("error").map(String::as_str), Some("access_denied"), "{} {params:?}", client.0);
+        assert!(!landed.contains_key("code"));
+        assert!(stack.upstream.requests().await.is_empty(), "the upstream was not asked: {} {params:?}", client.0);
+    }
+    // What they may reach still works.
+    for (client, params) in
+        [(STRICT, [("organization_id", "org_acme")]), (LIMITED, [("login_hint", "alice@acme.test")])]
+    {
+        let landed = login_to_client(&stack, client, &params).await;
+        assert!(landed.contains_key("code"), "{} {params:?}: {landed:?}", client.0);
+    }
+}
+
+/// The request carries nothing the broker refuses, but the upstream signs the user in where
+/// the client may not go: a connection no route names (resolved by the upstream), a domain the
+/// upstream routes itself while the broker's route for it belongs to another client, or an
+/// upstream token naming another organization than the route's. No code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_that_ends_outside_the_clients_reach_gets_no_code() {
+    let stack = limited_stack().await;
+    let refused = |client, params: Vec<(&'static str, &'static str)>| {
+        let stack = &stack;
+        async move {
+            let landed = login_to_client(stack, client, &params).await;
+            assert!(!landed.contains_key("code"), "{params:?}: {landed:?}");
+            assert_eq!(landed.get("error").map(String::as_str), Some("access_denied"), "{params:?}");
+        }
+    };
+    refused(LIMITED, vec![("connection_id", "conn_globex2")]).await;
+    refused(COGNITO_CLIENT, vec![("login_hint", "bob@globex.test")]).await;
+    stack.upstream.tamper_claims(&json!({"oid": "org_globex"})).await;
+    refused(LIMITED, vec![("login_hint", "alice@acme.test")]).await;
 }

@@ -7,14 +7,14 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-const CLIENT_REDIRECT: &str = "http://localhost:3000/callback";
+pub(crate) const CLIENT_REDIRECT: &str = "http://localhost:3000/callback";
 
-struct Demo {
+pub(crate) struct Demo {
     _child: Child,
-    url: String,
+    pub(crate) url: String,
 }
 
-async fn start_demo() -> Demo {
+pub(crate) async fn start_demo() -> Demo {
     let mut child = Command::new(env!("CARGO_BIN_EXE_ssobridge"))
         .args(["demo", "--port", "0"])
         .stdout(Stdio::piped())
@@ -37,7 +37,7 @@ async fn start_demo() -> Demo {
     Demo { _child: child, url }
 }
 
-fn authorize(demo: &Demo, hint: &str) -> String {
+pub(crate) fn authorize(demo: &Demo, hint: &str) -> String {
     let mut url = url::Url::parse(&format!("{}/authorize", demo.url)).expect("url");
     url.query_pairs_mut()
         .append_pair("client_id", "demo")
