@@ -518,7 +518,7 @@ fn default_flow_ttl() -> u64 {
 
 /// Claims the broker always sets itself; a client mapping may not add or rename onto them.
 pub const PROTECTED_CLAIMS: &[&str] =
-    &["iss", "sub", "aud", "exp", "iat", "nbf", "nonce", "azp", "at_hash", "auth_time", "jti"];
+    &["iss", "sub", "aud", "exp", "iat", "nbf", "nonce", "azp", "at_hash", "auth_time", "acr", "jti"];
 
 /// Upstream algorithms ssobridge can verify.
 pub const VERIFIABLE_ALGORITHMS: &[&str] =

@@ -27,6 +27,50 @@ pub struct AuthorizationRequest {
     pub code_challenge: Option<String>,
     pub scope: String,
     pub selectors: Selectors,
+    /// What the client asked about re-authentication (OIDC Core §3.1.2.1), passed upstream.
+    #[serde(default, skip_serializing_if = "Reauthentication::is_empty")]
+    pub reauthentication: Reauthentication,
+    /// When the client sent the request (seconds): `prompt=login` asks for a sign-in after it.
+    #[serde(default)]
+    pub requested_at: u64,
+}
+
+/// `prompt` (other than `none`), `max_age` and `acr_values`: forwarded to the upstream, and
+/// `prompt=login` / `max_age` held against the upstream's `auth_time` at the callback.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reauthentication {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acr_values: Option<String>,
+}
+
+impl Reauthentication {
+    pub fn is_empty(&self) -> bool {
+        *self == Reauthentication::default()
+    }
+
+    /// Whether the user must have signed in again for this request.
+    pub fn login_required(&self) -> bool {
+        self.prompt.as_deref().is_some_and(|p| p.split(' ').any(|v| v == "login")) || self.max_age == Some(0)
+    }
+
+    /// The parameters to pass upstream.
+    pub fn upstream_params(&self) -> Vec<(&'static str, String)> {
+        let mut params = Vec::new();
+        if let Some(prompt) = &self.prompt {
+            params.push(("prompt", prompt.clone()));
+        }
+        if let Some(max_age) = self.max_age {
+            params.push(("max_age", max_age.to_string()));
+        }
+        if let Some(acr_values) = &self.acr_values {
+            params.push(("acr_values", acr_values.clone()));
+        }
+        params
+    }
 }
 
 impl AuthorizationRequest {
@@ -152,7 +196,8 @@ pub async fn route(
             );
             Ok(Next::OutOfReach(request))
         }
-        Decision::Upstream { params, routed_by, target } => {
+        Decision::Upstream { mut params, routed_by, target } => {
+            params.extend(request.reauthentication.upstream_params());
             let selectors: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
             begin_upstream(app, request, &selectors, routed_by, target, via_hosted_page).await.map(Next::Upstream)
         }
@@ -262,8 +307,9 @@ pub async fn validate(
         // A missing method means plain (RFC 7636 §4.3), which is not supported.
         (Some(_), _) => return Err(fail(ErrorCode::InvalidRequest, "only code_challenge_method=S256 is supported")),
     };
+    let mut reauthentication = Reauthentication::default();
     if let Some(prompt) = get("prompt")? {
-        let prompts: Vec<&str> = prompt.split(' ').collect();
+        let prompts: Vec<&str> = prompt.split(' ').filter(|p| !p.is_empty()).collect();
         if prompts.contains(&"none") {
             if prompts.len() > 1 {
                 return Err(fail(ErrorCode::InvalidRequest, "prompt=none cannot be combined with other values"));
@@ -271,7 +317,20 @@ pub async fn validate(
             // Every login needs the user at their identity provider: no silent sign-in.
             return Err(fail(ErrorCode::LoginRequired, "the user must sign in at their identity provider"));
         }
+        // Values this provider does not define are ignored, not forwarded.
+        let known: Vec<&str> =
+            prompts.into_iter().filter(|p| matches!(*p, "login" | "consent" | "select_account")).collect();
+        reauthentication.prompt = (!known.is_empty()).then(|| known.join(" "));
     }
+    if let Some(max_age) = get("max_age")? {
+        // At most ten years: a larger bound means nothing and would overflow clock arithmetic.
+        match max_age.parse::<u64>() {
+            Ok(seconds) if seconds <= 315_360_000 => reauthentication.max_age = Some(seconds),
+            _ => return Err(fail(ErrorCode::InvalidRequest, "max_age must be a number of seconds")),
+        }
+    }
+    // Voluntary (OIDC Core §3.1.2.1): forwarded; the ID token carries the upstream's `acr`.
+    reauthentication.acr_values = get("acr_values")?.map(str::to_owned);
     let nonce = get("nonce")?.map(str::to_owned);
     let selectors = Selectors::from_params(params).map_err(|e| fail(ErrorCode::InvalidRequest, &e.to_string()))?;
     Ok((
@@ -284,6 +343,8 @@ pub async fn validate(
             code_challenge,
             scope: scope.to_owned(),
             selectors,
+            reauthentication,
+            requested_at: super::callback::now_secs(),
         },
     ))
 }

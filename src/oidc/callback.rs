@@ -32,6 +32,9 @@ pub struct CodeGrant {
     /// The user claims (no protocol claims), identical in the ID token and at userinfo.
     pub claims: Map<String, Value>,
     pub auth_time: u64,
+    /// The upstream's `acr`, passed on as the upstream said it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acr: Option<String>,
     /// Fields the adapter adds to the token response (a Firebase custom token), sealed under
     /// the code itself: the store alone cannot read them, the code's redeemer can.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -130,6 +133,7 @@ pub async fn finish_login(app: &AppState, params: &Params) -> Result<Finished, A
         }
         Err(e) => return Err(fail(e.into())),
     };
+    let auth_time = authenticated_at(app, request, &claims).map_err(fail)?;
     let arrival = crate::routing::check_arrival(
         &app.routes(),
         &client.record,
@@ -186,7 +190,8 @@ pub async fn finish_login(app: &AppState, params: &Params) -> Result<Finished, A
         scope: request.scope.clone(),
         sub: identity.subject.clone(),
         claims: user_claims,
-        auth_time: now_secs(),
+        auth_time,
+        acr: claims.acr.clone(),
         sealed_token_fields,
     };
     let ttl = Duration::from_secs(app.config.tokens.code_ttl_seconds);
@@ -199,6 +204,38 @@ pub async fn finish_login(app: &AppState, params: &Params) -> Result<Finished, A
     }
     response.push(("iss", app.issuer.as_str()));
     Ok(Finished::Redirect(with_query(&request.redirect_uri, &response)))
+}
+
+/// When the user signed in: the upstream's `auth_time`, else now (the callback follows the
+/// sign-in it reports). Held against what the client asked: `max_age` and `prompt=login`
+/// (OIDC Core §3.1.2.1) are forwarded upstream, and an answer that does not honour them is
+/// refused rather than passed on as a fresh sign-in.
+fn authenticated_at(app: &AppState, request: &AuthorizeRequest, claims: &UpstreamClaims) -> Result<u64, OidcError> {
+    let now = now_secs();
+    let skew = app.config.upstream.clock_skew_seconds;
+    let auth_time = match claims.auth_time {
+        Some(at) if at < 0 || at as u64 > now + skew => {
+            tracing::warn!(auth_time = at, "upstream auth_time is in the future");
+            return Err(OidcError::new(
+                ErrorCode::AccessDenied,
+                "the identity provider's answer could not be verified",
+            ));
+        }
+        Some(at) => at as u64,
+        None => now,
+    };
+    let stale = |reason: &str| {
+        tracing::info!(auth_time, reason, "the upstream did not re-authenticate as the client asked");
+        OidcError::new(ErrorCode::LoginRequired, "the user did not sign in again at their identity provider")
+    };
+    let reauthentication = &request.reauthentication;
+    if reauthentication.max_age.is_some_and(|max_age| now.saturating_sub(auth_time) > max_age + skew) {
+        return Err(stale("max_age"));
+    }
+    if reauthentication.login_required() && auth_time + skew < request.requested_at {
+        return Err(stale("prompt=login"));
+    }
+    Ok(auth_time)
 }
 
 fn identity(app: &AppState, client_id: &str, mode: SubjectMode, claims: &UpstreamClaims) -> Identity {

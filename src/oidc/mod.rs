@@ -51,7 +51,7 @@ pub fn discovery_document(issuer: &str) -> serde_json::Value {
             client_assertion::ALGORITHMS.iter().map(|alg| format!("{alg:?}")).collect::<Vec<_>>(),
         "code_challenge_methods_supported": ["S256"],
         "claims_supported": [
-            "iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "azp", "at_hash",
+            "iss", "sub", "aud", "exp", "iat", "auth_time", "acr", "nonce", "azp", "at_hash",
             "email", "email_verified", "name", "given_name", "family_name", "org_id", "connection_id"
         ],
         "claims_parameter_supported": false,

@@ -158,6 +158,9 @@ async fn issue(
     claims.insert("iat".into(), json!(now));
     claims.insert("exp".into(), json!(now + app.config.tokens.id_token_ttl_seconds));
     claims.insert("auth_time".into(), json!(grant.auth_time));
+    if let Some(acr) = &grant.acr {
+        claims.insert("acr".into(), json!(acr));
+    }
     claims.insert("at_hash".into(), json!(at_hash(access_token)));
     // Echo the nonce only when the client sent one: Auth0 rejects an unexpected nonce.
     if let Some(nonce) = grant.nonce {

@@ -21,6 +21,12 @@ pub struct UpstreamClaims {
     pub nonce: Option<String>,
     #[serde(default)]
     pub iat: Option<i64>,
+    /// When the user signed in at their IdP (OIDC Core §2).
+    #[serde(default)]
+    pub auth_time: Option<i64>,
+    /// The authentication context the upstream vouches for, if any.
+    #[serde(default)]
+    pub acr: Option<String>,
     #[serde(default)]
     pub email: Option<String>,
     #[serde(default, deserialize_with = "lenient_bool")]

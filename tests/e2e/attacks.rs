@@ -194,3 +194,54 @@ async fn a_login_that_ends_outside_the_clients_reach_gets_no_code() {
     stack.upstream.tamper_claims(&json!({"oid": "org_globex"})).await;
     refused(LIMITED, vec![("login_hint", "alice@acme.test")]).await;
 }
+
+fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs() as i64
+}
+
+/// A relying party steps the user up with `max_age` / `prompt=login`. The broker forwards them,
+/// takes `auth_time` from the upstream, and never passes an old sign-in off as a fresh one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_up_is_honoured_not_faked() {
+    let stack = Stack::start().await;
+    // openid-client checks auth_time against its maxAge.
+    let result = crate::common::rp(&json!({
+        "issuer": stack.broker.url, "client_id": AUTH0_CLIENT.0, "client_secret": AUTH0_CLIENT.1,
+        "redirect_uri": AUTH0_CLIENT.2, "mode": "auth0", "max_age": 300,
+        "params": {"login_hint": "alice@acme.test", "prompt": "login", "acr_values": "urn:example:mfa"},
+    }))
+    .await;
+    assert_eq!(result["ok"], true, "{result}");
+    let sent = stack.upstream.requests().await;
+    let sent = sent.last().expect("the upstream was asked");
+    assert_eq!((&sent["max_age"], &sent["prompt"]), (&json!("300"), &json!("login")), "forwarded: {sent}");
+    assert_eq!(sent["acr_values"], "urn:example:mfa", "acr_values forwarded: {sent}");
+
+    // The upstream answers with a sign-in an hour old (a remembered IdP session).
+    let an_hour_ago = now() - 3600;
+    for params in [vec![("max_age", "60")], vec![("prompt", "login")], vec![("max_age", "0")]] {
+        stack.upstream.tamper_claims(&json!({"auth_time": an_hour_ago})).await;
+        let mut all = params.clone();
+        all.push(("login_hint", "alice@acme.test"));
+        let landed = login_to_client(&stack, AUTH0_CLIENT, &all).await;
+        assert!(!landed.contains_key("code"), "{params:?}: {landed:?}");
+        assert_eq!(landed.get("error").map(String::as_str), Some("login_required"), "{params:?}");
+    }
+    // Without a step-up the old sign-in is fine, and its time is what the ID token says; the
+    // upstream's acr passes through.
+    stack.upstream.tamper_claims(&json!({"auth_time": an_hour_ago, "acr": "urn:example:mfa"})).await;
+    let (id_token, _) = login_asserting_nothing_more(&stack).await;
+    assert_eq!(id_token["auth_time"], an_hour_ago, "{id_token}");
+    assert_eq!(id_token["acr"], "urn:example:mfa", "{id_token}");
+}
+
+/// A login of alice whose upstream token was prepared by the caller (`tamper_claims`).
+async fn login_asserting_nothing_more(stack: &Stack) -> (Value, Value) {
+    let params = login_to_client(stack, AUTH0_CLIENT, &[("login_hint", "alice@acme.test")]).await;
+    let code = params.get("code").unwrap_or_else(|| panic!("a code: {params:?}"));
+    let (status, tokens) = redeem(&stack.broker.url, AUTH0_CLIENT, code, Some(VERIFIER)).await;
+    assert_eq!(status, 200, "{tokens}");
+    let id_token =
+        verify_id_token(&stack.broker.url, tokens["id_token"].as_str().expect("id_token"), AUTH0_CLIENT.0).await;
+    (id_token, tokens)
+}

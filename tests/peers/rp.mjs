@@ -22,6 +22,8 @@
 //     "max_hops":      20,                            default
 //     "verify_signature": true,                       default; see CHECKS
 //     "max_iat_skew":  60                             default (seconds); null disables; see CHECKS
+//     "max_age":       300                            send max_age and have openid-client check the
+//                                                     ID token's auth_time against it (maxAge)
 //   }
 //   auth0:   PKCE S256, no nonce unless asked, claims from the ID token, no userinfo call.
 //   cognito: no PKCE, no nonce unless asked, always calls userinfo with the access token
@@ -231,6 +233,7 @@ async function main() {
     state,
   };
   if (nonce) authParams.nonce = nonce;
+  if (typeof input.max_age === 'number') authParams.max_age = String(input.max_age);
   if (codeVerifier) {
     authParams.code_challenge = await client.calculatePKCECodeChallenge(codeVerifier);
     authParams.code_challenge_method = 'S256';
@@ -305,6 +308,7 @@ async function main() {
       expectedState: state,
       expectedNonce: nonce,
       idTokenExpected: true,
+      ...(typeof input.max_age === 'number' ? { maxAge: input.max_age } : {}),
     });
   } catch (e) {
     const out = { ok: false, stage: tokenRequested ? 'token' : 'callback', ...describeError(e), hops };

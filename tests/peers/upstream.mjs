@@ -333,6 +333,8 @@ function recordAuthorizationRequest(params) {
     redirect_uri: get('redirect_uri'),
     response_type: get('response_type'),
     prompt: get('prompt'),
+    max_age: get('max_age'),
+    acr_values: get('acr_values'),
   });
 }
 
