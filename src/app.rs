@@ -126,6 +126,11 @@ impl AppState {
         })
     }
 
+    /// Whether the broker is served over https (its cookies are `Secure` and `__Host-` then).
+    pub fn https(&self) -> bool {
+        self.issuer.starts_with("https://")
+    }
+
     /// The route table, looked up through this instance's cache.
     pub fn routes(&self) -> crate::routing::RouteTable<'_, AnyStore> {
         crate::routing::RouteTable::cached(&self.store, &self.route_cache)
@@ -157,7 +162,18 @@ impl AppState {
     /// the file wins at start; entries added at run time through the admin API are kept.
     async fn seed(&self) -> Result<(), StoreError> {
         for client in &self.config.clients {
-            self.clients.put(&ClientRecord::from_config(client)).await?;
+            let mut record =
+                ClientRecord::from_config(client).map_err(|e| StoreError::Config(format!("clients: {e}")))?;
+            // The same secret as stored: keep its hash (and salt), so that a restart changes
+            // nothing (the client's ETag included).
+            if let (Some(secret), Ok(Some((stored, _)))) =
+                (&client.client_secret, self.clients.read(&client.client_id).await)
+            {
+                if stored.secret_matches(secret.expose()) {
+                    record.secret_hash = stored.secret_hash;
+                }
+            }
+            self.clients.put(&record).await?;
         }
         let table = self.routes();
         for route in &self.config.routes {

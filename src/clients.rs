@@ -13,17 +13,20 @@ use ssobridge_adapter_firebase::{FirebaseAdapter, FirebaseSettings};
 
 use crate::config::{AdapterKind, ClaimMapping, ClientConfig, Fallback, SubjectMode, TokenAuthMethod};
 use crate::store::{keys, AnyStore, Store, StoreError};
-use crate::tokens::{secrets_equal, sha256_hex, SigningAlgorithm};
+use crate::tokens::SigningAlgorithm;
 
 /// How long an instance trusts its copy of a client before reading the store again: a change
 /// made through the admin API on another instance takes effect within this time.
 const CACHE_FOR: Duration = Duration::from_secs(5);
 
-/// A registered downstream client as stored. The secret is kept only as its SHA-256.
+/// A registered downstream client as stored. The secret is kept only as a salted hash.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClientRecord {
     pub client_id: String,
-    pub secret_sha256: String,
+    /// [`crate::tokens::hash_secret`]'s form (or a bare SHA-256 from a config file); empty
+    /// for a `private_key_jwt` client.
+    #[serde(alias = "secret_sha256")]
+    pub secret_hash: String,
     pub redirect_uris: Vec<String>,
     #[serde(default)]
     pub name: Option<String>,
@@ -61,12 +64,14 @@ pub struct ClientRecord {
 }
 
 impl ClientRecord {
-    pub fn from_config(config: &ClientConfig) -> ClientRecord {
-        ClientRecord {
+    /// The record of a config-file client. A clear secret is hashed with a new salt: `seed`
+    /// keeps the stored hash when it still matches, so that a restart changes nothing.
+    pub fn from_config(config: &ClientConfig) -> Result<ClientRecord, crate::tokens::TokenError> {
+        Ok(ClientRecord {
             client_id: config.client_id.clone(),
-            secret_sha256: match (&config.client_secret, &config.client_secret_sha256) {
-                (Some(secret), _) => sha256_hex(secret.expose()),
-                (None, Some(hash)) => hash.to_ascii_lowercase(),
+            secret_hash: match (&config.client_secret, &config.client_secret_hash) {
+                (Some(secret), _) => crate::tokens::hash_secret(secret.expose())?,
+                (None, Some(hash)) => hash.clone(),
                 // Refused by validation; an unmatchable hash if it ever got here.
                 (None, None) => String::new(),
             },
@@ -87,13 +92,13 @@ impl ClientRecord {
             // Validation refuses a jwks that is not JSON; a config that skipped it gets none.
             jwks: config.jwks.as_deref().and_then(|text| serde_json::from_str(text).ok()),
             source: "config".to_owned(),
-        }
+        })
     }
 
     /// Constant-time check of a presented secret. A `private_key_jwt` client has no secret.
     pub fn secret_matches(&self, presented: &str) -> bool {
-        let matches = secrets_equal(&sha256_hex(presented), &self.secret_sha256);
-        matches && self.token_endpoint_auth_method.uses_secret() && !self.secret_sha256.is_empty()
+        let matches = crate::tokens::secret_matches_hash(presented, &self.secret_hash);
+        matches && self.token_endpoint_auth_method.uses_secret() && !self.secret_hash.is_empty()
     }
 
     /// Whether the client's users may come from `organization` (its own limit only; routes

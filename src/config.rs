@@ -40,6 +40,28 @@ pub struct Config {
     /// domains it lists).
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
+    /// `SSOBRIDGE_ENV`, read with the rest of the environment (not a key of the file).
+    #[serde(skip)]
+    pub environment: Environment,
+}
+
+/// Where the process runs, from `SSOBRIDGE_ENV`: `production` (or `prod`) refuses development
+/// conveniences (the demo, the upstream simulator, an adapter's emulator).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Environment {
+    #[default]
+    Development,
+    Production,
+}
+
+impl Environment {
+    pub fn from_value(value: &str) -> Environment {
+        if value.eq_ignore_ascii_case("production") || value.eq_ignore_ascii_case("prod") {
+            Environment::Production
+        } else {
+            Environment::Development
+        }
+    }
 }
 
 /// Requests per minute on `/authorize`, `/token`, the hosted page and `/initiate-login`,
@@ -373,9 +395,10 @@ pub struct ClientConfig {
     /// The secret in clear (from the environment, ideally) ...
     #[serde(default)]
     pub client_secret: Option<Secret>,
-    /// ... or its SHA-256 in hex, as `export-config` writes it.
-    #[serde(default)]
-    pub client_secret_sha256: Option<String>,
+    /// ... or its hash, as `export-config` writes it: the salted form the store keeps, or a
+    /// bare hex SHA-256 (also accepted as `client_secret_sha256`).
+    #[serde(default, alias = "client_secret_sha256")]
+    pub client_secret_hash: Option<String>,
     pub redirect_uris: Vec<String>,
     /// Shown on hosted pages so the user knows where they are signing in.
     #[serde(default)]
@@ -570,10 +593,14 @@ impl Config {
         let mut table: toml::Table = text
             .parse()
             .map_err(|e: toml::de::Error| ConfigError::Syntax { path: path.to_owned(), message: e.to_string() })?;
+        let env: Vec<(String, String)> = env.into_iter().collect();
+        let environment =
+            env.iter().find(|(k, _)| k == "SSOBRIDGE_ENV").map(|(_, v)| Environment::from_value(v)).unwrap_or_default();
         overlay_env(&mut table, env)?;
-        let config: Config = toml::Value::Table(table)
+        let mut config: Config = toml::Value::Table(table)
             .try_into()
             .map_err(|e: toml::de::Error| ConfigError::one(error_key(&e), e.message().to_owned()))?;
+        config.environment = environment;
         let problems = config.problems();
         if problems.is_empty() {
             Ok(config.normalized())
@@ -662,19 +689,18 @@ impl Config {
             } else if !seen.insert(client.client_id.as_str()) {
                 problem(&at("client_id"), format!("{} is listed twice", client.client_id));
             }
-            match (&client.client_secret, &client.client_secret_sha256) {
+            match (&client.client_secret, &client.client_secret_hash) {
                 (None, None) if !client.token_endpoint_auth_method.uses_secret() => {}
                 (Some(secret), None) if secret.expose().len() < 8 => {
                     problem(&at("client_secret"), "must be at least 8 characters".to_owned())
                 }
                 (Some(_), None) => {}
-                (None, Some(hash)) if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) => {
-                    problem(&at("client_secret_sha256"), "must be a hex SHA-256".to_owned())
-                }
+                (None, Some(hash)) if !crate::tokens::is_secret_hash(hash) => problem(
+                    &at("client_secret_hash"),
+                    "must be a hash as export-config writes it, or a hex SHA-256".to_owned(),
+                ),
                 (None, Some(_)) => {}
-                _ => {
-                    problem(&at("client_secret"), "set client_secret or client_secret_sha256 (exactly one)".to_owned())
-                }
+                _ => problem(&at("client_secret"), "set client_secret or client_secret_hash (exactly one)".to_owned()),
             }
             if client.redirect_uris.is_empty() {
                 problem(&at("redirect_uris"), "at least one redirect URI is needed".to_owned());
@@ -696,6 +722,14 @@ impl Config {
             }
             if let Err(message) = crate::clients::check_adapter(client) {
                 problem(&at("adapter"), message);
+            }
+            let emulated = client.firebase.as_ref().is_some_and(|f| f.emulator_host.is_some());
+            if emulated && client.adapter == AdapterKind::Firebase && self.environment == Environment::Production {
+                problem(
+                    &at("firebase.emulator_host"),
+                    "the Firebase Auth emulator is a development tool; refused with SSOBRIDGE_ENV=production"
+                        .to_owned(),
+                );
             }
             if client.id_token_signed_response_alg == SigningAlgorithm::Es256 && !has_ec_key {
                 problem(
@@ -780,9 +814,43 @@ impl Config {
         problems
     }
 
+    /// What `serve` (and `check-config`) needs beyond a valid file: the secrets that must not be
+    /// left to chance in a real deployment.
+    pub fn serve_problems(&self) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        let make = "make one with: head -c 32 /dev/urandom | base64";
+        if self.tokens.pairwise_salt.as_ref().is_none_or(|salt| salt.expose().trim().is_empty()) {
+            problems.push(Problem {
+                key: "tokens.pairwise_salt".to_owned(),
+                message: format!(
+                    "must be set: without it every pairwise sub is a bare hash anyone can recompute ({make}; set it \
+                     once, it changes every pairwise sub)"
+                ),
+            });
+        }
+        if let Some(kek) = &self.signing.key_encryption_key {
+            if !is_random_key(kek.expose()) {
+                problems.push(Problem {
+                    key: "signing.key_encryption_key".to_owned(),
+                    message: format!("must be at least 32 random bytes, base64-encoded ({make})"),
+                });
+            }
+        }
+        problems
+    }
+
     pub fn client(&self, client_id: &str) -> Option<&ClientConfig> {
         self.clients.iter().find(|c| c.client_id == client_id)
     }
+}
+
+/// Whether `value` is base64 (standard or URL-safe, padded or not) of at least 32 bytes.
+fn is_random_key(value: &str) -> bool {
+    use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+    use base64::Engine;
+    let trimmed = value.trim().trim_end_matches('=');
+    let decoded = STANDARD_NO_PAD.decode(trimmed).or_else(|_| URL_SAFE_NO_PAD.decode(trimmed));
+    decoded.is_ok_and(|bytes| bytes.len() >= 32 && bytes.iter().any(|b| *b != bytes[0]))
 }
 
 /// The key a deserialization error is about, e.g. `upstream.client_id`.

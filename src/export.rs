@@ -25,7 +25,9 @@ fn render(config: &Config, clients: &[ClientRecord], routes: &[Route]) -> String
     root.insert("public_url".into(), Value::String(config.public_url.clone()));
     root.insert("listen".into(), Value::String(config.listen.to_string()));
     let mut store = Table::new();
-    store.insert("url".into(), Value::String(config.store.url.clone()));
+    // A password in the URL is a secret like the others: redacted as check-config shows it,
+    // the real URL left to the environment (SSOBRIDGE_STORE__URL).
+    store.insert("url".into(), Value::String(config.store.redacted_url()));
     store.insert("key_prefix".into(), Value::String(config.store.key_prefix.clone()));
     if config.store.mode == crate::config::StoreMode::Cluster {
         store.insert("mode".into(), Value::String("cluster".into()));
@@ -64,7 +66,7 @@ fn render(config: &Config, clients: &[ClientRecord], routes: &[Route]) -> String
             let mut t = Table::new();
             t.insert("client_id".into(), Value::String(c.client_id.clone()));
             if c.token_endpoint_auth_method.uses_secret() {
-                t.insert("client_secret_sha256".into(), Value::String(c.secret_sha256.clone()));
+                t.insert("client_secret_hash".into(), Value::String(c.secret_hash.clone()));
             }
             t.insert("redirect_uris".into(), strings(&c.redirect_uris));
             if let Some(name) = &c.name {
@@ -104,7 +106,7 @@ fn render(config: &Config, clients: &[ClientRecord], routes: &[Route]) -> String
     let routes: Vec<Value> = routes.iter().filter_map(|r| Value::try_from(r).ok()).collect();
     root.insert("routes".into(), Value::Array(routes));
     let body = toml::to_string_pretty(&root).unwrap_or_default();
-    format!("# Exported by ssobridge export-config. Client secrets are their SHA-256; set other secrets\n# through the environment (SSOBRIDGE_<SECTION>__<KEY>).\n{body}")
+    format!("# Exported by ssobridge export-config. Client secrets are their hashes; other secrets\n# (the store URL's password among them) are redacted: set them through the environment\n# (SSOBRIDGE_<SECTION>__<KEY>).\n{body}")
 }
 
 #[cfg(test)]
@@ -134,7 +136,7 @@ organization_id = "org_1"
 connection_id = "conn_1"
 "#;
         let config = Config::from_toml(text, Vec::<(String, String)>::new(), Path::new("t.toml")).expect("config");
-        let clients = vec![ClientRecord::from_config(&config.clients[0])];
+        let clients = vec![ClientRecord::from_config(&config.clients[0]).expect("record")];
         let routes = vec![Route {
             domain: "acme.com".into(),
             organization_id: "org_1".into(),
@@ -145,9 +147,15 @@ connection_id = "conn_1"
         }];
         let exported = render(&config, &clients, &routes);
         assert!(!exported.contains("0123456789"), "no clear secret: {exported}");
+        let with_password = Config {
+            store: crate::config::StoreConfig { url: "redis://:hunter2@redis:6379/0".into(), ..config.store.clone() },
+            ..config.clone()
+        };
+        let exported_with_password = render(&with_password, &clients, &routes);
+        assert!(!exported_with_password.contains("hunter2"), "{exported_with_password}");
         let reloaded =
             Config::from_toml(&exported, Vec::<(String, String)>::new(), Path::new("e.toml")).expect(&exported);
-        assert_eq!(ClientRecord::from_config(&reloaded.clients[0]), clients[0], "{exported}");
+        assert_eq!(ClientRecord::from_config(&reloaded.clients[0]).expect("record"), clients[0], "{exported}");
         assert_eq!(reloaded.routes[0].domain, "acme.com");
         assert_eq!(reloaded.routes[0].connection_id.as_deref(), Some("conn_1"));
     }

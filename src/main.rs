@@ -121,6 +121,12 @@ fn run_async(future: impl std::future::Future<Output = Result<(), StartError>>) 
 
 fn check_config(path: &std::path::Path) -> ExitCode {
     match Config::load(path) {
+        Ok(config) if !config.serve_problems().is_empty() => {
+            for problem in config.serve_problems() {
+                println!("{problem}");
+            }
+            ExitCode::FAILURE
+        }
         Ok(config) => match app::load_signing_key(&config) {
             Ok(key) => {
                 if let Err(error) = ssobridge::store::tls_certificates(&config.store) {
@@ -196,6 +202,10 @@ fn write_private(path: &std::path::Path, contents: &[u8]) -> std::io::Result<()>
 async fn serve(path: PathBuf) -> Result<(), StartError> {
     telemetry::init();
     let config = Config::load(&path)?;
+    let problems = config.serve_problems();
+    if !problems.is_empty() {
+        return Err(StartError::Config(ConfigError::Invalid(problems)));
+    }
     let key = app::load_signing_key(&config)?.ok_or_else(|| {
         StartError::Config(ConfigError::Invalid(vec![ssobridge::config::Problem {
             key: "signing.key_file".to_owned(),

@@ -17,7 +17,7 @@ use crate::clients::ClientRecord;
 use crate::config::{
     check_redirect_uri, AdapterKind, ClaimMapping, Fallback, SubjectMode, TokenAuthMethod, PROTECTED_CLAIMS,
 };
-use crate::tokens::{random_token, sha256_hex, SigningAlgorithm};
+use crate::tokens::{hash_secret, random_token, sha256_hex, SigningAlgorithm};
 
 pub struct ClientsApi {
     pub state: Arc<AppState>,
@@ -600,7 +600,7 @@ fn record_json(record: &ClientRecord) -> serde_json::Value {
     // it out of audit lines all the same.
     let mut value = serde_json::to_value(record).unwrap_or_default();
     if let Some(map) = value.as_object_mut() {
-        map.remove("secret_sha256");
+        map.remove("secret_hash");
     }
     value
 }
@@ -673,7 +673,10 @@ impl ClientsApi {
         let claims = body.claims.unwrap_or_default();
         let record = ClientRecord {
             client_id: client_id.clone(),
-            secret_sha256: secret.as_deref().map(sha256_hex).unwrap_or_default(),
+            secret_hash: match secret.as_deref().map(hash_secret).transpose() {
+                Ok(hash) => hash.unwrap_or_default(),
+                Err(_) => return CreateResponse::Unavailable(problem(503, "no randomness")),
+            },
             redirect_uris: plain_all(body.redirect_uris),
             name: plain(body.name),
             adapter: body.adapter.map(adapter_kind).unwrap_or_default(),
@@ -832,7 +835,8 @@ impl ClientsApi {
         }
         let Ok(secret) = random_token(32) else { return SecretResponse::Unavailable(problem(503, "no randomness")) };
         let mut record = current;
-        record.secret_sha256 = sha256_hex(&secret);
+        let Ok(hash) = hash_secret(&secret) else { return SecretResponse::Unavailable(problem(503, "no randomness")) };
+        record.secret_hash = hash;
         match self.state.clients.replace(&record, Some(&bytes)).await {
             Ok(true) => {}
             Ok(false) => {

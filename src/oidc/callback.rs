@@ -270,9 +270,13 @@ async fn domain_verified(
     Ok(route.is_some_and(|r| r.verified && &r.organization_id == organization))
 }
 
-/// Upstream (Scalekit) callback errors, as the downstream client should see them.
+/// Upstream (Scalekit) callback errors, as the downstream client should see them: a fixed text
+/// per code. The upstream's own description goes to the log only (bounded): it is another
+/// party's text, and relayed it would let whoever shapes it put words on the client's page.
 fn map_upstream_error(error: &str, description: Option<&str>) -> OidcError {
-    tracing::info!(upstream_error = error, "upstream returned an error");
+    let logged: String = description.unwrap_or("").chars().filter(|c| !c.is_control()).take(300).collect();
+    let code_logged: String = error.chars().filter(|c| !c.is_control()).take(64).collect();
+    tracing::info!(upstream_error = %code_logged, upstream_error_description = %logged, "upstream returned an error");
     let (code, text) = match error {
         "domain_not_found" => (ErrorCode::AccessDenied, "single sign-on is not set up for this email domain"),
         "user_not_active" => (ErrorCode::AccessDenied, "the user is not active at their identity provider"),
@@ -287,11 +291,6 @@ fn map_upstream_error(error: &str, description: Option<&str>) -> OidcError {
         // Anything else (invalid_request, server_error, …) is the broker's or upstream's fault,
         // not the user's.
         _ => (ErrorCode::ServerError, "the identity provider could not complete the sign-in"),
-    };
-    // The upstream's own description is shown only for the user-facing cases, bounded.
-    let text = match (code, description) {
-        (ErrorCode::AccessDenied, Some(d)) if d.len() <= 200 => format!("{text}: {d}"),
-        _ => text.to_owned(),
     };
     OidcError::new(code, text)
 }

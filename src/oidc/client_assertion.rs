@@ -140,9 +140,6 @@ impl ClientKeySets {
         let keys = self.keys_of(client, header.kid.as_deref()).await?;
         let jwk = crate::upstream::select_key(&keys, header.kid.as_deref(), header.alg)
             .ok_or_else(|| invalid("no registered key matches the assertion's kid and algorithm"))?;
-        if jwk.common.key_algorithm.is_some_and(|alg| format!("{alg:?}") != format!("{:?}", header.alg)) {
-            return Err(invalid("the key is registered for another algorithm"));
-        }
         let key = DecodingKey::from_jwk(jwk).map_err(|e| invalid(format!("key: {e}")))?;
         let mut validation = Validation::new(header.alg);
         let token_endpoint = format!("{issuer}/token");

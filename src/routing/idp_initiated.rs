@@ -7,11 +7,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use poem::http::{header, StatusCode};
+use poem::http::StatusCode;
 use poem::web::Data;
 use poem::{handler, Request, Response};
 use serde::{Deserialize, Serialize};
 
+use super::cookie::Cookie;
 use super::Selectors;
 use crate::app::AppState;
 use crate::clients::{Client, ClientRecord};
@@ -23,7 +24,7 @@ use crate::store::{keys, put_json, take_json, Store};
 use crate::tokens::{random_token, sha256_hex};
 
 pub const PATH: &str = "/initiate-login";
-const COOKIE: &str = "ssobridge_idp";
+const COOKIE: Cookie = Cookie { base: "ssobridge_idp" };
 /// How long the remembered connection waits for the client's `/authorize`.
 const REMEMBER_FOR: Duration = Duration::from_secs(300);
 
@@ -33,6 +34,9 @@ struct Remembered {
     client_id: String,
     organization_id: Option<String>,
     connection_id: Option<String>,
+    /// The user the initiation named: the hand-off's `/authorize` names them too, or none.
+    #[serde(default)]
+    login_hint: Option<String>,
 }
 
 fn refuse(title: &str, message: &str) -> Response {
@@ -105,6 +109,7 @@ pub async fn initiate(req: &Request, state: Data<&Arc<AppState>>) -> Response {
         client_id: client.record.client_id.clone(),
         organization_id: claims.organization_id.clone(),
         connection_id: claims.connection_id.clone(),
+        login_hint: claims.login_hint.clone(),
     };
     if let Err(error) = put_json(&state.store, &keys::remembered_connection(&id), &remembered, REMEMBER_FOR).await {
         tracing::error!(error = %error, "store failure");
@@ -119,18 +124,27 @@ pub async fn initiate(req: &Request, state: Data<&Arc<AppState>>) -> Response {
     if let Some(hint) = claims.login_hint.as_deref() {
         query.push(("login_hint", hint));
     }
-    if let Some(target) = claims.relay_state.as_deref().filter(|t| crate::config::check_redirect_uri(t).is_ok()) {
+    // Only to where the client itself lives: a relay state is the IdP's to set, and the client
+    // would send the user on to it after signing them in.
+    if let Some(target) = claims.relay_state.as_deref().filter(|t| at_registered_origin(&client.record, t)) {
         query.push(("target_link_uri", target));
     }
     tracing::info!(client_id = %client.record.client_id, "IdP-initiated login handed to the client");
     let mut response = redirect(&with_query(initiate_login_uri, &query));
-    let secure = if state.issuer.starts_with("https://") { "; Secure" } else { "" };
-    let cookie =
-        format!("{COOKIE}={id}; Path=/authorize; HttpOnly; SameSite=Lax; Max-Age={}{secure}", REMEMBER_FOR.as_secs());
-    if let Ok(value) = header::HeaderValue::from_str(&cookie) {
-        response.headers_mut().append(header::SET_COOKIE, value);
-    }
+    COOKIE.set(&mut response, state.https(), &id, REMEMBER_FOR.as_secs());
     response
+}
+
+/// Whether `target` is an absolute URL (https, or http on loopback) at the origin of one of the
+/// client's registered redirect URIs or its `initiate_login_uri`.
+fn at_registered_origin(client: &ClientRecord, target: &str) -> bool {
+    let Ok(target) = crate::config::check_redirect_uri(target) else { return false };
+    client
+        .redirect_uris
+        .iter()
+        .chain(client.initiate_login_uri.iter())
+        .filter_map(|uri| url::Url::parse(uri).ok())
+        .any(|registered| registered.origin() == target.origin())
 }
 
 /// The client an IdP-initiated login is for: named in the initiate URL, else the only client
@@ -171,16 +185,25 @@ async fn choose_client(app: &AppState, named: Option<&str>, organization: Option
     }
 }
 
-/// At `/authorize`: if this browser carries a remembered IdP-initiated connection for this
-/// client and the request names no stronger selector, route to it. Single use.
+/// At `/authorize`: if this browser carries a remembered IdP-initiated connection, route to it
+/// only the hand-off it was made for: the same client, no selector of the request's own, and
+/// the initiation's user (or none) as `login_hint`. Single use: any other request spends it.
 pub async fn recall(app: &AppState, req: &Request, request: &mut AuthorizationRequest) {
-    let Some(id) = cookie_value(req, COOKIE) else { return };
+    let Some(id) = COOKIE.get(req, app.https()) else { return };
     let remembered: Remembered = match take_json(&app.store, &keys::remembered_connection(id)).await {
         Ok(Some(remembered)) => remembered,
         _ => return,
     };
-    let explicit = request.selectors.connection_id.is_some() || request.selectors.organization_id.is_some();
-    if remembered.client_id != request.client_id || explicit {
+    let selectors = &request.selectors;
+    let own_selector =
+        selectors.connection_id.is_some() || selectors.organization_id.is_some() || selectors.domain_hint.is_some();
+    let same_user = match (&selectors.login_hint, &remembered.login_hint) {
+        (None, _) => true,
+        (Some(hint), Some(initiated)) => hint.eq_ignore_ascii_case(initiated),
+        (Some(_), None) => false,
+    };
+    if remembered.client_id != request.client_id || own_selector || !same_user {
+        tracing::info!("a remembered IdP-initiated login does not match this request; not used");
         return;
     }
     tracing::info!("routing to the connection of an IdP-initiated login");
@@ -190,15 +213,4 @@ pub async fn recall(app: &AppState, req: &Request, request: &mut AuthorizationRe
         domain_hint: None,
         login_hint: request.selectors.login_hint.take(),
     };
-}
-
-pub fn cookie_value<'r>(req: &'r Request, name: &str) -> Option<&'r str> {
-    req.headers()
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
 }

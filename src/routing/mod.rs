@@ -4,6 +4,7 @@
 //! `domain_hint`, then the domain of `login_hint`, then the client's configured default.
 //! What goes upstream is the single strongest selector, plus `login_hint` when given.
 
+pub mod cookie;
 pub mod idp_initiated;
 pub mod page;
 pub mod table;

@@ -4,10 +4,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use poem::http::{header, StatusCode};
+use poem::http::StatusCode;
 use poem::web::Data;
 use poem::{handler, Body, Request, Response};
 
+use super::cookie::Cookie;
 use super::{email_domain, split_email};
 use crate::app::AppState;
 use crate::oidc::authorize::{route, AuthorizationRequest, Next};
@@ -18,7 +19,7 @@ use crate::store::{keys, put_json, take_json};
 use crate::tokens::{random_token, secrets_equal};
 
 /// Binds the form to the browser that was shown it (double submit: cookie and hidden field).
-const COOKIE: &str = "ssobridge_hrd";
+const COOKIE: Cookie = Cookie { base: "ssobridge_hrd" };
 pub const SUBMIT_PATH: &str = "/login/email";
 
 /// Shows the email page for `request`. `error` is shown in the page; `typed` refills the field.
@@ -64,12 +65,7 @@ pub async fn ask_email(
         &format!("Sign in to {app_name}"),
         &body,
     );
-    let secure = if app.issuer.starts_with("https://") { "; Secure" } else { "" };
-    let cookie =
-        format!("{COOKIE}={id}; Path={SUBMIT_PATH}; HttpOnly; SameSite=Lax; Max-Age={}{secure}", ttl.as_secs());
-    if let Ok(value) = header::HeaderValue::from_str(&cookie) {
-        response.headers_mut().append(header::SET_COOKIE, value);
-    }
+    COOKIE.set(&mut response, app.https(), &id, ttl.as_secs());
     response
 }
 
@@ -93,7 +89,7 @@ pub async fn submit_email(req: &Request, body: Body, state: Data<&Arc<AppState>>
     };
     // The hidden field must match the cookie set with the page: a form posted from another
     // site, or replayed in another browser, fails here.
-    if !super::idp_initiated::cookie_value(req, COOKIE).is_some_and(|cookie| secrets_equal(cookie, flow_id)) {
+    if !COOKIE.get(req, state.https()).is_some_and(|cookie| secrets_equal(cookie, flow_id)) {
         tracing::info!("home-realm form without its cookie");
         return expired();
     }

@@ -46,6 +46,34 @@ pub fn sha256_hex(input: &str) -> String {
     out
 }
 
+/// A client secret as the store keeps it: `s256$<salt>$<hex SHA-256(salt || secret)>`, with a
+/// random salt per secret, so that equal secrets do not hash alike and no precomputed table
+/// fits. Secrets the broker generates are 256 random bits, which a fast hash protects well.
+pub fn hash_secret(secret: &str) -> Result<String, TokenError> {
+    let salt = random_token(16)?;
+    Ok(format!("s256${salt}${}", sha256_hex(&format!("{salt}{secret}"))))
+}
+
+/// Whether `presented` is the secret `stored` was made from ([`hash_secret`]'s form, or a bare
+/// hex SHA-256: a config file's `client_secret_sha256`), compared in constant time.
+pub fn secret_matches_hash(presented: &str, stored: &str) -> bool {
+    match stored.split('$').collect::<Vec<_>>().as_slice() {
+        ["s256", salt, hash] => secrets_equal(&sha256_hex(&format!("{salt}{presented}")), hash),
+        [hash] if hash.len() == 64 => secrets_equal(&sha256_hex(presented), &hash.to_ascii_lowercase()),
+        _ => false,
+    }
+}
+
+/// Whether `value` has a form [`secret_matches_hash`] reads.
+pub fn is_secret_hash(value: &str) -> bool {
+    let hex = |h: &str| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit());
+    match value.split('$').collect::<Vec<_>>().as_slice() {
+        ["s256", salt, hash] => !salt.is_empty() && hex(hash),
+        [hash] => hex(hash),
+        _ => false,
+    }
+}
+
 /// RFC 7636 §4.2: `BASE64URL(SHA256(ASCII(code_verifier)))`.
 pub fn pkce_s256(verifier: &str) -> String {
     URL_SAFE_NO_PAD.encode(digest::digest(&digest::SHA256, verifier.as_bytes()))
@@ -90,6 +118,17 @@ mod tests {
         let b = random_token(32).expect("random");
         assert_eq!(a.len(), 43);
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn secret_hashes_are_salted_and_verify() {
+        let a = hash_secret("s3cret-s3cret").expect("hash");
+        let b = hash_secret("s3cret-s3cret").expect("hash");
+        assert_ne!(a, b, "a salt per secret");
+        assert!(secret_matches_hash("s3cret-s3cret", &a) && secret_matches_hash("s3cret-s3cret", &b));
+        assert!(!secret_matches_hash("s3cret-s3cret!", &a));
+        assert!(secret_matches_hash("abc", &sha256_hex("abc")), "a config file's bare SHA-256");
+        assert!(is_secret_hash(&a) && is_secret_hash(&sha256_hex("x")) && !is_secret_hash("s256$$x"));
     }
 
     #[test]

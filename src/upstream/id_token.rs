@@ -231,7 +231,9 @@ pub(crate) fn select_key<'k>(keys: &'k [Jwk], kid: Option<&str>, alg: Algorithm)
             _ => false,
         };
         let use_fits = !matches!(k.common.public_key_use, Some(jsonwebtoken::jwk::PublicKeyUse::Encryption));
-        kty_fits && use_fits
+        // A key published for one algorithm verifies that one only (RFC 7517 §4.4).
+        let alg_fits = k.common.key_algorithm.is_none_or(|key_alg| format!("{key_alg:?}") == format!("{alg:?}"));
+        kty_fits && use_fits && alg_fits
     };
     match kid {
         Some(kid) => keys.iter().filter(fits).find(|k| k.common.key_id.as_deref() == Some(kid)),
@@ -264,6 +266,26 @@ mod fuzz {
             .sign_jwt(&json!({"iss": "https://up.example", "aud": "client", "sub": "conn_1;a@b.c", "iat": now, "exp": now + 300, "nonce": "n"}))
             .expect("sign");
         (verifier, vec![jwk], valid)
+    }
+
+    /// The attacker has a token signed with the upstream's key under one algorithm, and the
+    /// upstream published that key for another: a key verifies only the algorithm it names.
+    #[test]
+    fn a_key_published_for_one_algorithm_does_not_verify_another() {
+        use crate::tokens::SigningAlgorithm;
+        let key = SigningKey::generate_rsa().expect("key");
+        let mut public = key.public_jwk().clone();
+        public["alg"] = json!("RS256");
+        let jwk: Jwk = serde_json::from_value(public).expect("jwk");
+        let verifier =
+            Verifier::new("https://up.example".into(), "client".into(), &["RS256".into(), "PS256".into()], 60)
+                .expect("verifier");
+        let now = jsonwebtoken::get_current_timestamp();
+        let claims = json!({"iss": "https://up.example", "aud": "client", "sub": "s", "iat": now, "exp": now + 300});
+        let rs256 = key.sign_jwt_with(SigningAlgorithm::Rs256, &claims).expect("sign");
+        let ps256 = key.sign_jwt_with(SigningAlgorithm::Ps256, &claims).expect("sign");
+        assert!(verifier.verify(&rs256, std::slice::from_ref(&jwk), None).is_ok());
+        assert!(verifier.verify(&ps256, &[jwk], None).is_err(), "PS256 under an RS256 key is refused");
     }
 
     #[test]

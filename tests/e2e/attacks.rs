@@ -245,3 +245,104 @@ async fn login_asserting_nothing_more(stack: &Stack) -> (Value, Value) {
         verify_id_token(&stack.broker.url, tokens["id_token"].as_str().expect("id_token"), AUTH0_CLIENT.0).await;
     (id_token, tokens)
 }
+
+/// A customer's IdP puts a phishing page in the IdP-initiated login's relay state; the client
+/// would send the user on to it right after signing them in. Only the client's own origins
+/// pass as `target_link_uri`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_state_cannot_send_the_user_off_the_clients_site() {
+    use crate::routing::{initiate_url, initiation, INITIATE_URI};
+    let stack = crate::routing::stack().await;
+    for (relay_state, passed) in [
+        ("https://evil.example/collect", false),
+        ("https://acme.us.auth0.com.evil.example/x", false),
+        ("javascript:alert(1)", false),
+        ("https://acme.us.auth0.com/dashboard?tab=2", true),
+    ] {
+        let token = initiation(&stack, json!({"relay_state": relay_state})).await;
+        let response = Browser::default().get(&initiate_url(&stack, &token)).await;
+        let location = url::Url::parse(response.headers()["location"].to_str().expect("location")).expect("url");
+        assert!(location.as_str().starts_with(INITIATE_URI), "{location}");
+        let target = query(&location).get("target_link_uri").cloned();
+        assert_eq!(target.is_some(), passed, "{relay_state}: {location}");
+    }
+}
+
+/// An IdP-initiated hand-off left a remembered connection in the browser; the user then signs
+/// in as someone else (another login_hint). The remembered connection routes only the hand-off
+/// it was made for: the new login goes where its own email routes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remembered_idp_initiated_login_routes_only_its_own_hand_off() {
+    use crate::routing::{initiate_url, initiation};
+    let stack = crate::routing::stack().await;
+    let browser = Browser::default();
+    let token = initiation(&stack, json!({})).await; // org_globex / conn_globex2, bob@globex.test
+    assert_eq!(browser.get(&initiate_url(&stack, &token)).await.status(), 302);
+    let start =
+        crate::common::authorize_url(&stack.broker.url, AUTH0_CLIENT, None, &[("login_hint", "alice@acme.test")]);
+    let landed = browser.follow_until(&start, AUTH0_CLIENT.2).await.expect("login");
+    assert!(query(&landed).contains_key("code"), "{landed}");
+    let sent = stack.upstream.requests().await;
+    let sent = sent.last().expect("the upstream was asked");
+    assert_eq!(sent["connection_id"], "conn_acme1", "alice's own route, not the remembered one: {sent}");
+}
+
+/// On https the broker's cookies carry `__Host-` (Secure, Path=/, no Domain): a sibling
+/// subdomain cannot plant one. A planted plain-named cookie does not pass the home-realm form.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cookies_are_host_prefixed_on_https_so_a_sibling_cannot_plant_them() {
+    let socket = crate::common::BrokerSocket::bind().await;
+    let https = socket.url.replace("http://", "https://");
+    let upstream = crate::common::Upstream::start(&[format!("{https}/callback")]).await;
+    let toml = crate::common::broker_toml(&https, "memory", "c:", &upstream.issuer);
+    let broker = socket.serve(&toml, ssobridge::tokens::SigningKey::generate_rsa().expect("key")).await;
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let page = http
+        .get(crate::common::authorize_url(&broker.url, AUTH0_CLIENT, Some(VERIFIER), &[]))
+        .send()
+        .await
+        .expect("authorize");
+    let cookie = page.headers()["set-cookie"].to_str().expect("cookie").to_owned();
+    assert!(cookie.starts_with("__Host-ssobridge_hrd="), "{cookie}");
+    assert!(cookie.contains("Path=/;") && cookie.contains("Secure") && !cookie.contains("Domain"), "{cookie}");
+    let value = cookie.split(';').next().and_then(|c| c.split_once('=')).map(|(_, v)| v.to_owned()).expect("value");
+    let flow = crate::common::hidden_input(&page.text().await.expect("page"), "flow").expect("flow field");
+    let submit = |cookie: String| {
+        let http = http.clone();
+        let url = format!("{}/login/email", broker.url);
+        let form = [("flow", flow.clone()), ("email", "alice@acme.test".to_owned())];
+        async move { http.post(url).header("cookie", cookie).form(&form).send().await.expect("submit") }
+    };
+    let planted = submit(format!("ssobridge_hrd={value}")).await;
+    assert_eq!(planted.status(), 400, "a cookie without the prefix is not the broker's");
+    assert!(planted.headers().get("location").is_none());
+    let own = submit(format!("__Host-ssobridge_hrd={value}")).await;
+    assert_eq!(own.status(), 302, "the broker's own cookie passes");
+}
+
+/// Whatever text the upstream puts in `error_description` (here, one carrying the attacker's
+/// chosen domain), the client's error page shows the broker's own fixed text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_upstreams_error_text_never_reaches_the_client() {
+    let stack = Stack::start().await;
+    let landed =
+        login_to_client(&stack, AUTH0_CLIENT, &[("login_hint", "x@call-555-0100-to-unlock-your-account.test")]).await;
+    assert_eq!(landed.get("error").map(String::as_str), Some("access_denied"), "{landed:?}");
+    let description = landed.get("error_description").cloned().unwrap_or_default();
+    assert!(!description.contains("555") && !description.contains("unlock"), "{description}");
+    assert_eq!(description, "single sign-on is not set up for this email domain");
+}
+
+/// A copy of the store (a Redis dump) holds no unsalted hash of a client secret: equal secrets
+/// do not hash alike, and no precomputed table fits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_of_the_store_holds_no_unsalted_client_secret_hash() {
+    let stack = Stack::start().await;
+    let (record, _) = stack.broker.state.clients.read(AUTH0_CLIENT.0).await.expect("store").expect("client");
+    assert!(record.secret_hash.starts_with("s256$"), "{}", record.secret_hash);
+    assert!(!record.secret_hash.contains(&ssobridge::tokens::sha256_hex(AUTH0_CLIENT.1)));
+    // And the secret still authenticates.
+    let code = login_to_client(&stack, AUTH0_CLIENT, &[("login_hint", "alice@acme.test")]).await;
+    let (status, tokens) = redeem(&stack.broker.url, AUTH0_CLIENT, &code["code"], Some(VERIFIER)).await;
+    assert_eq!(status, 200, "{tokens}");
+}

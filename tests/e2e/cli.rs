@@ -10,7 +10,9 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
 fn ssobridge() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_ssobridge"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ssobridge"));
+    command.env(crate::common::PAIRWISE_SALT.0, crate::common::PAIRWISE_SALT.1);
+    command
 }
 
 /// The RSAPrivateKey (PKCS#1) inside a PKCS#8 PrivateKeyInfo: its last element, an OCTET STRING.
@@ -141,6 +143,106 @@ async fn serve_refuses_to_start_without_a_signing_key_naming_the_key() {
     let out = ssobridge().args(["serve", "--config"]).arg(&config).output().await.expect("run");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("signing.key_file"), "{out:?}");
+}
+
+/// The operator leaves the pairwise salt unset (every pairwise `sub` would be a bare hash of
+/// client and user anyone can recompute), or picks a guessable key-encryption key: `serve` and
+/// `check-config` refuse, naming the key and how to make a good one.
+#[tokio::test]
+async fn serve_refuses_an_unset_pairwise_salt_and_a_weak_key_encryption_key() {
+    let dir = TempDir::new("secrets");
+    let key = dir.path().join("signing.pem");
+    let out = ssobridge().args(["keys", "generate", "--out"]).arg(&key).output().await.expect("run");
+    assert!(out.status.success(), "{out:?}");
+    let config = dir.path().join("c.toml");
+    std::fs::write(&config, minimal_config(&key.display().to_string())).expect("write");
+    for command in ["serve", "check-config"] {
+        let out = ssobridge()
+            .args([command, "--config"])
+            .arg(&config)
+            .env_remove(crate::common::PAIRWISE_SALT.0)
+            .output()
+            .await
+            .expect("run");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{command}: {text}");
+        assert!(text.contains("tokens.pairwise_salt") && text.contains("/dev/urandom"), "{command}: {text}");
+    }
+    for weak in ["password123", "a-test-key-encryption-key-of-some-length", &"A".repeat(64)] {
+        let out = ssobridge()
+            .args(["check-config", "--config"])
+            .arg(&config)
+            .env("SSOBRIDGE_SIGNING__KEY_ENCRYPTION_KEY", weak)
+            .output()
+            .await
+            .expect("run");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(!out.status.success() && text.contains("signing.key_encryption_key"), "{weak}: {text}");
+    }
+    let good = ssobridge::tokens::random_token(32).expect("random");
+    let out = ssobridge()
+        .args(["check-config", "--config"])
+        .arg(&config)
+        .env("SSOBRIDGE_SIGNING__KEY_ENCRYPTION_KEY", &good)
+        .output()
+        .await
+        .expect("run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+}
+
+/// In production the Firebase adapter must talk to Google, never to an emulator that anyone
+/// on the network could run: a config with `emulator_host` is refused with SSOBRIDGE_ENV=production.
+#[tokio::test]
+async fn the_firebase_emulator_is_refused_in_production() {
+    let dir = TempDir::new("emulator");
+    let config = dir.path().join("c.toml");
+    let toml = minimal_config("x").replace("[signing]\nkey_file = \"x\"\n", "")
+        + "adapter = \"firebase\"\n[clients.firebase]\nproject_id = \"demo-p\"\n\
+           service_account_email = \"sa@demo-p.iam.gserviceaccount.com\"\nemulator_host = \"127.0.0.1:9099\"\n";
+    std::fs::write(&config, toml).expect("write");
+    let check = |env: &'static str| {
+        let config = config.clone();
+        async move {
+            ssobridge()
+                .args(["check-config", "--config"])
+                .arg(&config)
+                .env("SSOBRIDGE_ENV", env)
+                .output()
+                .await
+                .expect("run")
+        }
+    };
+    let production = check("production").await;
+    let text = String::from_utf8_lossy(&production.stdout);
+    assert!(!production.status.success() && text.contains("clients[0].firebase.emulator_host"), "{text}");
+    let development = String::from_utf8_lossy(&check("development").await.stdout).into_owned();
+    assert!(!development.contains("emulator_host"), "allowed in development: {development}");
+}
+
+/// `export-config` of a deployment whose store URL holds a password: the password is not printed.
+#[tokio::test]
+async fn export_config_never_prints_the_store_password() {
+    let dir = TempDir::new("export");
+    let config = dir.path().join("c.toml");
+    std::fs::write(&config, minimal_config("x")).expect("write");
+    let redis = crate::common::Redis::start().await;
+    let set = Command::new("redis-cli")
+        .args(["-p", &redis.port.to_string(), "CONFIG", "SET", "requirepass", "hunter2-password"])
+        .output()
+        .await
+        .expect("redis-cli");
+    assert!(set.status.success(), "{set:?}");
+    let out = ssobridge()
+        .args(["export-config", "--config"])
+        .arg(&config)
+        .env("SSOBRIDGE_STORE__URL", format!("redis://:hunter2-password@127.0.0.1:{}/0", redis.port))
+        .output()
+        .await
+        .expect("run");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(!text.contains("hunter2"), "{text}");
+    assert!(text.contains("redis://:redacted@127.0.0.1"), "redacted as check-config shows it: {text}");
 }
 
 /// A full login through `ssobridge serve` (the binary, on Redis), with its logs captured:

@@ -336,6 +336,7 @@ impl ServeProcess {
         );
         std::fs::write(&config, toml).expect("write config");
         let mut child = Command::new(env!("CARGO_BIN_EXE_ssobridge"))
+            .env(crate::common::PAIRWISE_SALT.0, crate::common::PAIRWISE_SALT.1)
             .args(["serve", "--config"])
             .arg(&config)
             .env("SSOBRIDGE_LOG", "info")

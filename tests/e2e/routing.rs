@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 const DENY_CLIENT: (&str, &str, &str) = ("deny-test", "deny-test-secret", "https://deny.example/cb");
 const DEFAULT_CLIENT: (&str, &str, &str) = ("default-test", "default-test-secret", "https://default.example/cb");
-const INITIATE_URI: &str = "https://acme.us.auth0.com/login/initiate";
+pub(crate) const INITIATE_URI: &str = "https://acme.us.auth0.com/login/initiate";
 
 const ROUTES: &str = r#"
 [[clients]]
@@ -39,7 +39,7 @@ connection_id = "conn_acme1"
 clients = ["deny-test"]
 "#;
 
-async fn stack() -> Stack {
+pub(crate) async fn stack() -> Stack {
     let extra = ROUTES.to_owned();
     let stack = Stack::start_with("memory", "r:", &extra).await;
     // The auth0 client accepts IdP-initiated logins.
@@ -191,7 +191,7 @@ async fn routes_are_shared_through_redis_by_every_instance() {
 }
 
 /// An IdP-initiated token as Scalekit would sign it, with the real upstream key.
-async fn initiation(stack: &Stack, overrides: Value) -> String {
+pub(crate) async fn initiation(stack: &Stack, overrides: Value) -> String {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("time").as_secs() as i64;
     let mut claims = json!({
         "iss": stack.upstream.issuer,
@@ -210,7 +210,7 @@ async fn initiation(stack: &Stack, overrides: Value) -> String {
     stack.upstream.sign(&claims).await
 }
 
-fn initiate_url(stack: &Stack, token: &str) -> String {
+pub(crate) fn initiate_url(stack: &Stack, token: &str) -> String {
     let mut url = url::Url::parse(&format!("{}/initiate-login", stack.broker.url)).expect("url");
     url.query_pairs_mut().append_pair("idp_initiated_login", token).append_pair("client_id", AUTH0_CLIENT.0);
     url.to_string()

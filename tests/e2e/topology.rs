@@ -151,6 +151,7 @@ impl Instance {
             // Nothing from the test's environment: an SSOBRIDGE_ variable would override the file.
             .env_clear()
             .env("SSOBRIDGE_LOG", "info")
+            .env(crate::common::PAIRWISE_SALT.0, crate::common::PAIRWISE_SALT.1)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)

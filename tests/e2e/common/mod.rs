@@ -17,6 +17,9 @@ use tokio::process::{Child, Command};
 
 pub const STARTUP_DEADLINE: Duration = Duration::from_secs(30);
 
+/// The pairwise salt every `ssobridge serve` of the tests gets (serve refuses to run without one).
+pub const PAIRWISE_SALT: (&str, &str) = ("SSOBRIDGE_TOKENS__PAIRWISE_SALT", "test-pairwise-salt-0123456789");
+
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
