@@ -64,7 +64,11 @@ async fn cognito_style_login_no_pkce_userinfo_matches_the_id_token() {
     assert_eq!(result["ok"], true, "{result}");
     let claims = &result["id_token_claims"];
     let userinfo = &result["userinfo"];
-    assert_eq!(claims["sub"], "conn_globex1;bob@globex.test", "this client is configured for upstream subjects");
+    assert_eq!(
+        claims["sub"],
+        crate::common::upstream_subject("conn_globex1", "bob@globex.test"),
+        "this client is configured for upstream subjects: Scalekit's conn_…;<IdP user id>, not the email"
+    );
     for name in ["sub", "email", "email_verified", "name", "given_name", "family_name", "org_id", "connection_id"] {
         assert_eq!(userinfo[name], claims[name], "userinfo {name} equals the ID token's");
     }
