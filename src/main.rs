@@ -90,9 +90,9 @@ fn parse(args: &[String]) -> Result<Command, String> {
                 return Err("simulator needs --redirect-uri URI (the broker's callback)".to_owned());
             }
             // The broker's initiate-login endpoint sits next to its callback.
-            let initiate_login_uri = flag("--initiate-login-uri")
-                .cloned()
-                .or_else(|| redirect_uris[0].strip_suffix("/callback").map(|base| format!("{base}/initiate-login")));
+            let initiate_login_uri = flag("--initiate-login-uri").cloned().or_else(|| {
+                redirect_uris.first()?.strip_suffix("/callback").map(|base| format!("{base}/initiate-login"))
+            });
             Ok(Command::Simulator(SimulatorOptions {
                 port,
                 issuer_url: flag("--issuer-url").map(|u| u.trim_end_matches('/').to_owned()),
@@ -339,7 +339,10 @@ async fn run_simulator(options: SimulatorOptions) -> Result<(), StartError> {
     println!("  client_id:              {} (client_secret as given; client_secret_post)", settings.client_id);
     println!("  redirect URIs:          {}", settings.redirect_uris.join(" , "));
     println!("  initiate-login URI:     {}", settings.initiate_login_uri.as_deref().unwrap_or("(none)"));
-    println!("  RFC 9207 iss on redirects: {}", if settings.iss_on_redirect { "yes" } else { "no (as Scalekit)" });
+    println!(
+        "  RFC 9207 iss:           {}",
+        if settings.iss_on_redirect { "on redirects" } else { "off (as Scalekit)" }
+    );
     println!("  organizations:          example.com -> org_example_com / conn_example_com, example.org -> org_example_org / conn_example_org");
     println!("  IdP portal:             {issuer}/portal");
     println!("READY {}", serde_json::json!({"issuer": issuer, "port": port, "kid": simulator.kid()}));
