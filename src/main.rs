@@ -19,6 +19,10 @@ const USAGE: &str = "\
 usage:
   ssobridge serve --config FILE          run the broker
   ssobridge demo [--port N]              run offline: memory store, upstream simulator, sample app (default port 8080)
+  ssobridge simulator --client-secret S --redirect-uri URI [--port N] [--client-id ID]
+                      [--issuer-url URL] [--initiate-login-uri URI] [--iss-on-redirect]
+                                         run the demo's Scalekit simulator alone on 127.0.0.1:N (default 8090),
+                                         for testing a stack against it; --redirect-uri repeats or takes a comma list
   ssobridge check-config --config FILE   validate a configuration and list every problem
   ssobridge keys generate --out FILE [--alg RS256|ES256]
                                          write a new signing key (PKCS#8 PEM): RSA-2048 (default;
@@ -29,9 +33,21 @@ usage:
 
 Every config key can be overridden as SSOBRIDGE_<SECTION>__<KEY> (e.g. SSOBRIDGE_UPSTREAM__CLIENT_SECRET).";
 
+/// `ssobridge simulator`'s flags.
+struct SimulatorOptions {
+    port: u16,
+    issuer_url: Option<String>,
+    client_id: String,
+    client_secret: String,
+    redirect_uris: Vec<String>,
+    initiate_login_uri: Option<String>,
+    iss_on_redirect: bool,
+}
+
 enum Command {
     Serve { config: PathBuf },
     Demo { port: u16 },
+    Simulator(SimulatorOptions),
     CheckConfig { config: PathBuf },
     KeysGenerate { out: PathBuf, force: bool, key_type: tokens::KeyType },
     AdminToken,
@@ -55,6 +71,37 @@ fn parse(args: &[String]) -> Result<Command, String> {
                 None => 8080,
             };
             Ok(Command::Demo { port })
+        }
+        ["simulator", ..] => {
+            let port = match flag("--port") {
+                Some(p) => p.parse().map_err(|_| format!("--port {p} is not a port number"))?,
+                None => 8090,
+            };
+            // Every --redirect-uri, each possibly a comma list.
+            let redirect_uris: Vec<String> = args
+                .windows(2)
+                .filter(|pair| pair[0] == "--redirect-uri")
+                .flat_map(|pair| pair[1].split(','))
+                .map(str::trim)
+                .filter(|uri| !uri.is_empty())
+                .map(str::to_owned)
+                .collect();
+            if redirect_uris.is_empty() {
+                return Err("simulator needs --redirect-uri URI (the broker's callback)".to_owned());
+            }
+            // The broker's initiate-login endpoint sits next to its callback.
+            let initiate_login_uri = flag("--initiate-login-uri").cloned().or_else(|| {
+                redirect_uris.first()?.strip_suffix("/callback").map(|base| format!("{base}/initiate-login"))
+            });
+            Ok(Command::Simulator(SimulatorOptions {
+                port,
+                issuer_url: flag("--issuer-url").map(|u| u.trim_end_matches('/').to_owned()),
+                client_id: flag("--client-id").cloned().unwrap_or_else(|| "ssobridge".to_owned()),
+                client_secret: flag("--client-secret").ok_or("simulator needs --client-secret SECRET")?.clone(),
+                redirect_uris,
+                initiate_login_uri,
+                iss_on_redirect: words.contains(&"--iss-on-redirect"),
+            }))
         }
         ["keys", "generate", ..] => Ok(Command::KeysGenerate {
             out: flag("--out").ok_or("keys generate needs --out FILE")?.into(),
@@ -105,6 +152,7 @@ fn main() -> ExitCode {
         },
         Command::Serve { config } => run_async(serve(config)),
         Command::Demo { port } => run_async(run_demo(port)),
+        Command::Simulator(options) => run_async(run_simulator(options)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -276,6 +324,39 @@ async fn run_demo(port: u16) -> Result<(), StartError> {
     println!("  admin API (Swagger UI):      {public_url}/admin/docs   bearer token: {}", demo::DEMO_ADMIN_TOKEN);
     app::serve(listener, app::endpoint(demo.state, Some(poem::EndpointExt::boxed(demo.routes))), shutdown_signal())
         .await
+}
+
+async fn run_simulator(options: SimulatorOptions) -> Result<(), StartError> {
+    use ssobridge::demo::simulator::{self, DemoOnly, Simulator, SimulatorSettings};
+    let proof = DemoOnly::claim().map_err(|e| StartError::Io(std::io::Error::other(e)))?;
+    telemetry::init();
+    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], options.port))).await?;
+    let port = listener.local_addr()?.port();
+    let issuer = options.issuer_url.unwrap_or_else(|| format!("http://127.0.0.1:{port}"));
+    let settings = SimulatorSettings {
+        issuer: issuer.clone(),
+        client_id: options.client_id,
+        client_secret: ssobridge::secret::Secret::new(options.client_secret),
+        redirect_uris: options.redirect_uris,
+        initiate_login_uri: options.initiate_login_uri,
+        iss_on_redirect: options.iss_on_redirect,
+    };
+    let simulator =
+        Simulator::new(proof, settings).map_err(|e| StartError::Io(std::io::Error::other(e.to_string())))?;
+    let settings = simulator.settings();
+    println!("ssobridge simulator (a Scalekit stand-in for development) on 127.0.0.1:{port}");
+    println!("  issuer / discovery:     {issuer}/.well-known/openid-configuration");
+    println!("  client_id:              {} (client_secret as given; client_secret_post)", settings.client_id);
+    println!("  redirect URIs:          {}", settings.redirect_uris.join(" , "));
+    println!("  initiate-login URI:     {}", settings.initiate_login_uri.as_deref().unwrap_or("(none)"));
+    println!(
+        "  RFC 9207 iss:           {}",
+        if settings.iss_on_redirect { "on redirects" } else { "off (as Scalekit)" }
+    );
+    println!("  organizations:          example.com -> org_example_com / conn_example_com, example.org -> org_example_org / conn_example_org");
+    println!("  IdP portal:             {issuer}/portal");
+    println!("READY {}", serde_json::json!({"issuer": issuer, "port": port, "kid": simulator.kid()}));
+    simulator::serve(std::sync::Arc::new(simulator), listener, shutdown_signal()).await
 }
 
 /// SIGTERM or Ctrl-C: stop accepting, let in-flight requests finish.

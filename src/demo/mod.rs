@@ -13,7 +13,7 @@ use poem::web::Data;
 use poem::{get, handler, EndpointExt, Request, Response, Route};
 use serde_json::Value;
 
-use self::simulator::{DemoOnly, Simulator, ORGS};
+use self::simulator::{DemoOnly, Simulator, SimulatorSettings, ORGS, USERS};
 use crate::app::{AppState, StartError};
 use crate::config::{Config, ConfigError};
 use crate::oidc::error::{redirect, with_query};
@@ -65,7 +65,7 @@ ec_key_pem = '''
 issuer = "{public_url}/simulator"
 client_id = "{UPSTREAM_CLIENT_ID}"
 client_secret = "{upstream_secret}"
-allowed_algorithms = ["EdDSA", "ES256", "RS256"]
+allowed_algorithms = ["RS256"]
 [[clients]]
 client_id = "{DEMO_CLIENT_ID}"
 client_secret = "{DEMO_CLIENT_SECRET}"
@@ -88,13 +88,19 @@ pub async fn build(public_url: &str, listen: SocketAddr) -> Result<Demo, StartEr
     let proof = DemoOnly::claim().map_err(|e| StartError::Io(std::io::Error::other(e)))?;
     let upstream_secret = random_token(24)?;
     let config = demo_config(public_url, listen, &upstream_secret, std::env::vars())?;
-    let simulator = Arc::new(Simulator::new(
+    let simulator = Simulator::new(
         proof,
-        config.upstream.issuer.clone(),
-        UPSTREAM_CLIENT_ID.to_owned(),
-        upstream_secret,
-        format!("{public_url}/callback"),
-    )?);
+        SimulatorSettings {
+            issuer: config.upstream.issuer.clone(),
+            client_id: UPSTREAM_CLIENT_ID.to_owned(),
+            client_secret: crate::secret::Secret::new(upstream_secret),
+            redirect_uris: vec![format!("{public_url}/callback")],
+            initiate_login_uri: Some(format!("{public_url}{}", crate::routing::idp_initiated::PATH)),
+            iss_on_redirect: false,
+        },
+    )
+    .map_err(|e| StartError::Io(std::io::Error::other(e.to_string())))?;
+    let simulator = Arc::new(simulator);
     // The memory store unless SSOBRIDGE_STORE__URL names another (loginbench measures Redis so).
     let store = crate::store::AnyStore::connect(&config.store).await?;
     let state = AppState::with_store(config, SigningKey::generate_rsa()?, store).await?;
@@ -161,14 +167,16 @@ fn home(req: &Request) -> Response {
             )
         })
         .collect();
+    let users: String =
+        USERS.iter().map(|u| format!("<li><code>{}</code>: {}</li>", u.email, escape(u.note))).collect();
     let body = format!(
         "<h1>Sign in with SSO</h1>\
 <p>This page is a sample application. It signs in through ssobridge, which sends you to the simulated company identity provider and back.</p>\
 <form method=\"get\" action=\"/demo/start\"><label for=\"login_hint\">Work email</label>\
 <input id=\"login_hint\" name=\"login_hint\" type=\"email\" autocomplete=\"email\" placeholder=\"alice@example.com\">\
 <button type=\"submit\">Sign in with SSO</button></form>\
-<h2>Simulated organizations</h2><ul>{orgs}</ul>\
-<p>Leave the email empty to be asked by the simulated provider. Other domains are refused as Scalekit refuses them (<code>domain_not_found</code>).</p>\
+<h2>Simulated organizations</h2><ul>{orgs}</ul><p>Users with something particular:</p><ul>{users}</ul>\
+<p>Leave the email empty to be asked by ssobridge's home-realm page. Other domains are refused as Scalekit refuses them (<code>domain_not_found</code>).</p>\
 <p>Discovery: <a href=\"/.well-known/openid-configuration\">/.well-known/openid-configuration</a> · IdP portal: <a href=\"/simulator/portal\">/simulator/portal</a></p>"
     );
     pages::page(StatusCode::OK, "ssobridge demo", &body)

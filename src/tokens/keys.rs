@@ -156,6 +156,17 @@ impl SigningKey {
         &self.kid
     }
 
+    /// The same key under another `kid` (the upstream simulator names its keys as Scalekit
+    /// does, `snk_<digits>`). Only URL-safe characters: the kid is written into JWS headers as is.
+    pub fn with_kid(mut self, kid: &str) -> Result<SigningKey, TokenError> {
+        if kid.is_empty() || !kid.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.') {
+            return Err(TokenError::Key("a kid is made of letters, digits, '_', '-' and '.'".to_owned()));
+        }
+        self.kid = kid.to_owned();
+        self.jwk["kid"] = Value::String(self.kid.clone());
+        Ok(self)
+    }
+
     pub fn key_type(&self) -> KeyType {
         match self.pair {
             Pair::Rsa(_) => KeyType::Rsa,
@@ -289,6 +300,15 @@ mod tests {
         let data = jsonwebtoken::decode::<Value>(&jwt, &decoding, &validation).expect("verifies");
         assert_eq!(data.claims["sub"], "x");
         assert_eq!(data.header.kid.as_deref(), Some(key.kid()));
+    }
+
+    #[test]
+    fn a_renamed_key_signs_under_its_new_kid() {
+        let key = SigningKey::generate_rsa().expect("key").with_kid("snk_12345").expect("kid");
+        assert_eq!(key.public_jwk()["kid"], "snk_12345");
+        let jwt = key.sign_jwt(&json!({"sub": "x"})).expect("sign");
+        assert_eq!(jsonwebtoken::decode_header(&jwt).expect("header").kid.as_deref(), Some("snk_12345"));
+        assert!(SigningKey::generate_es256().expect("key").with_kid("a\"b").is_err(), "never breaks the header");
     }
 
     #[test]

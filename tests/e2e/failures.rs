@@ -912,7 +912,7 @@ async fn one_of_many(
     ensure!(claims["at_hash"] == ssobridge::tokens::at_hash(&access_token).as_str(), "login {i}: at_hash {claims}");
     let sub = claims["sub"].as_str().unwrap_or("").to_owned();
     if client == COGNITO_CLIENT {
-        ensure!(sub == format!("conn_acme1;{email}"), "login {i}: sub {sub}");
+        ensure!(sub == crate::common::upstream_subject("conn_acme1", &email), "login {i}: sub {sub}");
     }
 
     let (status, info) = userinfo(check_on, &access_token).await;

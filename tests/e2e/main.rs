@@ -1,7 +1,7 @@
 //! The end-to-end tests: the real service against real peers (redis-server, the
-//! `oidc-provider` upstream, the `openid-client` relying party, moto, the Firebase Auth
-//! emulator, the fake Auth0 tenant behind Prism, Chromium), started on loopback by the harness
-//! in [`common`]. One test crate, so that the suite links once.
+//! `oidc-provider` upstream, `ssobridge simulator`, the `openid-client` relying party, moto,
+//! the Firebase Auth emulator, the fake Auth0 tenant behind Prism, Chromium), started on
+//! loopback by the harness in [`common`]. One test crate, so that the suite links once.
 
 mod common;
 
@@ -34,5 +34,6 @@ mod redis_tls;
 mod routing;
 mod security;
 mod signing_and_client_auth;
+mod simulator;
 mod store_conformance;
 mod topology;

@@ -190,16 +190,15 @@ async fn routes_are_shared_through_redis_by_every_instance() {
     assert!(got.contains_key("code"), "{got:?}");
 }
 
-/// An IdP-initiated token as Scalekit would sign it, with the real upstream key.
+/// An IdP-initiated token as Scalekit's docs show it (no `aud`, no `jti`), with the real
+/// upstream key.
 pub(crate) async fn initiation(stack: &Stack, overrides: Value) -> String {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("time").as_secs() as i64;
     let mut claims = json!({
         "iss": stack.upstream.issuer,
-        "aud": crate::common::UPSTREAM_CLIENT_ID,
         "iat": now,
         "nbf": now,
         "exp": now + 300,
-        "jti": uuid::Uuid::new_v4().to_string(),
         "organization_id": "org_globex",
         "connection_id": "conn_globex2",
         "login_hint": "bob@globex.test",
@@ -220,7 +219,7 @@ pub(crate) fn initiate_url(stack: &Stack, token: &str) -> String {
 async fn idp_initiated_login_hands_off_to_the_client_and_routes_its_authorize() {
     let stack = stack().await;
     let browser = Browser::default();
-    let token = initiation(&stack, json!({})).await;
+    let token = stack.upstream.idp_initiated("org_globex", "conn_globex2", "bob@globex.test").await;
     let response = browser.get(&initiate_url(&stack, &token)).await;
     assert_eq!(response.status(), 302);
     let location = url::Url::parse(response.headers()["location"].to_str().expect("loc")).expect("url");

@@ -1,14 +1,18 @@
 // upstream.mjs: a Scalekit look-alike OpenID Provider for ssobridge's tests.
 //
-// It runs a real `oidc-provider` (9.x) set up the way Scalekit behaves toward
-// ssobridge: authorization requests are routed to a simulated enterprise
-// connection, and the login completes with no forms.
+// It runs a real `oidc-provider` (9.x) set up to answer as Scalekit's documented
+// contract says (research/scalekit.md; the demo's simulator, src/demo/simulator.rs,
+// follows the same contract): authorization requests are routed to a simulated
+// enterprise connection, and the login completes with no forms.
 //
 // START
 //   node upstream.mjs
 //   env PORT              port to listen on, on 127.0.0.1 (default 0 = a free port)
 //   env UPSTREAM_CLIENTS  required. JSON array of
 //                         {client_id, client_secret, redirect_uris, ...any other client metadata}
+//   env UPSTREAM_ISS_ON_REDIRECT  optional. "1" keeps RFC 9207 `iss` on authorization
+//                         responses and `authorization_response_iss_parameter_supported` in
+//                         discovery (Scalekit documents neither; both are off by default).
 //   env UPSTREAM_DEBUG    optional. "1" logs every HTTP request to stderr.
 //   When it is ready it prints exactly one line to stdout:
 //     READY {"issuer":"http://127.0.0.1:PORT","port":PORT}
@@ -16,52 +20,65 @@
 //   A bad configuration makes it exit with code 2 and a message on stderr.
 //
 // ISSUER  http://127.0.0.1:PORT (no trailing slash). Discovery is at
-//   /.well-known/openid-configuration; endpoints are oidc-provider's defaults:
-//   /auth, /token, /me (userinfo), /jwks, /session/end.
+//   /.well-known/openid-configuration; endpoints are Scalekit's paths:
+//   /oauth/authorize, /oauth/token, /keys, /oidc/logout, and /me (userinfo, which
+//   Scalekit does not document for Modular SSO; the broker does not use it).
 //
 // SIMULATED DIRECTORY (domains match case-insensitively)
 //   org_acme    connections conn_acme1                domain acme.test    default user alice@acme.test (Alice Anders)
 //   org_globex  connections conn_globex1, conn_globex2 domain globex.test  default user bob@globex.test (Bob Brown)
 //   (The first connection listed is the org's default connection.)
+//   carol@acme.test is a SAML-style user: her IdP sends given_name Carol and family_name
+//   Chen only, no name and no email_verified (both optional at Scalekit). Any other
+//   address at an org's domain signs in with a name made from it and email_verified true.
 //
-// AUTHORIZATION REQUEST (GET /auth; POST /auth is not enabled, oidc-provider 9 answers 404)
+// AUTHORIZATION REQUEST (GET /oauth/authorize; POST is not enabled, oidc-provider 9 answers 404)
 //   response_type=code only. Scopes: openid profile email. PKCE: S256 accepted when
 //   sent, never required; "plain" (or a challenge with no method) is rejected.
 //   Extra parameters: connection_id, organization_id, domain_hint, domain (and the
 //   standard login_hint). Routing, as Scalekit does it, by precedence:
 //     connection_id > organization_id > domain_hint (or domain) > domain of login_hint.
-//   Errors are redirected to the client's redirect_uri with state and iss (RFC 9207):
-//     unknown connection_id / organization_id  -> error=invalid_request + error_description
-//     unknown domain_hint / domain / login_hint domain -> error=domain_not_found + error_description
-//     no selector at all                        -> error=invalid_request + error_description
-//     login_hint that is not an e-mail address (and no other selector) -> error=invalid_request
-//   The login is headless: /auth redirects to /interaction/<uid>, which finishes the
-//   interaction at once and redirects back to /auth/<uid>, which redirects to the
-//   client with the code. The user logged in is the login_hint (lower-cased) when its
-//   domain belongs to the routed org, else the org's default user.
-//   No SSO: every GET /auth starts like a fresh browser (an existing _session cookie is
-//   ignored and deleted), so each login gets a new session (new sid), and prompt=none
-//   always ends in error=login_required.
+//   Errors are redirected to the client's redirect_uri with error, error_description
+//   (Scalekit's documented texts) and state, and no iss (see UPSTREAM_ISS_ON_REDIRECT):
+//     unknown connection_id                      -> invalid_connection_id
+//     unknown organization_id                    -> invalid_organization_id
+//     unknown domain_hint / domain / login_hint domain -> domain_not_found
+//     no selector at all                         -> invalid_connection_selector
+//     login_hint that is not an e-mail address (and no other selector) -> invalid_request
+//     any other Scalekit code                    -> POST /__test/fail (below)
+//   The login is headless: /oauth/authorize redirects to /interaction/<uid>, which
+//   finishes the interaction at once and redirects back to /oauth/authorize/<uid>, which
+//   redirects to the client with the code. The user logged in is the login_hint
+//   (lower-cased) when its domain belongs to the routed org, else the org's default user.
+//   No SSO: every GET /oauth/authorize starts like a fresh browser (an existing _session
+//   cookie is ignored and deleted), so each login gets a new session (new sid), and
+//   prompt=none always ends in error=login_required.
 //   Cookies (_interaction, _interaction_resume, _session, with .sig) carry state
 //   across the hops of one login; the client must keep a cookie jar.
 //
 // TOKENS
-//   Token endpoint auth: client_secret_basic or client_secret_post. No refresh tokens.
-//   ID token (RS256, key generated at start, kid in the JWKS) and userinfo claims:
-//     sub = "<connection_id>;<email>" e.g. "conn_acme1;alice@acme.test"
-//     email, email_verified: true, name, given_name, family_name,
-//     oid = organization id, sid = the upstream session id.
-//   The ID token also carries amr = [connection_id], auth_time and nonce (when sent);
-//   header {"alg":"RS256","kid":...} (no typ). Userinfo (/me) has the claims above
-//   (not amr/auth_time). TTLs: code 60 s, access token 600 s, ID token 600 s.
+//   Token endpoint auth: client_secret_basic or client_secret_post (Scalekit's SDKs use
+//   post). No refresh tokens.
+//   ID token, as Scalekit's (docs:guides/idtoken-claims, docs:sso/quickstart): header
+//   {"alg":"RS256","kid":"snk_<digits>","typ":"JWT"}, the kid in /keys; claims
+//     iss, aud = [client_id] (an array), azp = client_id, client_id,
+//     sub = "<connection_id>;<opaque IdP user id>", the id being "00u" + the first 17 hex
+//           digits of SHA-256(lower-cased email), e.g. conn_acme1;00u… (never the email),
+//     oid = organization id, amr = [connection_id], sid = "ses_<digits>",
+//     at_hash, c_hash (left half of SHA-256, base64url), iat, exp,
+//     email, email_verified (optional), name (optional), given_name, family_name,
+//     nonce (when sent; Scalekit does not document echoing it). No auth_time.
+//   Userinfo (/me) has the user claims and the same sub (not amr). TTLs: code 60 s,
+//   access token 600 s, ID token 600 s.
 //   Endpoint URLs always use 127.0.0.1:PORT whatever Host the request named.
 //
 // TEST HOOKS (plain HTTP, handled before the provider)
-//   GET  /__test/requests  JSON array, one entry per request received at /auth:
+//   GET  /__test/requests  JSON array, one entry per request received at /oauth/authorize:
 //          {connection_id, organization_id, domain_hint, domain, login_hint,
 //           code_challenge_method, nonce_present, state_present, scope, client_id,
 //           redirect_uri, response_type, prompt}   (missing values are null)
-//   POST /__test/reset     clears the request log, the tamper mode and any extra JWKS keys.
+//   POST /__test/reset     clears the request log, the tamper mode, a pending failure and
+//                          any extra JWKS keys.
 //   POST /__test/tamper    body {"mode": M}: rewrites the id_token of the NEXT successful
 //                          token-endpoint response only, then goes back to normal. Modes:
 //          bad_signature  same header and kid, signed with another random RSA key
@@ -73,18 +90,30 @@
 //          wrong_issuer   iss "http://evil.example", real key
 //          wrong_nonce    nonce "not-the-nonce", real key
 //          unknown_kid    valid claims signed with a NEW RSA key and a new kid; that key's
-//                         public JWK is added to /jwks only once this token response has been
+//                         public JWK is added to /keys only once this token response has been
 //                         produced, so a verifier with a cached JWKS must refetch it.
-//                         The key stays in /jwks until /__test/reset.
+//                         The key stays in /keys until /__test/reset.
 //          claims         body {"mode":"claims","claims":{...}}: the given claims replace the
 //                         token's (a null value removes one), signed with the real key: what
 //                         a customer's IdP (through Scalekit) may assert about its own users
 //          none           cancels a pending tamper mode
 //        Answers {"ok":true,"mode":M}; 400 {"error":...} for an unknown mode.
+//   POST /__test/fail      body {"error": CODE, "error_description"?: TEXT, "state"?: false}:
+//                          the NEXT GET /oauth/authorize whose client and redirect_uri are
+//                          valid fails with CODE (any of Scalekit's codes, e.g.
+//                          user_not_active, connection_not_active, no_active_connections,
+//                          no_configured_connections, invalid_user_domain), with TEXT or
+//                          Scalekit's documented description; "state": false leaves state
+//                          out of that error response. Answers {"ok":true}.
 //   POST /__test/sign      body = a JSON object of claims, signed as-is (nothing added)
 //                          with RS256 and the provider's real key: header
 //                          {"alg":"RS256","kid":<the JWKS kid>,"typ":"JWT"}.
-//                          Answers {"jwt":"..."}. For IdP-initiated login tokens.
+//                          Answers {"jwt":"..."}.
+//   POST /__test/idp_initiated  body {organization_id, connection_id, login_hint,
+//                          relay_state?}: an idp_initiated_login token as the docs show it
+//                          (docs:sso/guides/idp-init-sso): those claims plus exp (iat + 300),
+//                          nbf, iat, iss; no aud, no jti; signed like /__test/sign.
+//                          Answers {"jwt":"..."}.
 //   GET  /__test/config    {"issuer", "kid", "clients": [client_id, ...]} (diagnostics).
 
 import * as http from 'node:http';
@@ -123,6 +152,12 @@ for (const c of CLIENTS) {
   }
 }
 const DEBUG = process.env.UPSTREAM_DEBUG === '1';
+const ISS_ON_REDIRECT = process.env.UPSTREAM_ISS_ON_REDIRECT === '1';
+
+// Scalekit's endpoint paths.
+const AUTHORIZE_PATH = '/oauth/authorize';
+const TOKEN_PATH = '/oauth/token';
+const KEYS_PATH = '/keys';
 
 // ---------------------------------------------------------------------------
 // The simulated directory
@@ -144,10 +179,39 @@ const ORGS = [
   },
 ];
 
+// What each IdP says about its known users; `saml: true` sends only given_name and
+// family_name (no name, no email_verified: both are optional at Scalekit).
 const USERS = {
   'alice@acme.test': { given_name: 'Alice', family_name: 'Anders' },
   'bob@globex.test': { given_name: 'Bob', family_name: 'Brown' },
+  'carol@acme.test': { given_name: 'Carol', family_name: 'Chen', saml: true },
 };
+
+// Scalekit's documented descriptions of its authorization errors
+// (docs:sso/reference/sso-integration-errors).
+const SCALEKIT_ERRORS = {
+  invalid_redirect_uri: 'Redirect URI is not part of the pre-approved list of redirect URIs',
+  invalid_connection_selector: 'Missing organization_id (or) connection_id (or) domain (or) provider in the authorization URL',
+  no_active_connections: 'There are no active SSO connections configured to process the single sign-on request',
+  connection_not_active: 'The configured connection is not active',
+  no_configured_connections: 'No active SSO connections configured',
+  invalid_organization_id: 'Invalid organization ID',
+  invalid_connection_id: 'Invalid connection ID',
+  domain_not_found: 'No domain specified for the SSO connection(s)',
+  invalid_user_domain: "User's domain not allowed for this SSO connection",
+  invalid_client: 'The client application is not recognized or not configured correctly',
+  application_not_active: 'The application is inactive',
+  invalid_request: 'The authorization request contains invalid or missing parameters',
+  unauthorized: 'The request is unauthorized',
+  user_not_active: 'The user account is inactive',
+  server_error: 'The server could not complete the request',
+  mandatory_attribute_missing: 'Missing mandatory user attributes',
+  authentication_not_completed: 'The authentication flow was not completed',
+  user_login_required: 'User login is required to continue',
+};
+
+const scalekitError = (code, description) =>
+  new errors.CustomOIDCProviderError(code, description ?? SCALEKIT_ERRORS[code] ?? code);
 
 const orgById = (id) => ORGS.find((o) => o.id === id);
 const orgByConnection = (conn) => ORGS.find((o) => o.connections.includes(conn));
@@ -161,13 +225,20 @@ function userProfile(email, org) {
   const known = USERS[email];
   const given_name = known?.given_name ?? capitalize(email.split('@')[0].split(/[._+-]/)[0]);
   const family_name = known?.family_name ?? org.name;
-  return { given_name, family_name, name: `${given_name} ${family_name}` };
+  if (known?.saml) return { given_name, family_name };
+  return { given_name, family_name, name: `${given_name} ${family_name}`, email_verified: true };
 }
+
+// The IdP's own user id: opaque and stable, never the email (Scalekit's sub is
+// "<connection_id>;<IdP user id>"). Okta-like: "00u" + 17 characters.
+const idpUserId = (email) => `00u${crypto.createHash('sha256').update(email.toLowerCase()).digest('hex').slice(0, 17)}`;
+// IdP user id -> email, for the accounts that signed in (one process serves one test).
+const emailsByUserId = new Map();
 
 const present = (v) => typeof v === 'string' && v !== '';
 
 // Routes an authorization request like Scalekit. Returns {org, connection, email}
-// or throws an oidc-provider error (redirected to the client with state and iss).
+// or throws an oidc-provider error with Scalekit's code (redirected to the client).
 function route(params) {
   const p = (name) => (present(params[name]) ? params[name] : undefined);
   const loginHint = p('login_hint');
@@ -178,44 +249,53 @@ function route(params) {
   if (p('connection_id')) {
     connection = p('connection_id');
     org = orgByConnection(connection);
-    if (!org) throw new errors.InvalidRequest(`connection ${connection} not found`);
+    if (!org) throw scalekitError('invalid_connection_id');
   } else if (p('organization_id')) {
     org = orgById(p('organization_id'));
-    if (!org) throw new errors.InvalidRequest(`organization ${p('organization_id')} not found`);
+    if (!org) throw scalekitError('invalid_organization_id');
   } else if (p('domain_hint') || p('domain')) {
     const domain = p('domain_hint') ?? p('domain');
     org = orgByDomain(domain);
-    if (!org) throw new errors.CustomOIDCProviderError('domain_not_found', `no organization found for domain ${domain}`);
+    if (!org) throw scalekitError('domain_not_found');
   } else if (loginHint) {
-    if (!hintDomain) throw new errors.InvalidRequest('login_hint must be an email address');
+    if (!hintDomain) throw scalekitError('invalid_request', 'login_hint must be an email address');
     org = orgByDomain(hintDomain);
-    if (!org) throw new errors.CustomOIDCProviderError('domain_not_found', `no organization found for domain ${hintDomain}`);
+    if (!org) throw scalekitError('domain_not_found');
   } else {
-    throw new errors.InvalidRequest(
-      'one of connection_id, organization_id, domain_hint or login_hint is required',
-    );
+    throw scalekitError('invalid_connection_selector');
   }
   connection ??= org.connections[0];
   const email = hintDomain && org.domains.includes(hintDomain) ? loginHint.toLowerCase() : org.defaultUser;
   return { org, connection, email };
 }
 
-const accountIdFor = ({ connection, email }) => `${connection};${email}`;
+// The account id is the sub: "<connection_id>;<IdP user id>".
+function accountIdFor({ connection, email }) {
+  const userId = idpUserId(email);
+  emailsByUserId.set(userId, email);
+  return `${connection};${userId}`;
+}
 
 function parseAccountId(id) {
+  // Split on the first ';' only: the IdP part is opaque.
   const i = typeof id === 'string' ? id.indexOf(';') : -1;
   if (i < 1) return undefined;
   const connection = id.slice(0, i);
-  const email = id.slice(i + 1);
+  const email = emailsByUserId.get(id.slice(i + 1));
   const org = orgByConnection(connection);
-  if (!org || !email.includes('@')) return undefined;
+  if (!org || !email) return undefined;
   return { connection, email, org };
 }
+
+// Scalekit's session ids are "ses_" + digits; this one is stable per provider session.
+const scalekitSid = (sid) => `ses_${BigInt(`0x${crypto.createHash('sha256').update(sid).digest('hex').slice(0, 14)}`)}`;
 
 // ---------------------------------------------------------------------------
 // Keys
 
-const SIGNING_KID = `upstream-${crypto.randomBytes(6).toString('hex')}`;
+const randomDigits = (n) => Array.from(crypto.randomBytes(n), (b, i) => (i === 0 ? 1 + (b % 9) : b % 10)).join('');
+// Scalekit's kids are "snk_" + digits.
+const SIGNING_KID = `snk_${randomDigits(17)}`;
 const { privateKey: SIGNING_KEY } = await jose.generateKeyPair('RS256', { extractable: true });
 const SIGNING_JWK = { ...(await jose.exportJWK(SIGNING_KEY)), kid: SIGNING_KID, alg: 'RS256', use: 'sig' };
 // An unrelated key, for bad_signature.
@@ -228,6 +308,9 @@ let requestLog = [];
 let tamperMode = null;
 let tamperClaims = {};
 let extraJwks = [];
+// POST /__test/fail: the next authorization request fails with this.
+let pendingFailure = null;
+let omitStateOnce = false;
 
 const TAMPER_MODES = new Set([
   'bad_signature', 'alg_none', 'hs256', 'expired', 'future_iat',
@@ -248,6 +331,22 @@ async function signCompact(header, payload, key) {
   return new jose.CompactSign(new TextEncoder().encode(JSON.stringify(payload)))
     .setProtectedHeader(header)
     .sign(key);
+}
+
+// OIDC Core §3.3.2.11 / §3.1.3.6: base64url of the left half of SHA-256 (RS256).
+const halfHash = (value) => crypto.createHash('sha256').update(value).digest().subarray(0, 16).toString('base64url');
+
+// oidc-provider's ID token re-signed in Scalekit's shape: aud an array, azp and client_id,
+// at_hash and c_hash of this response, no auth_time or acr, typ JWT in the header.
+async function scalekitIdToken(idToken, clientId, accessToken, code) {
+  const { payload } = decodeJwt(idToken);
+  const claims = { ...payload, aud: [clientId], azp: clientId, client_id: clientId };
+  delete claims.auth_time;
+  delete claims.acr;
+  if (typeof accessToken === 'string') claims.at_hash = halfHash(accessToken);
+  else delete claims.at_hash;
+  if (typeof code === 'string') claims.c_hash = halfHash(code);
+  return signCompact({ alg: 'RS256', kid: SIGNING_KID, typ: 'JWT' }, claims, SIGNING_KEY);
 }
 
 async function tamper(mode, idToken, clientSecret) {
@@ -279,7 +378,7 @@ async function tamper(mode, idToken, clientSecret) {
     }
     case 'unknown_kid': {
       const { privateKey, publicKey } = await jose.generateKeyPair('RS256', { extractable: true });
-      const kid = `rotated-${crypto.randomBytes(6).toString('hex')}`;
+      const kid = `snk_${randomDigits(17)}`;
       const jwt = await signCompact({ ...header, kid }, payload, privateKey);
       // Published only now, after the token was minted with it.
       extraJwks.push({ ...(await jose.exportJWK(publicKey)), kid, alg: 'RS256', use: 'sig' });
@@ -353,7 +452,42 @@ async function handleTestHook(req, res, url) {
       requestLog = [];
       tamperMode = null;
       extraJwks = [];
+      pendingFailure = null;
+      omitStateOnce = false;
       return sendJson(res, 200, { ok: true });
+    case 'POST /__test/fail': {
+      let body;
+      try {
+        body = await readJson(req);
+      } catch (e) {
+        return sendJson(res, 400, { error: `invalid JSON body: ${e.message}` });
+      }
+      if (typeof body?.error !== 'string' || !/^[a-z_]+$/.test(body.error)) {
+        return sendJson(res, 400, { error: 'body needs "error": a code such as user_not_active' });
+      }
+      pendingFailure = {
+        error: body.error,
+        description: typeof body.error_description === 'string' ? body.error_description : undefined,
+        omitState: body.state === false,
+      };
+      return sendJson(res, 200, { ok: true });
+    }
+    case 'POST /__test/idp_initiated': {
+      let body;
+      try {
+        body = await readJson(req);
+      } catch (e) {
+        return sendJson(res, 400, { error: `invalid JSON body: ${e.message}` });
+      }
+      const now = Math.floor(Date.now() / 1000);
+      const claims = {};
+      for (const name of ['organization_id', 'connection_id', 'login_hint', 'relay_state']) {
+        if (typeof body?.[name] === 'string') claims[name] = body[name];
+      }
+      Object.assign(claims, { exp: now + 300, nbf: now, iat: now, iss: provider.issuer });
+      const jwt = await signCompact({ alg: 'RS256', kid: SIGNING_KID, typ: 'JWT' }, claims, SIGNING_KEY);
+      return sendJson(res, 200, { jwt });
+    }
     case 'POST /__test/tamper': {
       let body;
       try {
@@ -444,7 +578,7 @@ async function handleInteraction(req, res) {
 // browser session, and when the routed user differs from the session's it answers
 // the resume step with an auto-submitting logout form (a JS-less client cannot
 // follow it). So every new authorization request starts as a fresh browser would:
-// on /auth (not on /auth/<uid>, the resume step) the session cookie is dropped from
+// on /oauth/authorize (not on /oauth/authorize/<uid>, the resume step) the session cookie is dropped from
 // the request and deleted in the browser; the resume step then creates a new session.
 const SESSION_COOKIE = /^_session(\.legacy)?(\.sig)?=/;
 function dropSessionCookie(req, res) {
@@ -475,7 +609,7 @@ const server = http.createServer(async (req, res) => {
     // Endpoint URLs are built from the Host header: pin it to the issuer's so
     // discovery and redirects always name http://127.0.0.1:PORT.
     req.headers.host = ISSUER_HOST;
-    if (url.pathname === '/auth') dropSessionCookie(req, res);
+    if (url.pathname === AUTHORIZE_PATH) dropSessionCookie(req, res);
     if (req.method === 'GET' && /^\/interaction\/[^/]+$/.test(url.pathname)) {
       return await handleInteraction(req, res);
     }
@@ -498,7 +632,7 @@ const ISSUER_HOST = `127.0.0.1:${port}`;
 const policy = interactionPolicy.base();
 // Re-authenticate whenever the browser session belongs to another user or
 // connection than the one this request routes to. (dropSessionCookie already makes
-// every /auth session-less; this check keeps the routing honest regardless.)
+// every authorization request session-less; this check keeps the routing honest regardless.)
 policy.get('login').checks.push(new interactionPolicy.Check(
   'routed_account',
   'the request routes to another account than the session',
@@ -544,10 +678,22 @@ provider = new Provider(ISSUER, {
     idTokenSigningAlgValues: ['RS256'],
   },
   pkce: { required: () => false },
+  routes: {
+    authorization: AUTHORIZE_PATH,
+    token: TOKEN_PATH,
+    jwks: KEYS_PATH,
+    end_session: '/oidc/logout',
+  },
   extraParams: {
     // One validator does the routing for the whole request: it runs after the
-    // client and redirect_uri checks, so its errors are redirected with state and iss.
+    // client and redirect_uri checks, so its errors are redirected with state.
     connection_id(ctx) {
+      if (pendingFailure && ctx.path === AUTHORIZE_PATH) {
+        const { error, description, omitState } = pendingFailure;
+        pendingFailure = null;
+        omitStateOnce = omitState;
+        throw scalekitError(error, description);
+      }
       route(ctx.oidc.params);
     },
     organization_id: null,
@@ -588,10 +734,9 @@ provider = new Provider(ISSUER, {
         return {
           sub: id,
           email,
-          email_verified: true,
           ...userProfile(email, org),
           oid: org.id,
-          ...(sid ? { sid } : {}),
+          ...(sid ? { sid: scalekitSid(sid) } : {}),
           // amr (= [connection]) comes from the login result, not from here.
         };
       },
@@ -624,20 +769,45 @@ provider.on('server_error', (ctx, err) => {
 
 // Koa middleware in front of every provider route.
 provider.use(async (ctx, next) => {
-  const isAuth = ctx.path === '/auth';
+  const isAuth = ctx.path === AUTHORIZE_PATH;
   if (isAuth && ctx.method === 'GET') recordAuthorizationRequest(ctx.query);
 
   await next();
 
-  if (ctx.path === '/token' && ctx.method === 'POST' && tamperMode
-      && ctx.status === 200 && ctx.body && typeof ctx.body.id_token === 'string') {
-    const mode = tamperMode;
-    tamperMode = null;
-    ctx.body = { ...ctx.body, id_token: await tamper(mode, ctx.body.id_token, ctx.oidc?.client?.clientSecret ?? '') };
-    process.stderr.write(`upstream: tampered id_token (${mode})\n`);
+  // Authorization responses (from /oauth/authorize and its resume step): oidc-provider
+  // always adds RFC 9207 iss, which Scalekit does not document.
+  const location = ctx.response.get('Location');
+  if (location && ctx.path.startsWith(AUTHORIZE_PATH) && (!ISS_ON_REDIRECT || omitStateOnce)) {
+    const target = new URL(location, provider.issuer);
+    if (target.searchParams.has('code') || target.searchParams.has('error')) {
+      if (!ISS_ON_REDIRECT) target.searchParams.delete('iss');
+      if (omitStateOnce && target.searchParams.has('error')) {
+        target.searchParams.delete('state');
+        omitStateOnce = false;
+      }
+      ctx.response.set('Location', target.href);
+    }
   }
 
-  if (ctx.path === '/jwks' && ctx.status === 200 && ctx.body && Array.isArray(ctx.body.keys) && extraJwks.length) {
+  if (ctx.path === '/.well-known/openid-configuration' && ctx.status === 200 && ctx.body && !ISS_ON_REDIRECT) {
+    const { authorization_response_iss_parameter_supported: _, ...rest } = ctx.body;
+    ctx.body = rest;
+  }
+
+  if (ctx.path === TOKEN_PATH && ctx.method === 'POST'
+      && ctx.status === 200 && ctx.body && typeof ctx.body.id_token === 'string') {
+    const clientId = ctx.oidc?.client?.clientId;
+    let idToken = await scalekitIdToken(ctx.body.id_token, clientId, ctx.body.access_token, ctx.oidc?.params?.code);
+    if (tamperMode) {
+      const mode = tamperMode;
+      tamperMode = null;
+      idToken = await tamper(mode, idToken, ctx.oidc?.client?.clientSecret ?? '');
+      process.stderr.write(`upstream: tampered id_token (${mode})\n`);
+    }
+    ctx.body = { ...ctx.body, id_token: idToken };
+  }
+
+  if (ctx.path === KEYS_PATH && ctx.status === 200 && ctx.body && Array.isArray(ctx.body.keys) && extraJwks.length) {
     ctx.body = { ...ctx.body, keys: [...ctx.body.keys, ...extraJwks] };
   }
 });

@@ -197,6 +197,31 @@ impl Upstream {
         self.http.post(format!("{}/__test/reset", self.issuer)).send().await.expect("reset");
     }
 
+    /// Makes the next authorization request (client and redirect URI valid) fail with
+    /// Scalekit's `error` code, as the upstream would answer it (`state` included).
+    pub async fn fail(&self, error: &str) {
+        let url = format!("{}/__test/fail", self.issuer);
+        let response = self.http.post(url).json(&json!({"error": error})).send().await.expect("fail");
+        assert!(response.status().is_success(), "fail {error}: {}", response.status());
+    }
+
+    /// An `idp_initiated_login` token shaped as Scalekit's docs show it (no `aud`, no `jti`).
+    pub async fn idp_initiated(&self, organization_id: &str, connection_id: &str, login_hint: &str) -> String {
+        let body =
+            json!({"organization_id": organization_id, "connection_id": connection_id, "login_hint": login_hint});
+        let response: Value = self
+            .http
+            .post(format!("{}/__test/idp_initiated", self.issuer))
+            .json(&body)
+            .send()
+            .await
+            .expect("idp_initiated")
+            .json()
+            .await
+            .expect("idp_initiated json");
+        response["jwt"].as_str().expect("jwt").to_owned()
+    }
+
     /// A JWT signed with the upstream's real signing key.
     pub async fn sign(&self, claims: &Value) -> String {
         let response: Value = self
@@ -211,6 +236,14 @@ impl Upstream {
             .expect("sign json");
         response["jwt"].as_str().expect("jwt").to_owned()
     }
+}
+
+/// The upstream's `sub` for `email` signing in at `connection`: Scalekit's
+/// `<connection_id>;<IdP user id>`, the id being upstream.mjs's opaque one ("00u" + the first
+/// 17 hex digits of SHA-256 of the lower-cased email).
+pub fn upstream_subject(connection: &str, email: &str) -> String {
+    let hash = ssobridge::tokens::sha256_hex(&email.to_ascii_lowercase());
+    format!("{connection};00u{}", &hash[..17])
 }
 
 /// A broker listening on a port known before it is configured, running in this process.
