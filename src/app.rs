@@ -107,9 +107,13 @@ impl AppState {
             std::time::Duration::from_secs(config.tokens.id_token_ttl_seconds),
         )
         .map_err(|e| StartError::Key(TokenError::Key(e.to_string())))?;
-        let client_keys = crate::oidc::client_assertion::ClientKeySets::new(crate::upstream::http_client(
-            std::time::Duration::from_secs(config.upstream.timeout_seconds),
-        )?);
+        let client_keys = crate::oidc::client_assertion::ClientKeySets::new(
+            crate::http::guarded_client(
+                std::time::Duration::from_secs(config.upstream.timeout_seconds),
+                config.outbound.allow_private_networks,
+            )
+            .map_err(|e| StartError::Io(std::io::Error::other(e)))?,
+        );
         Ok(AppState {
             issuer,
             config,

@@ -153,13 +153,14 @@ pub fn check_adapter(config: &ClientConfig) -> Result<(), String> {
     }
 }
 
-/// The keys a `private_key_jwt` client registers: exactly one of `jwks_uri` (https, or http on
-/// loopback) and `jwks` (a JWK Set of public signing keys). Other clients register none.
-/// Errors name the field.
+/// The keys a `private_key_jwt` client registers: exactly one of `jwks_uri` (https to a public
+/// address, see [`crate::http::check_registered_url`]) and `jwks` (a JWK Set of public signing
+/// keys). Other clients register none. Errors name the field.
 pub fn check_client_keys(
     method: TokenAuthMethod,
     jwks_uri: Option<&str>,
     jwks: Option<&serde_json::Value>,
+    allow_private_networks: bool,
 ) -> Result<(), (&'static str, String)> {
     if method != TokenAuthMethod::PrivateKeyJwt {
         return match (jwks_uri, jwks) {
@@ -170,12 +171,10 @@ pub fn check_client_keys(
     }
     match (jwks_uri, jwks) {
         (Some(uri), None) => {
-            let parsed = url::Url::parse(uri).map_err(|e| ("jwks_uri", format!("not a URL: {e}")))?;
-            let loopback = matches!(parsed.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
-            if parsed.scheme() != "https" && !(parsed.scheme() == "http" && loopback) {
-                return Err(("jwks_uri", "must be https (http only on loopback)".into()));
+            if uri.len() > 2000 {
+                return Err(("jwks_uri", "at most 2000 characters".into()));
             }
-            Ok(())
+            crate::http::check_registered_url(uri, allow_private_networks).map(|_| ()).map_err(|e| ("jwks_uri", e))
         }
         (None, Some(jwks)) => {
             let keys = jwks

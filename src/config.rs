@@ -36,6 +36,9 @@ pub struct Config {
     pub admin: AdminConfig,
     #[serde(default)]
     pub rate_limits: RateLimitConfig,
+    /// Calls to URLs clients register (a `private_key_jwt` client's `jwks_uri`).
+    #[serde(default)]
+    pub outbound: OutboundConfig,
     /// Home-realm routes seeded into the store at start (config wins over the store for the
     /// domains it lists).
     #[serde(default)]
@@ -94,6 +97,18 @@ fn default_per_ip() -> u64 {
 }
 fn default_per_client() -> u64 {
     60_000
+}
+
+/// Fetches of URLs that clients register, which an admin API caller (not the config file)
+/// chooses: https only, and never to the broker's own network unless allowed here.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboundConfig {
+    /// Allow loopback, private and link-local addresses (and http on loopback): for a
+    /// deployment whose clients publish their keys inside a private network. Off by default,
+    /// so that a registered URL cannot reach cloud metadata or internal services (SSRF).
+    #[serde(default)]
+    pub allow_private_networks: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -751,6 +766,7 @@ impl Config {
                 client.token_endpoint_auth_method,
                 client.jwks_uri.as_deref(),
                 jwks.as_ref(),
+                self.outbound.allow_private_networks,
             ) {
                 problem(&at(field), message);
             }
@@ -956,7 +972,7 @@ fn set_path(table: &mut toml::Table, path: &[String], raw: &str) -> Result<(), S
 fn schema_hint(key: &str) -> Option<toml::Value> {
     if key.ends_with("_seconds") || key.ends_with("_per_minute") {
         Some(toml::Value::Integer(0))
-    } else if key == "require_pkce" || key == "trust_forwarded_for" || key == "include_subdomains" {
+    } else if matches!(key, "require_pkce" | "trust_forwarded_for" | "include_subdomains" | "allow_private_networks") {
         Some(toml::Value::Boolean(false))
     } else if matches!(key, "redirect_uris" | "scopes" | "allowed_algorithms" | "drop") {
         Some(toml::Value::Array(Vec::new()))

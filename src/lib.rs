@@ -11,6 +11,7 @@ pub mod clients;
 pub mod config;
 pub mod demo;
 pub mod export;
+pub mod http;
 pub mod limiter;
 pub mod oidc;
 pub mod pages;

@@ -513,8 +513,9 @@ fn subject_mode(s: Subject) -> SubjectMode {
     }
 }
 
-/// Every invalid field of a record, as JSON Pointers. `algorithms`: what the key ring signs.
-fn validate(record: &ClientRecord, algorithms: &[&str]) -> Vec<FieldError> {
+/// Every invalid field of a record, as JSON Pointers. `algorithms`: what the key ring signs;
+/// `allow_private_networks`: `outbound.allow_private_networks`.
+fn validate(record: &ClientRecord, algorithms: &[&str], allow_private_networks: bool) -> Vec<FieldError> {
     let mut errors = Vec::new();
     let mut error = |pointer: String, detail: String| errors.push(FieldError { pointer, detail });
     if !algorithms.contains(&record.id_token_signed_response_alg.name()) {
@@ -530,6 +531,7 @@ fn validate(record: &ClientRecord, algorithms: &[&str]) -> Vec<FieldError> {
         record.token_endpoint_auth_method,
         record.jwks_uri.as_deref(),
         record.jwks.as_ref(),
+        allow_private_networks,
     ) {
         error(format!("/{field}"), detail);
     }
@@ -694,7 +696,8 @@ impl ClientsApi {
             jwks: body.jwks,
             source: "api".into(),
         };
-        let errors = validate(&record, &self.state.keys.algorithms().await);
+        let errors =
+            validate(&record, &self.state.keys.algorithms().await, self.state.config.outbound.allow_private_networks);
         if !errors.is_empty() {
             return CreateResponse::Invalid(Json(Problem::invalid(errors)));
         }
@@ -795,7 +798,8 @@ impl ClientsApi {
                 Err(e) => return UpdateResponse::Invalid(Json(Problem::invalid(vec![e]))),
             }
         }
-        let errors = validate(&record, &self.state.keys.algorithms().await);
+        let errors =
+            validate(&record, &self.state.keys.algorithms().await, self.state.config.outbound.allow_private_networks);
         if !errors.is_empty() {
             return UpdateResponse::Invalid(Json(Problem::invalid(errors)));
         }

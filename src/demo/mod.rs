@@ -107,7 +107,7 @@ pub async fn build(public_url: &str, listen: SocketAddr) -> Result<Demo, StartEr
     let client = Arc::new(DemoClient {
         public_url: public_url.to_owned(),
         pending: Mutex::new(HashMap::new()),
-        http: crate::upstream::http_client(Duration::from_secs(10))?,
+        http: crate::http::client(Duration::from_secs(10)).map_err(|e| StartError::Io(std::io::Error::other(e)))?,
     });
     let routes = Route::new()
         .at("/", get(home))

@@ -265,7 +265,7 @@ async fn authenticate_assertion(
     assertion_type: &str,
     assertion: &str,
 ) -> Result<Arc<Client>, OidcError> {
-    use super::client_assertion::{claimed_client_id, AssertionError, ASSERTION_TYPE};
+    use super::client_assertion::{inspect, AssertionError, ASSERTION_TYPE};
     let refuse = |detail: &str| {
         tracing::info!(reason = detail, "client assertion refused");
         invalid(ErrorCode::InvalidClient, "client authentication failed")
@@ -273,7 +273,9 @@ async fn authenticate_assertion(
     if assertion_type != ASSERTION_TYPE {
         return Err(refuse("unsupported client_assertion_type"));
     }
-    let client_id = claimed_client_id(assertion).ok_or_else(|| refuse("the assertion names no client (sub)"))?;
+    // Shape first: nothing is fetched for an assertion no key could make valid.
+    let claimed = inspect(assertion, &app.issuer).map_err(|e| refuse(&e.to_string()))?;
+    let client_id = claimed.client_id.clone();
     if form_id.is_some_and(|form_id| form_id != client_id) {
         return Err(refuse("client_id differs from the assertion's sub"));
     }
@@ -282,7 +284,7 @@ async fn authenticate_assertion(
     if client.record.token_endpoint_auth_method != TokenAuthMethod::PrivateKeyJwt {
         return Err(refuse("the client is not registered for private_key_jwt"));
     }
-    match app.client_keys.verify(&app.store, &app.issuer, &client.record, assertion).await {
+    match app.client_keys.verify(&app.store, &app.issuer, &client.record, assertion, &claimed).await {
         Ok(()) => Ok(client),
         Err(AssertionError::Store(error)) => Err(error.into()),
         Err(error) => Err(refuse(&error.to_string())),

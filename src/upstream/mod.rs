@@ -12,13 +12,14 @@ use openidconnect::core::{
     CoreJweContentEncryptionAlgorithm, CoreJweKeyManagementAlgorithm, CoreResponseMode, CoreResponseType,
     CoreSubjectIdentifierType,
 };
-use openidconnect::{AdditionalProviderMetadata, IssuerUrl, ProviderMetadata};
+use openidconnect::{AdditionalProviderMetadata, ProviderMetadata};
 use serde::{Deserialize, Serialize};
 use tracing::instrument;
 
 pub(crate) use self::id_token::select_key;
-pub use self::id_token::{LoginInitiation, UpstreamClaims};
+pub use self::id_token::{Audience, LoginInitiation, UpstreamClaims};
 use crate::config::UpstreamConfig;
+use crate::http::HttpError;
 use crate::secret::Secret;
 
 /// How long discovery and JWKS are trusted before they are fetched again.
@@ -111,30 +112,51 @@ struct TokenErrorResponse {
     error: String,
 }
 
-/// The HTTP client for every outbound call: rustls, no redirects followed (a redirect from a
-/// token or JWKS endpoint is an error, not something to chase), bounded time.
-pub fn http_client(timeout: Duration) -> Result<reqwest::Client, UpstreamError> {
-    // reqwest is built without a bundled crypto provider; install aws-lc-rs, which the
-    // signing code already uses. A second install attempt is a harmless no-op.
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(timeout)
-        .connect_timeout(timeout.min(Duration::from_secs(5)))
-        .user_agent(concat!("ssobridge/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| UpstreamError::Unreachable(format!("HTTP client: {e}")))
-}
-
 fn transport(error: reqwest::Error) -> UpstreamError {
     // reqwest's Display can include the URL; that is fine for logs (no secrets in our URLs).
     UpstreamError::Unreachable(error.to_string())
 }
 
+impl From<HttpError> for UpstreamError {
+    fn from(error: HttpError) -> Self {
+        match error {
+            HttpError::TooLarge => UpstreamError::Malformed(error.to_string()),
+            HttpError::Transport(_) | HttpError::Build(_) => UpstreamError::Unreachable(error.to_string()),
+        }
+    }
+}
+
+/// A JSON document from `url`, read with the response cap; a status other than 200 is an error.
+async fn get_json<T: serde::de::DeserializeOwned>(
+    http: &reqwest::Client,
+    url: &str,
+    what: &str,
+) -> Result<T, UpstreamError> {
+    let response = http.get(url).header(reqwest::header::ACCEPT, "application/json").send().await.map_err(transport)?;
+    let status = response.status();
+    if status.is_server_error() {
+        return Err(UpstreamError::Unreachable(format!("{what} answered {status}")));
+    }
+    if !status.is_success() {
+        return Err(UpstreamError::Malformed(format!("{what} answered {status}")));
+    }
+    let body = crate::http::read_capped(response).await?;
+    serde_json::from_slice(&body).map_err(|e| UpstreamError::Malformed(format!("{what}: {e}")))
+}
+
+/// The keys of a JWK Set document; members that do not parse (unknown key types) are skipped.
+fn jwk_set(document: &serde_json::Value) -> Vec<Jwk> {
+    document
+        .get("keys")
+        .and_then(|k| k.as_array())
+        .map(|keys| keys.iter().filter_map(|k| serde_json::from_value(k.clone()).ok()).collect())
+        .unwrap_or_default()
+}
+
 impl UpstreamClient {
     /// `redirect_uri` is the broker's own `/callback`.
     pub fn new(config: &UpstreamConfig, redirect_uri: String) -> Result<UpstreamClient, UpstreamError> {
-        let http = http_client(Duration::from_secs(config.timeout_seconds))?;
+        let http = crate::http::client(Duration::from_secs(config.timeout_seconds))?;
         let verifier = id_token::Verifier::new(
             config.issuer.clone(),
             config.client_id.clone(),
@@ -175,17 +197,22 @@ impl UpstreamClient {
         self.fetch_discovery().await.map(|_| ())
     }
 
+    /// Discovery (OIDC Discovery 1.0 §4) and the JWKS it names, each read with the response cap.
     #[instrument(skip_all, fields(issuer = %self.issuer))]
     async fn fetch_discovery(&self) -> Result<Arc<Discovered>, UpstreamError> {
-        let issuer = IssuerUrl::new(self.issuer.clone()).map_err(|e| UpstreamError::Malformed(e.to_string()))?;
-        let discovery = Metadata::discover_async(issuer, &self.http);
+        let url = format!("{}/.well-known/openid-configuration", self.issuer);
+        let discovery = get_json::<Metadata>(&self.http, &url, "discovery");
         let metadata =
             crate::telemetry::timed("ssobridge_upstream_duration_seconds", &[("operation", "discovery")], discovery)
-                .await
-                .map_err(|e| match e {
-                    openidconnect::DiscoveryError::Request(e) => UpstreamError::Unreachable(e.to_string()),
-                    other => UpstreamError::Malformed(format!("discovery: {other}")),
-                })?;
+                .await?;
+        // §4.3: the document must name the issuer it was fetched for (mix-up defence).
+        if metadata.issuer().as_str().trim_end_matches('/') != self.issuer {
+            return Err(UpstreamError::Malformed(format!(
+                "discovery names issuer {}, not {}",
+                metadata.issuer().as_str(),
+                self.issuer
+            )));
+        }
         let token_endpoint = metadata
             .token_endpoint()
             .ok_or_else(|| UpstreamError::Malformed("discovery has no token_endpoint".to_owned()))?;
@@ -198,12 +225,7 @@ impl UpstreamClient {
                 .authorization_response_iss_parameter_supported
                 .unwrap_or(false),
         };
-        let keys = metadata
-            .jwks()
-            .keys()
-            .iter()
-            .filter_map(|key| serde_json::to_value(key).ok().and_then(|v| serde_json::from_value::<Jwk>(v).ok()))
-            .collect();
+        let keys = jwk_set(&get_json::<serde_json::Value>(&self.http, &endpoints.jwks_uri, "JWKS").await?);
         let discovered = Arc::new(Discovered { endpoints, keys: Arc::new(keys), fetched_at: Instant::now() });
         *self.discovered.write().unwrap_or_else(|p| p.into_inner()) = Some(discovered.clone());
         Ok(discovered)
@@ -267,7 +289,7 @@ impl UpstreamClient {
                 .await
                 .map_err(transport)?;
         let status = response.status();
-        let body = response.bytes().await.map_err(transport)?;
+        let body = crate::http::read_capped(response).await?;
         if !status.is_success() {
             return Err(match serde_json::from_slice::<TokenErrorResponse>(&body) {
                 Ok(refusal) if status.is_client_error() => UpstreamError::TokenRefused { error: refusal.error },
@@ -322,23 +344,8 @@ impl UpstreamClient {
             *last = Some(Instant::now());
         }
         tracing::info!(kid, "unknown upstream signing key; refetching JWKS");
-        let body: serde_json::Value = self
-            .http
-            .get(&discovered.endpoints.jwks_uri)
-            .send()
-            .await
-            .map_err(transport)?
-            .error_for_status()
-            .map_err(transport)?
-            .json()
-            .await
-            .map_err(|e| UpstreamError::Malformed(format!("JWKS: {e}")))?;
-        let keys: Vec<Jwk> = body
-            .get("keys")
-            .and_then(|k| k.as_array())
-            .map(|keys| keys.iter().filter_map(|k| serde_json::from_value(k.clone()).ok()).collect())
-            .unwrap_or_default();
-        let keys = Arc::new(keys);
+        let document = get_json::<serde_json::Value>(&self.http, &discovered.endpoints.jwks_uri, "JWKS").await?;
+        let keys = Arc::new(jwk_set(&document));
         let refreshed = Arc::new(Discovered {
             endpoints: discovered.endpoints.clone(),
             keys: keys.clone(),

@@ -346,3 +346,196 @@ async fn a_copy_of_the_store_holds_no_unsalted_client_secret_hash() {
     let (status, tokens) = redeem(&stack.broker.url, AUTH0_CLIENT, &code["code"], Some(VERIFIER)).await;
     assert_eq!(status, 200, "{tokens}");
 }
+
+/// A client's `jwks_uri`, served on loopback: counts its fetches, serves `body`.
+async fn counting_jwks(body: String) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let fetches = std::sync::Arc::new(AtomicUsize::new(0));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://127.0.0.1:{}/jwks.json", listener.local_addr().expect("addr").port());
+    let counter = fetches.clone();
+    let app = poem::Route::new().at(
+        "/jwks.json",
+        poem::get(poem::endpoint::make_sync(move |_| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            poem::Response::builder().content_type("application/json").body(body.clone())
+        })),
+    );
+    tokio::spawn(async move {
+        let _ = ssobridge::app::serve(listener, app, std::future::pending::<()>()).await;
+    });
+    (url, fetches)
+}
+
+/// A JWT with `header` and `claims` and a signature of junk: what anyone can send.
+fn unsigned_jwt(header: Value, claims: Value) -> String {
+    use base64::Engine;
+    let b64 = |v: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+    format!("{}.{}.AAAAAAAA", b64(&header), b64(&claims))
+}
+
+async fn present_assertion(broker: &str, assertion: &str) -> (u16, Value) {
+    let response = crate::common::http()
+        .post(format!("{broker}/token"))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", "not-a-code"),
+            ("redirect_uri", "https://pk.example/cb"),
+            ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+            ("client_assertion", assertion),
+        ])
+        .send()
+        .await
+        .expect("token");
+    (response.status().as_u16(), response.json().await.unwrap_or(Value::Null))
+}
+
+async fn key_fetching_stack(jwks_uri: &str) -> Stack {
+    let extra = format!(
+        "\n[[clients]]\nclient_id = \"pk\"\nredirect_uris = [\"https://pk.example/cb\"]\n\
+         token_endpoint_auth_method = \"private_key_jwt\"\njwks_uri = \"{jwks_uri}\"\n\
+         [outbound]\nallow_private_networks = true\n"
+    );
+    Stack::start_with("memory", "pk:", &extra).await
+}
+
+/// Anyone may send `/token` a client assertion naming a `private_key_jwt` client. Junk that no
+/// key could make valid makes the broker fetch nothing; a stream of well-shaped assertions
+/// with unknown key ids makes it fetch the client's keys once, not once per request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn junk_client_assertions_cannot_make_the_broker_fetch() {
+    use std::sync::atomic::Ordering;
+    let (jwks_uri, fetches) = counting_jwks(json!({"keys": []}).to_string()).await;
+    let stack = key_fetching_stack(&jwks_uri).await;
+    let broker = stack.broker.url.clone();
+    let token_endpoint = format!("{broker}/token");
+    let now = now();
+    let valid = json!({"iss": "pk", "sub": "pk", "aud": token_endpoint, "exp": now + 60, "jti": "j-1"});
+    let with = |changes: Value| {
+        let mut claims = valid.clone();
+        for (k, v) in changes.as_object().expect("object") {
+            if v.is_null() {
+                claims.as_object_mut().expect("object").remove(k);
+            } else {
+                claims[k] = v.clone();
+            }
+        }
+        claims
+    };
+    let rs256 = json!({"alg": "RS256", "kid": "k"});
+    let junk = [
+        "not-a-jwt".to_owned(),
+        unsigned_jwt(json!({"alg": "none"}), valid.clone()),
+        unsigned_jwt(json!({"alg": "HS256"}), valid.clone()),
+        unsigned_jwt(rs256.clone(), with(json!({"iss": "someone-else"}))),
+        unsigned_jwt(rs256.clone(), with(json!({"aud": "https://elsewhere.example/token"}))),
+        unsigned_jwt(rs256.clone(), with(json!({"exp": now - 3600}))),
+        unsigned_jwt(rs256.clone(), with(json!({"exp": now + 86_400}))),
+        unsigned_jwt(rs256.clone(), with(json!({"exp": null}))),
+        unsigned_jwt(rs256.clone(), with(json!({"jti": null}))),
+    ];
+    for assertion in &junk {
+        let (status, body) = present_assertion(&broker, assertion).await;
+        assert_eq!((status, body["error"].as_str()), (401, Some("invalid_client")), "{assertion}: {body}");
+    }
+    assert_eq!(fetches.load(Ordering::SeqCst), 0, "nothing fetched for junk");
+
+    let mut tasks = Vec::new();
+    for i in 0..30 {
+        let assertion =
+            unsigned_jwt(json!({"alg": "RS256", "kid": format!("kid-{i}")}), with(json!({"jti": format!("j{i}")})));
+        let broker = broker.clone();
+        tasks.push(tokio::spawn(async move { present_assertion(&broker, &assertion).await }));
+    }
+    for task in tasks {
+        let (status, _) = task.await.expect("task");
+        assert_eq!(status, 401);
+    }
+    assert_eq!(fetches.load(Ordering::SeqCst), 1, "one fetch for 30 unknown key ids at once");
+}
+
+/// The client's `jwks_uri` answers with megabytes (its real key among them): the broker reads
+/// at most 64 KB and authenticates no one with it; the same key in a small document works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_key_document_is_refused() {
+    let key = ssobridge::tokens::SigningKey::generate_rsa().expect("key");
+    for (padding, authenticated) in [(200 * 1024, false), (0, true)] {
+        let document = json!({"keys": [key.public_jwk()], "padding": "x".repeat(padding)});
+        let (jwks_uri, _) = counting_jwks(document.to_string()).await;
+        let stack = key_fetching_stack(&jwks_uri).await;
+        let token_endpoint = format!("{}/token", stack.broker.url);
+        let claims = json!({"iss": "pk", "sub": "pk", "aud": token_endpoint, "exp": now() + 60, "jti": "j"});
+        let (status, body) = present_assertion(&stack.broker.url, &key.sign_jwt(&claims).expect("sign")).await;
+        // Authenticated, the unknown code is the only problem left.
+        let expected = if authenticated { (400, Some("invalid_grant")) } else { (401, Some("invalid_client")) };
+        assert_eq!((status, body["error"].as_str()), expected, "padding {padding}: {body}");
+    }
+}
+
+/// An admin token holder (or whoever stole one) registers a client whose `jwks_uri` points
+/// into the broker's own network, to make the broker fetch from there: 422, nothing stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_refuses_key_urls_into_the_brokers_network() {
+    let socket = crate::common::BrokerSocket::bind().await;
+    let upstream = crate::common::Upstream::start(&[socket.callback()]).await;
+    let toml = crate::common::broker_toml(&socket.url, "memory", "a:", &upstream.issuer);
+    let broker = socket.serve_with_admin(&toml, ssobridge::tokens::SigningKey::generate_rsa().expect("key")).await;
+    for jwks_uri in [
+        "https://169.254.169.254/latest/meta-data/iam/security-credentials/",
+        "http://127.0.0.1:6379/",
+        "https://[::1]/jwks",
+        "https://10.0.0.8/jwks",
+        "https://localhost/jwks",
+        "http://keys.example.com/jwks",
+    ] {
+        let response = crate::common::http()
+            .post(format!("{}/admin/clients", broker.url))
+            .bearer_auth(crate::common::ADMIN_WRITE_TOKEN)
+            .json(&json!({
+                "client_id": "ssrf", "redirect_uris": ["https://app.example.com/cb"],
+                "token_endpoint_auth_method": "private_key_jwt", "jwks_uri": jwks_uri,
+            }))
+            .send()
+            .await
+            .expect("admin");
+        assert_eq!(response.status(), 422, "{jwks_uri}");
+        let problem: Value = response.json().await.expect("problem");
+        assert_eq!(problem["errors"][0]["pointer"], "/jwks_uri", "{jwks_uri}: {problem}");
+    }
+    assert!(broker.state.clients.read("ssrf").await.expect("store").is_none());
+}
+
+/// The upstream (or whoever answers in its place) sends a discovery document of megabytes:
+/// the broker reads no more than 64 KB, and the login fails with an error, not an outage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_upstream_response_is_refused() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let issuer = format!("http://127.0.0.1:{}", listener.local_addr().expect("addr").port());
+    // A valid discovery document, padded: read whole, the broker would send the user on.
+    let document = json!({
+        "issuer": issuer, "authorization_endpoint": format!("{issuer}/authorize"),
+        "token_endpoint": format!("{issuer}/token"), "jwks_uri": format!("{issuer}/jwks"),
+        "response_types_supported": ["code"], "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["RS256"], "padding": "x".repeat(1024 * 1024),
+    })
+    .to_string();
+    let app = poem::Route::new()
+        .at(
+            "/.well-known/openid-configuration",
+            poem::get(poem::endpoint::make_sync(move |_| {
+                poem::Response::builder().content_type("application/json").body(document.clone())
+            })),
+        )
+        .at("/jwks", poem::get(poem::endpoint::make_sync(|_| poem::Response::builder().body("{\"keys\":[]}"))));
+    tokio::spawn(async move {
+        let _ = ssobridge::app::serve(listener, app, std::future::pending::<()>()).await;
+    });
+    let socket = crate::common::BrokerSocket::bind().await;
+    let toml = crate::common::broker_toml(&socket.url, "memory", "o:", &issuer);
+    let broker = socket.serve(&toml, ssobridge::tokens::SigningKey::generate_rsa().expect("key")).await;
+    let url = crate::common::authorize_url(&broker.url, AUTH0_CLIENT, Some(VERIFIER), &[("login_hint", "a@acme.test")]);
+    let landed = Browser::default().follow_until(&url, AUTH0_CLIENT.2).await.expect("back at the client");
+    let params = query(&landed);
+    assert_eq!(params.get("error").map(String::as_str), Some("server_error"), "{landed}");
+    assert!(!params.contains_key("code"));
+}

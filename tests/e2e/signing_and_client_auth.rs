@@ -202,7 +202,7 @@ async fn private_key_jwt_clients_log_in_with_openid_client() {
 }
 
 /// Serves a JWK Set that the test can change, as a client's `jwks_uri`.
-async fn serve_jwks(document: Arc<Mutex<Value>>) -> (String, tokio::task::JoinHandle<()>) {
+pub(crate) async fn serve_jwks(document: Arc<Mutex<Value>>) -> (String, tokio::task::JoinHandle<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://127.0.0.1:{}/jwks.json", listener.local_addr().expect("addr").port());
     let app = poem::Route::new().at(
@@ -219,7 +219,14 @@ async fn serve_jwks(document: Arc<Mutex<Value>>) -> (String, tokio::task::JoinHa
 }
 
 /// A client assertion signed with `pem` (or `key` given), with `claims` merged over valid ones.
-fn assertion(alg: Algorithm, kid: &str, key: &EncodingKey, client_id: &str, aud: &str, claims: Value) -> String {
+pub(crate) fn assertion(
+    alg: Algorithm,
+    kid: &str,
+    key: &EncodingKey,
+    client_id: &str,
+    aud: &str,
+    claims: Value,
+) -> String {
     let now = jsonwebtoken::get_current_timestamp();
     let mut body = json!({
         "iss": client_id, "sub": client_id, "aud": aud, "iat": now, "exp": now + 60,
@@ -271,8 +278,10 @@ async fn client_assertions_are_checked_like_a_careful_authorization_server_would
     let impostor = client_key("RS256", "k1").await;
     let document = Arc::new(Mutex::new(json!({"keys": [first.public_jwk]})));
     let (jwks_uri, _server) = serve_jwks(document.clone()).await;
+    // The test serves the client's keys on loopback, which a deployment must allow explicitly.
     let extra =
-        client_toml("pk-uri", &format!("token_endpoint_auth_method = \"private_key_jwt\"\njwks_uri = \"{jwks_uri}\""));
+        client_toml("pk-uri", &format!("token_endpoint_auth_method = \"private_key_jwt\"\njwks_uri = \"{jwks_uri}\""))
+            + "\n[outbound]\nallow_private_networks = true\n";
     let stack = Stack::start_with("memory", "pka:", &extra).await;
     let broker = stack.broker.url.as_str();
     let token_endpoint = format!("{broker}/token");
