@@ -32,6 +32,8 @@ pub struct AppState {
     pub started: Instant,
     /// Rate-limit counters, shared through the store.
     pub limiter: crate::limiter::RateLimiter,
+    /// The caps on pending flows (their counters too are shared through the store).
+    pub pending_flows: crate::protect::PendingFlows,
     route_cache: crate::routing::RouteCache,
 }
 
@@ -114,6 +116,7 @@ impl AppState {
             )
             .map_err(|e| StartError::Io(std::io::Error::other(e)))?,
         );
+        let pending_flows = crate::protect::PendingFlows::new(crate::limiter::RateLimiter::for_store(&store), &config);
         Ok(AppState {
             issuer,
             config,
@@ -125,6 +128,7 @@ impl AppState {
             discovery,
             started: Instant::now(),
             limiter: crate::limiter::RateLimiter::for_store(&store),
+            pending_flows,
             route_cache: crate::routing::RouteCache::default(),
             store,
         })

@@ -80,6 +80,13 @@ pub struct RateLimitConfig {
     /// Take the client IP from the last `X-Forwarded-For` entry (set it behind a proxy only).
     #[serde(default)]
     pub trust_forwarded_for: bool,
+    /// Sign-ins started and not yet back from the upstream (or waiting at the home-realm
+    /// page), per source address (an IPv6 /64) and in all: each costs the store up to 2 KB
+    /// for `tokens.flow_ttl_seconds`, and an outsider can start them. 0 turns a cap off.
+    #[serde(default = "default_pending_per_ip")]
+    pub pending_flows_per_ip: u64,
+    #[serde(default = "default_pending_total")]
+    pub pending_flows_total: u64,
 }
 
 impl Default for RateLimitConfig {
@@ -88,6 +95,8 @@ impl Default for RateLimitConfig {
             per_ip_per_minute: default_per_ip(),
             per_client_per_minute: default_per_client(),
             trust_forwarded_for: false,
+            pending_flows_per_ip: default_pending_per_ip(),
+            pending_flows_total: default_pending_total(),
         }
     }
 }
@@ -97,6 +106,12 @@ fn default_per_ip() -> u64 {
 }
 fn default_per_client() -> u64 {
     60_000
+}
+fn default_pending_per_ip() -> u64 {
+    5_000
+}
+fn default_pending_total() -> u64 {
+    50_000
 }
 
 /// Fetches of URLs that clients register, which an admin API caller (not the config file)
@@ -970,7 +985,7 @@ fn set_path(table: &mut toml::Table, path: &[String], raw: &str) -> Result<(), S
 /// The type of a key the file does not set, so that `SSOBRIDGE_TOKENS__CODE_TTL_SECONDS=30`
 /// works without a `[tokens]` section. Everything else is a string.
 fn schema_hint(key: &str) -> Option<toml::Value> {
-    if key.ends_with("_seconds") || key.ends_with("_per_minute") {
+    if key.ends_with("_seconds") || key.ends_with("_per_minute") || key.starts_with("pending_flows_") {
         Some(toml::Value::Integer(0))
     } else if matches!(key, "require_pkce" | "trust_forwarded_for" | "include_subdomains" | "allow_private_networks") {
         Some(toml::Value::Boolean(false))

@@ -37,17 +37,17 @@ struct Inner {
 struct Counter {
     window: u64,
     /// The deployment-wide total the store last answered, this instance's sent counts included.
-    total: u64,
+    total: i64,
     /// Counted here, not yet sent.
-    unflushed: u64,
+    unflushed: i64,
     /// Sent, not yet answered.
-    in_flight: u64,
+    in_flight: i64,
     /// Whether an increment is on its way (its task sends what accumulates after it).
     sending: bool,
 }
 
 impl Counter {
-    fn estimate(&self) -> u64 {
+    fn estimate(&self) -> i64 {
         self.total.saturating_add(self.in_flight).saturating_add(self.unflushed)
     }
 }
@@ -79,13 +79,20 @@ impl RateLimiter {
     /// far as this instance knows, this request included. `ttl` is how long the store keeps
     /// the counter.
     pub fn hit(&self, key: &str, window: u64, ttl: Duration) -> u64 {
+        self.add(key, window, ttl, 1).max(0) as u64
+    }
+
+    /// Adds `delta` (which may be negative: a pending flow that completed) to the counter under
+    /// `key` of `window` and answers the deployment-wide count as far as this instance knows.
+    pub fn add(&self, key: &str, window: u64, ttl: Duration, delta: i64) -> i64 {
         let (count, send) = {
             let mut counters = self.inner.counters();
             if self.inner.window.fetch_max(window, Ordering::AcqRel) < window {
-                counters.retain(|_, c| c.window >= window || c.sending);
+                // The window before stays: counts that span two windows read both.
+                counters.retain(|_, c| c.window + 1 >= window || c.sending);
             }
             let counter = counters.entry(key.to_owned()).or_insert_with(|| Counter { window, ..Counter::default() });
-            counter.unflushed += 1;
+            counter.unflushed += delta;
             let send = !counter.sending && self.inner.store.is_some();
             counter.sending |= send;
             (counter.estimate(), send)
@@ -94,6 +101,11 @@ impl RateLimiter {
             tokio::spawn(self.inner.clone().send(key.to_owned(), ttl));
         }
         count
+    }
+
+    /// The count under `key` as far as this instance knows, without adding to it.
+    pub fn count(&self, key: &str) -> i64 {
+        self.inner.counters().get(key).map(Counter::estimate).unwrap_or(0)
     }
 }
 
@@ -161,6 +173,11 @@ mod tests {
         assert_eq!(a.hit("k:7", 7, ttl), 7, "and learns of B's counts with its next answer");
         settle().await;
         assert_eq!(store.get("k:7").await.expect("get").as_deref(), Some(&b"7"[..]), "the store holds the total");
+        assert_eq!(a.add("k:7", 7, ttl, -2), 5, "counts down too");
+        settle().await;
+        b.hit("k:7", 7, ttl);
+        settle().await;
+        assert_eq!(b.count("k:7"), 6, "B learns of A's decrement with its next answer");
     }
 
     #[tokio::test]
@@ -171,8 +188,14 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(100)).await;
         limiter.hit("k:2", 2, ttl);
         tokio::time::sleep(Duration::from_millis(100)).await;
+        {
+            let counters = limiter.inner.counters();
+            assert!(counters.contains_key("k:2") && counters.contains_key("k:1"), "the window before is kept");
+        }
+        limiter.hit("k:3", 3, ttl);
+        tokio::time::sleep(Duration::from_millis(100)).await;
         let counters = limiter.inner.counters();
-        assert!(counters.contains_key("k:2") && !counters.contains_key("k:1"), "only the current window is kept");
+        assert!(counters.contains_key("k:3") && !counters.contains_key("k:1"), "older ones go");
     }
 
     #[tokio::test]

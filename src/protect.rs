@@ -83,14 +83,82 @@ async fn over_limit(state: &AppState, req: &mut Request) -> Result<Option<(&'sta
     Ok(None)
 }
 
-fn client_ip(req: &Request, trust_forwarded_for: bool) -> String {
-    if trust_forwarded_for {
-        let forwarded = req.headers().get("x-forwarded-for").and_then(|v| v.to_str().ok());
-        if let Some(last) = forwarded.and_then(|v| v.rsplit(',').next()).map(str::trim).filter(|v| !v.is_empty()) {
-            return last.to_owned();
+/// Where a request comes from, as the limits count it: the peer address, or behind a trusted
+/// proxy the last `X-Forwarded-For` entry (the one the proxy added); an IPv6 address by its
+/// /64, since one subscriber holds a whole /64 and could otherwise count as 2^64 sources.
+pub fn client_ip(req: &Request, trust_forwarded_for: bool) -> String {
+    let forwarded = trust_forwarded_for
+        .then(|| req.headers().get("x-forwarded-for").and_then(|v| v.to_str().ok()))
+        .flatten()
+        .and_then(|v| v.rsplit(',').next())
+        .and_then(|last| last.trim().parse::<std::net::IpAddr>().ok());
+    let ip = forwarded.or_else(|| req.remote_addr().as_socket_addr().map(|a| a.ip()));
+    match ip {
+        Some(std::net::IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_none() => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        Some(std::net::IpAddr::V6(v6)) => v6.to_ipv4_mapped().map(|v4| v4.to_string()).unwrap_or_default(),
+        Some(ip) => ip.to_string(),
+        None => "unknown".to_owned(),
+    }
+}
+
+/// Pending flows (and requests waiting at the home-realm page) counted per source address and
+/// in all, each counter per flow-lifetime window: a flow counts in the window it started in
+/// and leaves the count when it is taken, so the pending ones are the two newest windows'.
+/// Flows that are never taken expire from the count with their window. Counting adds no
+/// store round trip ([`crate::limiter`]).
+pub struct PendingFlows {
+    limiter: crate::limiter::RateLimiter,
+    per_ip: u64,
+    total: u64,
+    window_secs: u64,
+}
+
+impl PendingFlows {
+    pub fn new(limiter: crate::limiter::RateLimiter, config: &crate::config::Config) -> PendingFlows {
+        PendingFlows {
+            limiter,
+            per_ip: config.rate_limits.pending_flows_per_ip,
+            total: config.rate_limits.pending_flows_total,
+            window_secs: config.tokens.flow_ttl_seconds.max(1),
         }
     }
-    req.remote_addr().as_socket_addr().map(|a| a.ip().to_string()).unwrap_or_else(|| "unknown".to_owned())
+
+    fn keys(window: u64, ip: &str) -> [String; 2] {
+        [format!("pf:ip:{ip}:{window}"), format!("pf:all:{window}")]
+    }
+
+    /// Counts one more pending flow from `ip`; its ticket (to [`PendingFlows::release`] when
+    /// the flow is taken), or how many seconds to wait when a cap is reached.
+    pub fn admit(&self, ip: &str) -> Result<String, u64> {
+        let now = crate::oidc::callback::now_secs();
+        let window = now / self.window_secs;
+        let ttl = Duration::from_secs(2 * self.window_secs + 1);
+        let [ip_key, all_key] = Self::keys(window, ip);
+        let [previous_ip, previous_all] = Self::keys(window.saturating_sub(1), ip);
+        let from_ip = self.limiter.add(&ip_key, window, ttl, 1) + self.limiter.count(&previous_ip);
+        let in_all = self.limiter.add(&all_key, window, ttl, 1) + self.limiter.count(&previous_all);
+        let over = |count: i64, cap: u64| cap > 0 && count > cap as i64;
+        if over(from_ip, self.per_ip) || over(in_all, self.total) {
+            self.limiter.add(&ip_key, window, ttl, -1);
+            self.limiter.add(&all_key, window, ttl, -1);
+            crate::telemetry::count("ssobridge_rate_limited_total", &[("limit", "pending_flows")]);
+            return Err(self.window_secs - now % self.window_secs);
+        }
+        Ok(format!("{window}|{ip}"))
+    }
+
+    /// The flow of `ticket` was taken: it no longer counts.
+    pub fn release(&self, ticket: &str) {
+        let Some((window, ip)) = ticket.split_once('|') else { return };
+        let Ok(window) = window.parse::<u64>() else { return };
+        let ttl = Duration::from_secs(2 * self.window_secs + 1);
+        for key in Self::keys(window, ip) {
+            self.limiter.add(&key, window, ttl, -1);
+        }
+    }
 }
 
 /// The client_id of the request: query, form body (read and put back), or HTTP Basic.

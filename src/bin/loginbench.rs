@@ -35,7 +35,11 @@ usage: loginbench [--url http://127.0.0.1:PORT [--server-pid PID]] [--concurrenc
   --duration-secs N    how long each login phase runs (default 5; the token phases run at most 3 s each)
   --alg ALG            the ID token algorithm of client `demo`: RS256 (default), PS256 or ES256; with --spawn
                        it is configured on the demo, and every ID token's header is checked for it
-  --store URL          with --spawn: the demo's store (default memory), e.g. redis://127.0.0.1:6379/0";
+  --store URL          with --spawn: the demo's store (default memory), e.g. redis://127.0.0.1:6379/0
+  --pending-flows N    instead of logins: what pending flows cost. Starts its own demos and sends N
+                       unauthenticated /authorize requests that are never finished: typical ones, then
+                       worst-case ones (every parameter at its limit), printing the bytes each flow keeps
+                       and the server's RSS growth; with the pending-flow caps lifted, then at their defaults";
 
 const CLIENT_ID: &str = "demo";
 const CLIENT_SECRET: &str = "demo-secret";
@@ -47,6 +51,7 @@ const MAX_HOPS: usize = 8;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
+#[derive(Clone)]
 struct Options {
     url: Option<String>,
     server_pid: Option<u32>,
@@ -55,6 +60,9 @@ struct Options {
     duration: Duration,
     alg: String,
     store: Option<String>,
+    pending_flows: Option<usize>,
+    /// Extra environment for the demo this bench starts.
+    demo_env: Vec<(String, String)>,
 }
 
 fn options(args: &[String]) -> Result<Options, Error> {
@@ -66,6 +74,8 @@ fn options(args: &[String]) -> Result<Options, Error> {
         duration: secs(5),
         alg: "RS256".to_owned(),
         store: None,
+        pending_flows: None,
+        demo_env: Vec::new(),
     };
     let mut rest = args.iter();
     while let Some(arg) = rest.next() {
@@ -80,6 +90,11 @@ fn options(args: &[String]) -> Result<Options, Error> {
                 }
             }
             "--store" => options.store = Some(value()?),
+            "--pending-flows" => {
+                let text = value()?;
+                options.pending_flows =
+                    Some(text.parse().map_err(|_| format!("--pending-flows: {text:?} is not a number"))?);
+            }
             "--server-pid" => {
                 let text = value()?;
                 options.server_pid = Some(text.parse().map_err(|_| format!("--server-pid: {text:?} is not a pid"))?);
@@ -578,6 +593,7 @@ async fn spawn_demo(pin: bool, options: &Options) -> Result<Spawned, Error> {
         tokio::process::Command::new(&exe)
     };
     command.env("SSOBRIDGE_CLIENTS__DEMO__ID_TOKEN_SIGNED_RESPONSE_ALG", &options.alg);
+    command.envs(options.demo_env.iter().map(|(k, v)| (k, v)));
     if let Some(store) = &options.store {
         command.env("SSOBRIDGE_STORE__URL", store);
     }
@@ -673,6 +689,9 @@ fn main() -> std::process::ExitCode {
 
 async fn run(options: Options, machine_cores: usize, client_cores: Option<String>) -> Result<(), Error> {
     let pin = client_cores.is_some();
+    if let Some(n) = options.pending_flows {
+        return pending_flows(&options, pin, n).await;
+    }
     let mut spawned = match options.spawn {
         true => Some(spawn_demo(pin, &options).await?),
         false => None,
@@ -769,6 +788,184 @@ async fn bench(
         );
     }
     Ok(())
+}
+
+/// The server's resident set size (Linux /proc), in bytes.
+fn rss_bytes(pid: Option<u32>) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", pid?)).ok()?;
+    let kib: u64 = status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// An unauthenticated /authorize for client `demo` that leaves a pending flow: the typical one
+/// (what Auth0 sends) or one with every parameter at its limit, `state` of `state_len`.
+fn authorize_request(target: &Target, n: u64, worst: Option<usize>) -> Result<url::Url, Error> {
+    let mut url = target.endpoint("/authorize")?;
+    {
+        let mut query = url.query_pairs_mut();
+        query
+            .append_pair("client_id", CLIENT_ID)
+            .append_pair("redirect_uri", REDIRECT)
+            .append_pair("response_type", "code")
+            .append_pair("scope", "openid email profile")
+            .append_pair("code_challenge", "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM")
+            .append_pair("code_challenge_method", "S256");
+        match worst {
+            None => {
+                query
+                    .append_pair("state", &format!("{n:032}"))
+                    .append_pair("login_hint", &format!("user{n}@example.com"));
+            }
+            Some(state_len) => {
+                // The longest address (254): 64 characters before the @, example.com after.
+                let label = "d".repeat(60);
+                let hint = format!("{}@{label}.{label}.{}.example.com", "u".repeat(64), "d".repeat(55));
+                query
+                    .append_pair("state", &format!("{n:0>state_len$}"))
+                    .append_pair("nonce", &"n".repeat(512))
+                    .append_pair("login_hint", &hint)
+                    .append_pair("acr_values", &"a".repeat(256))
+                    .append_pair("prompt", "login consent select_account")
+                    .append_pair("max_age", "315360000");
+            }
+        }
+    }
+    Ok(url)
+}
+
+/// Sends /authorize requests and says how many were admitted (a redirect upstream).
+async fn leave_pending(
+    http: &reqwest::Client,
+    target: &Target,
+    from: u64,
+    n: usize,
+    worst: Option<usize>,
+) -> Result<(usize, usize), Error> {
+    let (mut admitted, mut refused) = (0, 0);
+    for i in 0..n as u64 {
+        let response = http.get(authorize_request(target, from + i, worst)?).send().await?;
+        let upstream = response
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|l| l.to_str().ok())
+            .is_some_and(|l| l.contains("/simulator/"));
+        match response.status() {
+            reqwest::StatusCode::FOUND if upstream => admitted += 1,
+            reqwest::StatusCode::TOO_MANY_REQUESTS => refused += 1,
+            status => {
+                let location = response.headers().get(reqwest::header::LOCATION).and_then(|l| l.to_str().ok());
+                return Err(format!("/authorize answered {status} {}", location.unwrap_or_default()).into());
+            }
+        }
+    }
+    Ok((admitted, refused))
+}
+
+/// The longest `state` a worst-case request may carry and still be admitted (the flow's 2 KB).
+async fn longest_state(http: &reqwest::Client, target: &Target) -> Result<usize, Error> {
+    let (mut low, mut high) = (1usize, 1536usize);
+    while low < high {
+        let mid = (low + high).div_ceil(2);
+        let response = http.get(authorize_request(target, 0, Some(mid))?).send().await?;
+        let location = response.headers().get(reqwest::header::LOCATION).and_then(|l| l.to_str().ok()).unwrap_or("");
+        if location.contains("/simulator/") {
+            low = mid;
+        } else {
+            high = mid - 1;
+        }
+    }
+    Ok(low)
+}
+
+/// The `--pending-flows` mode: what an outsider's unfinished sign-ins cost the broker.
+async fn pending_flows(options: &Options, pin: bool, n: usize) -> Result<(), Error> {
+    println!("loginbench --pending-flows {n}: unauthenticated /authorize requests left pending (memory store unless --store)");
+    println!("  commit:  {}", commit());
+    let http = http_client()?;
+    for (caps, env) in [("caps lifted", "0"), ("caps at their defaults (5,000 per source, 50,000 in all)", "")] {
+        let mut options = Options { demo_env: Vec::new(), pending_flows: None, ..options.clone() };
+        if !env.is_empty() {
+            options.demo_env = vec![
+                ("SSOBRIDGE_RATE_LIMITS__PENDING_FLOWS_PER_IP".to_owned(), env.to_owned()),
+                ("SSOBRIDGE_RATE_LIMITS__PENDING_FLOWS_TOTAL".to_owned(), env.to_owned()),
+            ];
+        }
+        let mut server = spawn_demo(pin, &options).await?;
+        let pid = server.child.id();
+        let target = Target::new(&server.url, &options.alg)?;
+        let state_len = longest_state(&http, &target).await?;
+        // Warm the process (allocator arenas, caches) before measuring.
+        leave_pending(&http, &target, 1_000_000, 200, None).await?;
+        println!(
+            "
+{caps}"
+        );
+        let mut next = 2_000_000;
+        for (label, worst) in [("typical", None), ("worst case", Some(state_len))] {
+            let before = rss_bytes(pid);
+            let started = Instant::now();
+            let (admitted, refused) = leave_pending(&http, &target, next, n, worst).await?;
+            next += n as u64;
+            let grown = match (before, rss_bytes(pid)) {
+                (Some(before), Some(after)) => after.saturating_sub(before),
+                _ => 0,
+            };
+            let per_flow = if admitted > 0 { grown / admitted as u64 } else { 0 };
+            println!(
+                "  {label:<10} {admitted:>6} pending, {refused:>6} refused (429) in {:.1} s; RSS +{:.1} MB ({per_flow} B per pending flow)",
+                started.elapsed().as_secs_f64(),
+                grown as f64 / 1e6,
+            );
+        }
+        println!("  stored bytes per flow: {}", stored_sizes(state_len));
+        let _ = server.child.start_kill();
+        let _ = server.child.wait().await;
+    }
+    Ok(())
+}
+
+/// The stored size of a typical and of a worst-case flow, as the broker serializes it.
+fn stored_sizes(state_len: usize) -> String {
+    use ssobridge::oidc::authorize::{AuthorizationRequest, Flow, Reauthentication};
+    use ssobridge::routing::{RoutedBy, Selectors, Target};
+    let flow =
+        |state: String, nonce: Option<String>, reauthentication: Reauthentication, target: Target, routed_by| Flow {
+            request: AuthorizationRequest {
+                client_id: CLIENT_ID.to_owned(),
+                redirect_uri: REDIRECT.to_owned(),
+                state: Some(state),
+                nonce,
+                code_challenge: Some("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM".to_owned()),
+                scope: "openid profile email".to_owned(),
+                selectors: Selectors::default(),
+                reauthentication,
+                requested_at: 1_800_000_000,
+                pending_ticket: Some("3000000|127.0.0.1".to_owned()),
+                client_ip: String::new(),
+            },
+            upstream_nonce: "x".repeat(43),
+            upstream_pkce_verifier: "x".repeat(43),
+            routed_by,
+            target,
+            via_hosted_page: false,
+        };
+    let routed =
+        Target { organization_id: Some("org_example_com".into()), connection_id: Some("conn_example_com".into()) };
+    let typical = flow(format!("{:032}", 1), None, Reauthentication::default(), routed, RoutedBy::LoginHint);
+    let worst = flow(
+        "s".repeat(state_len),
+        Some("n".repeat(512)),
+        Reauthentication {
+            prompt: Some("login consent select_account".into()),
+            max_age: Some(315_360_000),
+            acr_values: Some("a".repeat(256)),
+        },
+        // The worst-case address has no route: the upstream routes it.
+        Target::default(),
+        RoutedBy::Fallback,
+    );
+    let size = |f: &Flow| serde_json::to_vec(f).map(|b| b.len()).unwrap_or(0);
+    format!("typical {} B, worst case {} B (the cap is 2,048 B)", size(&typical), size(&worst))
 }
 
 fn token_duration(options: &Options) -> Duration {

@@ -14,36 +14,67 @@ use super::params::{is_pkce_value, Params, MAX_BODY_BYTES};
 use crate::app::AppState;
 use crate::clients::Client;
 use crate::routing::{self, Decision, RoutedBy, Selectors, Target};
-use crate::store::{keys, put_json};
+use crate::store::{keys, Store};
 use crate::tokens::{pkce_s256, random_token};
 
-/// A validated downstream authorization request.
+/// The most a pending flow (or a request waiting at the home-realm page) may keep in the store,
+/// whatever the request carried: an outsider's requests cost the broker at most this each.
+pub const MAX_FLOW_BYTES: usize = 2048;
+
+/// A validated downstream authorization request. Kept in the store while the user is away, so
+/// its fields have short names (and skip what is empty): every byte counts per pending flow.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AuthorizationRequest {
+    #[serde(rename = "c", alias = "client_id")]
     pub client_id: String,
+    #[serde(rename = "r", alias = "redirect_uri")]
     pub redirect_uri: String,
+    #[serde(rename = "s", alias = "state", default, skip_serializing_if = "Option::is_none")]
     pub state: Option<String>,
+    #[serde(rename = "n", alias = "nonce", default, skip_serializing_if = "Option::is_none")]
     pub nonce: Option<String>,
+    #[serde(rename = "cc", alias = "code_challenge", default, skip_serializing_if = "Option::is_none")]
     pub code_challenge: Option<String>,
+    /// The scopes granted: those of the request this provider defines (`openid profile email`).
+    #[serde(rename = "sc", alias = "scope")]
     pub scope: String,
+    #[serde(rename = "sel", alias = "selectors", default, skip_serializing_if = "Selectors::is_empty")]
     pub selectors: Selectors,
     /// What the client asked about re-authentication (OIDC Core §3.1.2.1), passed upstream.
-    #[serde(default, skip_serializing_if = "Reauthentication::is_empty")]
+    #[serde(rename = "ra", alias = "reauthentication", default, skip_serializing_if = "Reauthentication::is_empty")]
     pub reauthentication: Reauthentication,
     /// When the client sent the request (seconds): `prompt=login` asks for a sign-in after it.
-    #[serde(default)]
+    #[serde(rename = "t", alias = "requested_at", default)]
     pub requested_at: u64,
+    /// Its place in the pending-flow count ([`crate::protect::PendingFlows`]) while stored.
+    #[serde(rename = "pf", default, skip_serializing_if = "Option::is_none")]
+    pub pending_ticket: Option<String>,
+    /// Where the request came from, as the limits count it; set by the handler, never stored.
+    #[serde(skip)]
+    pub client_ip: String,
+}
+
+/// The stored form of `value`, refused beyond [`MAX_FLOW_BYTES`].
+pub fn bounded_json<T: Serialize>(value: &T) -> Result<Vec<u8>, OidcError> {
+    let bytes = serde_json::to_vec(value).map_err(|e| OidcError::new(ErrorCode::ServerError, e.to_string()))?;
+    if bytes.len() > MAX_FLOW_BYTES {
+        return Err(OidcError::new(
+            ErrorCode::InvalidRequest,
+            "the request is too large: state, nonce, login_hint and acr_values together are limited",
+        ));
+    }
+    Ok(bytes)
 }
 
 /// `prompt` (other than `none`), `max_age` and `acr_values`: forwarded to the upstream, and
 /// `prompt=login` / `max_age` held against the upstream's `auth_time` at the callback.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reauthentication {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "p", alias = "prompt", default, skip_serializing_if = "Option::is_none")]
     pub prompt: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "m", alias = "max_age", default, skip_serializing_if = "Option::is_none")]
     pub max_age: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "a", alias = "acr_values", default, skip_serializing_if = "Option::is_none")]
     pub acr_values: Option<String>,
 }
 
@@ -88,13 +119,17 @@ impl AuthorizationRequest {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Flow {
     pub request: AuthorizationRequest,
+    #[serde(rename = "un", alias = "upstream_nonce")]
     pub upstream_nonce: String,
+    #[serde(rename = "uv", alias = "upstream_pkce_verifier")]
     pub upstream_pkce_verifier: String,
+    #[serde(rename = "rb", alias = "routed_by")]
     pub routed_by: RoutedBy,
     /// Where the login must end; the callback holds the upstream's answer against it.
-    #[serde(default)]
+    #[serde(rename = "tg", alias = "target", default)]
     pub target: Target,
     /// The user typed their email at the home-realm page: an unknown domain goes back there.
+    #[serde(rename = "h", alias = "via_hosted_page", default)]
     pub via_hosted_page: bool,
 }
 
@@ -140,6 +175,7 @@ pub async fn authorize(req: &Request, body: Body, state: Data<&Arc<AppState>>) -
     };
     let outcome = match validate(&state, &params).await {
         Ok((_, mut request)) => {
+            request.client_ip = crate::protect::client_ip(req, state.config.rate_limits.trust_forwarded_for);
             routing::idp_initiated::recall(&state, req, &mut request).await;
             route(&state, request, false).await
         }
@@ -222,9 +258,28 @@ async fn begin_upstream(
         .authorize_url(&upstream_state, &upstream_nonce, &pkce_s256(&upstream_pkce_verifier), selectors)
         .await
         .map_err(|e| request.fail(e.into()))?;
+    let mut request = request;
+    // Routed: the selectors went upstream; only an email typed at the hosted page is kept, to
+    // ask again with it if the upstream does not know its domain.
+    request.selectors = Selectors {
+        login_hint: request.selectors.login_hint.take().filter(|_| via_hosted_page),
+        ..Selectors::default()
+    };
+    let ticket = app.pending_flows.admit(&request.client_ip).map_err(|retry_after| {
+        tracing::warn!(source = %request.client_ip, "too many pending sign-ins; refused");
+        AuthorizeFailure::Busy { retry_after }
+    })?;
+    request.pending_ticket = Some(ticket.clone());
     let flow = Flow { request, upstream_nonce, upstream_pkce_verifier, routed_by, target, via_hosted_page };
     let ttl = Duration::from_secs(app.config.tokens.flow_ttl_seconds);
-    put_json(&app.store, &keys::flow(&upstream_state), &flow, ttl).await.map_err(|e| flow.request.fail(e.into()))?;
+    let stored = match bounded_json(&flow) {
+        Ok(bytes) => app.store.put(&keys::flow(&upstream_state), &bytes, ttl).await.map_err(OidcError::from),
+        Err(error) => Err(error),
+    };
+    if let Err(error) = stored {
+        app.pending_flows.release(&ticket);
+        return Err(flow.request.fail(error));
+    }
     crate::telemetry::count("ssobridge_logins_started_total", &[("client", &flow.request.client_id)]);
     tracing::info!(routed_by = ?routed_by, "login started");
     Ok(location)
@@ -296,13 +351,23 @@ pub async fn validate(
     if !scope.split(' ').any(|s| s == "openid") {
         return Err(fail(ErrorCode::InvalidScope, "scope must include openid"));
     }
+    // Granted: the scopes this provider defines, in a fixed order (others are ignored, RFC
+    // 6749 §3.3), which is also all a flow needs to keep of them.
+    let scope = ["openid", "profile", "email"]
+        .into_iter()
+        .filter(|known| scope.split(' ').any(|s| s == *known))
+        .collect::<Vec<_>>()
+        .join(" ");
     let code_challenge = match (get("code_challenge")?, get("code_challenge_method")?) {
         (None, None) if client.record.require_pkce => {
             return Err(fail(ErrorCode::InvalidRequest, "PKCE is required: send code_challenge with method S256"))
         }
         (None, None) => None,
         (None, Some(_)) => return Err(fail(ErrorCode::InvalidRequest, "code_challenge_method without code_challenge")),
-        (Some(challenge), Some("S256")) if is_pkce_value(challenge) => Some(challenge.to_owned()),
+        // BASE64URL(SHA-256) is exactly 43 characters (RFC 7636 §4.2).
+        (Some(challenge), Some("S256")) if challenge.len() == 43 && is_pkce_value(challenge) => {
+            Some(challenge.to_owned())
+        }
         (Some(_), Some("S256")) => return Err(fail(ErrorCode::InvalidRequest, "code_challenge is malformed")),
         // A missing method means plain (RFC 7636 §4.3), which is not supported.
         (Some(_), _) => return Err(fail(ErrorCode::InvalidRequest, "only code_challenge_method=S256 is supported")),
@@ -341,10 +406,12 @@ pub async fn validate(
             state: state.clone(),
             nonce,
             code_challenge,
-            scope: scope.to_owned(),
+            scope,
             selectors,
             reauthentication,
             requested_at: super::callback::now_secs(),
+            pending_ticket: None,
+            client_ip: String::new(),
         },
     ))
 }

@@ -91,6 +91,9 @@ pub async fn finish_login(app: &AppState, params: &Params) -> Result<Finished, A
         }
     };
     let request = &flow.request;
+    if let Some(ticket) = &request.pending_ticket {
+        app.pending_flows.release(ticket);
+    }
     tracing::Span::current().record("client_id", request.client_id.as_str());
     let fail = |error: OidcError| request.fail(error);
     // RFC 9207: the response must come from the upstream we sent the user to (mix-up defence).

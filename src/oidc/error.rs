@@ -113,6 +113,8 @@ pub enum AuthorizeFailure {
     Page { title: &'static str, message: String, status: StatusCode },
     /// Back to the client's registered redirect URI.
     Redirect { redirect_uri: String, state: Option<String>, error: OidcError },
+    /// Too many sign-ins are pending from where the request came (or in all): a 429 page.
+    Busy { retry_after: u64 },
 }
 
 impl AuthorizeFailure {
@@ -133,6 +135,18 @@ impl AuthorizeFailure {
     pub fn into_response(self, issuer: &str) -> Response {
         match self {
             AuthorizeFailure::Page { title, message, status } => pages::error_page(status, title, &message),
+            AuthorizeFailure::Busy { retry_after } => {
+                let mut page = pages::error_page(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "Too many sign-ins in progress",
+                    "Too many sign-ins were started from your network and not finished. Wait a few minutes and \
+                     try again.",
+                );
+                if let Ok(value) = header::HeaderValue::from_str(&retry_after.to_string()) {
+                    page.headers_mut().insert(header::RETRY_AFTER, value);
+                }
+                page
+            }
             AuthorizeFailure::Redirect { redirect_uri, state, error } => {
                 let mut params =
                     vec![("error", error.code.as_str()), ("error_description", error.description.as_str())];

@@ -1,8 +1,26 @@
 //! Request parameters as the protocol sees them: form-urlencoded, each at most once
 //! (RFC 6749 §3.1), bounded in size.
 
-/// Longest value accepted for any one parameter.
+/// Longest value accepted for a parameter not named in [`max_len`].
 pub const MAX_PARAM_LEN: usize = 2048;
+
+/// The longest value accepted for `name`: what the standards and real clients need (an email
+/// address is at most 320 characters, a DNS name 253), so that nothing an outsider sends can
+/// make a pending flow large.
+pub fn max_len(name: &str) -> usize {
+    match name {
+        "state" => 1536,
+        "nonce" => 512,
+        "login_hint" => 320,
+        "domain_hint" | "domain" => 253,
+        "connection_id" | "connection" | "organization_id" | "organization" => 128,
+        "acr_values" => 256,
+        "code_challenge" | "code_verifier" => 128,
+        "prompt" | "response_type" | "response_mode" | "code_challenge_method" | "grant_type" | "max_age" => 64,
+        "client_assertion" => 8192,
+        _ => MAX_PARAM_LEN,
+    }
+}
 /// Largest form body read on the token and authorize endpoints.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
@@ -41,7 +59,7 @@ impl Params {
             return Err(ParamError::Repeated(name.to_owned()));
         }
         match first {
-            Some(v) if v.len() > MAX_PARAM_LEN => Err(ParamError::TooLong(name.to_owned())),
+            Some(v) if v.len() > max_len(name) => Err(ParamError::TooLong(name.to_owned())),
             Some("") | None => Ok(None),
             Some(v) => Ok(Some(v)),
         }

@@ -17,12 +17,16 @@ use crate::config::Fallback;
 use crate::oidc::params::{ParamError, Params};
 use crate::store::{Store, StoreError};
 
-/// The routing selectors of a downstream request.
+/// The routing selectors of a downstream request (short names: kept with pending requests).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Selectors {
+    #[serde(rename = "cn", alias = "connection_id", default, skip_serializing_if = "Option::is_none")]
     pub connection_id: Option<String>,
+    #[serde(rename = "o", alias = "organization_id", default, skip_serializing_if = "Option::is_none")]
     pub organization_id: Option<String>,
+    #[serde(rename = "d", alias = "domain_hint", default, skip_serializing_if = "Option::is_none")]
     pub domain_hint: Option<String>,
+    #[serde(rename = "l", alias = "login_hint", default, skip_serializing_if = "Option::is_none")]
     pub login_hint: Option<String>,
 }
 
@@ -75,9 +79,9 @@ pub enum RoutedBy {
 /// routing knew them. Kept with the flow and held against the upstream's answer.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Target {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "o", alias = "organization_id", default, skip_serializing_if = "Option::is_none")]
     pub organization_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "cn", alias = "connection_id", default, skip_serializing_if = "Option::is_none")]
     pub connection_id: Option<String>,
 }
 

@@ -11,11 +11,11 @@ use poem::{handler, Body, Request, Response};
 use super::cookie::Cookie;
 use super::{email_domain, split_email};
 use crate::app::AppState;
-use crate::oidc::authorize::{route, AuthorizationRequest, Next};
-use crate::oidc::error::OidcError;
+use crate::oidc::authorize::{bounded_json, route, AuthorizationRequest, Next};
+use crate::oidc::error::{AuthorizeFailure, OidcError};
 use crate::oidc::params::{Params, MAX_BODY_BYTES};
 use crate::pages::{self, escape};
-use crate::store::{keys, put_json, take_json};
+use crate::store::{keys, take_json, Store};
 use crate::tokens::{random_token, secrets_equal};
 
 /// Binds the form to the browser that was shown it (double submit: cookie and hidden field).
@@ -37,13 +37,19 @@ pub async fn ask_email(
         Err(e) => return request.fail(e.into()).into_response(&app.issuer),
     };
     let ttl = Duration::from_secs(app.config.tokens.flow_ttl_seconds);
-    if let Err(e) = put_json(&app.store, &keys::pending(&id), &request, ttl).await {
-        let error: OidcError = e.into();
-        return pages::error_page(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Sign-in is temporarily unavailable",
-            &error.description,
-        );
+    let mut request = request;
+    let ticket = match app.pending_flows.admit(&request.client_ip) {
+        Ok(ticket) => ticket,
+        Err(retry_after) => return AuthorizeFailure::Busy { retry_after }.into_response(&app.issuer),
+    };
+    request.pending_ticket = Some(ticket.clone());
+    let stored = match bounded_json(&request) {
+        Ok(bytes) => app.store.put(&keys::pending(&id), &bytes, ttl).await.map_err(OidcError::from),
+        Err(error) => Err(error),
+    };
+    if let Err(error) = stored {
+        app.pending_flows.release(&ticket);
+        return request.fail(error).into_response(&app.issuer);
     }
     let app_name = client.record.display_name();
     let error_html = error
@@ -93,7 +99,7 @@ pub async fn submit_email(req: &Request, body: Body, state: Data<&Arc<AppState>>
         tracing::info!("home-realm form without its cookie");
         return expired();
     }
-    let request: AuthorizationRequest = match take_json(&state.store, &keys::pending(flow_id)).await {
+    let mut request: AuthorizationRequest = match take_json(&state.store, &keys::pending(flow_id)).await {
         Ok(Some(request)) => request,
         Ok(None) => return expired(),
         Err(e) => {
@@ -105,12 +111,15 @@ pub async fn submit_email(req: &Request, body: Body, state: Data<&Arc<AppState>>
             );
         }
     };
+    if let Some(ticket) = request.pending_ticket.take() {
+        state.pending_flows.release(&ticket);
+    }
+    request.client_ip = crate::protect::client_ip(req, state.config.rate_limits.trust_forwarded_for);
     let email = email.unwrap_or("").trim();
     let Some(domain) = email_domain(email) else {
         return ask_email(&state, request, Some(email), Some("Enter your work email address, like name@company.com."))
             .await;
     };
-    let mut request = request;
     request.selectors.login_hint = Some(email.to_owned());
     let retry = request.clone();
     match route(&state, request, true).await {

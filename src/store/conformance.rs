@@ -65,6 +65,7 @@ async fn counters<S: Store>(store: &S, ns: &str) {
     assert_eq!(store.incr(&key, 1, Duration::from_millis(300)).await.expect("incr"), 1);
     assert_eq!(store.incr(&key, 1, Duration::from_millis(300)).await.expect("incr"), 2);
     assert_eq!(store.incr(&key, 5, Duration::from_millis(300)).await.expect("incr by 5"), 7);
+    assert_eq!(store.incr(&key, -3, Duration::from_millis(300)).await.expect("incr by -3"), 4, "counts down too");
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
         store.incr(&key, 1, Duration::from_secs(60)).await.expect("incr"),

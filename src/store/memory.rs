@@ -141,7 +141,7 @@ impl Store for MemoryStore {
         }
     }
 
-    async fn incr(&self, key: &str, by: u64, ttl: Duration) -> Result<u64, StoreError> {
+    async fn incr(&self, key: &str, by: i64, ttl: Duration) -> Result<i64, StoreError> {
         let now = Instant::now();
         let mut entries = self.entries();
         let entry = entries
@@ -152,7 +152,7 @@ impl Store for MemoryStore {
                 }
             })
             .or_insert_with(|| Entry { value: b"0".to_vec(), expires_at: now + ttl });
-        let current: u64 = std::str::from_utf8(&entry.value)
+        let current: i64 = std::str::from_utf8(&entry.value)
             .ok()
             .and_then(|s| s.parse().ok())
             .ok_or_else(|| StoreError::Corrupt { key: key.to_owned(), detail: "counter is not a number".to_owned() })?;

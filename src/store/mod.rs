@@ -71,7 +71,7 @@ pub trait Store: Send + Sync {
     fn delete(&self, key: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Adds `by` to the counter under `key` and returns the new value; a new counter lives `ttl`.
-    fn incr(&self, key: &str, by: u64, ttl: Duration) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    fn incr(&self, key: &str, by: i64, ttl: Duration) -> impl Future<Output = Result<i64, StoreError>> + Send;
 
     /// Redeems a single-use value in one atomic step (one round trip): takes the value under
     /// `key` and, if there was one, leaves `marker` under `marker_key` and the value itself
@@ -161,7 +161,7 @@ impl Store for AnyStore {
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         dispatch!(self, s => s.delete(key))
     }
-    async fn incr(&self, key: &str, by: u64, ttl: Duration) -> Result<u64, StoreError> {
+    async fn incr(&self, key: &str, by: i64, ttl: Duration) -> Result<i64, StoreError> {
         dispatch!(self, s => s.incr(key, by, ttl))
     }
     async fn redeem(

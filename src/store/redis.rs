@@ -346,7 +346,7 @@ impl Store for RedisStore {
         connection.del::<_, ()>(self.key(key)).await.map_err(unavailable)
     }
 
-    async fn incr(&self, key: &str, by: u64, ttl: Duration) -> Result<u64, StoreError> {
+    async fn incr(&self, key: &str, by: i64, ttl: Duration) -> Result<i64, StoreError> {
         let mut connection = self.connection.clone();
         redis::cmd("EVAL")
             .arg(INCR_WITH_TTL)

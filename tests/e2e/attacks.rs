@@ -539,3 +539,125 @@ async fn an_oversized_upstream_response_is_refused() {
     assert_eq!(params.get("error").map(String::as_str), Some("server_error"), "{landed}");
     assert!(!params.contains_key("code"));
 }
+
+/// Every flow key and its stored size in `redis` under `prefix`.
+async fn stored_flows(redis: &crate::common::Redis, prefix: &str) -> Vec<(String, usize)> {
+    let client = redis::Client::open(redis.url()).expect("client");
+    let mut connection = client.get_multiplexed_async_connection().await.expect("connect");
+    let keys: Vec<String> =
+        redis::cmd("KEYS").arg(format!("{prefix}flow:*")).query_async(&mut connection).await.expect("keys");
+    let mut sizes = Vec::new();
+    for key in keys {
+        let size: usize = redis::cmd("STRLEN").arg(&key).query_async(&mut connection).await.expect("strlen");
+        sizes.push((key, size));
+    }
+    sizes
+}
+
+/// The attacker sends `/authorize` with every parameter at its largest, over and over, to fill
+/// the store: no parameter past its limit is accepted, a request whose flow would pass 2 KB is
+/// refused, and no stored flow is larger than 2 KB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pending_flow_keeps_at_most_2_kb_whatever_the_request_carries() {
+    let redis = crate::common::Redis::start().await;
+    let stack = Stack::start_with_store(&redis.url(), "pf:").await;
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    // The longest address (RFC 5321: 254): a 64-character local part under acme.test.
+    let label = "b".repeat(59);
+    let hint = format!("{}@{label}.{label}.{label}.acme.test", "a".repeat(64));
+    let send = |params: Vec<(&'static str, String)>| {
+        let http = http.clone();
+        let broker = stack.broker.url.clone();
+        async move {
+            let mut url = url::Url::parse(&format!("{broker}/authorize")).expect("url");
+            url.query_pairs_mut()
+                .append_pair("client_id", AUTH0_CLIENT.0)
+                .append_pair("redirect_uri", AUTH0_CLIENT.2)
+                .append_pair("response_type", "code")
+                .append_pair("scope", "openid profile email")
+                .append_pair("code_challenge", &ssobridge::tokens::pkce_s256(VERIFIER))
+                .append_pair("code_challenge_method", "S256")
+                .extend_pairs(params.iter().map(|(k, v)| (*k, v.as_str())));
+            let response = http.get(url.as_str()).send().await.expect("authorize");
+            let location = response.headers().get("location").and_then(|l| l.to_str().ok()).unwrap_or("").to_owned();
+            (response.status().as_u16(), location)
+        }
+    };
+    let error_of = |location: &str| {
+        url::Url::parse(location).ok().and_then(|u| query(&u).get("error").cloned()).unwrap_or_default()
+    };
+    // One parameter past its limit.
+    assert_eq!(hint.len(), 254);
+    for (name, value) in [
+        ("state", "s".repeat(1537)),
+        ("nonce", "n".repeat(513)),
+        ("login_hint", format!("{}@acme.test", "a".repeat(311))),
+        ("acr_values", "x".repeat(257)),
+        ("organization_id", "o".repeat(129)),
+    ] {
+        let (status, location) = send(vec![(name, value)]).await;
+        assert_eq!((status, error_of(&location).as_str()), (302, "invalid_request"), "{name}");
+    }
+    // Each at its limit, together: more than a flow may keep.
+    let all = vec![
+        ("state", "s".repeat(1536)),
+        ("nonce", "n".repeat(512)),
+        ("login_hint", hint.clone()),
+        ("acr_values", "x".repeat(256)),
+        ("prompt", "login consent select_account".to_owned()),
+        ("max_age", "315360000".to_owned()),
+    ];
+    let (status, location) = send(all.clone()).await;
+    assert_eq!((status, error_of(&location).as_str()), (302, "invalid_request"), "too large together: {location}");
+    // The largest that is accepted, many times: each stored flow is at most 2 KB.
+    let mut accepted = all;
+    accepted[0].1 = "s".repeat(600);
+    for _ in 0..20 {
+        let (status, location) = send(accepted.clone()).await;
+        assert!(status == 302 && location.starts_with(&stack.upstream.issuer), "{status} {location}");
+    }
+    let flows = stored_flows(&redis, "pf:").await;
+    assert_eq!(flows.len(), 20);
+    assert!(flows.iter().all(|(_, size)| *size <= 2048), "{flows:?}");
+}
+
+/// One source starts sign-ins and never finishes them (a script, an IPv6 /64 rotating its
+/// addresses, many sources together): past the caps the broker answers a readable 429 and
+/// stores nothing more; a finished sign-in frees its place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_flows_are_capped_per_source_and_in_all() {
+    let extra = "\n[rate_limits]\ntrust_forwarded_for = true\npending_flows_per_ip = 5\npending_flows_total = 8\n";
+    let stack = Stack::start_with("memory", "cap:", extra).await;
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let url = crate::common::authorize_url(
+        &stack.broker.url,
+        AUTH0_CLIENT,
+        Some(VERIFIER),
+        &[("login_hint", "alice@acme.test")],
+    );
+    let start = |from: &'static str| {
+        let (http, url) = (http.clone(), url.clone());
+        async move { http.get(url).header("x-forwarded-for", from).send().await.expect("authorize") }
+    };
+    // An IPv6 subscriber's /64 is one source, whichever address of it sends.
+    for i in 0..5 {
+        let from =
+            ["2001:db8:1:2::1", "2001:db8:1:2::2", "2001:db8:1:2:aaaa::9", "2001:db8:1:2::4", "2001:db8:1:2::5"][i];
+        assert_eq!(start(from).await.status(), 302, "flow {i}");
+    }
+    let refused = start("2001:db8:1:2:ffff::1").await;
+    assert_eq!(refused.status(), 429, "the sixth from the same /64");
+    assert!(refused.headers().contains_key("retry-after"));
+    assert!(refused.text().await.expect("page").contains("Too many sign-ins"), "a readable page");
+    let mut upstream_urls = Vec::new();
+    for from in ["192.0.2.10", "192.0.2.10", "192.0.2.11"] {
+        let response = start(from).await;
+        assert_eq!(response.status(), 302);
+        upstream_urls.push(response.headers()["location"].to_str().expect("location").to_owned());
+    }
+    assert_eq!(start("192.0.2.12").await.status(), 429, "the ninth in all");
+    // A sign-in that completes leaves the count.
+    let landed = Browser::default().follow_until(&upstream_urls[0], AUTH0_CLIENT.2).await.expect("completes");
+    assert!(query(&landed).contains_key("code"), "{landed}");
+    assert_eq!(start("192.0.2.12").await.status(), 302, "its place is free");
+}
