@@ -1,14 +1,16 @@
-//! What every response passes through: rate limits on the login endpoints (shared through the
-//! store, 429 with `Retry-After`), and transport security headers.
+//! What every response passes through: the per-source rate limit on the login endpoints
+//! (shared through the store, 429 with `Retry-After`), and transport security headers. The
+//! per-client limits are counted where the client is known: at `/authorize` per client and
+//! source once the client and its redirect URI are checked, at `/token` once the client has
+//! authenticated, so that nobody can spend a client's budget by naming it.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use poem::http::{header, HeaderValue, Method, StatusCode};
+use poem::http::{header, HeaderValue, StatusCode};
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response};
 
 use crate::app::AppState;
-use crate::oidc::params::{Params, MAX_BODY_BYTES};
 
 const WINDOW_SECS: u64 = 60;
 
@@ -31,15 +33,17 @@ pub struct ProtectEndpoint<E>(E);
 impl<E: Endpoint> Endpoint for ProtectEndpoint<E> {
     type Output = Response;
 
-    async fn call(&self, mut req: Request) -> poem::Result<Response> {
+    async fn call(&self, req: Request) -> poem::Result<Response> {
         let Some(state) = req.data::<Arc<AppState>>().cloned() else {
             return self.0.call(req).await.map(IntoResponse::into_response);
         };
         if limited(req.uri().path()) {
-            match over_limit(&state, &mut req).await {
-                Ok(Some((which, retry_after))) => return Ok(too_many(req.uri().path(), which, retry_after)),
-                Ok(None) => {}
-                Err(response) => return Ok(response),
+            let source = client_ip(&req, state.config.rate_limits.trust_forwarded_for);
+            // Counting adds no store round trip ([`crate::limiter`]); store trouble blocks no login.
+            if let Err(retry_after) =
+                count(&state, &format!("rl:ip:{source}"), state.config.rate_limits.per_ip_per_minute)
+            {
+                return Ok(too_many(req.uri().path(), "ip", retry_after));
             }
         }
         let mut response = match self.0.call(req).await {
@@ -58,29 +62,28 @@ impl<E: Endpoint> Endpoint for ProtectEndpoint<E> {
     }
 }
 
-/// Which limit the request is over, and for how long, if any. Counting adds no store round
-/// trip to the request ([`crate::limiter`]), and store trouble does not block logins.
-async fn over_limit(state: &AppState, req: &mut Request) -> Result<Option<(&'static str, u64)>, Response> {
-    let limits = &state.config.rate_limits;
+/// Counts one request under `key` in this minute; past `limit`, the seconds until the next.
+pub fn count(state: &AppState, key: &str, limit: u64) -> Result<(), u64> {
+    if limit == 0 {
+        return Ok(());
+    }
     let now = crate::oidc::callback::now_secs();
     let window = now / WINDOW_SECS;
-    let retry_after = WINDOW_SECS - now % WINDOW_SECS;
     let ttl = Duration::from_secs(WINDOW_SECS + 1);
-    if limits.per_ip_per_minute > 0 {
-        let key = format!("rl:ip:{}:{window}", client_ip(req, limits.trust_forwarded_for));
-        if state.limiter.hit(&key, window, ttl) > limits.per_ip_per_minute {
-            return Ok(Some(("ip", retry_after)));
-        }
+    if state.limiter.hit(&format!("{key}:{window}"), window, ttl) > limit {
+        return Err(WINDOW_SECS - now % WINDOW_SECS);
     }
-    if limits.per_client_per_minute > 0 {
-        if let Some(client_id) = client_id(req).await? {
-            let key = format!("rl:client:{client_id}:{window}");
-            if state.limiter.hit(&key, window, ttl) > limits.per_client_per_minute {
-                return Ok(Some(("client", retry_after)));
-            }
-        }
-    }
-    Ok(None)
+    Ok(())
+}
+
+/// A client's own per-minute budget, counted once the client is known: at `/authorize` per
+/// source address too, at `/token` after it authenticated.
+pub fn count_client(state: &AppState, client_id: &str, source: Option<&str>) -> Result<(), u64> {
+    let key = match source {
+        Some(source) => format!("rl:client:{client_id}:{source}"),
+        None => format!("rl:client:{client_id}"),
+    };
+    count(state, &key, state.config.rate_limits.per_client_per_minute)
 }
 
 /// Where a request comes from, as the limits count it: the peer address, or behind a trusted
@@ -161,38 +164,7 @@ impl PendingFlows {
     }
 }
 
-/// The client_id of the request: query, form body (read and put back), or HTTP Basic.
-async fn client_id(req: &mut Request) -> Result<Option<String>, Response> {
-    let from_query =
-        Params::parse(req.uri().query().unwrap_or("").as_bytes()).get("client_id").ok().flatten().map(str::to_owned);
-    if from_query.is_some() {
-        return Ok(from_query);
-    }
-    if let Some(basic) = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
-        if basic.len() > 6 && basic[..6].eq_ignore_ascii_case("basic ") {
-            use base64::Engine;
-            let decoded = base64::engine::general_purpose::STANDARD.decode(basic[6..].trim()).ok();
-            let id = decoded
-                .and_then(|d| String::from_utf8(d).ok())
-                .and_then(|d| d.split_once(':').map(|(id, _)| id.to_owned()));
-            if id.is_some() {
-                return Ok(id);
-            }
-        }
-    }
-    if req.method() != Method::POST {
-        return Ok(None);
-    }
-    let body =
-        req.take_body().into_bytes_limit(MAX_BODY_BYTES).await.map_err(|_| {
-            Response::builder().status(StatusCode::PAYLOAD_TOO_LARGE).body("the request body is too large")
-        })?;
-    let id = Params::parse(&body).get("client_id").ok().flatten().map(str::to_owned);
-    req.set_body(body);
-    Ok(id)
-}
-
-fn too_many(path: &str, which: &'static str, retry_after: u64) -> Response {
+pub fn too_many(path: &str, which: &'static str, retry_after: u64) -> Response {
     crate::telemetry::count("ssobridge_rate_limited_total", &[("limit", which)]);
     let mut response = if path == "/token" {
         crate::oidc::error::json_response(

@@ -176,6 +176,11 @@ pub async fn authorize(req: &Request, body: Body, state: Data<&Arc<AppState>>) -
     let outcome = match validate(&state, &params).await {
         Ok((_, mut request)) => {
             request.client_ip = crate::protect::client_ip(req, state.config.rate_limits.trust_forwarded_for);
+            // Per client and source: an outsider naming the client spends only their own share.
+            if let Err(retry_after) = crate::protect::count_client(&state, &request.client_id, Some(&request.client_ip))
+            {
+                return crate::protect::too_many("/authorize", "client", retry_after);
+            }
             routing::idp_initiated::recall(&state, req, &mut request).await;
             route(&state, request, false).await
         }

@@ -65,16 +65,22 @@ pub async fn token(req: &Request, body: Body, state: Data<&Arc<AppState>>) -> Re
             return token_error(&invalid(ErrorCode::InvalidRequest, "the body is too large or unreadable"), false)
         }
     };
-    match redeem(&state, basic.as_deref(), &params).await {
+    let client = match authenticate(&state, basic.as_deref(), &params).await {
+        Ok(client) => client,
+        Err(error) => return token_error(&error, used_basic),
+    };
+    // The client's own budget, spent only by requests it authenticated.
+    if let Err(retry_after) = crate::protect::count_client(&state, &client.record.client_id, None) {
+        return crate::protect::too_many("/token", "client", retry_after);
+    }
+    match redeem(&state, &client, &params).await {
         Ok(body) => json_response(StatusCode::OK, &body),
         Err(error) => token_error(&error, used_basic),
     }
 }
 
-#[instrument(skip_all, fields(client_id))]
-async fn redeem(app: &AppState, authorization: Option<&str>, params: &Params) -> Result<Value, OidcError> {
-    let client = authenticate(app, authorization, params).await?;
-    tracing::Span::current().record("client_id", client.record.client_id.as_str());
+#[instrument(skip_all, fields(client_id = %client.record.client_id))]
+async fn redeem(app: &AppState, client: &Arc<Client>, params: &Params) -> Result<Value, OidcError> {
     let get = |name: &str| params.get(name).map_err(|e| invalid(ErrorCode::InvalidRequest, &e.to_string()));
     match get("grant_type")? {
         None => return Err(invalid(ErrorCode::InvalidRequest, "grant_type is missing")),
@@ -103,8 +109,8 @@ async fn redeem(app: &AppState, authorization: Option<&str>, params: &Params) ->
                 return Err(invalid(ErrorCode::InvalidGrant, "the code is invalid, expired or already used"));
             }
         };
-    match check_grant(&client, &grant, &get) {
-        Ok(()) => issue(app, &client, code, &access_token, grant).await,
+    match check_grant(client, &grant, &get) {
+        Ok(()) => issue(app, client, code, &access_token, grant).await,
         Err(error) => {
             // The code is spent either way (RFC 6749 §10.5: single use); the token, never disclosed, goes.
             app.store.delete(&access_key).await?;

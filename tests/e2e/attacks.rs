@@ -661,3 +661,54 @@ async fn pending_flows_are_capped_per_source_and_in_all() {
     assert!(query(&landed).contains_key("code"), "{landed}");
     assert_eq!(start("192.0.2.12").await.status(), 302, "its place is free");
 }
+
+/// Anyone can name a client: an outsider sends `/authorize` and `/token` with its client_id,
+/// or with random ones, to exhaust its budget or to escape counting. The client's budget is
+/// spent only per source at `/authorize` and by authenticated requests at `/token`; unknown
+/// and unauthenticated requests count against their source address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outsider_cannot_spend_a_clients_rate_limit() {
+    let extra = "\n[rate_limits]\ntrust_forwarded_for = true\nper_client_per_minute = 5\nper_ip_per_minute = 12\n";
+    let stack = Stack::start_with("memory", "rlc:", extra).await;
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let authorize =
+        crate::common::authorize_url(&stack.broker.url, AUTH0_CLIENT, None, &[("login_hint", "alice@acme.test")]);
+    crate::operate::away_from_a_window_edge().await;
+    let from = |source: &'static str, request: reqwest::RequestBuilder| async move {
+        request.header("x-forwarded-for", source).send().await.expect("request").status().as_u16()
+    };
+    // The attacker's address spends its share of the client's /authorize budget ...
+    for _ in 0..5 {
+        assert_eq!(from("203.0.113.66", http.get(&authorize)).await, 302);
+    }
+    assert_eq!(from("203.0.113.66", http.get(&authorize)).await, 429, "the attacker's own share is spent");
+    // ... and a user elsewhere signs in as before.
+    assert_eq!(from("198.51.100.1", http.get(&authorize)).await, 302, "another source is not affected");
+    // Unauthenticated /token requests naming the client do not touch its budget ...
+    let token = format!("{}/token", stack.broker.url);
+    for _ in 0..5 {
+        let form = [
+            ("grant_type", "authorization_code"),
+            ("code", "x"),
+            ("client_id", AUTH0_CLIENT.0),
+            ("client_secret", "wrong"),
+        ];
+        assert_eq!(from("203.0.113.77", http.post(&token).form(&form)).await, 401);
+    }
+    let login = login_to_client(&stack, AUTH0_CLIENT, &[("login_hint", "alice@acme.test")]).await;
+    let (status, body) = redeem(&stack.broker.url, AUTH0_CLIENT, &login["code"], Some(VERIFIER)).await;
+    assert_eq!(status, 200, "the client's own token request passes: {body}");
+    // ... and random client ids count against the source: past 12 a minute, 429.
+    let mut statuses = Vec::new();
+    for i in 0..13 {
+        let form = [
+            ("grant_type", "authorization_code"),
+            ("code", "x"),
+            ("client_id", &*format!("random-{i}")),
+            ("client_secret", "x"),
+        ];
+        statuses.push(from("203.0.113.88", http.post(&token).form(&form)).await);
+    }
+    assert_eq!(statuses[..12], [401; 12], "{statuses:?}");
+    assert_eq!(statuses[12], 429, "{statuses:?}");
+}

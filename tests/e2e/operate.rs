@@ -124,7 +124,7 @@ async fn rate_limits_are_shared_by_instances_on_one_redis() {
 }
 
 /// Counters are per minute of the clock: a test counting to a limit starts well inside one.
-async fn away_from_a_window_edge() {
+pub(crate) async fn away_from_a_window_edge() {
     let into_minute = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs() % 60;
     if into_minute >= 50 {
         tokio::time::sleep(std::time::Duration::from_secs(61 - into_minute)).await;
