@@ -2,7 +2,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use poem::endpoint::BoxEndpoint;
 use poem::http::StatusCode;
@@ -32,6 +32,8 @@ pub struct AppState {
     pub started: Instant,
     /// Rate-limit counters, shared through the store.
     pub limiter: crate::limiter::RateLimiter,
+    /// What `/readyz` answers: the last background check of the store and the upstream.
+    pub readiness: Readiness,
     /// The caps on pending flows (their counters too are shared through the store).
     pub pending_flows: crate::protect::PendingFlows,
     route_cache: crate::routing::RouteCache,
@@ -83,11 +85,14 @@ impl AppState {
         Self::with_store(config, key, store).await
     }
 
-    /// Builds the state on `store` and seeds the configured clients and routes into it.
+    /// Builds the state on `store`, seeds the configured clients and routes into it, and
+    /// starts the background readiness checks (they end with the state).
     pub async fn with_store(config: Config, key: SigningKey, store: AnyStore) -> Result<Arc<AppState>, StartError> {
         let state = Self::build(config, key, store)?;
         state.seed().await?;
-        Ok(Arc::new(state))
+        let state = Arc::new(state);
+        tokio::spawn(check_readiness(Arc::downgrade(&state)));
+        Ok(state)
     }
 
     /// A state good enough to describe the admin API: no I/O, nothing seeded.
@@ -128,6 +133,7 @@ impl AppState {
             discovery,
             started: Instant::now(),
             limiter: crate::limiter::RateLimiter::for_store(&store),
+            readiness: Readiness::default(),
             pending_flows,
             route_cache: crate::routing::RouteCache::default(),
             store,
@@ -206,15 +212,97 @@ impl AppState {
 /// Present while the store holds what `seed` wrote.
 const SEED_MARKER: &str = "seeded";
 
+/// How often the background checks run: the store (a PING) and the upstream (its discovery
+/// document and keys, fetched again). `/readyz` answers from their last result, so that probes
+/// cost neither the store nor the upstream a request, and an outsider cannot make them.
+const STORE_CHECK_EVERY: Duration = Duration::from_secs(2);
+const UPSTREAM_CHECK_EVERY: Duration = Duration::from_secs(10);
+
+/// The last result of each background check.
+#[derive(Default)]
+pub struct Readiness {
+    store: std::sync::RwLock<Option<Result<(), String>>>,
+    upstream: std::sync::RwLock<Option<Result<(), String>>>,
+}
+
+impl Readiness {
+    fn set(slot: &std::sync::RwLock<Option<Result<(), String>>>, result: Result<(), String>) {
+        *slot.write().unwrap_or_else(|p| p.into_inner()) = Some(result);
+    }
+
+    fn get(slot: &std::sync::RwLock<Option<Result<(), String>>>) -> Option<Result<(), String>> {
+        slot.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// `ok`, `unavailable`, or `starting` (not checked yet), for the store and the upstream.
+    pub fn report(&self) -> (&'static str, &'static str) {
+        let word = |result: Option<Result<(), String>>| match result {
+            Some(Ok(())) => "ok",
+            Some(Err(_)) => "unavailable",
+            None => "starting",
+        };
+        (word(Self::get(&self.store)), word(Self::get(&self.upstream)))
+    }
+}
+
+/// Checks the store (re-seeding it if it lost the configuration) and the upstream in the
+/// background, for as long as the state lives.
+async fn check_readiness(state: std::sync::Weak<AppState>) {
+    let mut upstream_checked: Option<Instant> = None;
+    loop {
+        let Some(app) = state.upgrade() else { return };
+        // Bounded: a store that hangs is as unavailable as one that refuses.
+        let store = match tokio::time::timeout(STORE_CHECK_EVERY, app.reseed_if_lost()).await {
+            Ok(result) => result.map(|_| ()).map_err(|e| e.to_string()),
+            Err(_) => Err("no answer within the check interval".to_owned()),
+        };
+        if let Err(error) = &store {
+            tracing::warn!(error = %error, "readiness: the store is unavailable");
+        }
+        Readiness::set(&app.readiness.store, store);
+        if upstream_checked.is_none_or(|at| at.elapsed() >= UPSTREAM_CHECK_EVERY) {
+            let upstream = app.upstream.discover().await.map_err(|e| e.to_string());
+            if let Err(error) = &upstream {
+                tracing::warn!(error = %error, "readiness: the upstream is unavailable");
+            }
+            Readiness::set(&app.readiness.upstream, upstream);
+            upstream_checked = Some(Instant::now());
+        }
+        drop(app);
+        tokio::time::sleep(STORE_CHECK_EVERY).await;
+    }
+}
+
 /// The whole public application. `extra` is served for every path the broker does not
-/// answer itself (the demo's pages and simulator, the admin API when it shares the listener).
-pub fn endpoint(state: Arc<AppState>, extra: Option<BoxEndpoint<'static>>) -> impl Endpoint<Output = Response> {
-    let mut routes =
-        crate::oidc::routes().at("/healthz", get(healthz)).at("/readyz", get(readyz)).at("/metrics", get(metrics));
+/// answer itself (the demo's pages and simulator, the admin API when it shares the listener);
+/// `ops`: whether `/readyz` and `/metrics` are served here too (`/healthz` always is).
+pub fn endpoint(
+    state: Arc<AppState>,
+    extra: Option<BoxEndpoint<'static>>,
+    ops: bool,
+) -> impl Endpoint<Output = Response> {
+    let mut routes = crate::oidc::routes().at("/healthz", get(healthz));
+    if ops {
+        routes = routes.at("/readyz", get(readyz)).at("/metrics", get(metrics));
+    }
     if let Some(extra) = extra {
         routes = routes.nest("/", extra);
     }
     routes.with(crate::protect::Protect).data(state).with(RequestLog).map_to_response()
+}
+
+/// The operations listener (`admin.listen`): `/healthz`, `/readyz`, `/metrics`, and the admin
+/// API under `/admin` when it is enabled. Not for the internet: probes and scrapers only.
+pub fn operations_endpoint(
+    state: Arc<AppState>,
+    admin: Option<BoxEndpoint<'static>>,
+) -> impl Endpoint<Output = Response> {
+    let mut routes =
+        poem::Route::new().at("/healthz", get(healthz)).at("/readyz", get(readyz)).at("/metrics", get(metrics));
+    if let Some(admin) = admin {
+        routes = routes.nest("/admin", admin);
+    }
+    routes.data(state).with(RequestLog).map_to_response()
 }
 
 /// Prometheus text exposition.
@@ -228,17 +316,13 @@ fn healthz() -> &'static str {
     "ok"
 }
 
-/// Ready when the store answers and the upstream's discovery can be fetched.
+/// Ready when the last background checks found the store answering (with its configuration)
+/// and the upstream's discovery and keys fetchable. Asks neither itself.
 #[handler]
-async fn readyz(state: poem::web::Data<&Arc<AppState>>) -> Response {
-    // Not ready while the store answers but has lost the configuration (re-seeded here).
-    let store = state.reseed_if_lost().await.map(|_| ());
-    let upstream = state.upstream.discover().await;
-    let body = serde_json::json!({
-        "store": if store.is_ok() { "ok" } else { "unavailable" },
-        "upstream": if upstream.is_ok() { "ok" } else { "unavailable" },
-    });
-    let status = if store.is_ok() && upstream.is_ok() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+fn readyz(state: poem::web::Data<&Arc<AppState>>) -> Response {
+    let (store, upstream) = state.readiness.report();
+    let body = serde_json::json!({"store": store, "upstream": upstream});
+    let status = if (store, upstream) == ("ok", "ok") { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     Response::builder().status(status).content_type("application/json").body(body.to_string())
 }
 

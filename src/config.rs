@@ -139,11 +139,20 @@ pub struct AdminConfig {
     /// SHA-256 (hex) of bearer tokens that may read and write.
     #[serde(default)]
     pub write_tokens_sha256: Vec<String>,
+    /// `/readyz` and `/metrics` are on the admin listener; this serves them on the public
+    /// listener as well (where anyone may call them). `/healthz` is on both always.
+    #[serde(default)]
+    pub ops_on_public_listener: bool,
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
-        AdminConfig { listen: default_admin_listen(), read_tokens_sha256: Vec::new(), write_tokens_sha256: Vec::new() }
+        AdminConfig {
+            listen: default_admin_listen(),
+            read_tokens_sha256: Vec::new(),
+            write_tokens_sha256: Vec::new(),
+            ops_on_public_listener: false,
+        }
     }
 }
 
@@ -987,7 +996,14 @@ fn set_path(table: &mut toml::Table, path: &[String], raw: &str) -> Result<(), S
 fn schema_hint(key: &str) -> Option<toml::Value> {
     if key.ends_with("_seconds") || key.ends_with("_per_minute") || key.starts_with("pending_flows_") {
         Some(toml::Value::Integer(0))
-    } else if matches!(key, "require_pkce" | "trust_forwarded_for" | "include_subdomains" | "allow_private_networks") {
+    } else if matches!(
+        key,
+        "require_pkce"
+            | "trust_forwarded_for"
+            | "include_subdomains"
+            | "allow_private_networks"
+            | "ops_on_public_listener"
+    ) {
         Some(toml::Value::Boolean(false))
     } else if matches!(key, "redirect_uris" | "scopes" | "allowed_algorithms" | "drop") {
         Some(toml::Value::Array(Vec::new()))

@@ -261,26 +261,26 @@ async fn serve(path: PathBuf) -> Result<(), StartError> {
         }]))
     })?;
     let listen = config.listen;
+    // The upstream is checked in the background from now on; /readyz says how it went.
     let state = AppState::new(config, key).await?;
-    if let Err(error) = state.upstream.discover().await {
-        // Not fatal: the upstream may come up later; /readyz reports it meanwhile.
-        tracing::warn!(error = %error, "upstream discovery failed at start");
-    }
     let admin_config = state.config.admin.clone();
     let admin = admin_config.enabled().then(|| {
         let tokens = AdminTokens {
             read: admin_config.read_tokens_sha256.clone(),
             write: admin_config.write_tokens_sha256.clone(),
         };
-        poem::Route::new().nest("/admin", admin::endpoint(state.clone(), tokens))
+        admin::endpoint(state.clone(), tokens)
     });
-    let (public_extra, admin_only) = match admin {
-        Some(admin) if admin_config.listen == "public" => (Some(poem::EndpointExt::boxed(admin)), None),
-        Some(admin) => (None, Some(admin)),
-        None => (None, None),
+    // `admin.listen = "public"`: everything on the public listener. Otherwise the operations
+    // listener (admin API, /readyz, /metrics) runs on its own address, not for the internet.
+    let all_public = admin_config.listen == "public";
+    let (public_extra, operations) = match admin {
+        Some(admin) if all_public => (Some(poem::EndpointExt::boxed(poem::Route::new().nest("/admin", admin))), None),
+        None if all_public => (None, None),
+        admin => (None, Some(app::operations_endpoint(state.clone(), admin))),
     };
     let listener = tokio::net::TcpListener::bind(listen).await?;
-    let admin_listener = match &admin_only {
+    let admin_listener = match &operations {
         Some(_) => Some(tokio::net::TcpListener::bind(admin_config.listen.as_str()).await?),
         None => None,
     };
@@ -293,17 +293,22 @@ async fn serve(path: PathBuf) -> Result<(), StartError> {
     let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
         let _ = stopped.wait_for(|s| *s).await;
     };
-    if let (Some(admin), Some(admin_listener)) = (admin_only, admin_listener) {
-        tracing::info!(listen = %admin_listener.local_addr()?, "admin API serving");
+    if let (Some(operations), Some(admin_listener)) = (operations, admin_listener) {
+        tracing::info!(
+            listen = %admin_listener.local_addr()?,
+            admin_api = admin_config.enabled(),
+            "operations listener serving (/readyz, /metrics, /healthz, /admin)"
+        );
         let stopped = stopped.clone();
         tokio::spawn(async move {
-            if let Err(error) = app::serve(admin_listener, admin, until_stopped(stopped)).await {
+            if let Err(error) = app::serve(admin_listener, operations, until_stopped(stopped)).await {
                 tracing::error!(error = %error, "admin API listener failed");
             }
         });
     }
     tracing::info!(listen = %listener.local_addr()?, issuer = %state.issuer, store = state.store.backend_name(), "ssobridge serving");
-    app::serve(listener, app::endpoint(state, public_extra), until_stopped(stopped)).await
+    let ops_public = all_public || admin_config.ops_on_public_listener;
+    app::serve(listener, app::endpoint(state, public_extra, ops_public), until_stopped(stopped)).await
 }
 
 async fn run_demo(port: u16) -> Result<(), StartError> {
@@ -322,8 +327,13 @@ async fn run_demo(port: u16) -> Result<(), StartError> {
         "  try: curl -sI '{public_url}/authorize?client_id=demo&redirect_uri=http%3A%2F%2Flocalhost%3A3000%2Fcallback&response_type=code&scope=openid%20email%20profile&login_hint=alice%40example.com'"
     );
     println!("  admin API (Swagger UI):      {public_url}/admin/docs   bearer token: {}", demo::DEMO_ADMIN_TOKEN);
-    app::serve(listener, app::endpoint(demo.state, Some(poem::EndpointExt::boxed(demo.routes))), shutdown_signal())
-        .await
+    // The demo is one listener for everything, operations included.
+    app::serve(
+        listener,
+        app::endpoint(demo.state, Some(poem::EndpointExt::boxed(demo.routes)), true),
+        shutdown_signal(),
+    )
+    .await
 }
 
 async fn run_simulator(options: SimulatorOptions) -> Result<(), StartError> {

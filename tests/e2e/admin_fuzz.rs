@@ -19,7 +19,9 @@ async fn schemathesis_finds_nothing() {
         .arg(crate::common::repo_root().join("tests/schemathesis.toml"))
         .args(["run", &format!("{}/admin/openapi.json", broker.url), "--origin", &broker.url])
         .args(["-H", &format!("Authorization: Bearer {ADMIN_WRITE_TOKEN}")])
-        .args(["--checks", "all", "--max-examples", "25", "--workers", "2", "--no-color"])
+        // One worker: hypothesis 6 (under schemathesis 4.32) describes strategies with a Python
+        // AST cache that is not thread-safe, and two workers now and then fail on it, not on us.
+        .args(["--checks", "all", "--max-examples", "25", "--workers", "1", "--no-color"])
         .env("SCHEMATHESIS_HOOKS", "")
         .output()
         .await

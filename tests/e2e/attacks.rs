@@ -712,3 +712,49 @@ async fn an_outsider_cannot_spend_a_clients_rate_limit() {
     assert_eq!(statuses[..12], [401; 12], "{statuses:?}");
     assert_eq!(statuses[12], 429, "{statuses:?}");
 }
+
+/// Anyone can call `/readyz` (and a public one used to fetch the upstream's discovery and keys
+/// each time): hammering it makes the broker ask the upstream nothing more; the answer comes
+/// from the background check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probing_readiness_costs_the_upstream_nothing() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let issuer = format!("http://127.0.0.1:{}", listener.local_addr().expect("addr").port());
+    let fetches = std::sync::Arc::new(AtomicUsize::new(0));
+    let document = json!({
+        "issuer": issuer, "authorization_endpoint": format!("{issuer}/authorize"),
+        "token_endpoint": format!("{issuer}/token"), "jwks_uri": format!("{issuer}/jwks"),
+        "response_types_supported": ["code"], "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["RS256"],
+    })
+    .to_string();
+    let counter = fetches.clone();
+    let app = poem::Route::new()
+        .at(
+            "/.well-known/openid-configuration",
+            poem::get(poem::endpoint::make_sync(move |_| {
+                counter.fetch_add(1, Ordering::SeqCst);
+                poem::Response::builder().content_type("application/json").body(document.clone())
+            })),
+        )
+        .at("/jwks", poem::get(poem::endpoint::make_sync(|_| poem::Response::builder().body("{\"keys\":[]}"))));
+    tokio::spawn(async move {
+        let _ = ssobridge::app::serve(listener, app, std::future::pending::<()>()).await;
+    });
+    let socket = crate::common::BrokerSocket::bind().await;
+    let toml = crate::common::broker_toml(&socket.url, "memory", "rz:", &issuer);
+    let broker = socket.serve(&toml, ssobridge::tokens::SigningKey::generate_rsa().expect("key")).await;
+    let readyz = format!("{}/readyz", broker.url);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while crate::common::http().get(&readyz).send().await.expect("readyz").status() != 200 {
+        assert!(std::time::Instant::now() < deadline, "ready once the background check ran");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let before = fetches.load(Ordering::SeqCst);
+    for _ in 0..200 {
+        assert_eq!(crate::common::http().get(&readyz).send().await.expect("readyz").status(), 200);
+    }
+    let during = fetches.load(Ordering::SeqCst) - before;
+    assert!(during <= 1, "200 probes, {during} discovery fetches (the background check's own, at most)");
+}

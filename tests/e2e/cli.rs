@@ -12,6 +12,7 @@ use tokio::process::Command;
 fn ssobridge() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_ssobridge"));
     command.env(crate::common::PAIRWISE_SALT.0, crate::common::PAIRWISE_SALT.1);
+    command.env(crate::common::OPS_LISTEN.0, crate::common::OPS_LISTEN.1);
     command
 }
 
@@ -447,6 +448,8 @@ async fn admin_changes_are_audited_without_secrets() {
     let mut child = ssobridge()
         .args(["serve", "--config"])
         .arg(&config)
+        // The file puts everything on the public listener.
+        .env_remove(crate::common::OPS_LISTEN.0)
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()

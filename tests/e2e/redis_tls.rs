@@ -222,6 +222,7 @@ async fn a_server_certificate_from_another_ca_is_refused_at_start() {
     let pem = ssobridge::tokens::generate_rsa_pem().expect("pem");
     let serve = Command::new(env!("CARGO_BIN_EXE_ssobridge"))
         .env(crate::common::PAIRWISE_SALT.0, crate::common::PAIRWISE_SALT.1)
+        .env(crate::common::OPS_LISTEN.0, crate::common::OPS_LISTEN.1)
         .args(["serve", "--config"])
         .arg(&config)
         .env("SSOBRIDGE_SIGNING__KEY_PEM", &pem)
@@ -236,6 +237,7 @@ async fn a_server_certificate_from_another_ca_is_refused_at_start() {
     write(&pki.path("server.ext"));
     let out = Command::new(env!("CARGO_BIN_EXE_ssobridge"))
         .env(crate::common::PAIRWISE_SALT.0, crate::common::PAIRWISE_SALT.1)
+        .env(crate::common::OPS_LISTEN.0, crate::common::OPS_LISTEN.1)
         .args(["check-config", "--config"])
         .arg(&config)
         .output()

@@ -139,6 +139,8 @@ struct Instance {
     name: String,
     child: Child,
     addr: SocketAddr,
+    /// The operations listener: /readyz, /metrics (not behind the proxy).
+    ops_addr: SocketAddr,
 }
 
 impl Instance {
@@ -152,12 +154,30 @@ impl Instance {
             .env_clear()
             .env("SSOBRIDGE_LOG", "info")
             .env(crate::common::PAIRWISE_SALT.0, crate::common::PAIRWISE_SALT.1)
+            // Two instances on one host: each its own operations port (containers each have 9090).
+            .env(crate::common::OPS_LISTEN.0, crate::common::OPS_LISTEN.1)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)
             .spawn()
             .expect("run ssobridge serve");
         logs.collect(name, child.stdout.take().expect("stdout piped"));
+        // The operations listener is logged first, then the public one.
+        let ops_addr = logs
+            .wait_for(STARTUP_DEADLINE, &format!("{name} operations listener"), |source, line| {
+                if source != name {
+                    None
+                } else if line == EXITED {
+                    Some(Err("exited before it was serving (its stderr is above)".to_owned()))
+                } else if line.contains("operations listener serving") {
+                    let parsed: Value = serde_json::from_str(line).ok()?;
+                    let listen = parsed["fields"]["listen"].as_str().and_then(|a| a.parse().ok());
+                    Some(listen.ok_or_else(|| format!("no listen address in {line}")))
+                } else {
+                    None
+                }
+            })
+            .await;
         let addr = logs
             .wait_for(STARTUP_DEADLINE, &format!("{name} start"), |source, line| {
                 if source != name {
@@ -173,7 +193,7 @@ impl Instance {
                 }
             })
             .await;
-        Instance { name: name.to_owned(), child, addr }
+        Instance { name: name.to_owned(), child, addr, ops_addr }
     }
 }
 
@@ -459,9 +479,22 @@ async fn logins_through_the_proxy_are_spread_over_both_instances() {
     let topology = Topology::start().await;
     let proxy = topology.proxy.clone();
 
-    let ready = crate::common::http().get(format!("{}/readyz", proxy.url)).send().await.expect("readyz");
-    assert_eq!(ready.status(), 200);
-    assert_eq!(ready.json::<Value>().await.expect("json"), serde_json::json!({"store": "ok", "upstream": "ok"}));
+    // Each instance is ready on its operations listener (probes go there, not through the proxy).
+    for ops in topology.instances.iter().map(|i| i.ops_addr) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let ready = crate::common::http().get(format!("http://{ops}/readyz")).send().await.expect("readyz");
+            let (status, body) = (ready.status(), ready.json::<Value>().await.expect("json"));
+            if status == 200 {
+                assert_eq!(body, serde_json::json!({"store": "ok", "upstream": "ok"}));
+                break;
+            }
+            assert!(Instant::now() < deadline, "not ready: {body}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let public = crate::common::http().get(format!("{}/readyz", proxy.url)).send().await.expect("readyz");
+    assert_eq!(public.status(), 404, "not on the public listener by default");
 
     // 20 logins, four at a time, alternating between the two clients.
     let started = Instant::now();

@@ -20,6 +20,12 @@ pub const STARTUP_DEADLINE: Duration = Duration::from_secs(30);
 /// The pairwise salt every `ssobridge serve` of the tests gets (serve refuses to run without one).
 pub const PAIRWISE_SALT: (&str, &str) = ("SSOBRIDGE_TOKENS__PAIRWISE_SALT", "test-pairwise-salt-0123456789");
 
+/// The operations listener of a `ssobridge serve` the tests start: a free port (several run at
+/// once), not the default 127.0.0.1:9090.
+pub const OPS_LISTEN: (&str, &str) = ("SSOBRIDGE_ADMIN__LISTEN", "127.0.0.1:0");
+/// `/readyz` and `/metrics` on the public listener too, for tests that probe them there.
+pub const OPS_PUBLIC: (&str, &str) = ("SSOBRIDGE_ADMIN__OPS_ON_PUBLIC_LISTENER", "true");
+
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -294,7 +300,7 @@ impl BrokerSocket {
                 poem::Route::new().nest("/admin", ssobridge::admin::endpoint(state.clone(), tokens)),
             )
         });
-        let endpoint = app::endpoint(state.clone(), extra);
+        let endpoint = app::endpoint(state.clone(), extra, true);
         let task = tokio::spawn(async move {
             let _ = app::serve(self.listener, endpoint, async move {
                 let _ = rx.await;
