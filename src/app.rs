@@ -7,13 +7,16 @@ use std::time::{Duration, Instant};
 use poem::endpoint::BoxEndpoint;
 use poem::http::StatusCode;
 use poem::listener::TcpAcceptor;
-use poem::{get, handler, Endpoint, EndpointExt, IntoResponse, Middleware, Request, Response, Server};
+use poem::{get, handler, post, Endpoint, EndpointExt, IntoResponse, Middleware, Request, Response, Server};
 use tracing::Instrument;
 
 use crate::clients::{ClientRecord, ClientRegistry};
 use crate::config::Config;
-use crate::store::{AnyStore, Store, StoreError};
+use crate::routing::lookup::CachedLookup;
+use crate::routing::sync::{RouteCounts, SyncReport};
+use crate::store::{get_json, keys, AnyStore, Store, StoreError};
 use crate::tokens::{KeyRing, SigningKey, TokenError};
+use crate::upstream::scalekit::{ScalekitApi, ScalekitError};
 use crate::upstream::{UpstreamClient, UpstreamError};
 
 /// Everything a request handler may use.
@@ -37,6 +40,12 @@ pub struct AppState {
     /// The caps on pending flows (their counters too are shared through the store).
     pub pending_flows: crate::protect::PendingFlows,
     route_cache: crate::routing::RouteCache,
+    /// Scalekit's management API, when `[scalekit]` is configured (route sync, webhooks).
+    pub scalekit: Option<Arc<ScalekitApi>>,
+    /// The miss lookup, when `[scalekit] lookup_on_miss` is on.
+    domain_lookup: Option<CachedLookup>,
+    /// The HMAC key of `[scalekit] webhook_secret`.
+    webhook_key: Option<Vec<u8>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +58,8 @@ pub enum StartError {
     Key(#[from] TokenError),
     #[error("upstream: {0}")]
     Upstream(#[from] UpstreamError),
+    #[error("{0}")]
+    Scalekit(#[from] ScalekitError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -121,6 +132,33 @@ impl AppState {
             )
             .map_err(|e| StartError::Io(std::io::Error::other(e)))?,
         );
+        let scalekit = match &config.scalekit {
+            Some(settings) => Some(Arc::new(ScalekitApi::new(
+                settings.api_url.as_deref().unwrap_or(&config.upstream.issuer),
+                &config.upstream.client_id,
+                &config.upstream.client_secret,
+                Duration::from_secs(config.upstream.timeout_seconds),
+            )?)),
+            None => None,
+        };
+        let domain_lookup = match (&config.scalekit, &scalekit) {
+            (Some(settings), Some(api)) if settings.lookup_on_miss => {
+                Some(CachedLookup::new(api.clone(), Duration::from_secs(settings.lookup_cache_seconds)))
+            }
+            _ => None,
+        };
+        let webhook_key = config
+            .scalekit
+            .as_ref()
+            .and_then(|s| s.webhook_secret.as_ref())
+            .map(|secret| crate::webhooks::signature::decode_secret(secret.expose()))
+            .transpose()
+            .map_err(|message| {
+                StartError::Config(crate::config::ConfigError::Invalid(vec![crate::config::Problem {
+                    key: "scalekit.webhook_secret".to_owned(),
+                    message,
+                }]))
+            })?;
         let pending_flows = crate::protect::PendingFlows::new(crate::limiter::RateLimiter::for_store(&store), &config);
         Ok(AppState {
             issuer,
@@ -137,7 +175,94 @@ impl AppState {
             pending_flows,
             route_cache: crate::routing::RouteCache::default(),
             store,
+            scalekit,
+            domain_lookup,
+            webhook_key,
         })
+    }
+
+    /// What routing asks about a domain with no route (nothing, unless `lookup_on_miss`).
+    pub fn domain_lookup(&self) -> &Option<CachedLookup> {
+        &self.domain_lookup
+    }
+
+    /// The key webhooks are signed with, when they are enabled.
+    pub fn webhook_key(&self) -> Option<&[u8]> {
+        self.webhook_key.as_deref()
+    }
+
+    /// A full route sync from Scalekit, recorded in the store for `/admin/status` and in the
+    /// metrics. Unless `force`, only when no other instance synced within the interval (a
+    /// store lock with a TTL: a fleet hits the API about once per interval). `None` when
+    /// `[scalekit]` is absent or another instance holds the lock.
+    pub async fn sync_routes(&self, force: bool) -> Option<SyncReport> {
+        let api = self.scalekit.as_ref()?;
+        if !force {
+            let interval = self.config.scalekit.as_ref().map(|s| s.sync_interval_seconds).unwrap_or(0);
+            let hold = Duration::from_millis(interval.max(1) * 900);
+            match self.store.put_new(keys::ROUTE_SYNC_LOCK, b"1", hold).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    crate::telemetry::count("ssobridge_route_sync_total", &[("outcome", "skipped")]);
+                    // Another instance synced: show its result in this one's metrics too.
+                    if let Some(report) = self.route_sync_report().await {
+                        publish_route_metrics(&report);
+                    }
+                    return None;
+                }
+                Err(error) => {
+                    crate::telemetry::count("ssobridge_route_sync_total", &[("outcome", "error")]);
+                    tracing::warn!(error = %error, "route sync not started: the store is unavailable");
+                    return None;
+                }
+            }
+        }
+        let started_at = crate::oidc::callback::now_secs();
+        let table = self.routes();
+        let result = crate::routing::sync::sync_all(api, &table).await;
+        let previous = self.route_sync_report().await;
+        let routes = table.list().await.map(|routes| RouteCounts::of(&routes)).unwrap_or_default();
+        let finished_at = crate::oidc::callback::now_secs();
+        let report = match result {
+            Ok(changes) => {
+                tracing::info!(
+                    organizations = changes.organizations,
+                    domains = changes.domains,
+                    unverified = changes.unverified,
+                    added = changes.added,
+                    updated = changes.updated,
+                    removed = changes.removed,
+                    kept = changes.kept,
+                    "route sync from Scalekit done"
+                );
+                SyncReport { started_at, finished_at, error: None, changes, routes, last_success_at: Some(finished_at) }
+            }
+            Err(error) => {
+                tracing::warn!(error = %error, "route sync from Scalekit failed; routes unchanged");
+                SyncReport {
+                    started_at,
+                    finished_at,
+                    error: Some(error.to_string()),
+                    changes: Default::default(),
+                    routes,
+                    last_success_at: previous.and_then(|p| p.last_success_at),
+                }
+            }
+        };
+        let outcome = if report.error.is_none() { "ok" } else { "error" };
+        crate::telemetry::count("ssobridge_route_sync_total", &[("outcome", outcome)]);
+        publish_route_metrics(&report);
+        if let Ok(bytes) = serde_json::to_vec(&report) {
+            if let Err(error) = self.store.set(keys::ROUTE_SYNC_REPORT, &bytes).await {
+                tracing::warn!(error = %error, "could not record the route sync");
+            }
+        }
+        Some(report)
+    }
+
+    /// The last full route sync of any instance.
+    pub async fn route_sync_report(&self) -> Option<SyncReport> {
+        get_json(&self.store, keys::ROUTE_SYNC_REPORT).await.ok().flatten()
     }
 
     /// Whether the broker is served over https (its cookies are `Secure` and `__Host-` then).
@@ -201,12 +326,41 @@ impl AppState {
                     clients: route.clients.clone(),
                     include_subdomains: route.include_subdomains,
                     verified: route.verified,
+                    source: crate::routing::RouteSource::Config,
                 })
                 .await?;
         }
         self.store.set(SEED_MARKER, b"1").await?;
         Ok(())
     }
+}
+
+fn publish_route_metrics(report: &SyncReport) {
+    for (source, count) in
+        [("config", report.routes.config), ("api", report.routes.api), ("synced", report.routes.synced)]
+    {
+        crate::telemetry::gauge("ssobridge_routes", &[("source", source)], count as f64);
+    }
+    if let Some(at) = report.last_success_at {
+        crate::telemetry::gauge("ssobridge_route_sync_last_success_timestamp_seconds", &[], at as f64);
+    }
+}
+
+/// Starts the periodic route sync of `[scalekit] sync_interval_seconds` (0: none): once now,
+/// then every interval, on the instance that takes the store lock.
+pub fn spawn_route_sync(state: Arc<AppState>) -> Option<tokio::task::JoinHandle<()>> {
+    let interval = state.config.scalekit.as_ref()?.sync_interval_seconds;
+    if interval == 0 || state.scalekit.is_none() {
+        return None;
+    }
+    Some(tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(Duration::from_secs(interval));
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            state.sync_routes(false).await;
+        }
+    }))
 }
 
 /// Present while the store holds what `seed` wrote.
@@ -281,7 +435,8 @@ pub fn endpoint(
     extra: Option<BoxEndpoint<'static>>,
     ops: bool,
 ) -> impl Endpoint<Output = Response> {
-    let mut routes = crate::oidc::routes().at("/healthz", get(healthz));
+    let mut routes =
+        crate::oidc::routes().at(crate::webhooks::PATH, post(crate::webhooks::scalekit)).at("/healthz", get(healthz));
     if ops {
         routes = routes.at("/readyz", get(readyz)).at("/metrics", get(metrics));
     }

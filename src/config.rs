@@ -43,6 +43,10 @@ pub struct Config {
     /// domains it lists).
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
+    /// Scalekit's management API and webhooks: routes synced from its organizations' domains.
+    /// Absent: the broker never calls the management API (any OIDC upstream works).
+    #[serde(default)]
+    pub scalekit: Option<ScalekitConfig>,
     /// `SSOBRIDGE_ENV`, read with the rest of the environment (not a key of the file).
     #[serde(skip)]
     pub environment: Environment,
@@ -180,6 +184,71 @@ pub struct RouteConfig {
     pub include_subdomains: bool,
     #[serde(default = "default_true")]
     pub verified: bool,
+}
+
+/// Routes from Scalekit (research/scalekit.md §7, §8): its organizations' domains synced into
+/// the route table, signed webhooks applied at once, and an optional lookup on a miss. The
+/// management API is called with `upstream.client_id` / `upstream.client_secret`
+/// (client_credentials), as Scalekit's Modular SSO uses one credential for both.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScalekitConfig {
+    /// Seconds between full syncs (one at start too); 0: no periodic sync (webhooks only).
+    #[serde(default = "default_sync_interval")]
+    pub sync_interval_seconds: u64,
+    /// The endpoint's signing secret, `whsec_<base64>`, from Scalekit's dashboard. Absent:
+    /// `POST /webhooks/scalekit` answers 404.
+    #[serde(default)]
+    pub webhook_secret: Option<Secret>,
+    /// On a route-table miss, ask `GET /api/v1/connections?domain=` before letting the upstream
+    /// answer `domain_not_found`.
+    #[serde(default)]
+    pub lookup_on_miss: bool,
+    /// How long an instance keeps a lookup's answer, found or not.
+    #[serde(default = "default_lookup_cache")]
+    pub lookup_cache_seconds: u64,
+    /// The environment URL of the management API; default `upstream.issuer`.
+    #[serde(default)]
+    pub api_url: Option<String>,
+}
+
+impl Default for ScalekitConfig {
+    fn default() -> Self {
+        ScalekitConfig {
+            sync_interval_seconds: default_sync_interval(),
+            webhook_secret: None,
+            lookup_on_miss: false,
+            lookup_cache_seconds: default_lookup_cache(),
+            api_url: None,
+        }
+    }
+}
+
+fn default_sync_interval() -> u64 {
+    300
+}
+fn default_lookup_cache() -> u64 {
+    300
+}
+
+impl ScalekitConfig {
+    fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut problems = Vec::new();
+        if let Some(secret) = &self.webhook_secret {
+            if let Err(message) = crate::webhooks::signature::decode_secret(secret.expose()) {
+                problems.push(("scalekit.webhook_secret", message));
+            }
+        }
+        if let Some(url) = &self.api_url {
+            if let Err(message) = check_base_url(url) {
+                problems.push(("scalekit.api_url", message));
+            }
+        }
+        if self.lookup_cache_seconds == 0 || self.lookup_cache_seconds > 86_400 {
+            problems.push(("scalekit.lookup_cache_seconds", "must be between 1 and 86400".to_owned()));
+        }
+        problems
+    }
 }
 
 /// What happens to a login whose email domain has no route.
@@ -656,6 +725,11 @@ impl Config {
         while self.upstream.issuer.ends_with('/') {
             self.upstream.issuer.pop();
         }
+        if let Some(url) = self.scalekit.as_mut().and_then(|s| s.api_url.as_mut()) {
+            while url.ends_with('/') {
+                url.pop();
+            }
+        }
         self
     }
 
@@ -668,6 +742,9 @@ impl Config {
             problem("public_url", message);
         }
         for (key, message) in self.store.problems() {
+            problem(key, message);
+        }
+        for (key, message) in self.scalekit.iter().flat_map(ScalekitConfig::problems) {
             problem(key, message);
         }
         if let (Some(_), Some(_)) = (&self.signing.key_file, &self.signing.key_pem) {
@@ -1003,6 +1080,7 @@ fn schema_hint(key: &str) -> Option<toml::Value> {
             | "include_subdomains"
             | "allow_private_networks"
             | "ops_on_public_listener"
+            | "lookup_on_miss"
     ) {
         Some(toml::Value::Boolean(false))
     } else if matches!(key, "redirect_uris" | "scopes" | "allowed_algorithms" | "drop") {
@@ -1167,6 +1245,41 @@ redirect_uris = ["https://acme.us.auth0.com/login/callback"]
             panic!("an unknown mode is refused")
         };
         assert!(bad[0].message.contains("store.mode must be \"standalone\" or \"cluster\""), "{bad:?}");
+    }
+
+    #[test]
+    fn scalekit_settings_and_their_problems() {
+        assert!(load(MINIMAL, &[]).expect("valid").scalekit.is_none(), "absent: no management API calls");
+        let config = load(
+            MINIMAL,
+            &[
+                ("SSOBRIDGE_SCALEKIT__WEBHOOK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+                ("SSOBRIDGE_SCALEKIT__LOOKUP_ON_MISS", "true"),
+                ("SSOBRIDGE_SCALEKIT__API_URL", "https://acme.scalekit.dev/"),
+            ],
+        )
+        .expect("valid");
+        let scalekit = config.scalekit.expect("the section, from the environment");
+        assert_eq!(
+            (scalekit.sync_interval_seconds, scalekit.lookup_on_miss, scalekit.lookup_cache_seconds),
+            (300, true, 300)
+        );
+        assert_eq!(scalekit.api_url.as_deref(), Some("https://acme.scalekit.dev"));
+        let problems = |env: &[(&str, &str)]| match load(MINIMAL, env) {
+            Err(ConfigError::Invalid(problems)) => problems.into_iter().map(|p| p.key).collect::<Vec<_>>(),
+            other => panic!("must be invalid: {other:?}"),
+        };
+        assert_eq!(
+            problems(&[("SSOBRIDGE_SCALEKIT__WEBHOOK_SECRET", "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")]),
+            ["scalekit.webhook_secret"]
+        );
+        assert_eq!(problems(&[("SSOBRIDGE_SCALEKIT__WEBHOOK_SECRET", "whsec_c2hvcnQ=")]), ["scalekit.webhook_secret"]);
+        assert_eq!(problems(&[("SSOBRIDGE_SCALEKIT__API_URL", "http://acme.scalekit.dev")]), ["scalekit.api_url"]);
+        assert_eq!(problems(&[("SSOBRIDGE_SCALEKIT__LOOKUP_CACHE_SECONDS", "0")]), ["scalekit.lookup_cache_seconds"]);
+        let Err(ConfigError::Invalid(unknown)) = load(&format!("{MINIMAL}\n[scalekit]\nsync_every = 5\n"), &[]) else {
+            panic!("an unknown key is refused")
+        };
+        assert_eq!(unknown[0].key, "sync_every");
     }
 
     #[test]

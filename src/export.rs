@@ -103,7 +103,19 @@ fn render(config: &Config, clients: &[ClientRecord], routes: &[Route]) -> String
         })
         .collect();
     root.insert("clients".into(), Value::Array(clients));
-    let routes: Vec<Value> = routes.iter().filter_map(|r| Value::try_from(r).ok()).collect();
+    // Synced routes come from Scalekit at every sync: exported, they would become config routes
+    // that no sync could remove. The file has no `source` key: its routes are all `config`.
+    let routes: Vec<Value> = routes
+        .iter()
+        .filter(|r| r.source != crate::routing::RouteSource::Synced)
+        .filter_map(|r| match Value::try_from(r) {
+            Ok(Value::Table(mut table)) => {
+                table.remove("source");
+                Some(Value::Table(table))
+            }
+            _ => None,
+        })
+        .collect();
     root.insert("routes".into(), Value::Array(routes));
     let body = toml::to_string_pretty(&root).unwrap_or_default();
     format!("# Exported by ssobridge export-config. Client secrets are their hashes; other secrets\n# (the store URL's password among them) are redacted: set them through the environment\n# (SSOBRIDGE_<SECTION>__<KEY>).\n{body}")
@@ -144,7 +156,19 @@ connection_id = "conn_1"
             clients: vec![],
             include_subdomains: false,
             verified: true,
+            source: crate::routing::RouteSource::Api,
         }];
+        // A synced route is Scalekit's, not the file's: exported, no sync could remove it.
+        let mut routes = routes;
+        routes.push(Route {
+            domain: "synced.example".into(),
+            organization_id: "org_2".into(),
+            connection_id: None,
+            clients: vec![],
+            include_subdomains: false,
+            verified: true,
+            source: crate::routing::RouteSource::Synced,
+        });
         let exported = render(&config, &clients, &routes);
         assert!(!exported.contains("0123456789"), "no clear secret: {exported}");
         let with_password = Config {
@@ -157,6 +181,7 @@ connection_id = "conn_1"
             Config::from_toml(&exported, Vec::<(String, String)>::new(), Path::new("e.toml")).expect(&exported);
         assert_eq!(ClientRecord::from_config(&reloaded.clients[0]).expect("record"), clients[0], "{exported}");
         assert_eq!(reloaded.routes[0].domain, "acme.com");
+        assert_eq!(reloaded.routes.len(), 1, "no synced route: {exported}");
         assert_eq!(reloaded.routes[0].connection_id.as_deref(), Some("conn_1"));
     }
 }

@@ -16,8 +16,8 @@ pub const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 pub enum HttpError {
     #[error("{0}")]
     Transport(String),
-    #[error("the response is larger than {MAX_RESPONSE_BYTES} bytes")]
-    TooLarge,
+    #[error("the response is larger than {0} bytes")]
+    TooLarge(usize),
     #[error("building the HTTP client: {0}")]
     Build(String),
 }
@@ -52,14 +52,20 @@ fn builder(timeout: Duration) -> reqwest::ClientBuilder {
 }
 
 /// The body of `response`, refused beyond [`MAX_RESPONSE_BYTES`] whatever its headers say.
-pub async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, HttpError> {
-    if response.content_length().is_some_and(|length| length > MAX_RESPONSE_BYTES as u64) {
-        return Err(HttpError::TooLarge);
+pub async fn read_capped(response: reqwest::Response) -> Result<Vec<u8>, HttpError> {
+    read_capped_to(response, MAX_RESPONSE_BYTES).await
+}
+
+/// The body of `response`, refused beyond `max` bytes: for the few documents that are larger
+/// by nature (a page of 100 organizations from Scalekit's management API).
+pub async fn read_capped_to(mut response: reqwest::Response, max: usize) -> Result<Vec<u8>, HttpError> {
+    if response.content_length().is_some_and(|length| length > max as u64) {
+        return Err(HttpError::TooLarge(max));
     }
     let mut body = Vec::new();
     while let Some(chunk) = response.chunk().await.map_err(|e| HttpError::Transport(e.without_url().to_string()))? {
-        if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
-            return Err(HttpError::TooLarge);
+        if body.len() + chunk.len() > max {
+            return Err(HttpError::TooLarge(max));
         }
         body.extend_from_slice(&chunk);
     }

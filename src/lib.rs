@@ -22,3 +22,4 @@ pub mod store;
 pub mod telemetry;
 pub mod tokens;
 pub mod upstream;
+pub mod webhooks;

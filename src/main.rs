@@ -21,8 +21,10 @@ usage:
   ssobridge demo [--port N]              run offline: memory store, upstream simulator, sample app (default port 8080)
   ssobridge simulator --client-secret S --redirect-uri URI [--port N] [--client-id ID]
                       [--issuer-url URL] [--initiate-login-uri URI] [--iss-on-redirect]
+                      [--webhook-url URL --webhook-secret whsec_…]
                                          run the demo's Scalekit simulator alone on 127.0.0.1:N (default 8090),
-                                         for testing a stack against it; --redirect-uri repeats or takes a comma list
+                                         for testing a stack against it; --redirect-uri repeats or takes a comma list;
+                                         its portal's domain changes go to --webhook-url as signed webhooks
   ssobridge check-config --config FILE   validate a configuration and list every problem
   ssobridge keys generate --out FILE [--alg RS256|ES256]
                                          write a new signing key (PKCS#8 PEM): RSA-2048 (default;
@@ -42,6 +44,8 @@ struct SimulatorOptions {
     redirect_uris: Vec<String>,
     initiate_login_uri: Option<String>,
     iss_on_redirect: bool,
+    webhook_url: Option<String>,
+    webhook_secret: Option<String>,
 }
 
 enum Command {
@@ -101,6 +105,8 @@ fn parse(args: &[String]) -> Result<Command, String> {
                 redirect_uris,
                 initiate_login_uri,
                 iss_on_redirect: words.contains(&"--iss-on-redirect"),
+                webhook_url: flag("--webhook-url").cloned(),
+                webhook_secret: flag("--webhook-secret").cloned(),
             }))
         }
         ["keys", "generate", ..] => Ok(Command::KeysGenerate {
@@ -263,6 +269,7 @@ async fn serve(path: PathBuf) -> Result<(), StartError> {
     let listen = config.listen;
     // The upstream is checked in the background from now on; /readyz says how it went.
     let state = AppState::new(config, key).await?;
+    let _sync = app::spawn_route_sync(state.clone());
     let admin_config = state.config.admin.clone();
     let admin = admin_config.enabled().then(|| {
         let tokens = AdminTokens {
@@ -317,6 +324,7 @@ async fn run_demo(port: u16) -> Result<(), StartError> {
     let port = listener.local_addr()?.port();
     let public_url = format!("http://localhost:{port}");
     let demo = demo::build(&public_url, listener.local_addr()?).await?;
+    let _sync = app::spawn_route_sync(demo.state.clone());
     println!("ssobridge demo listening on {public_url}");
     println!("  sample app (click through):  {public_url}/");
     println!("  issuer / discovery:          {public_url}/.well-known/openid-configuration");
@@ -327,6 +335,7 @@ async fn run_demo(port: u16) -> Result<(), StartError> {
         "  try: curl -sI '{public_url}/authorize?client_id=demo&redirect_uri=http%3A%2F%2Flocalhost%3A3000%2Fcallback&response_type=code&scope=openid%20email%20profile&login_hint=alice%40example.com'"
     );
     println!("  admin API (Swagger UI):      {public_url}/admin/docs   bearer token: {}", demo::DEMO_ADMIN_TOKEN);
+    println!("  add an organization:         {public_url}/simulator/portal (its webhook reaches {public_url}/webhooks/scalekit)");
     // The demo is one listener for everything, operations included.
     app::serve(
         listener,
@@ -350,6 +359,8 @@ async fn run_simulator(options: SimulatorOptions) -> Result<(), StartError> {
         redirect_uris: options.redirect_uris,
         initiate_login_uri: options.initiate_login_uri,
         iss_on_redirect: options.iss_on_redirect,
+        webhook_url: options.webhook_url,
+        webhook_secret: options.webhook_secret.map(ssobridge::secret::Secret::new),
     };
     let simulator =
         Simulator::new(proof, settings).map_err(|e| StartError::Io(std::io::Error::other(e.to_string())))?;
@@ -364,7 +375,9 @@ async fn run_simulator(options: SimulatorOptions) -> Result<(), StartError> {
         if settings.iss_on_redirect { "on redirects" } else { "off (as Scalekit)" }
     );
     println!("  organizations:          example.com -> org_example_com / conn_example_com, example.org -> org_example_org / conn_example_org");
-    println!("  IdP portal:             {issuer}/portal");
+    println!("  management API:         {issuer}/api/v1/… (client_credentials at {issuer}/oauth/token)");
+    println!("  webhooks:               {}", settings.webhook_url.as_deref().unwrap_or("(none)"));
+    println!("  IdP portal:             {issuer}/portal (also adds and removes organizations' domains)");
     println!("READY {}", serde_json::json!({"issuer": issuer, "port": port, "kid": simulator.kid()}));
     simulator::serve(std::sync::Arc::new(simulator), listener, shutdown_signal()).await
 }

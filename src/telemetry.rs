@@ -34,6 +34,7 @@ struct Histogram {
 #[derive(Default)]
 struct Registry {
     counters: BTreeMap<Series, u64>,
+    gauges: BTreeMap<Series, f64>,
     histograms: BTreeMap<Series, Histogram>,
 }
 
@@ -58,6 +59,12 @@ fn labels(pairs: &[(&str, &str)]) -> String {
 pub fn count(name: &'static str, pairs: &[(&str, &str)]) {
     let mut registry = registry().lock().unwrap_or_else(|p| p.into_inner());
     *registry.counters.entry((name, labels(pairs))).or_default() += 1;
+}
+
+/// Sets a gauge.
+pub fn gauge(name: &'static str, pairs: &[(&str, &str)], value: f64) {
+    let mut registry = registry().lock().unwrap_or_else(|p| p.into_inner());
+    registry.gauges.insert((name, labels(pairs)), value);
 }
 
 /// Records a duration in seconds.
@@ -92,6 +99,11 @@ const HELP: &[(&str, &str, &str)] = &[
     ("ssobridge_store_errors_total", "counter", "Store operations that failed."),
     ("ssobridge_rate_limited_total", "counter", "Requests refused with 429, by limit."),
     ("ssobridge_upstream_duration_seconds", "histogram", "Upstream calls, by operation."),
+    ("ssobridge_route_sync_total", "counter", "Full route syncs from Scalekit, by outcome (ok, error, skipped)."),
+    ("ssobridge_route_sync_last_success_timestamp_seconds", "gauge", "When a full route sync last completed."),
+    ("ssobridge_routes", "gauge", "Routes in the table, by source (config, api, synced), as of the last sync."),
+    ("ssobridge_webhooks_total", "counter", "Scalekit webhook deliveries, by event and outcome."),
+    ("ssobridge_route_lookups_total", "counter", "Route-table misses asked of Scalekit, by outcome."),
     ("ssobridge_adapter_duration_seconds", "histogram", "Downstream adapter calls, by adapter."),
 ];
 
@@ -102,6 +114,10 @@ pub fn render() -> String {
     for (name, kind, help) in HELP {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
         for ((series, labels), value) in registry.counters.iter().filter(|((n, _), _)| n == name) {
+            let braces = if labels.is_empty() { String::new() } else { format!("{{{labels}}}") };
+            let _ = writeln!(out, "{series}{braces} {value}");
+        }
+        for ((series, labels), value) in registry.gauges.iter().filter(|((n, _), _)| n == name) {
             let braces = if labels.is_empty() { String::new() } else { format!("{{{labels}}}") };
             let _ = writeln!(out, "{series}{braces} {value}");
         }

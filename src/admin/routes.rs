@@ -5,7 +5,7 @@ use std::sync::Arc;
 use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::types::MaybeUndefined;
-use poem_openapi::{ApiResponse, Object, OpenApi};
+use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 
 use super::clients::{apply, etag};
 use super::text::{plain, plain_all, plain_patch, Text};
@@ -13,7 +13,7 @@ use super::{
     audit, encode_cursor, problem, unavailable, AdminToken, FieldError, Problem, Role, Tag, DEFAULT_PAGE, MAX_PAGE,
 };
 use crate::app::AppState;
-use crate::routing::{normalize_domain, Route as StoredRoute};
+use crate::routing::{normalize_domain, Route as StoredRoute, RouteSource};
 
 pub struct RoutesApi {
     pub state: Arc<AppState>,
@@ -35,6 +35,31 @@ pub struct Route {
     pub include_subdomains: bool,
     /// Whether the organization proved it owns the domain (adapters link by email only then).
     pub verified: bool,
+    /// Where the route comes from: `config` (the config file, rewritten at every start), `api`
+    /// (this API), or `synced` (Scalekit's verified organization domains, kept up to date by
+    /// route sync). Sync never changes a `config` or `api` route; changing a `synced` route
+    /// here makes it `api`, and a deleted `synced` route comes back at the next sync while its
+    /// domain is verified at Scalekit.
+    pub source: Source,
+}
+
+/// Where a route comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "lowercase")]
+pub enum Source {
+    Config,
+    Api,
+    Synced,
+}
+
+impl From<RouteSource> for Source {
+    fn from(source: RouteSource) -> Source {
+        match source {
+            RouteSource::Config => Source::Config,
+            RouteSource::Api => Source::Api,
+            RouteSource::Synced => Source::Synced,
+        }
+    }
 }
 
 impl poem_openapi::types::Example for Route {
@@ -76,6 +101,7 @@ fn route_example() -> Route {
         clients: vec![],
         include_subdomains: false,
         verified: true,
+        source: Source::Api,
     }
 }
 
@@ -220,6 +246,7 @@ impl From<&StoredRoute> for Route {
             clients: r.clients.clone(),
             include_subdomains: r.include_subdomains,
             verified: r.verified,
+            source: r.source.into(),
         }
     }
 }
@@ -316,6 +343,7 @@ impl RoutesApi {
             clients: plain_all(body.clients.unwrap_or_default()),
             include_subdomains: body.include_subdomains.unwrap_or(false),
             verified: body.verified.unwrap_or(true),
+            source: RouteSource::Api,
         };
         let errors = validate(&route);
         if !errors.is_empty() {
@@ -394,6 +422,10 @@ impl RoutesApi {
         }
         if let Some(verified) = patch.verified {
             route.verified = verified;
+        }
+        // An operator's change takes a synced route over: sync leaves it alone from now on.
+        if route.source == RouteSource::Synced {
+            route.source = RouteSource::Api;
         }
         let errors = validate(&route);
         if !errors.is_empty() {

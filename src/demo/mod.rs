@@ -42,6 +42,8 @@ pub fn demo_config(
     // An ephemeral P-256 key, so that the demo client can be switched to ES256
     // (SSOBRIDGE_CLIENTS__DEMO__ID_TOKEN_SIGNED_RESPONSE_ALG=ES256).
     let ec_key_pem = crate::tokens::generate_pem(crate::tokens::KeyType::Ec).unwrap_or_default();
+    // Shared with the simulator, which signs the webhooks of its portal with it.
+    let webhook_secret = crate::webhooks::signature::generate_secret().unwrap_or_default();
     let routes: String = ORGS
         .iter()
         .map(|org| {
@@ -72,7 +74,13 @@ client_secret = "{DEMO_CLIENT_SECRET}"
 redirect_uris = ["{DEMO_EXTERNAL_REDIRECT}", "{public_url}/demo/callback"]
 name = "ssobridge demo app"
 initiate_login_uri = "{public_url}/demo/initiate"
-{routes}"#
+{routes}
+[scalekit]
+# Routes from the simulator's organizations: a sync at start and every minute, and at once on
+# each webhook its portal sends.
+sync_interval_seconds = 60
+webhook_secret = "{webhook_secret}"
+"#
     );
     Config::from_toml(&text, env, std::path::Path::new("demo"))
 }
@@ -97,6 +105,8 @@ pub async fn build(public_url: &str, listen: SocketAddr) -> Result<Demo, StartEr
             redirect_uris: vec![format!("{public_url}/callback")],
             initiate_login_uri: Some(format!("{public_url}{}", crate::routing::idp_initiated::PATH)),
             iss_on_redirect: false,
+            webhook_url: Some(format!("{public_url}{}", crate::webhooks::PATH)),
+            webhook_secret: config.scalekit.as_ref().and_then(|s| s.webhook_secret.clone()),
         },
     )
     .map_err(|e| StartError::Io(std::io::Error::other(e.to_string())))?;

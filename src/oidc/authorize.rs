@@ -221,8 +221,9 @@ pub async fn route(
         }
         Err(e) => return Err(request.fail(e.into())),
     };
-    let decision =
-        routing::decide(&app.routes(), &client.record, &request.selectors).await.map_err(|e| request.fail(e.into()))?;
+    let decision = routing::decide(&app.routes(), app.domain_lookup(), &client.record, &request.selectors)
+        .await
+        .map_err(|e| request.fail(e.into()))?;
     match decision {
         Decision::AskEmail => Ok(Next::AskEmail(request)),
         Decision::Deny { domain } => {

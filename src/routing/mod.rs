@@ -6,12 +6,17 @@
 
 pub mod cookie;
 pub mod idp_initiated;
+pub mod lookup;
 pub mod page;
+pub mod sync;
 pub mod table;
 
 use serde::{Deserialize, Serialize};
 
-pub use self::table::{email_domain, normalize_domain, split_email, Route, RouteCache, RouteIndex, RouteTable};
+pub use self::lookup::{DomainLookup, Lookup, NoLookup};
+pub use self::table::{
+    email_domain, normalize_domain, split_email, Route, RouteCache, RouteIndex, RouteSource, RouteTable,
+};
 use crate::clients::ClientRecord;
 use crate::config::Fallback;
 use crate::oidc::params::{ParamError, Params};
@@ -112,8 +117,13 @@ fn reachable(client: &ClientRecord, index: &RouteIndex, organization: &str) -> b
 /// Decides where a login of `client` with `selectors` goes. A request's own `connection_id` or
 /// `organization_id` is honoured only within what the client may reach: no parameter gets past
 /// `fallback = "deny"`, a client's `allowed_organizations` or a route restricted to other clients.
-pub async fn decide<S: Store>(
+///
+/// A domain with no route at all, for a client whose fallback is `pass`, is first asked of
+/// `lookup` (Scalekit's own domain table, `[scalekit] lookup_on_miss`): found, the login goes
+/// there as if routed; not found, it is denied here rather than at Scalekit's error page.
+pub async fn decide<S: Store, L: DomainLookup>(
     table: &RouteTable<'_, S>,
+    lookup: &L,
     client: &ClientRecord,
     selectors: &Selectors,
 ) -> Result<Decision, StoreError> {
@@ -175,6 +185,26 @@ pub async fn decide<S: Store>(
             return Ok(Decision::OutOfReach);
         }
         return Ok(upstream(route.upstream_selector(), routed_by, route_target(&route)));
+    }
+    // `deny` and a named fallback route are the client's own choice for unrouted domains; a
+    // domain with a route for other clients only is theirs.
+    if client.fallback == Fallback::Pass && table.get(&domain).await?.is_none() {
+        match lookup.find(&domain, table.epoch()).await {
+            Lookup::Found { organization_id, connection_id } => {
+                if !reachable(client, &*table.index().await?, &organization_id) {
+                    return Ok(Decision::OutOfReach);
+                }
+                tracing::info!(%domain, %organization_id, "routed by Scalekit's answer to a lookup");
+                let params = match &connection_id {
+                    Some(connection) => vec![("connection_id", connection.clone())],
+                    None => vec![("organization_id", organization_id.clone())],
+                };
+                let target = Target { organization_id: Some(organization_id), connection_id };
+                return Ok(upstream(params, routed_by, target));
+            }
+            Lookup::NotFound => return Ok(Decision::Deny { domain }),
+            Lookup::Unknown => {}
+        }
     }
     Ok(match &client.fallback {
         Fallback::Pass => {

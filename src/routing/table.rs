@@ -1,7 +1,14 @@
 //! The route table: email domain → organization (and optionally connection), shared by every
 //! instance through the store.
+//!
+//! Each instance caches what it looked up. Every write bumps a generation counter in the store;
+//! an instance reads it at most every [`GENERATION_CHECK_EVERY`] on its way to a lookup and
+//! drops its copy when it moved, so that a change made anywhere (admin API, route sync, a
+//! webhook) applies everywhere within a fraction of a second. [`CACHE_FOR`] still bounds a
+//! copy's life should a bump be lost.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -15,6 +22,36 @@ use crate::store::{get_json, keys, Store, StoreError};
 const CACHE_FOR: Duration = Duration::from_secs(5);
 /// Domains come from users' login hints: past this many the stale ones go, then all.
 const CACHE_MAX_ENTRIES: usize = 10_000;
+/// How often an instance asks the store whether the routes changed: one small read per this
+/// interval per instance, on the first lookup after it.
+pub const GENERATION_CHECK_EVERY: Duration = Duration::from_millis(250);
+/// The generation counter outlives any gap between two checks by far; should it expire, its
+/// disappearance reads as a change too.
+const GENERATION_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// Where a route comes from. Routes from the config file and the admin API are the operator's
+/// and authoritative; route sync writes, updates and deletes only its own.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RouteSource {
+    /// Seeded from the config file's `[[routes]]`.
+    Config,
+    /// Made or changed through the admin API (and records written before sources existed).
+    #[default]
+    Api,
+    /// Written by route sync from Scalekit's organization domains.
+    Synced,
+}
+
+impl RouteSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RouteSource::Config => "config",
+            RouteSource::Api => "api",
+            RouteSource::Synced => "synced",
+        }
+    }
+}
 
 /// One routing rule.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,6 +70,8 @@ pub struct Route {
     /// Whether the organization has proven it owns the domain; adapters link by email only then.
     #[serde(default = "yes")]
     pub verified: bool,
+    #[serde(default)]
+    pub source: RouteSource,
 }
 
 fn yes() -> bool {
@@ -153,9 +192,54 @@ impl RouteIndex {
 pub struct RouteCache {
     entries: Mutex<HashMap<String, (Instant, Option<Route>)>>,
     index: Mutex<Option<(Instant, Arc<RouteIndex>)>>,
+    /// When the store's generation was last read, and what it held.
+    generation: Mutex<(Option<Instant>, Option<Vec<u8>>)>,
+    /// Moves each time this copy is dropped for a change: what other per-instance caches of
+    /// routing answers (the miss lookup's) are tagged with.
+    epoch: AtomicU64,
 }
 
 impl RouteCache {
+    /// Whether the generation is due to be read; if so, the next caller's turn starts now.
+    fn generation_due(&self) -> bool {
+        let mut generation = self.generation.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if generation.0.is_some_and(|at| at.elapsed() < GENERATION_CHECK_EVERY) {
+            return false;
+        }
+        generation.0 = Some(Instant::now());
+        true
+    }
+
+    /// Drops everything when `seen` differs from the generation last read.
+    fn observe_generation(&self, seen: Option<Vec<u8>>) {
+        let changed = {
+            let mut generation = self.generation.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let changed = generation.1 != seen;
+            generation.1 = seen;
+            changed
+        };
+        if changed {
+            self.clear();
+        }
+    }
+
+    fn clear(&self) {
+        self.entries().clear();
+        *self.index.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = None;
+        self.epoch.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Makes the next lookup read the generation (tests: instead of waiting for it).
+    #[cfg(test)]
+    fn check_soon(&self) {
+        self.generation.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).0 = None;
+    }
+
+    /// See [`RouteCache::epoch`].
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Relaxed)
+    }
+
     fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, Option<Route>)>> {
         // Each use is one map operation: a panic cannot leave an entry half written.
         self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -179,6 +263,7 @@ impl RouteCache {
     fn forget(&self, domain: &str) {
         self.entries().remove(domain);
         *self.index.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = None;
+        self.epoch.fetch_add(1, Ordering::Relaxed);
     }
 
     fn index(&self) -> Option<Arc<RouteIndex>> {
@@ -208,9 +293,33 @@ impl<'s, S: Store> RouteTable<'s, S> {
         RouteTable { store, cache: Some(cache) }
     }
 
+    /// Drops the cache if the routes changed in the store since it was last checked (at most
+    /// every [`GENERATION_CHECK_EVERY`]). A store error keeps the copy: [`CACHE_FOR`] bounds it.
+    async fn check_generation(&self, cache: &RouteCache) {
+        if cache.generation_due() {
+            if let Ok(seen) = self.store.get(keys::ROUTES_GENERATION).await {
+                cache.observe_generation(seen);
+            }
+        }
+    }
+
+    /// Tells every instance that the routes changed. Best effort: should the bump fail, the
+    /// others still see the change within [`CACHE_FOR`].
+    pub async fn bump_generation(&self) {
+        if let Err(error) = self.store.incr(keys::ROUTES_GENERATION, 1, GENERATION_TTL).await {
+            tracing::warn!(error = %error, "could not bump the routes generation");
+        }
+    }
+
+    /// This instance's cache epoch (0 without a cache): see [`RouteCache::epoch`].
+    pub fn epoch(&self) -> u64 {
+        self.cache.map(RouteCache::epoch).unwrap_or(0)
+    }
+
     /// The route stored for exactly `domain` (already normalized).
     pub async fn get(&self, domain: &str) -> Result<Option<Route>, StoreError> {
         let Some(cache) = self.cache else { return get_json(self.store, &key(domain)).await };
+        self.check_generation(cache).await;
         if let Some(route) = cache.get(domain) {
             return Ok(route);
         }
@@ -230,6 +339,9 @@ impl<'s, S: Store> RouteTable<'s, S> {
             .map_err(|e| StoreError::Corrupt { key: key(&route.domain), detail: e.to_string() })?;
         let written = self.store.set(&key(&route.domain), &bytes).await;
         self.forget(&route.domain);
+        if written.is_ok() {
+            self.bump_generation().await;
+        }
         written
     }
 
@@ -247,29 +359,43 @@ impl<'s, S: Store> RouteTable<'s, S> {
             .map_err(|e| StoreError::Corrupt { key: key(&route.domain), detail: e.to_string() })?;
         let replaced = self.store.replace(&key(&route.domain), expected, &bytes).await;
         self.forget(&route.domain);
+        if replaced.as_ref().is_ok_and(|done| *done) {
+            self.bump_generation().await;
+        }
         replaced
     }
 
     pub async fn delete(&self, domain: &str) -> Result<(), StoreError> {
         let deleted = self.store.delete(&key(domain)).await;
         self.forget(domain);
+        if deleted.is_ok() {
+            self.bump_generation().await;
+        }
         deleted
     }
 
     /// Every route, sorted by domain.
     pub async fn list(&self) -> Result<Vec<Route>, StoreError> {
+        Ok(self.entries().await?.into_iter().map(|(route, _)| route).collect())
+    }
+
+    /// Every route with its stored bytes (for compare-and-set), sorted by domain.
+    pub async fn entries(&self) -> Result<Vec<(Route, Vec<u8>)>, StoreError> {
         let mut routes = Vec::new();
         for (k, bytes) in self.store.scan_prefix(keys::ROUTES).await? {
             let route: Route =
                 serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt { key: k, detail: e.to_string() })?;
-            routes.push(route);
+            routes.push((route, bytes));
         }
-        routes.sort_by(|a, b| a.domain.cmp(&b.domain));
+        routes.sort_by(|a, b| a.0.domain.cmp(&b.0.domain));
         Ok(routes)
     }
 
     /// The index of every route, through the cache when there is one.
     pub async fn index(&self) -> Result<Arc<RouteIndex>, StoreError> {
+        if let Some(cache) = self.cache {
+            self.check_generation(cache).await;
+        }
         if let Some(index) = self.cache.and_then(RouteCache::index) {
             return Ok(index);
         }
@@ -316,6 +442,7 @@ mod tests {
             clients: clients.iter().map(|c| c.to_string()).collect(),
             include_subdomains: subdomains,
             verified: true,
+            source: RouteSource::Api,
         }
     }
 
@@ -367,6 +494,27 @@ mod tests {
         assert!(table.get("acme.example").await.expect("get").is_some(), "cached");
         table.delete("acme.example").await.expect("delete");
         assert!(table.get("acme.example").await.expect("get").is_none(), "its own delete, at once");
+    }
+
+    #[tokio::test]
+    async fn another_instances_write_is_seen_at_the_next_generation_check() {
+        let store = MemoryStore::new();
+        let (mine, theirs) = (RouteCache::default(), RouteCache::default());
+        let table = RouteTable::cached(&store, &mine);
+        assert!(table.get("acme.example").await.expect("get").is_none());
+        let epoch = table.epoch();
+        RouteTable::cached(&store, &theirs).put(&route("acme.example", false, &[])).await.expect("put");
+        assert!(table.get("acme.example").await.expect("get").is_none(), "not yet checked: cached");
+        mine.check_soon();
+        assert!(table.get("acme.example").await.expect("get").is_some(), "the generation moved");
+        assert!(table.epoch() > epoch, "dependent caches are told");
+    }
+
+    #[test]
+    fn records_without_a_source_are_the_operators() {
+        let old = br#"{"domain":"acme.example","organization_id":"org_1"}"#;
+        let route: Route = serde_json::from_slice(old).expect("old record");
+        assert_eq!((route.source, route.verified), (RouteSource::Api, true));
     }
 
     #[tokio::test]

@@ -230,6 +230,22 @@ pub mod keys {
     pub const CLIENTS: &str = "client:";
     /// The prefixes `scan_prefix` may list. Each must end with `:`.
     pub const COLLECTIONS: &[&str] = &[ROUTES, CLIENTS];
+    /// A counter every route write bumps: instances drop their route cache when it moves.
+    /// Not under `route:`, which lists routes only.
+    pub const ROUTES_GENERATION: &str = "routes-generation";
+    /// Held by the instance running a full route sync (a TTL, never released early), so that
+    /// a fleet syncs about once per interval rather than once per instance.
+    pub const ROUTE_SYNC_LOCK: &str = "route-sync:lock";
+    /// The last full route sync's report, for `/admin/status` on any instance.
+    pub const ROUTE_SYNC_REPORT: &str = "route-sync:report";
+    /// The last webhook that changed something, for `/admin/status`.
+    pub const WEBHOOK_LAST: &str = "webhook-last";
+
+    /// A webhook delivery by the SHA-256 of its `webhook-id`: `pending` while it is applied,
+    /// then `done`, so that a redelivery changes nothing.
+    pub fn webhook(id_hash: &str) -> String {
+        format!("webhook:{id_hash}")
+    }
 
     pub fn flow(upstream_state: &str) -> String {
         format!("flow:{upstream_state}")

@@ -2,6 +2,7 @@
 //! OIDC provider taking the same routing parameters).
 
 mod id_token;
+pub mod scalekit;
 
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -120,7 +121,7 @@ fn transport(error: reqwest::Error) -> UpstreamError {
 impl From<HttpError> for UpstreamError {
     fn from(error: HttpError) -> Self {
         match error {
-            HttpError::TooLarge => UpstreamError::Malformed(error.to_string()),
+            HttpError::TooLarge(_) => UpstreamError::Malformed(error.to_string()),
             HttpError::Transport(_) | HttpError::Build(_) => UpstreamError::Unreachable(error.to_string()),
         }
     }

@@ -258,10 +258,13 @@ async fn serve_logs_carry_request_ids_and_never_a_secret() {
     let key = dir.path().join("signing.pem");
     std::fs::write(&key, ssobridge::tokens::generate_rsa_pem().expect("pem")).expect("write");
     let config = dir.path().join("ssobridge.toml");
+    // Webhooks on (a secret to keep out of the logs), no sync (the test upstream has no
+    // management API).
+    let webhook_secret = "whsec_bG9nLXRlc3Qtd2ViaG9vay1zZWNyZXQtMDEy";
     let toml = crate::common::broker_toml(&public_url, &redis.url(), "logs:", &upstream.issuer).replace(
         "listen = \"127.0.0.1:0\"",
         &format!("listen = \"127.0.0.1:{port}\"\n[signing]\nkey_file = \"{}\"", key.display()),
-    );
+    ) + &format!("\n[scalekit]\nsync_interval_seconds = 0\nwebhook_secret = \"{webhook_secret}\"\n");
     std::fs::write(&config, toml).expect("write");
     let mut child = ssobridge()
         .args(["serve", "--config"])
@@ -322,6 +325,25 @@ async fn serve_logs_carry_request_ids_and_never_a_secret() {
     assert_eq!(status, 200);
     let _ = crate::common::redeem(&public_url, client, &code, Some(crate::common::VERIFIER)).await;
     let _ = crate::common::redeem(&public_url, (client.0, "wrong-secret-value", client.2), &code, None).await;
+    // A signed webhook (ignored: no route event) and a forged one.
+    let key = ssobridge::webhooks::signature::decode_secret(webhook_secret).expect("secret");
+    let body = r#"{"type":"user.login","data":{}}"#;
+    let timestamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
+    for (signature, expected) in [
+        (ssobridge::webhooks::signature::sign(&key, "msg_log", timestamp, body.as_bytes()), 200),
+        ("v1,Zm9yZ2Vk".to_owned(), 401),
+    ] {
+        let response = crate::common::http()
+            .post(format!("{public_url}/webhooks/scalekit"))
+            .header("webhook-id", "msg_log")
+            .header("webhook-timestamp", timestamp.to_string())
+            .header("webhook-signature", &signature)
+            .body(body)
+            .send()
+            .await
+            .expect("webhook");
+        assert_eq!(response.status(), expected);
+    }
     let _ = child.start_kill();
     let _ = child.wait().await;
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
@@ -342,6 +364,7 @@ async fn serve_logs_carry_request_ids_and_never_a_secret() {
         ("ID token signature", id_token.rsplit('.').next().unwrap_or("")),
         ("client secret", client.1),
         ("upstream client secret", crate::common::UPSTREAM_CLIENT_SECRET),
+        ("webhook secret", webhook_secret.trim_start_matches("whsec_")),
         ("downstream PKCE verifier", crate::common::VERIFIER),
         ("client state", "client-state-123"),
     ];

@@ -313,3 +313,48 @@ async fn the_portal_delivers_to_the_default_redirect_url_and_returns_errors() {
     assert_eq!(params.get("error").map(String::as_str), Some("user_not_active"));
     assert!(!params.contains_key("state"), "no request of the application started it: {params:?}");
 }
+
+/// Route sync in the demo: a domain added in the IdP portal reaches the broker as Scalekit's
+/// signed webhooks, and its users sign in at once; the portal and `/admin/status` show it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_domain_added_in_the_portal_signs_in_at_once() {
+    let demo = start_demo().await;
+    let page = crate::common::http()
+        .post(format!("{}/simulator/portal/domains", demo.url))
+        .form(&[("domain", "newco.example"), ("organization_id", ""), ("verification", "dns")])
+        .send()
+        .await
+        .expect("portal")
+        .text()
+        .await
+        .expect("page");
+    for event in ["organization.created", "organization.domain_created", "organization.domain_dns_verification_success"]
+    {
+        assert!(page.contains(&format!("<code>{event}</code>: 200 OK")), "{event}: {page}");
+    }
+    let (claims, _) = sign_in(&demo, "someone@newco.example").await;
+    assert_eq!(
+        (&claims["org_id"], &claims["connection_id"]),
+        (&json!("org_newco_example"), &json!("conn_newco_example"))
+    );
+    assert_eq!(claims["email_verified"], true, "newco.example is a verified (synced) route of its organization");
+
+    let portal = browse(&Browser::default(), format!("{}/simulator/portal", demo.url)).await;
+    assert!(portal.contains("portal/start?organization_id=org_newco_example"), "a card for the new organization");
+    let status: Value = crate::common::http()
+        .get(format!("{}/admin/status", demo.url))
+        .bearer_auth("demo-admin-token")
+        .send()
+        .await
+        .expect("status")
+        .json()
+        .await
+        .expect("json");
+    let sync = &status["route_sync"];
+    assert_eq!(sync["last_webhook"]["event_type"], "organization.domain_dns_verification_success", "{status}");
+    assert_eq!(sync["last_sync"]["ok"], true, "the sync at start: {status}");
+    assert_eq!(
+        sync["last_sync"]["changes"]["kept_operator_routes"], 2,
+        "example.com and example.org are config routes"
+    );
+}

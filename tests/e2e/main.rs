@@ -31,6 +31,7 @@ mod login;
 mod operate;
 mod redis_cluster;
 mod redis_tls;
+mod route_sync;
 mod routing;
 mod security;
 mod signing_and_client_auth;

@@ -181,6 +181,7 @@ async fn routes_are_shared_through_redis_by_every_instance() {
             clients: vec![],
             include_subdomains: false,
             verified: true,
+            source: ssobridge::routing::RouteSource::Api,
         })
         .await
         .expect("put");

@@ -15,11 +15,19 @@
 //! - The portal signs users in IdP-initiated: an `idp_initiated_login` token shaped like the
 //!   docs' (no `aud`, no `jti`) to the initiate-login URL or to the default redirect URL, or
 //!   returns an error, as Scalekit's simulator offers.
+//! - The management API (§7: client_credentials at `/oauth/token`, organizations, their
+//!   domains, connections by domain, paginated as documented) over the same organizations,
+//!   which the portal can add domains (and organizations) to or remove them from, sending the
+//!   signed webhooks Scalekit sends (§8) to a configured endpoint.
 //!
 //! Routing errors need fixtures: organizations without working SSO (`MISCONFIGURED`) and
 //! users with something wrong (`USERS`).
 
-use std::collections::HashMap;
+mod api;
+pub mod directory;
+mod events;
+
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -28,6 +36,7 @@ use poem::web::Data;
 use poem::{get, handler, post, Body, EndpointExt, Request, Response, Route};
 use serde_json::json;
 
+use self::directory::{Org, OrgRef};
 use crate::oidc::error::{json_response, redirect, with_query};
 use crate::oidc::params::Params;
 use crate::pages::{self, escape};
@@ -237,6 +246,10 @@ pub struct SimulatorSettings {
     pub initiate_login_uri: Option<String>,
     /// Adds RFC 9207 `iss` to authorization responses and says so in discovery.
     pub iss_on_redirect: bool,
+    /// Where the portal's changes are sent as signed webhooks (the broker's
+    /// `/webhooks/scalekit`), with `webhook_secret` (`whsec_…`); none: no webhooks.
+    pub webhook_url: Option<String>,
+    pub webhook_secret: Option<Secret>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -271,6 +284,17 @@ impl SimulatorSettings {
                 return Err(invalid(what, uri, "Scalekit allows at most 256 characters"));
             }
         }
+        match (&self.webhook_url, &self.webhook_secret) {
+            (None, None) => {}
+            (Some(url), Some(secret)) => {
+                if url::Url::parse(url).is_err() {
+                    return Err(invalid("webhook URL", url, "not an absolute URL"));
+                }
+                crate::webhooks::signature::decode_secret(secret.expose())
+                    .map_err(|why| SimulatorError::Setting(format!("webhook secret: {why}")))?;
+            }
+            _ => return Err(SimulatorError::Setting("a webhook URL needs a webhook secret, and back".to_owned())),
+        }
         Ok(())
     }
 }
@@ -278,7 +302,7 @@ impl SimulatorSettings {
 /// The user an authorization request signs in, and what their IdP says.
 #[derive(Debug, Clone)]
 struct SignedIn {
-    org: &'static SimulatedOrg,
+    org: OrgRef,
     email: String,
     given_name: String,
     family_name: String,
@@ -299,13 +323,58 @@ pub struct Simulator {
     settings: SimulatorSettings,
     key: SigningKey,
     codes: Mutex<HashMap<String, Issued>>,
+    /// The organizations, their domains and connections.
+    directory: Mutex<Vec<Org>>,
+    /// `env_…`, as in every API object and event.
+    environment_id: String,
+    /// Management API tokens (client_credentials) and when they expire.
+    api_tokens: Mutex<HashMap<String, Instant>>,
+    /// Requests received, by endpoint (`authorize`, and the management API's `token`,
+    /// `organizations`, `domains`, `connections`): what tests count.
+    requests: Mutex<HashMap<&'static str, u64>>,
+    /// The last webhooks sent, newest last, for the portal.
+    deliveries: Mutex<VecDeque<events::Delivery>>,
+    http: reqwest::Client,
 }
 
 impl Simulator {
     pub fn new(_proof: DemoOnly, settings: SimulatorSettings) -> Result<Simulator, SimulatorError> {
         settings.check()?;
         let key = SigningKey::generate_rsa()?.with_kid(&format!("snk_{}", random_digits(17)?))?;
-        Ok(Simulator { settings, key, codes: Mutex::new(HashMap::new()) })
+        let http = crate::http::client(Duration::from_secs(10))
+            .map_err(|e| SimulatorError::Setting(format!("HTTP client: {e}")))?;
+        Ok(Simulator {
+            settings,
+            key,
+            codes: Mutex::new(HashMap::new()),
+            directory: Mutex::new(directory::seed(Self::now())),
+            environment_id: format!("env_{}", random_digits(17)?),
+            api_tokens: Mutex::new(HashMap::new()),
+            requests: Mutex::new(HashMap::new()),
+            deliveries: Mutex::new(VecDeque::new()),
+            http,
+        })
+    }
+
+    fn directory(&self) -> std::sync::MutexGuard<'_, Vec<Org>> {
+        // Each use is a short read or one edit: a panic cannot leave it half written.
+        self.directory.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// How many requests `endpoint` (`authorize`, `token` for client_credentials,
+    /// `organizations`, `domains`, `connections`) has answered.
+    pub fn requests(&self, endpoint: &str) -> u64 {
+        self.requests.lock().unwrap_or_else(|p| p.into_inner()).get(endpoint).copied().unwrap_or(0)
+    }
+
+    fn count(&self, endpoint: &'static str) {
+        *self.requests.lock().unwrap_or_else(|p| p.into_inner()).entry(endpoint).or_default() += 1;
+    }
+
+    /// Expires every management API token at once, as a rotated credential would: the next
+    /// call with one is answered 401.
+    pub fn expire_api_tokens(&self) {
+        self.api_tokens.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 
     pub fn settings(&self) -> &SimulatorSettings {
@@ -327,6 +396,11 @@ impl Simulator {
             .at("/portal", get(portal))
             .at("/portal/start", get(portal_start))
             .at("/portal/error", get(portal_error))
+            .at("/portal/domains", post(events::add_domain))
+            .at("/portal/domains/delete", post(events::remove_domain))
+            .at("/api/v1/organizations", get(api::organizations))
+            .at("/api/v1/organizations/:organization_id/domains", get(api::domains))
+            .at("/api/v1/connections", get(api::connections))
             .data(self)
     }
 
@@ -336,33 +410,32 @@ impl Simulator {
     fn route(&self, params: &Params) -> Result<SignedIn, &'static str> {
         let value = |name| params.get(name).ok().flatten().map(str::to_ascii_lowercase);
         let login_hint = value("login_hint");
-        let org = if let Some(connection) = value("connection_id") {
-            match ORGS.iter().find(|o| o.connection_id == connection) {
-                Some(org) => org,
-                None if MISCONFIGURED.iter().any(|m| m.inactive_connection == Some(connection.as_str())) => {
-                    return Err("connection_not_active")
+        let org = {
+            let directory = self.directory();
+            if let Some(connection) = value("connection_id") {
+                match directory.iter().find(|o| o.connection.as_ref().is_some_and(|(c, _)| *c == connection)) {
+                    Some(org) => org.signing().ok_or("connection_not_active")?,
+                    None => return Err("invalid_connection_id"),
                 }
-                None => return Err("invalid_connection_id"),
+            } else if let Some(organization) = value("organization_id") {
+                directory.iter().find(|o| o.id == organization).ok_or("invalid_organization_id")?.sign_in_target()?
+            } else if let Some(domain) = value("domain").or_else(|| value("domain_hint")) {
+                by_domain(&directory, &domain)?
+            } else if let Some(hint) = &login_hint {
+                let domain = match hint.rsplit_once('@') {
+                    Some((local, domain)) if !local.is_empty() && !domain.is_empty() => domain,
+                    _ => return Err("invalid_connection_selector"),
+                };
+                by_domain(&directory, domain)?
+            } else {
+                return Err("invalid_connection_selector");
             }
-        } else if let Some(organization) = value("organization_id") {
-            org_where(|o| o.organization_id == organization, |m| m.organization_id == organization)
-                .ok_or("invalid_organization_id")??
-        } else if let Some(domain) = value("domain").or_else(|| value("domain_hint")) {
-            org_where(|o| o.domain == domain, |m| m.domain == domain).ok_or("domain_not_found")??
-        } else if let Some(hint) = &login_hint {
-            let domain = match hint.rsplit_once('@') {
-                Some((local, domain)) if !local.is_empty() && !domain.is_empty() => domain,
-                _ => return Err("invalid_connection_selector"),
-            };
-            org_where(|o| o.domain == domain, |m| m.domain == domain).ok_or("domain_not_found")??
-        } else {
-            return Err("invalid_connection_selector");
         };
         // The hinted user when they belong to the organization (the IdP's login page would
         // be prefilled with them), else its default user.
         let email = login_hint
-            .filter(|h| h.strip_suffix(org.domain).and_then(|l| l.strip_suffix('@')).is_some_and(|l| !l.is_empty()))
-            .unwrap_or_else(|| org.default_user.to_owned());
+            .filter(|h| h.rsplit_once('@').is_some_and(|(l, d)| !l.is_empty() && org.domains.iter().any(|o| o == d)))
+            .unwrap_or_else(|| org.default_user.clone());
         sign_in(org, email)
     }
 
@@ -382,7 +455,7 @@ impl Simulator {
     /// `relay_state` when there is one; no `aud`, no `jti`.
     fn idp_initiated_token(
         &self,
-        org: &SimulatedOrg,
+        org: &OrgRef,
         login_hint: &str,
         relay_state: Option<&str>,
     ) -> Result<String, TokenError> {
@@ -403,38 +476,30 @@ impl Simulator {
     }
 }
 
-/// The signing organization matching `org`, or the configuration error of a misconfigured one.
-fn org_where(
-    org: impl Fn(&SimulatedOrg) -> bool,
-    misconfigured: impl Fn(&Misconfigured) -> bool,
-) -> Option<Result<&'static SimulatedOrg, &'static str>> {
-    if let Some(found) = ORGS.iter().find(|o| org(o)) {
-        return Some(Ok(found));
-    }
-    MISCONFIGURED.iter().find(|m| misconfigured(m)).map(|m| {
-        Err(match m.inactive_connection {
-            Some(_) => "no_active_connections",
-            None => "no_configured_connections",
-        })
-    })
+/// The organization that routes `domain` (a verified domain only, as at Scalekit), or its
+/// configuration error, or `domain_not_found`.
+fn by_domain(directory: &[Org], domain: &str) -> Result<OrgRef, &'static str> {
+    let org = directory.iter().find(|o| o.routing_domains().any(|d| d == domain)).ok_or("domain_not_found")?;
+    org.sign_in_target()
 }
 
 /// What the organization's IdP says when `email` signs in.
-fn sign_in(org: &'static SimulatedOrg, email: String) -> Result<SignedIn, &'static str> {
+fn sign_in(org: OrgRef, email: String) -> Result<SignedIn, &'static str> {
+    let org_word = capitalize(org.domains.first().and_then(|d| d.split('.').next()).unwrap_or(""));
     let derived = |email: &str| {
         let local = email.split('@').next().unwrap_or("user");
         let given = capitalize(local.split(['.', '_', '+', '-']).next().unwrap_or(local));
-        let family = local
-            .split('.')
-            .nth(1)
-            .map(capitalize)
-            .unwrap_or_else(|| capitalize(org.domain.split('.').next().unwrap_or("")));
+        let family = local.split('.').nth(1).map(capitalize).unwrap_or_else(|| org_word.clone());
         (given, family)
     };
     match USERS.iter().find(|u| u.email == email).map(|u| &u.account) {
         Some(Account::Inactive) => Err("user_not_active"),
         // Scalekit checks the address the IdP asserts against the organization's domains.
-        Some(Account::Asserts(other)) if !other.ends_with(&format!("@{}", org.domain)) => Err("invalid_user_domain"),
+        Some(Account::Asserts(other))
+            if !other.rsplit_once('@').is_some_and(|(_, d)| org.domains.iter().any(|o| o == d)) =>
+        {
+            Err("invalid_user_domain")
+        }
         Some(Account::Asserts(other)) => {
             let (given_name, family_name) = derived(other);
             let name = Some(format!("{given_name} {family_name}"));
@@ -514,6 +579,7 @@ fn keys(sim: Data<&Arc<Simulator>>) -> Response {
 
 #[handler]
 fn authorize(req: &Request, sim: Data<&Arc<Simulator>>) -> Response {
+    sim.count("authorize");
     let params = Params::parse(req.uri().query().unwrap_or("").as_bytes());
     let get = |name| params.get(name).ok().flatten();
     // Before the client and redirect URI are known good, errors cannot be redirected.
@@ -577,8 +643,11 @@ async fn token(body: Body, sim: Data<&Arc<Simulator>>) -> Response {
     if !authenticated {
         return refuse(StatusCode::UNAUTHORIZED, "invalid_client");
     }
-    if get("grant_type") != Some("authorization_code") {
-        return refuse(StatusCode::BAD_REQUEST, "unsupported_grant_type");
+    match get("grant_type") {
+        Some("authorization_code") => {}
+        // The management API's token (research/scalekit.md §7.1).
+        Some("client_credentials") => return api::issue_token(&sim),
+        _ => return refuse(StatusCode::BAD_REQUEST, "unsupported_grant_type"),
     }
     let Some(code) = get("code") else { return refuse(StatusCode::BAD_REQUEST, "invalid_request") };
     let issued = sim.codes.lock().unwrap_or_else(|p| p.into_inner()).remove(code);
@@ -650,9 +719,11 @@ async fn token(body: Body, sim: Data<&Arc<Simulator>>) -> Response {
 fn portal(sim: Data<&Arc<Simulator>>) -> Response {
     let errors: String = PORTAL_ERRORS.iter().map(|c| format!("<option value=\"{c}\">{c}</option>")).collect();
     let default_redirect = sim.settings.redirect_uris.first().map(String::as_str).unwrap_or("");
-    let cards: String = ORGS
+    let signing: Vec<(String, OrgRef)> =
+        sim.directory().iter().filter_map(|o| Some((o.display_name.clone(), o.signing()?))).collect();
+    let cards: String = signing
         .iter()
-        .map(|o| {
+        .map(|(display_name, o)| {
             let initiate = match &sim.settings.initiate_login_uri {
                 Some(uri) => format!(
                     "<li><a href=\"portal/start?organization_id={org}\">Sign in to the application</a> \
@@ -669,16 +740,17 @@ fn portal(sim: Data<&Arc<Simulator>>) -> Response {
 <form method=\"get\" action=\"portal/error\"><input type=\"hidden\" name=\"organization_id\" value=\"{org}\">\
 <label for=\"error-{org}\">Error</label> <select id=\"error-{org}\" name=\"error\">{errors}</select> \
 <button type=\"submit\">Return the error</button></form></section>",
-                name = escape(o.display_name),
-                user = o.default_user,
-                org = o.organization_id,
+                name = escape(display_name),
+                user = escape(&o.default_user),
+                org = escape(&o.organization_id),
                 redirect = escape(default_redirect),
             )
         })
         .collect();
     let body = format!(
         "<h1>IdP portal (simulated)</h1><p>Your company's app launcher. Each card signs you in to the application \
-without visiting it first (IdP-initiated login), or makes the identity provider fail.</p>{cards}"
+without visiting it first (IdP-initiated login), or makes the identity provider fail.</p>{cards}{admin}",
+        admin = events::admin_section(&sim),
     );
     pages::page(StatusCode::OK, "IdP portal (simulated)", &body)
 }
@@ -689,7 +761,8 @@ without visiting it first (IdP-initiated login), or makes the identity provider 
 fn portal_start(req: &Request, sim: Data<&Arc<Simulator>>) -> Response {
     let params = Params::parse(req.uri().query().unwrap_or("").as_bytes());
     let get = |name| params.get(name).ok().flatten();
-    let Some(org) = ORGS.iter().find(|o| Some(o.organization_id) == get("organization_id")) else {
+    let org = sim.directory().iter().find(|o| Some(o.id.as_str()) == get("organization_id")).and_then(Org::signing);
+    let Some(org) = org else {
         return pages::error_page(StatusCode::BAD_REQUEST, "Unknown organization", "Pick a card on the portal.");
     };
     let target = match get("deliver") {
@@ -703,7 +776,7 @@ fn portal_start(req: &Request, sim: Data<&Arc<Simulator>>) -> Response {
             "The simulator has no initiate-login URL: deliver to the default redirect URL instead.",
         );
     };
-    match sim.idp_initiated_token(org, org.default_user, get("relay_state")) {
+    match sim.idp_initiated_token(&org, &org.default_user, get("relay_state")) {
         Ok(jwt) => redirect(&with_query(target, &[("idp_initiated_login", &jwt)])),
         Err(_) => pages::error_page(StatusCode::INTERNAL_SERVER_ERROR, "Simulator error", "Could not sign the token."),
     }
@@ -715,7 +788,8 @@ fn portal_start(req: &Request, sim: Data<&Arc<Simulator>>) -> Response {
 fn portal_error(req: &Request, sim: Data<&Arc<Simulator>>) -> Response {
     let params = Params::parse(req.uri().query().unwrap_or("").as_bytes());
     let get = |name| params.get(name).ok().flatten();
-    let known_org = ORGS.iter().any(|o| Some(o.organization_id) == get("organization_id"));
+    let known_org =
+        sim.directory().iter().any(|o| Some(o.id.as_str()) == get("organization_id") && o.signing().is_some());
     let code = get("error").and_then(|e| PORTAL_ERRORS.iter().find(|c| **c == e));
     let (true, Some(code), Some(target)) = (known_org, code, sim.settings.redirect_uris.first()) else {
         return pages::error_page(StatusCode::BAD_REQUEST, "Unknown choice", "Pick an error on the portal.");
@@ -756,6 +830,8 @@ mod tests {
             redirect_uris: vec!["http://127.0.0.1:2/callback".into()],
             initiate_login_uri: Some("http://127.0.0.1:2/initiate-login".into()),
             iss_on_redirect: false,
+            webhook_url: None,
+            webhook_secret: None,
         }
     }
 
@@ -804,10 +880,11 @@ mod tests {
         assert!(id.starts_with("00u") && id.len() == 20 && !id.contains('@'), "{id}");
         let guid = idp_user_id(IdpKind::Saml, "bob@example.org");
         assert_eq!(guid.len(), 36);
-        let carol = sign_in(&ORGS[1], "carol@example.org".into()).expect("carol");
+        let example_org = directory::seed(0)[1].signing().expect("example.org signs users in");
+        let carol = sign_in(example_org.clone(), "carol@example.org".into()).expect("carol");
         assert_eq!((carol.name, carol.email_verified), (None, None));
         assert_eq!((carol.given_name.as_str(), carol.family_name.as_str()), ("Carol", "Jones"));
-        let jane = sign_in(&ORGS[1], "jane.doe@example.org".into()).expect("jane");
+        let jane = sign_in(example_org, "jane.doe@example.org".into()).expect("jane");
         assert_eq!((jane.name.as_deref(), jane.email_verified), (Some("Jane Doe"), Some(true)));
     }
 
