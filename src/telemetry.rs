@@ -1,11 +1,15 @@
 //! Logging (JSON lines on stdout, filtered by `SSOBRIDGE_LOG`, default `info`) and Prometheus
-//! metrics (`/metrics`). The metrics registry is process-global so that every layer can count
-//! without threading a handle through.
+//! metrics (`/metrics`), kept by the `prometheus` crate: each series is its own atomic, found
+//! through its family's read-mostly map, so counting takes no process-wide lock. The metric
+//! families are declared once, in [`FAMILIES`]; every layer counts through [`count`],
+//! [`gauge`] and [`observe`] by family name, without threading a handle through.
 
-use std::collections::BTreeMap;
-use std::fmt::Write;
-use std::sync::{Mutex, OnceLock};
+use std::collections::HashMap;
+use std::sync::OnceLock;
 
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::MetricFamily;
+use prometheus::{Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
 use tracing_subscriber::EnvFilter;
 
 pub fn init() {
@@ -22,65 +26,130 @@ pub fn init() {
 /// Latency buckets in seconds: from a store round trip to an upstream timeout.
 const BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
-type Series = (&'static str, String);
-
-#[derive(Default)]
-struct Histogram {
-    counts: Vec<u64>,
-    sum: f64,
-    count: u64,
+#[derive(Clone, Copy)]
+enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
 }
 
-#[derive(Default)]
-struct Registry {
-    counters: BTreeMap<Series, u64>,
-    gauges: BTreeMap<Series, f64>,
-    histograms: BTreeMap<Series, Histogram>,
+/// Every metric family: name, kind, help, label names.
+const FAMILIES: &[(&str, Kind, &str, &[&str])] = &[
+    ("ssobridge_logins_started_total", Kind::Counter, "Logins sent to the upstream, by client.", &["client"]),
+    (
+        "ssobridge_logins_completed_total",
+        Kind::Counter,
+        "Logins that reached the client with a code, by client.",
+        &["client"],
+    ),
+    (
+        "ssobridge_logins_failed_total",
+        Kind::Counter,
+        "Logins that ended in an error, by client and reason.",
+        &["client", "reason"],
+    ),
+    ("ssobridge_tokens_issued_total", Kind::Counter, "Token responses, by client.", &["client"]),
+    ("ssobridge_store_errors_total", Kind::Counter, "Store operations that failed.", &[]),
+    ("ssobridge_rate_limited_total", Kind::Counter, "Requests refused with 429, by limit.", &["limit"]),
+    ("ssobridge_upstream_duration_seconds", Kind::Histogram, "Upstream calls, by operation.", &["operation"]),
+    ("ssobridge_adapter_duration_seconds", Kind::Histogram, "Downstream adapter calls, by adapter.", &["adapter"]),
+    (
+        "ssobridge_route_sync_total",
+        Kind::Counter,
+        "Full route syncs from Scalekit, by outcome (ok, error, skipped).",
+        &["outcome"],
+    ),
+    ("ssobridge_route_sync_last_success_timestamp_seconds", Kind::Gauge, "When a full route sync last completed.", &[]),
+    (
+        "ssobridge_routes",
+        Kind::Gauge,
+        "Routes in the table, by source (config, api, synced), as of the last sync.",
+        &["source"],
+    ),
+    (
+        "ssobridge_webhooks_total",
+        Kind::Counter,
+        "Scalekit webhook deliveries, by event and outcome.",
+        &["event", "outcome"],
+    ),
+    ("ssobridge_route_lookups_total", Kind::Counter, "Route-table misses asked of Scalekit, by outcome.", &["outcome"]),
+];
+
+struct Metrics {
+    registry: Registry,
+    counters: HashMap<&'static str, (IntCounterVec, &'static [&'static str])>,
+    gauges: HashMap<&'static str, (GaugeVec, &'static [&'static str])>,
+    histograms: HashMap<&'static str, (HistogramVec, &'static [&'static str])>,
 }
 
-fn registry() -> &'static Mutex<Registry> {
-    static REGISTRY: OnceLock<Mutex<Registry>> = OnceLock::new();
-    REGISTRY.get_or_init(Mutex::default)
-}
-
-fn labels(pairs: &[(&str, &str)]) -> String {
-    let mut out = String::new();
-    for (i, (name, value)) in pairs.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
+fn metrics() -> &'static Metrics {
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    METRICS.get_or_init(|| {
+        let registry = Registry::new();
+        let mut metrics =
+            Metrics { registry, counters: HashMap::new(), gauges: HashMap::new(), histograms: HashMap::new() };
+        for &(name, kind, help, labels) in FAMILIES {
+            // The declarations above are constants: a failure here is a typo in them, which the
+            // unit test below catches; such a family is left out rather than stopping the broker.
+            let registered = match kind {
+                Kind::Counter => IntCounterVec::new(Opts::new(name, help), labels).map(|c| {
+                    metrics.counters.insert(name, (c.clone(), labels));
+                    Box::new(c) as Box<dyn Collector>
+                }),
+                Kind::Gauge => GaugeVec::new(Opts::new(name, help), labels).map(|g| {
+                    metrics.gauges.insert(name, (g.clone(), labels));
+                    Box::new(g) as Box<dyn Collector>
+                }),
+                Kind::Histogram => HistogramVec::new(HistogramOpts::new(name, help).buckets(BUCKETS.to_vec()), labels)
+                    .map(|h| {
+                        metrics.histograms.insert(name, (h.clone(), labels));
+                        Box::new(h) as Box<dyn Collector>
+                    }),
+            };
+            if let Err(error) = registered.and_then(|c| metrics.registry.register(c)) {
+                tracing::error!(metric = name, error = %error, "metric family not registered");
+            }
         }
-        let value = value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
-        let _ = write!(out, "{name}=\"{value}\"");
-    }
-    out
+        if let Err(error) = metrics.registry.register(Box::new(Process::new())) {
+            tracing::error!(error = %error, "process metrics not registered");
+        }
+        metrics
+    })
+}
+
+/// The label values in the family's order; a label the caller did not give is empty.
+fn values<'a>(labels: &[&str], pairs: &[(&str, &'a str)]) -> Vec<&'a str> {
+    labels.iter().map(|label| pairs.iter().find(|(k, _)| k == label).map(|(_, v)| *v).unwrap_or("")).collect()
 }
 
 /// Adds one to a counter.
 pub fn count(name: &'static str, pairs: &[(&str, &str)]) {
-    let mut registry = registry().lock().unwrap_or_else(|p| p.into_inner());
-    *registry.counters.entry((name, labels(pairs))).or_default() += 1;
+    match metrics().counters.get(name) {
+        Some((family, labels)) => family.with_label_values(&values(labels, pairs)).inc(),
+        None => undeclared(name),
+    }
 }
 
 /// Sets a gauge.
 pub fn gauge(name: &'static str, pairs: &[(&str, &str)], value: f64) {
-    let mut registry = registry().lock().unwrap_or_else(|p| p.into_inner());
-    registry.gauges.insert((name, labels(pairs)), value);
+    match metrics().gauges.get(name) {
+        Some((family, labels)) => family.with_label_values(&values(labels, pairs)).set(value),
+        None => undeclared(name),
+    }
 }
 
 /// Records a duration in seconds.
 pub fn observe(name: &'static str, pairs: &[(&str, &str)], seconds: f64) {
-    let mut registry = registry().lock().unwrap_or_else(|p| p.into_inner());
-    let histogram = registry.histograms.entry((name, labels(pairs))).or_default();
-    if histogram.counts.is_empty() {
-        histogram.counts = vec![0; BUCKETS.len()];
+    match metrics().histograms.get(name) {
+        Some((family, labels)) => family.with_label_values(&values(labels, pairs)).observe(seconds),
+        None => undeclared(name),
     }
-    for (bucket, count) in BUCKETS.iter().zip(histogram.counts.iter_mut()) {
-        if seconds <= *bucket {
-            *count += 1;
-        }
-    }
-    histogram.sum += seconds;
-    histogram.count += 1;
+}
+
+fn undeclared(name: &str) {
+    // A programming error; metrics must never fail a request.
+    debug_assert!(false, "metric {name} is not declared in telemetry::FAMILIES");
+    tracing::error!(metric = name, "metric is not declared");
 }
 
 /// Times `future` into the histogram `name`.
@@ -91,48 +160,84 @@ pub async fn timed<T>(name: &'static str, pairs: &[(&str, &str)], future: impl s
     result
 }
 
-const HELP: &[(&str, &str, &str)] = &[
-    ("ssobridge_logins_started_total", "counter", "Logins sent to the upstream, by client."),
-    ("ssobridge_logins_completed_total", "counter", "Logins that reached the client with a code, by client."),
-    ("ssobridge_logins_failed_total", "counter", "Logins that ended in an error, by client and reason."),
-    ("ssobridge_tokens_issued_total", "counter", "Token responses, by client."),
-    ("ssobridge_store_errors_total", "counter", "Store operations that failed."),
-    ("ssobridge_rate_limited_total", "counter", "Requests refused with 429, by limit."),
-    ("ssobridge_upstream_duration_seconds", "histogram", "Upstream calls, by operation."),
-    ("ssobridge_route_sync_total", "counter", "Full route syncs from Scalekit, by outcome (ok, error, skipped)."),
-    ("ssobridge_route_sync_last_success_timestamp_seconds", "gauge", "When a full route sync last completed."),
-    ("ssobridge_routes", "gauge", "Routes in the table, by source (config, api, synced), as of the last sync."),
-    ("ssobridge_webhooks_total", "counter", "Scalekit webhook deliveries, by event and outcome."),
-    ("ssobridge_route_lookups_total", "counter", "Route-table misses asked of Scalekit, by outcome."),
-    ("ssobridge_adapter_duration_seconds", "histogram", "Downstream adapter calls, by adapter."),
+/// The Prometheus text exposition (format 0.0.4) of everything counted so far.
+pub fn render() -> String {
+    let mut out = Vec::new();
+    if let Err(error) = TextEncoder::new().encode(&metrics().registry.gather(), &mut out) {
+        tracing::error!(error = %error, "metrics could not be encoded");
+    }
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// The `process_*` metrics every Prometheus exporter has, read from /proc at each scrape
+/// (Linux; elsewhere they are left out).
+struct Process {
+    descs: Vec<Desc>,
+}
+
+const PROCESS: &[(&str, &str)] = &[
+    ("process_cpu_seconds_total", "Total user and system CPU time spent in seconds."),
+    ("process_resident_memory_bytes", "Resident memory size in bytes."),
+    ("process_virtual_memory_bytes", "Virtual memory size in bytes."),
+    ("process_open_fds", "Number of open file descriptors."),
+    ("process_start_time_seconds", "Start time of the process since unix epoch in seconds."),
 ];
 
-/// The Prometheus text exposition of everything counted so far.
-pub fn render() -> String {
-    let registry = registry().lock().unwrap_or_else(|p| p.into_inner());
-    let mut out = String::new();
-    for (name, kind, help) in HELP {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        for ((series, labels), value) in registry.counters.iter().filter(|((n, _), _)| n == name) {
-            let braces = if labels.is_empty() { String::new() } else { format!("{{{labels}}}") };
-            let _ = writeln!(out, "{series}{braces} {value}");
-        }
-        for ((series, labels), value) in registry.gauges.iter().filter(|((n, _), _)| n == name) {
-            let braces = if labels.is_empty() { String::new() } else { format!("{{{labels}}}") };
-            let _ = writeln!(out, "{series}{braces} {value}");
-        }
-        for ((series, labels), h) in registry.histograms.iter().filter(|((n, _), _)| n == name) {
-            let sep = if labels.is_empty() { "" } else { "," };
-            for (bucket, count) in BUCKETS.iter().zip(&h.counts) {
-                let _ = writeln!(out, "{series}_bucket{{{labels}{sep}le=\"{bucket}\"}} {count}");
-            }
-            let _ = writeln!(out, "{series}_bucket{{{labels}{sep}le=\"+Inf\"}} {}", h.count);
-            let braces = if labels.is_empty() { String::new() } else { format!("{{{labels}}}") };
-            let _ = writeln!(out, "{series}_sum{braces} {}", h.sum);
-            let _ = writeln!(out, "{series}_count{braces} {}", h.count);
-        }
+impl Process {
+    fn new() -> Process {
+        let descs = PROCESS
+            .iter()
+            .filter_map(|(name, help)| Desc::new((*name).to_owned(), (*help).to_owned(), vec![], HashMap::new()).ok())
+            .collect();
+        Process { descs }
     }
-    out
+}
+
+impl Collector for Process {
+    fn desc(&self) -> Vec<&Desc> {
+        self.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let Some(readings) = process_readings() else { return Vec::new() };
+        PROCESS
+            .iter()
+            .zip(readings)
+            .filter_map(|((name, help), value)| {
+                // The CPU time only grows: a counter, as every exporter has it; the rest gauges.
+                if name.ends_with("_total") {
+                    let counter = prometheus::Counter::with_opts(Opts::new(*name, *help)).ok()?;
+                    counter.inc_by(value);
+                    Some(counter.collect())
+                } else {
+                    let gauge = prometheus::Gauge::with_opts(Opts::new(*name, *help)).ok()?;
+                    gauge.set(value);
+                    Some(gauge.collect())
+                }
+            })
+            .flatten()
+            .collect()
+    }
+}
+
+/// CPU seconds, RSS, virtual size, open fds and start time of this process, from /proc.
+fn process_readings() -> Option<[f64; 5]> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    let fields: Vec<&str> = stat.get(stat.rfind(')')? + 2..)?.split(' ').collect();
+    let field = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok());
+    let ticks = 100.0; // USER_HZ: 100 on every Linux the broker runs on
+    let page = 4096.0;
+    let cpu = (field(11)? + field(12)?) / ticks;
+    let start_ticks = field(19)?;
+    let vsize = field(20)?;
+    let rss = field(21)? * page;
+    let boot = std::fs::read_to_string("/proc/stat")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("btime ").and_then(|v| v.trim().parse::<f64>().ok()))?;
+    let fds = std::fs::read_dir("/proc/self/fd").map(|d| d.count() as f64).unwrap_or(0.0);
+    Some([cpu, rss, vsize, fds, boot + start_ticks / ticks])
 }
 
 #[cfg(test)]
@@ -146,6 +251,17 @@ mod tests {
         let text = render();
         assert!(text.contains("ssobridge_logins_failed_total{client=\"a\\\"b\",reason=\"access_denied\"} "), "{text}");
         assert!(text.contains("ssobridge_adapter_duration_seconds_bucket{adapter=\"none\",le=\"0.005\"} "), "{text}");
-        assert!(text.contains("# TYPE ssobridge_upstream_duration_seconds histogram"));
+        assert!(text.contains("# TYPE ssobridge_adapter_duration_seconds histogram"));
+    }
+
+    #[test]
+    fn every_declared_family_registers_and_process_metrics_are_there() {
+        let m = metrics();
+        assert_eq!(m.counters.len() + m.gauges.len() + m.histograms.len(), FAMILIES.len(), "a family failed");
+        let text = render();
+        for name in ["process_cpu_seconds_total", "process_resident_memory_bytes", "process_open_fds"] {
+            assert!(text.contains(&format!("# TYPE {name} ")), "{name} in {text}");
+        }
+        assert!(text.contains("# TYPE process_cpu_seconds_total counter"), "{text}");
     }
 }
