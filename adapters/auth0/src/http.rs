@@ -6,20 +6,20 @@
 //! caller's deadline: when the wait would cross it, the caller gets [`AdapterError::Transient`]
 //! with the wait as `retry_after`.
 
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use reqwest::header::HeaderMap;
 use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
+use ssobridge_adapter_core::retry::{self, Failed, Policy};
 use ssobridge_adapter_core::AdapterError;
 use tokio::time::Instant;
 
-/// First try plus two retries: enough to ride out a blip, few enough to keep a sign-in short.
-const MAX_ATTEMPTS: u32 = 3;
-const BACKOFF_BASE: Duration = Duration::from_millis(200);
+/// First try plus two retries: enough to ride out a blip, few enough to keep a sign-in short;
+/// any wait that fits in the caller's deadline.
+const POLICY: Policy =
+    Policy { max_attempts: 3, first_backoff: Duration::from_millis(200), max_wait: Duration::from_secs(60) };
 /// Auth0's messages go into operator logs only, and only this much of them.
 const MAX_MESSAGE_CHARS: usize = 200;
 
@@ -105,28 +105,26 @@ impl Http {
         deadline: Instant,
         build: impl Fn() -> reqwest::RequestBuilder,
     ) -> Result<Exchange, AdapterError> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
+        let attempt = |_| async {
             let remaining = deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() {
-                return Err(transient(format!("{what}: out of time"), None));
+                return Err(Failed::fatal(transient(format!("{what}: out of time"), None)));
             }
-            let (failure, asked_wait) = match self.attempt(&build, self.timeout.min(remaining)).await {
-                Ok(exchange) => return Ok(exchange),
+            match self.attempt(&build, self.timeout.min(remaining)).await {
+                Ok(exchange) => Ok(exchange),
                 Err(Failure::Status { status, headers, body }) => {
-                    (format!("{what}: Auth0 answered {status} ({})", error_message(&body)), asked_wait(&headers))
+                    let asked = asked_wait(&headers);
+                    // Only a wait Auth0 asked for is worth passing on; a backoff is ours.
+                    let detail = format!("{what}: Auth0 answered {status} ({})", error_message(&body));
+                    Err(Failed::retry(transient(detail, asked), asked))
                 }
-                Err(Failure::Network(detail)) => (format!("{what}: {detail}"), None),
-            };
-            let wait = asked_wait.unwrap_or_else(|| backoff(attempt));
-            if attempt >= MAX_ATTEMPTS || Instant::now() + wait >= deadline {
-                // Only a wait Auth0 asked for is worth passing on; a backoff is ours.
-                return Err(transient(failure, asked_wait));
+                Err(Failure::Network(detail)) => Err(Failed::retry(transient(format!("{what}: {detail}"), None), None)),
             }
-            tracing::warn!(attempt, wait_ms = wait.as_millis() as u64, "retrying Auth0: {failure}");
-            tokio::time::sleep(wait).await;
-        }
+        };
+        let on_retry = |attempt, wait: Duration, error: &AdapterError| {
+            tracing::warn!(attempt, wait_ms = wait.as_millis() as u64, "retrying Auth0: {error}");
+        };
+        retry::run(POLICY, deadline.into_std(), attempt, tokio::time::sleep, on_retry).await
     }
 
     async fn attempt(
@@ -173,24 +171,15 @@ fn describe(error: &reqwest::Error) -> String {
     }
 }
 
-/// What a rate-limited answer asks for: `Retry-After: <seconds>`, else `x-ratelimit-reset`.
+/// What a rate-limited answer asks for: `Retry-After`, else `x-ratelimit-reset`.
 fn asked_wait(headers: &HeaderMap) -> Option<Duration> {
-    let number = |name: &str| headers.get(name)?.to_str().ok()?.trim().parse::<u64>().ok();
-    if let Some(seconds) = number("retry-after") {
-        return Some(Duration::from_secs(seconds));
+    if let Some(wait) = headers.get("retry-after").and_then(|v| v.to_str().ok()).and_then(retry::retry_after) {
+        return Some(wait);
     }
-    let reset = number("x-ratelimit-reset")?;
+    let reset = headers.get("x-ratelimit-reset")?.to_str().ok()?.trim().parse::<u64>().ok()?;
     let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?.as_secs();
     // The bucket refills at the start of that second; already past means try now-ish.
-    Some(Duration::from_secs(reset.saturating_sub(now)).max(BACKOFF_BASE))
-}
-
-/// 200 ms, 400 ms, … plus up to 100 ms of jitter so that racing sign-ins spread out.
-fn backoff(attempt: u32) -> Duration {
-    let exponential = BACKOFF_BASE * 2u32.saturating_pow(attempt.saturating_sub(1).min(6));
-    // RandomState is seeded randomly per instance: jitter without a random-number crate.
-    let jitter = RandomState::new().build_hasher().finish() % 100;
-    exponential + Duration::from_millis(jitter)
+    Some(Duration::from_secs(reset.saturating_sub(now)).max(POLICY.first_backoff))
 }
 
 #[cfg(test)]
@@ -215,15 +204,8 @@ mod tests {
         let wait = asked_wait(&headers).unwrap();
         assert!(wait >= Duration::from_secs(4) && wait <= Duration::from_secs(5), "{wait:?}");
         headers.insert("x-ratelimit-reset", HeaderValue::from_str(&(now - 5).to_string()).unwrap());
-        assert_eq!(asked_wait(&headers), Some(BACKOFF_BASE));
+        assert_eq!(asked_wait(&headers), Some(POLICY.first_backoff));
         assert_eq!(asked_wait(&HeaderMap::new()), None);
-    }
-
-    #[test]
-    fn backoff_grows_and_stays_bounded() {
-        assert!(backoff(1) < Duration::from_millis(300));
-        assert!(backoff(3) >= Duration::from_millis(800));
-        assert!(backoff(u32::MAX) <= Duration::from_millis(200 * 64 + 100));
     }
 
     #[test]

@@ -5,7 +5,6 @@
 //! `X-Amz-Target: AWSCognitoIdentityProviderService.<Operation>`; errors come back as
 //! `{"__type": "...Exception", "message": "..."}` (and `x-amzn-ErrorType`).
 
-use std::hash::BuildHasher;
 use std::time::{Duration, SystemTime};
 
 use aws_credential_types::Credentials;
@@ -13,6 +12,7 @@ use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettin
 use aws_sigv4::sign::v4;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use ssobridge_adapter_core::retry::{self, Failed, Policy};
 use ssobridge_adapter_core::AdapterError;
 use tokio::time::Instant;
 use url::Url;
@@ -24,11 +24,10 @@ use crate::settings::Validated;
 const SERVICE: &str = "cognito-idp";
 const TARGET_PREFIX: &str = "AWSCognitoIdentityProviderService.";
 const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
-/// One try and two retries: enough to ride out a burst of throttling while a user waits.
-const MAX_ATTEMPTS: u32 = 3;
-/// A longer `Retry-After` is not waited out inside a sign-in; the error carries it instead.
-const MAX_RETRY_WAIT: Duration = Duration::from_secs(5);
-const BASE_BACKOFF: Duration = Duration::from_millis(100);
+/// One try and two retries: enough to ride out a burst of throttling while a user waits. A
+/// `Retry-After` over 5 s is not waited out inside a sign-in; the error carries it instead.
+const POLICY: Policy =
+    Policy { max_attempts: 3, first_backoff: Duration::from_millis(100), max_wait: Duration::from_secs(5) };
 /// Far above any answer of the calls made here (a `ListUsers` page is at most 60 users).
 const MAX_BODY_BYTES: usize = 4 << 20;
 
@@ -88,23 +87,20 @@ impl Client {
         deadline: Instant,
     ) -> Result<Resp, CognitoError> {
         let body = serde_json::to_vec(request).map_err(|e| CognitoError::Signing(format!("{action} body: {e}")))?;
-        let mut attempt = 1;
-        loop {
+        let attempt = |_| async {
             match self.send_once(action, &body, deadline).await {
-                Ok((status, bytes)) => return decode(action, status, &bytes),
-                Err(error) if error.is_retryable() && attempt < MAX_ATTEMPTS => {
-                    let wait = error.retry_after().unwrap_or_else(|| backoff(attempt));
-                    let remaining = deadline.saturating_duration_since(Instant::now());
-                    if wait > MAX_RETRY_WAIT || wait >= remaining {
-                        return Err(error);
-                    }
-                    tracing::debug!(action, attempt, wait_ms = wait.as_millis() as u64, %error, "cognito: retrying");
-                    tokio::time::sleep(wait).await;
-                    attempt += 1;
+                Ok((status, bytes)) => decode(action, status, &bytes).map_err(Failed::fatal),
+                Err(error) if error.is_retryable() => {
+                    let asked = error.retry_after();
+                    Err(Failed::retry(error, asked))
                 }
-                Err(error) => return Err(error),
+                Err(error) => Err(Failed::fatal(error)),
             }
-        }
+        };
+        let on_retry = |attempt, wait: Duration, error: &CognitoError| {
+            tracing::debug!(action, attempt, wait_ms = wait.as_millis() as u64, %error, "cognito: retrying");
+        };
+        retry::run(POLICY, deadline.into_std(), attempt, tokio::time::sleep, on_retry).await
     }
 
     async fn send_once(
@@ -177,26 +173,8 @@ impl Client {
     }
 }
 
-/// "Equal jitter" exponential backoff (100 ms, 200 ms, ...): half fixed, half random, so that the
-/// retries of racing sign-ins spread out.
-fn backoff(attempt: u32) -> Duration {
-    let base = BASE_BACKOFF.saturating_mul(1 << attempt.saturating_sub(1).min(8));
-    let half = base / 2;
-    let spread = u64::try_from(half.as_millis()).unwrap_or(u64::MAX).saturating_add(1);
-    // A fresh RandomState is randomly keyed: good enough as a jitter source without a rand crate.
-    let random = std::collections::hash_map::RandomState::new().hash_one(attempt) % spread;
-    half + Duration::from_millis(random)
-}
-
-/// `Retry-After` in seconds (RFC 9110 §10.2.3); the HTTP-date form is left to the backoff.
 fn parse_retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let raw = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
-    let seconds: f64 = raw.parse().ok()?;
-    if seconds.is_finite() && (0.0..=3600.0).contains(&seconds) {
-        Some(Duration::from_secs_f64(seconds))
-    } else {
-        None
-    }
+    headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok().and_then(retry::retry_after)
 }
 
 fn transport_error(action: &'static str, timeout: Duration, error: &reqwest::Error) -> CognitoError {
@@ -265,29 +243,6 @@ fn decode<T: DeserializeOwned>(action: &'static str, status: u16, bytes: &[u8]) 
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
-
-    #[test]
-    fn backoff_grows_and_stays_bounded() {
-        for attempt in 1..=3 {
-            let base = BASE_BACKOFF * (1 << (attempt - 1));
-            let wait = backoff(attempt);
-            assert!(wait >= base / 2 && wait <= base, "attempt {attempt}: {wait:?}");
-        }
-        assert!(backoff(u32::MAX) <= BASE_BACKOFF * 256);
-    }
-
-    #[test]
-    fn retry_after_in_seconds() {
-        let mut headers = reqwest::header::HeaderMap::new();
-        headers.insert("retry-after", "2".parse().unwrap());
-        assert_eq!(parse_retry_after(&headers), Some(Duration::from_secs(2)));
-        headers.insert("retry-after", "0.5".parse().unwrap());
-        assert_eq!(parse_retry_after(&headers), Some(Duration::from_millis(500)));
-        headers.insert("retry-after", "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap());
-        assert_eq!(parse_retry_after(&headers), None);
-        headers.insert("retry-after", "-1".parse().unwrap());
-        assert_eq!(parse_retry_after(&headers), None);
-    }
 
     #[test]
     fn json_errors_are_read_from_header_or_body() {

@@ -114,3 +114,4 @@ impl Adapter for NoopAdapter {
 }
 
 pub mod conformance;
+pub mod retry;
