@@ -183,6 +183,10 @@ fn check_config(path: &std::path::Path) -> ExitCode {
         }
         Ok(config) => match app::load_signing_key(&config) {
             Ok(key) => {
+                // No log subscriber here: check-config's reader is the terminal.
+                for name in &config.ignored_env {
+                    println!("warning: {name} ignored: a Kubernetes service link variable, not a config key");
+                }
                 if let Err(error) = ssobridge::store::tls_certificates(&config.store) {
                     println!("{error}");
                     return ExitCode::FAILURE;
