@@ -467,6 +467,12 @@ async fn the_chart_refuses_value_sets_that_cannot_work() {
             "adminService.enabled",
         ),
     ];
+    // values.schema.json: a misspelt or mistyped value fails instead of being ignored.
+    let cases = cases.into_iter().chain([
+        ("existingSecret: s\ningres:\n  enabled: true\n".to_owned(), "additional properties 'ingres' not allowed"),
+        ("existingSecret: s\nserviceMonitor:\n  interval: 30\n".to_owned(), "/serviceMonitor/interval"),
+        ("existingSecret: s\nnetworkPolicy:\n  http:\n    fromNamespace: [x]\n".to_owned(), "fromNamespace"),
+    ]);
     for (values, message) in cases {
         let refused = render(dir.path(), "sso", &values).await.expect_err(&values);
         assert!(refused.contains(message), "{values}\n-> {refused}");
