@@ -50,6 +50,10 @@ pub struct Config {
     /// `SSOBRIDGE_ENV`, read with the rest of the environment (not a key of the file).
     #[serde(skip)]
     pub environment: Environment,
+    /// The names (never the values) of `SSOBRIDGE_…` variables left out of the overlay as
+    /// Kubernetes service links ([`is_service_link`]), for `check-config` to list.
+    #[serde(skip)]
+    pub ignored_env: Vec<String>,
 }
 
 /// Where the process runs, from `SSOBRIDGE_ENV`: `production` (or `prod`) refuses development
@@ -704,11 +708,12 @@ impl Config {
         let env: Vec<(String, String)> = env.into_iter().collect();
         let environment =
             env.iter().find(|(k, _)| k == "SSOBRIDGE_ENV").map(|(_, v)| Environment::from_value(v)).unwrap_or_default();
-        overlay_env(&mut table, env)?;
+        let ignored_env = overlay_env(&mut table, env)?;
         let mut config: Config = toml::Value::Table(table)
             .try_into()
             .map_err(|e: toml::de::Error| ConfigError::one(error_key(&e), e.message().to_owned()))?;
         config.environment = environment;
+        config.ignored_env = ignored_env;
         let problems = config.problems();
         if problems.is_empty() {
             Ok(config.normalized())
@@ -1025,18 +1030,90 @@ pub fn check_redirect_uri(value: &str) -> Result<Url, String> {
 
 /// Applies `SSOBRIDGE_A__B__C=value` onto `table["a"]["b"]["c"]`. In `clients` the second part
 /// is either an index or a client_id (`-` written as `_`, any case): `SSOBRIDGE_CLIENTS__AUTH0_PROD__CLIENT_SECRET`.
-fn overlay_env(table: &mut toml::Table, env: impl IntoIterator<Item = (String, String)>) -> Result<(), ConfigError> {
+/// Kubernetes' service links ([`is_service_link`]) are left out with a warning each; their
+/// names are returned. Any other unknown name is refused later, by the typed config.
+fn overlay_env(
+    table: &mut toml::Table,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Vec<String>, ConfigError> {
     let mut vars: Vec<(String, String)> =
         env.into_iter().filter(|(k, _)| k.starts_with(ENV_PREFIX) && !NOT_CONFIG.contains(&k.as_str())).collect();
     vars.sort();
+    let mut ignored = Vec::new();
     for (name, value) in vars {
+        if is_service_link(&name, &value) {
+            // The name only: the value is an address, but a warning line never carries values.
+            tracing::warn!(variable = %name, "ignored: a Kubernetes service link variable, not a config key");
+            ignored.push(name);
+            continue;
+        }
         let path: Vec<String> = name[ENV_PREFIX.len()..].split("__").map(|s| s.to_ascii_lowercase()).collect();
         if path.iter().any(String::is_empty) {
             return Err(ConfigError::one(name, "malformed variable name"));
         }
         set_path(table, &path, &value).map_err(|message| ConfigError::one(name.clone(), message))?;
     }
-    Ok(())
+    Ok(ignored)
+}
+
+/// Whether `name=value` is one of the variables the kubelet gives every container for each
+/// Service of its namespace (unless the pod sets `enableServiceLinks: false`): a Service
+/// `ssobridge-redis-master` with port 6379 named `redis` yields
+///
+/// ```text
+/// SSOBRIDGE_REDIS_MASTER_SERVICE_HOST=10.0.0.11
+/// SSOBRIDGE_REDIS_MASTER_SERVICE_PORT=6379
+/// SSOBRIDGE_REDIS_MASTER_SERVICE_PORT_REDIS=6379              (one per named port)
+/// SSOBRIDGE_REDIS_MASTER_PORT=tcp://10.0.0.11:6379            (the first port; Docker-link style)
+/// SSOBRIDGE_REDIS_MASTER_PORT_6379_TCP=tcp://10.0.0.11:6379   (and per port:)
+/// SSOBRIDGE_REDIS_MASTER_PORT_6379_TCP_PROTO=tcp
+/// SSOBRIDGE_REDIS_MASTER_PORT_6379_TCP_PORT=6379
+/// SSOBRIDGE_REDIS_MASTER_PORT_6379_TCP_ADDR=10.0.0.11
+/// ```
+///
+/// (kubelet `pkg/kubelet/envvars`: the name upper-cased, `-` and `.` written `_`; Docker's
+/// legacy links have the same shapes.) So a Service named `ssobridge…` (the release's own, or
+/// a Redis installed beside it) would otherwise stop `serve` as unknown keys. A config key
+/// always has `__` between its parts and a service link never does (a Service name is a DNS
+/// label), so only single-part names are considered, and the value must have the shape the
+/// kubelet writes: a typo such as `SSOBRIDGE_UPSTREAM__CLIENT_SECRT` is still refused.
+fn is_service_link(name: &str, value: &str) -> bool {
+    let Some(rest) = name.strip_prefix("SSOBRIDGE") else { return false };
+    if name.contains("__") || !name.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_') {
+        return false;
+    }
+    let is_port = |s: &str| s.parse::<u16>().is_ok();
+    let is_ip = |s: &str| s.parse::<IpAddr>().is_ok();
+    let is_proto = |s: &str| matches!(s, "TCP" | "UDP" | "SCTP");
+    // `tcp://10.0.0.11:6379` (an IPv6 cluster IP is written unbracketed: `tcp://fd00::1:6379`).
+    let is_link_url = |v: &str| {
+        v.split_once("://").is_some_and(|(proto, addr)| {
+            is_proto(&proto.to_ascii_uppercase())
+                && addr.rsplit_once(':').is_some_and(|(ip, port)| is_ip(ip.trim_matches(['[', ']'])) && is_port(port))
+        })
+    };
+    // `rest` is "" for a Service named exactly `ssobridge`, else `_REDIS_MASTER`… plus the suffix.
+    if rest.ends_with("_SERVICE_HOST") {
+        return is_ip(value);
+    }
+    if rest.ends_with("_SERVICE_PORT") || rest.contains("_SERVICE_PORT_") {
+        return is_port(value);
+    }
+    if rest.ends_with("_PORT") && is_link_url(value) {
+        return true;
+    }
+    // `…_PORT_<port>_<PROTO>` and its `_PROTO`, `_PORT`, `_ADDR`.
+    let parts: Vec<&str> = rest.split('_').collect();
+    let Some(at) = parts.windows(3).rposition(|w| w[0] == "PORT" && is_port(w[1]) && is_proto(w[2])) else {
+        return false;
+    };
+    match &parts[at + 3..] {
+        [] => is_link_url(value),
+        ["PROTO"] => is_proto(&value.to_ascii_uppercase()),
+        ["PORT"] => is_port(value),
+        ["ADDR"] => is_ip(value),
+        _ => false,
+    }
 }
 
 fn set_path(table: &mut toml::Table, path: &[String], raw: &str) -> Result<(), String> {
@@ -1191,6 +1268,53 @@ redirect_uris = ["https://acme.us.auth0.com/login/callback"]
             panic!("must be invalid")
         };
         assert_eq!(problems[0].key, "client_secrt");
+    }
+
+    /// Kubernetes injects these for Services named `ssobridge` and `ssobridge-redis-master`:
+    /// they are left out (by name), while a misspelt key beside them is still refused.
+    #[test]
+    fn kubernetes_service_links_are_ignored_and_typos_are_not() {
+        let links = [
+            ("SSOBRIDGE_SERVICE_HOST", "10.96.0.10"),
+            ("SSOBRIDGE_SERVICE_PORT", "80"),
+            ("SSOBRIDGE_SERVICE_PORT_HTTP", "80"),
+            ("SSOBRIDGE_PORT", "tcp://10.96.0.10:80"),
+            ("SSOBRIDGE_PORT_80_TCP", "tcp://10.96.0.10:80"),
+            ("SSOBRIDGE_PORT_80_TCP_PROTO", "tcp"),
+            ("SSOBRIDGE_PORT_80_TCP_PORT", "80"),
+            ("SSOBRIDGE_PORT_80_TCP_ADDR", "10.96.0.10"),
+            ("SSOBRIDGE_REDIS_MASTER_SERVICE_HOST", "fd00::11"),
+            ("SSOBRIDGE_REDIS_MASTER_SERVICE_PORT_TCP_REDIS", "6379"),
+            ("SSOBRIDGE_REDIS_MASTER_PORT", "tcp://fd00::11:6379"),
+            ("SSOBRIDGE_REDIS_MASTER_PORT_6379_TCP", "tcp://fd00::11:6379"),
+            ("SSOBRIDGE_REDIS_MASTER_PORT_6379_TCP_ADDR", "fd00::11"),
+            ("SSOBRIDGE_METRICS_PORT_9090_UDP_PROTO", "udp"),
+            ("SSOBRIDGE_ADMIN_PORT_9090_SCTP_PORT", "9090"),
+        ];
+        let config = load(MINIMAL, &links).expect("service links are not config keys");
+        let mut expected: Vec<&str> = links.iter().map(|(k, _)| *k).collect();
+        expected.sort_unstable();
+        assert_eq!(config.ignored_env, expected);
+        // Beside them, a real override still applies and a typo is still refused.
+        let mut env = links.to_vec();
+        env.push(("SSOBRIDGE_TOKENS__CODE_TTL_SECONDS", "30"));
+        assert_eq!(load(MINIMAL, &env).expect("valid").tokens.code_ttl_seconds, 30);
+        env.push(("SSOBRIDGE_UPSTREAM__CLIENT_SECRT", "x"));
+        assert!(matches!(load(MINIMAL, &env), Err(ConfigError::Invalid(p)) if p[0].key == "client_secrt"));
+        // Shapes that are not the kubelet's are keys like any other: refused as unknown.
+        for (name, value) in [
+            ("SSOBRIDGE_REDIS_SERVICE_HOST", "redis.internal"),
+            ("SSOBRIDGE_ADMIN_PORT", "9090"),
+            ("SSOBRIDGE_PORT_80_TCP_ADDR", "not-an-ip"),
+            ("SSOBRIDGE_PORT_80_HTTP", "tcp://10.0.0.1:80"),
+            ("SSOBRIDGE_STORE__SERVICE_HOST", "10.0.0.1"),
+            ("SSOBRIDGE_LISTEN_PORT", "tcp://10.0.0.1:80x"),
+        ] {
+            assert!(load(MINIMAL, &[(name, value)]).is_err(), "{name}={value} is not a service link");
+        }
+        // Top-level keys are single-part names too, and stay keys.
+        let config = load(MINIMAL, &[("SSOBRIDGE_LISTEN", "0.0.0.0:8081")]).expect("listen");
+        assert_eq!(config.listen.port(), 8081);
     }
 
     /// The `[store]` keys of `env` over MINIMAL: the problems' keys, or the store config.

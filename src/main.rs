@@ -18,7 +18,11 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 const USAGE: &str = "\
 usage:
   ssobridge serve --config FILE          run the broker
-  ssobridge demo [--port N]              run offline: memory store, upstream simulator, sample app (default port 8080)
+  ssobridge demo [--port N | --listen ADDR] [--public-url URL]
+                                         run offline: memory store, upstream simulator, sample app, on
+                                         127.0.0.1:8080 (--port N: 127.0.0.1:N; --listen 0.0.0.0:8080 in a
+                                         container); its issuer is http://localhost:PORT unless --public-url
+                                         names the address browsers use (https://, or http:// on loopback)
   ssobridge simulator --client-secret S --redirect-uri URI [--port N] [--client-id ID]
                       [--issuer-url URL] [--initiate-login-uri URI] [--iss-on-redirect]
                       [--webhook-url URL --webhook-secret whsec_…]
@@ -50,7 +54,7 @@ struct SimulatorOptions {
 
 enum Command {
     Serve { config: PathBuf },
-    Demo { port: u16 },
+    Demo { listen: SocketAddr, public_url: Option<String> },
     Simulator(SimulatorOptions),
     CheckConfig { config: PathBuf },
     KeysGenerate { out: PathBuf, force: bool, key_type: tokens::KeyType },
@@ -70,11 +74,19 @@ fn parse(args: &[String]) -> Result<Command, String> {
             Ok(Command::CheckConfig { config: flag("--config").ok_or("check-config needs --config FILE")?.into() })
         }
         ["demo", ..] => {
-            let port = match flag("--port") {
-                Some(p) => p.parse().map_err(|_| format!("--port {p} is not a port number"))?,
-                None => 8080,
+            let listen = match (flag("--listen"), flag("--port")) {
+                (Some(_), Some(_)) => return Err("demo takes --listen ADDR or --port N, not both".to_owned()),
+                (Some(a), None) => {
+                    a.parse().map_err(|_| format!("--listen {a} is not an address (e.g. 0.0.0.0:8080)"))?
+                }
+                (None, Some(p)) => SocketAddr::from((
+                    [127, 0, 0, 1],
+                    p.parse::<u16>().map_err(|_| format!("--port {p} is not a port number"))?,
+                )),
+                (None, None) => SocketAddr::from(([127, 0, 0, 1], 8080)),
             };
-            Ok(Command::Demo { port })
+            let public_url = flag("--public-url").map(|u| u.trim_end_matches('/').to_owned());
+            Ok(Command::Demo { listen, public_url })
         }
         ["simulator", ..] => {
             let port = match flag("--port") {
@@ -157,7 +169,7 @@ fn main() -> ExitCode {
             Err(error) => Err(StartError::Io(std::io::Error::other(error))),
         },
         Command::Serve { config } => run_async(serve(config)),
-        Command::Demo { port } => run_async(run_demo(port)),
+        Command::Demo { listen, public_url } => run_async(run_demo(listen, public_url)),
         Command::Simulator(options) => run_async(run_simulator(options)),
     };
     match result {
@@ -183,6 +195,10 @@ fn check_config(path: &std::path::Path) -> ExitCode {
         }
         Ok(config) => match app::load_signing_key(&config) {
             Ok(key) => {
+                // No log subscriber here: check-config's reader is the terminal.
+                for name in &config.ignored_env {
+                    println!("warning: {name} ignored: a Kubernetes service link variable, not a config key");
+                }
                 if let Err(error) = ssobridge::store::tls_certificates(&config.store) {
                     println!("{error}");
                     return ExitCode::FAILURE;
@@ -318,14 +334,19 @@ async fn serve(path: PathBuf) -> Result<(), StartError> {
     app::serve(listener, app::endpoint(state, public_extra, ops_public), until_stopped(stopped)).await
 }
 
-async fn run_demo(port: u16) -> Result<(), StartError> {
+async fn run_demo(listen: SocketAddr, public_url: Option<String>) -> Result<(), StartError> {
     telemetry::init();
-    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))).await?;
-    let port = listener.local_addr()?.port();
-    let public_url = format!("http://localhost:{port}");
-    let demo = demo::build(&public_url, listener.local_addr()?).await?;
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let bound = listener.local_addr()?;
+    // The issuer is the address a browser uses, not the bound one: with --listen 0.0.0.0:8080
+    // in a container published as -p 8080:8080, that is still http://localhost:8080. The demo
+    // also calls itself at this URL (its simulator is the upstream), so it must reach it too.
+    let public_url = public_url.unwrap_or_else(|| format!("http://localhost:{}", bound.port()));
+    let demo = demo::build(&public_url, bound).await?;
     let _sync = app::spawn_route_sync(demo.state.clone());
+    // Scripts and tests read the URL off this first line.
     println!("ssobridge demo listening on {public_url}");
+    println!("  bound to:                    {bound}");
     println!("  sample app (click through):  {public_url}/");
     println!("  issuer / discovery:          {public_url}/.well-known/openid-configuration");
     println!("  client_id / client_secret:   {} / {}", demo::DEMO_CLIENT_ID, demo::DEMO_CLIENT_SECRET);

@@ -1,4 +1,5 @@
-# Python test tools in .venv (schemathesis, for the admin API fuzz run).
+# Python test tools in .venv: schemathesis (the admin API fuzz run) and kubernetes-validate
+# (tests/e2e/chart.rs: the Helm chart's manifests against the Kubernetes schemas it ships).
 # Sourced by scripts/install-test-deps.sh from the repo root; reinstalls only when
 # tests/requirements.txt changed since the last install.
 python_requirements=tests/requirements.txt

@@ -524,3 +524,113 @@ async fn admin_changes_are_audited_without_secrets() {
     assert!(!logs.contains(&secret), "the generated secret is never logged");
     assert!(!logs.contains(crate::common::ADMIN_WRITE_TOKEN), "the admin token is never logged");
 }
+
+/// The variables Kubernetes gives a pod for the Services `ssobridge` (a release of that name)
+/// and `ssobridge-redis-master` (a Redis installed beside it), as the kubelet writes them.
+const SERVICE_LINKS: &[(&str, &str)] = &[
+    ("SSOBRIDGE_SERVICE_HOST", "10.96.12.7"),
+    ("SSOBRIDGE_SERVICE_PORT", "80"),
+    ("SSOBRIDGE_SERVICE_PORT_HTTP", "80"),
+    ("SSOBRIDGE_PORT", "tcp://10.96.12.7:80"),
+    ("SSOBRIDGE_PORT_80_TCP", "tcp://10.96.12.7:80"),
+    ("SSOBRIDGE_PORT_80_TCP_PROTO", "tcp"),
+    ("SSOBRIDGE_PORT_80_TCP_PORT", "80"),
+    ("SSOBRIDGE_PORT_80_TCP_ADDR", "10.96.12.7"),
+    ("SSOBRIDGE_REDIS_MASTER_SERVICE_HOST", "10.96.40.3"),
+    ("SSOBRIDGE_REDIS_MASTER_SERVICE_PORT", "6379"),
+    ("SSOBRIDGE_REDIS_MASTER_SERVICE_PORT_TCP_REDIS", "6379"),
+    ("SSOBRIDGE_REDIS_MASTER_PORT", "tcp://10.96.40.3:6379"),
+    ("SSOBRIDGE_REDIS_MASTER_PORT_6379_TCP", "tcp://10.96.40.3:6379"),
+    ("SSOBRIDGE_REDIS_MASTER_PORT_6379_TCP_PROTO", "tcp"),
+    ("SSOBRIDGE_REDIS_MASTER_PORT_6379_TCP_PORT", "6379"),
+    ("SSOBRIDGE_REDIS_MASTER_PORT_6379_TCP_ADDR", "10.96.40.3"),
+];
+
+/// A pod next to Services whose names start with `ssobridge` gets their service-link variables
+/// (when service links are on): `serve` starts and serves, logging one warning per variable by
+/// name only; check-config lists them; a misspelt key beside them still stops both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_starts_beside_kubernetes_service_links_and_still_refuses_a_typo() {
+    let dir = TempDir::new("links");
+    let port = crate::common::free_port();
+    let public_url = format!("http://127.0.0.1:{port}");
+    let key = dir.path().join("signing.pem");
+    std::fs::write(&key, ssobridge::tokens::generate_rsa_pem().expect("pem")).expect("write");
+    // The upstream is not running: serve starts all the same (readiness says so, not startup).
+    let toml = crate::common::broker_toml(&public_url, "memory", "links:", "http://127.0.0.1:9/upstream").replace(
+        "listen = \"127.0.0.1:0\"",
+        &format!("listen = \"127.0.0.1:{port}\"\n[signing]\nkey_file = \"{}\"", key.display()),
+    );
+    let config = dir.path().join("ssobridge.toml");
+    std::fs::write(&config, toml).expect("write");
+
+    let mut child = ssobridge()
+        .args(["serve", "--config"])
+        .arg(&config)
+        .envs(SERVICE_LINKS.iter().copied())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("serve");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let logs = tokio::time::timeout(crate::common::STARTUP_DEADLINE, async {
+        let mut logs = Vec::new();
+        while let Ok(Some(line)) = lines.next_line().await {
+            let serving = line.contains("ssobridge serving");
+            logs.push(line);
+            if serving {
+                return logs;
+            }
+        }
+        panic!("serve exited before serving:\n{}", logs.join("\n"));
+    })
+    .await
+    .expect("serving in time");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let health = crate::common::http().get(format!("{public_url}/healthz")).send().await.expect("healthz");
+    assert_eq!(health.status(), 200);
+    let warnings: Vec<Value> = logs
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| l["level"] == "WARN" && l["fields"]["variable"].is_string())
+        .collect();
+    let mut warned: Vec<&str> = warnings.iter().filter_map(|l| l["fields"]["variable"].as_str()).collect();
+    warned.sort_unstable();
+    let mut expected: Vec<&str> = SERVICE_LINKS.iter().map(|(k, _)| *k).collect();
+    expected.sort_unstable();
+    assert_eq!(warned, expected, "one warning per variable");
+    let text = logs.join("\n");
+    assert!(!text.contains("10.96."), "warnings name variables, never their values:\n{text}");
+    let _ = child.start_kill();
+    let _ = child.wait().await;
+
+    let check = ssobridge()
+        .args(["check-config", "--config"])
+        .arg(&config)
+        .envs(SERVICE_LINKS.iter().copied())
+        .output()
+        .await
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&check.stdout);
+    assert!(check.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("warning: SSOBRIDGE_REDIS_MASTER_PORT_6379_TCP_ADDR ignored: a Kubernetes service link"),
+        "{stdout}"
+    );
+    assert_eq!(stdout.lines().filter(|l| l.starts_with("warning: ")).count(), SERVICE_LINKS.len(), "{stdout}");
+
+    // A real typo among them is still an unknown key: neither command accepts it.
+    for command in ["serve", "check-config"] {
+        let out = ssobridge()
+            .args([command, "--config"])
+            .arg(&config)
+            .envs(SERVICE_LINKS.iter().copied())
+            .env("SSOBRIDGE_UPSTREAM__CLIENT_SECRT", "typo")
+            .output()
+            .await
+            .expect("run");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{command}: {text}");
+        assert!(text.contains("client_secrt"), "{command} names the key: {text}");
+    }
+}

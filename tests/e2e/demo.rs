@@ -15,8 +15,13 @@ pub(crate) struct Demo {
 }
 
 pub(crate) async fn start_demo() -> Demo {
+    start_demo_with(&["--port", "0"]).await
+}
+
+async fn start_demo_with(args: &[&str]) -> Demo {
     let mut child = Command::new(env!("CARGO_BIN_EXE_ssobridge"))
-        .args(["demo", "--port", "0"])
+        .arg("demo")
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
@@ -145,6 +150,44 @@ async fn without_a_hint_the_home_realm_page_asks_for_an_email_and_continues() {
     // The form is single use.
     let replay = browser.post_form(&submit, &[("flow", &flow), ("email", "bob@example.org")]).await;
     assert_eq!(replay.status(), 400);
+}
+
+/// `docker run -p 8080:8080 IMAGE demo --listen 0.0.0.0:8080`: the demo binds every address,
+/// and its issuer is still the address a browser uses, `http://localhost:PORT`; a login works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_listens_on_any_address_with_the_browsers_url_as_issuer() {
+    let demo = start_demo_with(&["--listen", "0.0.0.0:0"]).await;
+    let port = demo.url.strip_prefix("http://localhost:").expect("issuer on localhost");
+    assert!(port.parse::<u16>().is_ok_and(|p| p > 0), "{}", demo.url);
+    let discovery: Value = crate::common::http()
+        .get(format!("http://127.0.0.1:{port}/.well-known/openid-configuration"))
+        .send()
+        .await
+        .expect("reachable on 127.0.0.1 too")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(discovery["issuer"], demo.url.as_str());
+    let landed = Browser::default().follow_until(&authorize(&demo, "alice@example.com"), CLIENT_REDIRECT).await;
+    assert!(query(&landed.expect("login")).contains_key("code"));
+
+    // --public-url names another address for the issuer (here the same server by its IP).
+    let port = crate::common::free_port();
+    let (listen, public_url) = (format!("127.0.0.1:{port}"), format!("http://127.0.0.1:{port}/"));
+    let demo = start_demo_with(&["--listen", &listen, "--public-url", &public_url]).await;
+    assert_eq!(demo.url, public_url.trim_end_matches('/'));
+    let landed = Browser::default().follow_until(&authorize(&demo, "bob@example.org"), CLIENT_REDIRECT).await;
+    assert_eq!(query(&landed.expect("login")).get("iss"), Some(&demo.url));
+
+    // Both --listen and --port: refused with a clear message; and a bad address is named.
+    for (args, message) in [
+        (&["demo", "--listen", "0.0.0.0:8080", "--port", "8080"][..], "--listen ADDR or --port N, not both"),
+        (&["demo", "--listen", "8080"][..], "--listen 8080 is not an address"),
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_ssobridge")).args(args).output().await.expect("run");
+        assert_eq!(output.status.code(), Some(2), "{output:?}");
+        assert!(String::from_utf8_lossy(&output.stderr).contains(message), "{output:?}");
+    }
 }
 
 #[tokio::test]

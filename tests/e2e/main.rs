@@ -23,6 +23,7 @@ mod admin_api;
 mod admin_fuzz;
 mod attacks;
 mod browser;
+mod chart;
 mod cli;
 mod demo;
 mod failures;

@@ -5,12 +5,11 @@
 //! signing key file, one `public_url` (the proxy's) and one Redis, and Debian's nginx in front
 //! running `deploy/nginx.conf` itself, with only its addresses replaced. Logins go through the
 //! proxy as a browser does them. The compose configuration is checked by the binary's own
-//! `check-config`, and the Helm chart is rendered with `helm` and its config checked the same way.
+//! `check-config` (the Helm chart: `chart.rs`).
 //!
-//! nginx and helm come from `scripts/deps/nginx.sh` and `scripts/deps/helm.sh`; a missing one
-//! fails the test.
+//! nginx comes from `scripts/deps/nginx.sh`; a missing one fails the test.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -35,13 +34,13 @@ const LOG_DEADLINE: Duration = Duration::from_secs(10);
 /// What [`LogBook`] records when a process closes its stdout (it exited).
 const EXITED: &str = "<exited>";
 
-fn deploy_dir() -> PathBuf {
+pub(crate) fn deploy_dir() -> PathBuf {
     crate::common::repo_root().join("deploy")
 }
 
 /// A program from `PATH`, or from `extra` (Debian puts nginx in /usr/sbin, which a non-root
 /// `PATH` may lack). Panics naming the install script when it is nowhere.
-fn program(name: &str, extra: &[&str], script: &str) -> PathBuf {
+pub(crate) fn program(name: &str, extra: &[&str], script: &str) -> PathBuf {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .chain(extra.iter().map(PathBuf::from))
@@ -53,7 +52,7 @@ fn program(name: &str, extra: &[&str], script: &str) -> PathBuf {
 }
 
 /// Runs a command to completion; panics with its output unless it succeeds. Returns stdout.
-async fn run_ok(command: &mut Command, what: &str) -> String {
+pub(crate) async fn run_ok(command: &mut Command, what: &str) -> String {
     let output = command.output().await.unwrap_or_else(|e| panic!("{what}: cannot run: {e}"));
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(
@@ -66,7 +65,7 @@ async fn run_ok(command: &mut Command, what: &str) -> String {
 }
 
 /// A new signing key, made by the binary as an operator makes one.
-async fn generate_key(dir: &Path) -> PathBuf {
+pub(crate) async fn generate_key(dir: &Path) -> PathBuf {
     let key = dir.join("signing.pem");
     run_ok(Command::new(BINARY).args(["keys", "generate", "--out"]).arg(&key), "ssobridge keys generate").await;
     key
@@ -630,7 +629,7 @@ fn read_env_file(path: &Path) -> Vec<(String, String)> {
 }
 
 /// `ssobridge check-config` on `config` with exactly `env`; returns (success, output).
-async fn check_config(config: &Path, env: &[(String, String)]) -> (bool, String) {
+pub(crate) async fn check_config(config: &Path, env: &[(String, String)]) -> (bool, String) {
     let output = Command::new(BINARY)
         .args(["check-config", "--config"])
         .arg(config)
@@ -673,106 +672,4 @@ async fn the_compose_configuration_is_what_the_binary_accepts() {
     let (ok, output) = check_config(&config, &env).await;
     assert!(ok, "deploy/ssobridge.toml with ssobridge.env.example: {output}");
     assert!(output.contains("store redis://redis:6379/0"), "{output}");
-}
-
-/// Runs `helm` with `args` on the chart; returns (success, stdout, stderr).
-async fn helm(args: &[&str]) -> (bool, String, String) {
-    let chart = deploy_dir().join("helm/ssobridge");
-    let output = Command::new(program("helm", &["/usr/local/bin"], "scripts/deps/helm.sh"))
-        .args(args.iter().map(|a| if *a == "CHART" { chart.as_os_str() } else { a.as_ref() }))
-        .output()
-        .await
-        .expect("run helm");
-    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
-    (output.status.success(), text(&output.stdout), text(&output.stderr))
-}
-
-/// The documents of `helm template` output, by `kind`.
-fn kinds(manifests: &str) -> HashMap<String, String> {
-    manifests
-        .split("\n---")
-        .filter_map(|doc| {
-            let kind = doc.lines().find_map(|l| l.strip_prefix("kind: "))?;
-            Some((kind.trim().to_owned(), doc.to_owned()))
-        })
-        .collect()
-}
-
-/// The `ssobridge.toml: |` block of a rendered ConfigMap, unindented.
-fn toml_block(configmap: &str) -> String {
-    let mut lines = configmap.lines().skip_while(|l| l.trim() != "ssobridge.toml: |").skip(1).peekable();
-    let indent = lines.peek().map(|l| l.len() - l.trim_start().len()).expect("a non-empty block");
-    lines
-        .take_while(|l| l.trim().is_empty() || l.len() - l.trim_start().len() >= indent)
-        .map(|l| l.get(indent..).unwrap_or(""))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_helm_chart_renders_and_its_config_is_what_the_binary_accepts() {
-    let (ok, stdout, stderr) = helm(&["lint", "--strict", "CHART", "--set", "existingSecret=ssobridge"]).await;
-    assert!(ok, "helm lint:\n{stdout}\n{stderr}");
-
-    // The Secret is required: the chart never holds secrets itself.
-    let (ok, _, stderr) = helm(&["template", "sso", "CHART"]).await;
-    assert!(!ok && stderr.contains("existingSecret"), "{stderr}");
-
-    let (ok, manifests, stderr) = helm(&["template", "sso", "CHART", "--set", "existingSecret=sso-secrets"]).await;
-    assert!(ok, "helm template:\n{stderr}");
-    let docs = kinds(&manifests);
-    let mut found: Vec<&str> = docs.keys().map(String::as_str).collect();
-    found.sort_unstable();
-    assert_eq!(found, ["ConfigMap", "Deployment", "PodDisruptionBudget", "Service", "ServiceAccount"]);
-    let deployment = &docs["Deployment"];
-    for expected in [
-        "replicas: 2",
-        "path: /healthz",
-        "path: /readyz",
-        "runAsNonRoot: true",
-        "readOnlyRootFilesystem: true",
-        "allowPrivilegeEscalation: false",
-        "- ALL",
-        "name: sso-secrets",
-        "mountPath: /etc/ssobridge",
-        "checksum/config:",
-        r#"args: ["serve", "--config", "/etc/ssobridge/ssobridge.toml"]"#,
-    ] {
-        assert!(deployment.contains(expected), "the Deployment has `{expected}`:\n{deployment}");
-    }
-    let liveness = deployment.split("livenessProbe:").nth(1).and_then(|s| s.split("readinessProbe:").next());
-    assert!(liveness.is_some_and(|probe| probe.contains("/healthz")), "liveness is /healthz, never /readyz");
-
-    // The HPA example: off by default, and when on it owns the replica count.
-    let (ok, manifests, stderr) =
-        helm(&["template", "sso", "CHART", "--set", "existingSecret=s", "--set", "autoscaling.enabled=true"]).await;
-    assert!(ok, "{stderr}");
-    let docs = kinds(&manifests);
-    assert!(docs["HorizontalPodAutoscaler"].contains("name: sso-ssobridge"));
-    assert!(!docs["Deployment"].contains("replicas:"), "no fixed replica count beside an HPA");
-
-    // The ConfigMap's ssobridge.toml, with the Secret's documented keys as environment, is
-    // accepted by the binary.
-    let toml =
-        toml_block(&kinds(&helm(&["template", "sso", "CHART", "--set", "existingSecret=s"]).await.1)["ConfigMap"]);
-    assert!(toml.contains("public_url = \"https://sso.example.com\""), "{toml}");
-    let dir = TempDir::new("helm");
-    let config = dir.path().join("ssobridge.toml");
-    std::fs::write(&config, &toml).expect("write config");
-    let pem = std::fs::read_to_string(generate_key(dir.path()).await).expect("key");
-    let secret = [
-        ("SSOBRIDGE_UPSTREAM__CLIENT_SECRET", "upstream-secret"),
-        ("SSOBRIDGE_SIGNING__KEY_PEM", pem.as_str()),
-        ("SSOBRIDGE_CLIENTS__AUTH0_PROD__CLIENT_SECRET", "auth0-prod-secret"),
-        ("SSOBRIDGE_TOKENS__PAIRWISE_SALT", "salt"),
-    ];
-    let env: Vec<(String, String)> = secret.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-    let (ok, output) = check_config(&config, &env).await;
-    assert!(ok, "the chart's ssobridge.toml with its Secret:\n{toml}\n{output}");
-    let values = std::fs::read_to_string(deploy_dir().join("helm/ssobridge/values.yaml")).expect("values.yaml");
-    for (key, _) in secret {
-        let documented =
-            if key.starts_with("SSOBRIDGE_CLIENTS__") { "SSOBRIDGE_CLIENTS__<CLIENT_ID>__CLIENT_SECRET" } else { key };
-        assert!(values.contains(documented), "values.yaml documents {documented}");
-    }
 }
