@@ -170,7 +170,7 @@ impl ScalekitApi {
     async fn token(&self, stale: Option<&Secret>) -> Result<Secret, ScalekitError> {
         let mut cached = self.token.lock().await;
         if let Some(token) = cached.as_ref() {
-            let refused = stale.is_some_and(|s| s == &token.value);
+            let refused = stale.is_some_and(|s| s.expose() == token.value.expose());
             if !refused && Instant::now() < token.refresh_at {
                 return Ok(token.value.clone());
             }

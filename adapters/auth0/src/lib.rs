@@ -47,7 +47,6 @@
 mod adapter;
 mod api;
 mod http;
-mod secret;
 mod settings;
 mod token;
 

@@ -17,8 +17,8 @@ use ssobridge_adapter_core::AdapterError;
 use tokio::time::Instant;
 
 use crate::http::{misconfigured, Http};
-use crate::secret::Secret;
 use crate::settings::Validated;
+use ssobridge_adapter_core::Secret;
 
 /// Refresh this long before expiry (less for short-lived tokens: half their life).
 const REFRESH_MARGIN: Duration = Duration::from_secs(60);
@@ -143,7 +143,7 @@ impl TokenSource {
     /// rotated); a token fetched meanwhile by someone else stays.
     pub(crate) async fn invalidate(&self, used: &Secret) {
         let mut slot = self.cache.lock().await;
-        if slot.token.as_ref().is_some_and(|t| &t.value == used) {
+        if slot.token.as_ref().is_some_and(|t| t.value.expose() == used.expose()) {
             slot.token = None;
         }
     }

@@ -18,8 +18,8 @@ use tokio::time::Instant;
 use url::Url;
 
 use crate::error::{bare_kind, CognitoError};
-use crate::secret::Secret;
 use crate::settings::Validated;
+use ssobridge_adapter_core::Secret;
 
 const SERVICE: &str = "cognito-idp";
 const TARGET_PREFIX: &str = "AWSCognitoIdentityProviderService.";

@@ -32,7 +32,6 @@
 mod api;
 mod client;
 mod error;
-mod secret;
 mod settings;
 
 use std::fmt::Write as _;

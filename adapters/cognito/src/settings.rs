@@ -7,7 +7,7 @@ use serde::Deserialize;
 use ssobridge_adapter_core::AdapterError;
 use url::Url;
 
-use crate::secret::Secret;
+use ssobridge_adapter_core::Secret;
 
 /// Default bound on one HTTP exchange with Cognito.
 const DEFAULT_TIMEOUT_SECONDS: u64 = 10;

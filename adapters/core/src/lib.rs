@@ -115,3 +115,6 @@ impl Adapter for NoopAdapter {
 
 pub mod conformance;
 pub mod retry;
+mod secret;
+
+pub use secret::Secret;

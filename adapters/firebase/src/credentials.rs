@@ -14,8 +14,8 @@ use ssobridge_adapter_core::AdapterError;
 use tokio::sync::Mutex;
 
 use crate::http::{self, Deadline};
-use crate::secret::Secret;
 use crate::token::{unix_now, SigningKey};
+use ssobridge_adapter_core::Secret;
 
 /// The Identity Toolkit v1 admin methods (`projects.accounts.*`) document this scope; what the
 /// token may actually do is bounded by the service account's IAM roles.
@@ -106,7 +106,7 @@ impl Credentials {
     pub(crate) async fn invalidate(&self, stale: &Secret) {
         if let Credentials::ServiceAccount(sa) = self {
             let mut cache = sa.cache.lock().await;
-            if cache.as_ref().is_some_and(|c| &c.token == stale) {
+            if cache.as_ref().is_some_and(|c| c.token.expose() == stale.expose()) {
                 *cache = None;
             }
         }

@@ -13,7 +13,6 @@
 
 mod credentials;
 mod http;
-mod secret;
 mod settings;
 mod token;
 mod toolkit;
@@ -205,7 +204,7 @@ impl FirebaseAdapter {
         let mut extra_claims = Map::new();
         extra_claims.insert(UID_CLAIM.to_owned(), Value::String(uid.clone()));
         let mut token_fields = Map::new();
-        token_fields.insert(TOKEN_FIELD.to_owned(), Value::String(custom_token.into_exposed()));
+        token_fields.insert(TOKEN_FIELD.to_owned(), Value::String(custom_token.expose().to_owned()));
         tracing::info!(firebase_uid = %uid, created, "firebase account ready");
         Ok(if created {
             LinkOutcome::Created { downstream_user_id: uid, extra_claims, token_fields }

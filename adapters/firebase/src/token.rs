@@ -15,7 +15,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use ssobridge_adapter_core::AdapterError;
 
-use crate::secret::Secret;
+use ssobridge_adapter_core::Secret;
 
 /// The only audience Firebase accepts for custom tokens.
 pub(crate) const CUSTOM_TOKEN_AUDIENCE: &str =
