@@ -237,26 +237,74 @@ async fn a_saml_user_without_name_or_email_verified_signs_in() {
 }
 
 /// Each of Scalekit's routing and account errors, as the simulator sends them, reaches the demo
-/// client as an OIDC error with its `state` and the broker's `iss`, and never a code.
-/// (`invalid_connection_selector` cannot come through the broker, which asks for an email
-/// before it sends a request with nothing to route on; tests/e2e/simulator.rs checks it.)
+/// client as an OIDC error with its `state` and the broker's `iss`, and never a code: the
+/// user's or their organization's condition as access_denied, an organization or connection
+/// the request named and Scalekit does not know as invalid_request, each with the broker's own
+/// fixed text (src/oidc/error.rs UPSTREAM_ERRORS). (`invalid_connection_selector` cannot come
+/// through the broker, which asks for an email before it sends a request with nothing to route
+/// on; tests/e2e/simulator.rs checks it.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_simulator_error_reaches_the_client_as_an_oidc_error() {
     let demo = start_demo().await;
-    // The client-side codes are today's mapping (src/oidc/callback.rs map_upstream_error):
-    // Scalekit's codes it does not know become server_error. Issue 14 part 2 is fixing that
-    // mapping; these expectations change with it.
-    let cases: &[(&str, &str, &str, &str)] = &[
-        ("connection_id", "conn_nope", "invalid_connection_id", "server_error"),
-        ("organization_id", "org_nope", "invalid_organization_id", "server_error"),
-        ("login_hint", "eve@unknown.test", "domain_not_found", "access_denied"),
-        ("login_hint", "guest@example.com", "invalid_user_domain", "server_error"),
-        ("organization_id", "org_sso_off", "no_active_connections", "server_error"),
-        ("connection_id", "conn_sso_off", "connection_not_active", "server_error"),
-        ("organization_id", "org_no_sso", "no_configured_connections", "server_error"),
-        ("login_hint", "dave@example.org", "user_not_active", "access_denied"),
+    let cases: &[(&str, &str, &str, &str, &str)] = &[
+        (
+            "connection_id",
+            "conn_nope",
+            "invalid_connection_id",
+            "invalid_request",
+            "the identity provider does not know the connection the request names",
+        ),
+        (
+            "organization_id",
+            "org_nope",
+            "invalid_organization_id",
+            "invalid_request",
+            "the identity provider does not know the organization the request names",
+        ),
+        (
+            "login_hint",
+            "eve@unknown.test",
+            "domain_not_found",
+            "access_denied",
+            "single sign-on is not set up for this email domain",
+        ),
+        (
+            "login_hint",
+            "guest@example.com",
+            "invalid_user_domain",
+            "access_denied",
+            "the email domain is not allowed by the organization's single sign-on",
+        ),
+        (
+            "organization_id",
+            "org_sso_off",
+            "no_active_connections",
+            "access_denied",
+            "the organization's single sign-on is not active",
+        ),
+        (
+            "connection_id",
+            "conn_sso_off",
+            "connection_not_active",
+            "access_denied",
+            "the organization's single sign-on connection is not active",
+        ),
+        (
+            "organization_id",
+            "org_no_sso",
+            "no_configured_connections",
+            "access_denied",
+            "the organization has no single sign-on set up",
+        ),
+        (
+            "login_hint",
+            "dave@example.org",
+            "user_not_active",
+            "access_denied",
+            "the user is not active at their identity provider",
+        ),
     ];
-    for (name, value, upstream_error, client_error) in cases {
+    for (name, value, upstream_error, client_error, description) in cases {
         let browser = Browser::default();
         let mut url = url::Url::parse(&authorize(&demo, "x")).expect("url");
         let mut pairs: Vec<(String, String)> =
@@ -271,7 +319,7 @@ async fn each_simulator_error_reaches_the_client_as_an_oidc_error() {
         let landed = browser.follow_until(callback.as_str(), CLIENT_REDIRECT).await.expect("to the client");
         let params = query(&landed);
         assert_eq!(params.get("error").map(String::as_str), Some(*client_error), "{upstream_error}: {params:?}");
-        assert!(params.get("error_description").is_some_and(|d| !d.is_empty()), "{params:?}");
+        assert_eq!(params.get("error_description").map(String::as_str), Some(*description), "{params:?}");
         assert_eq!(params.get("state").map(String::as_str), Some("st-1"), "{upstream_error}");
         assert_eq!(params.get("iss"), Some(&demo.url), "{upstream_error}");
         assert!(!params.contains_key("code"), "{upstream_error}");
@@ -312,6 +360,37 @@ async fn the_portal_delivers_to_the_default_redirect_url_and_returns_errors() {
     let params = query(&location);
     assert_eq!(params.get("error").map(String::as_str), Some("user_not_active"));
     assert!(!params.contains_key("state"), "no request of the application started it: {params:?}");
+}
+
+/// At the home-realm page, an address whose organization cannot sign it in (no SSO for its
+/// domain, SSO switched off or never set up, a user outside the organization's domains) is
+/// asked for again, with the reason in the broker's words, and the client hears nothing yet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_home_realm_page_asks_again_with_the_reason() {
+    let demo = start_demo().await;
+    let cases = [
+        ("eve@unknown.test", "Single sign-on is not set up for unknown.test."),
+        ("x@sso-off.example.net", "The organization&#39;s single sign-on is not active (x@sso-off.example.net)."),
+        ("x@no-sso.example.net", "The organization has no single sign-on set up (x@no-sso.example.net)."),
+        (
+            "guest@example.com",
+            "The email domain is not allowed by the organization&#39;s single sign-on (guest@example.com).",
+        ),
+    ];
+    for (email, reason) in cases {
+        let browser = Browser::default();
+        let mut url = url::Url::parse(&authorize(&demo, "x")).expect("url");
+        let kept: Vec<(String, String)> = url.query_pairs().into_owned().filter(|(k, _)| k != "login_hint").collect();
+        url.query_pairs_mut().clear().extend_pairs(kept);
+        let html = browser.get(url.as_str()).await.text().await.expect("html");
+        let flow = crate::common::hidden_input(&html, "flow").expect("flow field");
+        let response =
+            browser.post_form(&format!("{}/login/email", demo.url), &[("flow", &flow), ("email", email)]).await;
+        let next = response.headers()["location"].to_str().expect("to the upstream").to_owned();
+        let page = browse(&browser, next).await;
+        assert!(page.contains(reason), "{email}: {page}");
+        assert!(page.contains("Work email") && page.contains(&format!("value=\"{email}\"")), "asked again: {page}");
+    }
 }
 
 /// Route sync in the demo: a domain added in the IdP portal reaches the broker as Scalekit's

@@ -163,19 +163,28 @@ async fn a_login_started_on_one_instance_finishes_on_another_sharing_redis() {
 }
 
 /// Scalekit's error codes, as the upstream redirects them, reach the client as OIDC errors with
-/// its state and the broker's iss, never a code.
+/// its state and the broker's iss, never a code: the user's or their organization's condition
+/// as access_denied, a sign-in the IdP wants redone as login_required, the operator's own
+/// misconfiguration as server_error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scalekit_errors_from_the_upstream_reach_the_client() {
     let stack = Stack::start().await;
-    // Today's mapping (src/oidc/callback.rs map_upstream_error): codes it does not know become
-    // server_error. Issue 14 part 2 is fixing that mapping; these expectations change with it.
-    let expected = |code: &str| if code == "user_not_active" { "access_denied" } else { "server_error" };
+    let expected = |code: &str| match code {
+        "user_login_required" => "login_required",
+        "invalid_connection_id" | "invalid_organization_id" => "invalid_request",
+        "application_not_active" => "server_error",
+        _ => "access_denied",
+    };
     for code in [
         "user_not_active",
         "invalid_user_domain",
         "connection_not_active",
         "no_active_connections",
         "no_configured_connections",
+        "authentication_not_completed",
+        "user_login_required",
+        "signature_validation_failed",
+        "application_not_active",
     ] {
         stack.upstream.fail(code).await;
         let params = crate::common::login_to_client(&stack, AUTH0_CLIENT, &[("login_hint", "alice@acme.test")]).await;

@@ -130,3 +130,23 @@ pub(crate) async fn away_from_a_window_edge() {
         tokio::time::sleep(std::time::Duration::from_secs(61 - into_minute)).await;
     }
 }
+
+/// A wrong `upstream.client_secret` is the operator's mistake: the user who meets it gets the
+/// client's `server_error`, never "the identity provider did not confirm the sign-in".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_upstream_secret_is_a_server_error_not_a_refused_sign_in() {
+    let socket = crate::common::BrokerSocket::bind().await;
+    let upstream = crate::common::Upstream::start(&[socket.callback()]).await;
+    let toml = crate::common::broker_toml(&socket.url, "memory", "wrong:", &upstream.issuer)
+        .replace(crate::common::UPSTREAM_CLIENT_SECRET, "not-the-upstream-secret");
+    let broker = socket.serve(&toml, ssobridge::tokens::SigningKey::generate_rsa().expect("key")).await;
+    let stack = Stack { upstream, broker };
+    let got = crate::common::login_to_client(&stack, AUTH0_CLIENT, &[("login_hint", "alice@acme.test")]).await;
+    assert_eq!(got.get("error").map(String::as_str), Some("server_error"), "{got:?}");
+    assert_eq!(
+        got.get("error_description").map(String::as_str),
+        Some("the sign-in service is misconfigured at the identity provider")
+    );
+    assert_eq!(got.get("state").map(String::as_str), Some("client-state-123"));
+    assert!(!got.contains_key("code"));
+}

@@ -37,6 +37,9 @@ domain = "restricted.test"
 organization_id = "org_acme"
 connection_id = "conn_acme1"
 clients = ["deny-test"]
+[[routes]]
+domain = "stale.test"
+organization_id = "org_deleted_at_scalekit"
 "#;
 
 pub(crate) async fn stack() -> Stack {
@@ -286,4 +289,38 @@ async fn a_client_without_initiate_login_uri_gets_a_readable_page() {
     let response = Browser::default().get(url.as_str()).await;
     assert_eq!(response.status(), 400);
     assert!(response.text().await.expect("page").contains("IdP-initiated login is not enabled for deny-test"));
+}
+
+/// A route the operator left pointing at an organization Scalekit no longer has: the client is
+/// told the service is misconfigured (server_error), not that its request was invalid, and a
+/// request that itself names an unknown organization is told so (invalid_request).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_organization_is_the_operators_fault_only_when_a_route_chose_it() {
+    let stack = stack().await;
+    let (got, upstream) = login(&stack, AUTH0_CLIENT, &[("login_hint", "x@stale.test")]).await;
+    assert_eq!(upstream["organization_id"], "org_deleted_at_scalekit");
+    assert_eq!(got.get("error").map(String::as_str), Some("server_error"), "{got:?}");
+    assert!(!got.contains_key("code"));
+    let (got, _) = login(&stack, AUTH0_CLIENT, &[("organization_id", "org_nope")]).await;
+    assert_eq!(got.get("error").map(String::as_str), Some("invalid_request"), "{got:?}");
+}
+
+/// An upstream error with no sign-in in progress (no `state`, or one the broker does not know)
+/// is a page naming the condition in the broker's words, never an "expired link" and never a
+/// redirect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_error_without_a_sign_in_in_progress_is_shown() {
+    let stack = stack().await;
+    for query in [
+        "error=authentication_not_completed&error_description=User%20closed%20the%20tab",
+        "state=forged&error=authentication_not_completed&error_description=User%20closed%20the%20tab",
+    ] {
+        let response = Browser::default().get(&format!("{}/callback?{query}", stack.broker.url)).await;
+        assert_eq!(response.status(), 400, "{query}");
+        assert!(response.headers().get("location").is_none(), "{query}");
+        let page = response.text().await.expect("page");
+        assert!(page.contains("Sign-in did not complete"), "{page}");
+        assert!(page.contains("The sign-in at the identity provider was not completed."), "{page}");
+        assert!(!page.contains("no longer valid") && !page.contains("closed the tab"), "{page}");
+    }
 }
