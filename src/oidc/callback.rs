@@ -280,10 +280,20 @@ fn identity(app: &AppState, client_id: &str, mode: SubjectMode, claims: &Upstrea
         email: claims.email.clone(),
         // Decided by the caller (the broker's rule, not the IdP's word).
         email_verified: false,
-        name: claims.name.clone(),
+        name: full_name(claims),
         given_name: claims.given_name.clone(),
         family_name: claims.family_name.clone(),
     }
+}
+
+/// The upstream's `name`, else one made of `given_name` and `family_name`: a SAML IdP often
+/// sends only those (Scalekit documents all three as optional), and downstreams show `name`.
+fn full_name(claims: &UpstreamClaims) -> Option<String> {
+    let present = |v: &Option<String>| v.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned);
+    present(&claims.name).or_else(|| {
+        let parts: Vec<String> = [&claims.given_name, &claims.family_name].into_iter().filter_map(present).collect();
+        (!parts.is_empty()).then(|| parts.join(" "))
+    })
 }
 
 /// Whether the email is one valid address whose domain (normalized as the route table's) has a

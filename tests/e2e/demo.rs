@@ -226,7 +226,8 @@ async fn a_saml_user_without_name_or_email_verified_signs_in() {
     let (claims, userinfo) = sign_in(&demo, "carol@example.org").await;
     assert_eq!(claims["email"], "carol@example.org");
     assert_eq!((&claims["given_name"], &claims["family_name"]), (&json!("Carol"), &json!("Jones")));
-    assert!(claims.get("name").is_none() && userinfo.get("name").is_none(), "no name is made up: {claims}");
+    // Downstreams show `name`: made of the two the IdP sent, in the ID token and at userinfo.
+    assert_eq!((&claims["name"], &userinfo["name"]), (&json!("Carol Jones"), &json!("Carol Jones")), "{claims}");
     assert_eq!(userinfo["given_name"], "Carol");
     // The IdP said nothing: email_verified is the broker's own statement, true because
     // example.org is a verified route of org_example_org, the login's organization

@@ -103,6 +103,16 @@ async fn selectors_reach_the_upstream_as_sent() {
     assert!(params.contains_key("code"), "{params:?}");
     let last = stack.upstream.requests().await.pop().expect("request");
     assert_eq!(last["connection_id"], "conn_globex2");
+
+    // A login_hint whose domain has no route (fallback pass): Scalekit's error table names
+    // `domain`, not `login_hint`, as a selector, so the domain goes as one too.
+    let params = crate::common::login_to_client(&stack, AUTH0_CLIENT, &[("login_hint", "bob@Globex.test")]).await;
+    assert!(params.contains_key("code"), "{params:?}");
+    let last = stack.upstream.requests().await.pop().expect("request");
+    assert_eq!(
+        (&last["domain_hint"], &last["domain"], &last["login_hint"]),
+        (&json!("globex.test"), &json!("globex.test"), &json!("bob@Globex.test"))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -214,6 +224,11 @@ async fn a_user_without_name_or_email_verified_signs_in() {
     let claims = &result["id_token_claims"];
     assert_eq!(claims["sub"], crate::common::upstream_subject("conn_acme1", "carol@acme.test"));
     assert_eq!((&claims["given_name"], &claims["family_name"]), (&json!("Carol"), &json!("Chen")));
-    assert!(claims.get("name").is_none() && result["userinfo"].get("name").is_none(), "{result}");
+    // Downstreams show `name`: the broker makes it of the two the IdP sent.
+    assert_eq!(
+        (&claims["name"], &result["userinfo"]["name"]),
+        (&json!("Carol Chen"), &json!("Carol Chen")),
+        "{result}"
+    );
     assert_eq!(claims["email_verified"], false, "no verified route of org_acme in this stack: {claims}");
 }

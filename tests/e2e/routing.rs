@@ -155,9 +155,10 @@ async fn domain_edge_cases() {
     let (_, upstream) = login(&stack, AUTH0_CLIENT, &[("login_hint", "x@restricted.test")]).await;
     assert_eq!(
         selectors(&upstream),
-        json!({"connection_id": null, "organization_id": null, "domain_hint": null, "login_hint": "x@restricted.test"}),
-        "a route for another client is not used: pass"
+        json!({"connection_id": null, "organization_id": null, "domain_hint": "restricted.test", "login_hint": "x@restricted.test"}),
+        "a route for another client is not used: pass, with the domain as Scalekit's selector"
     );
+    assert_eq!(upstream["domain"], "restricted.test");
 
     let (got, upstream) = login(&stack, DENY_CLIENT, &[("login_hint", "x@nowhere.test")]).await;
     assert_eq!(upstream, Value::Null, "deny refuses without asking the upstream");

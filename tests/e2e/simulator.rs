@@ -413,7 +413,7 @@ async fn a_broker_against_the_standalone_simulator_completes_logins() {
     assert_eq!(status, 200, "{tokens}");
     let claims = verify_id_token(&broker.url, tokens["id_token"].as_str().expect("id_token"), COGNITO_CLIENT.0).await;
     assert!(claims["sub"].as_str().is_some_and(|s| s.starts_with("conn_example_org;") && !s.contains('@')), "{claims}");
-    assert!(claims.get("name").is_none(), "carol's IdP sends no name: {claims}");
+    assert_eq!(claims["name"], "Carol Jones", "carol's IdP sends no name: the broker makes it of hers: {claims}");
 
     // An IdP-initiated login from the portal reaches the client's initiate_login_uri.
     let start = format!("{}/portal/start?organization_id=org_example_com", sim.issuer);
