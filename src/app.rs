@@ -113,7 +113,7 @@ impl AppState {
 
     fn build(config: Config, key: SigningKey, store: AnyStore) -> Result<AppState, StartError> {
         let issuer = config.public_url.clone();
-        let upstream = UpstreamClient::new(&config.upstream, format!("{issuer}/callback"))?;
+        let upstream = UpstreamClient::new(&config.upstream, &issuer)?;
         let clients = ClientRegistry::new(store.clone(), &config.clients);
         let pairwise_salt = config.tokens.pairwise_salt.as_ref().map(|s| s.expose().to_owned()).unwrap_or_default();
         let discovery = crate::oidc::discovery_document(&issuer);

@@ -155,15 +155,23 @@ fn jwk_set(document: &serde_json::Value) -> Vec<Jwk> {
 }
 
 impl UpstreamClient {
-    /// `redirect_uri` is the broker's own `/callback`.
-    pub fn new(config: &UpstreamConfig, redirect_uri: String) -> Result<UpstreamClient, UpstreamError> {
+    /// The relying party of the broker at `public_url` (its redirect URI is `/callback` there).
+    pub fn new(config: &UpstreamConfig, public_url: &str) -> Result<UpstreamClient, UpstreamError> {
         let http = crate::http::client(Duration::from_secs(config.timeout_seconds))?;
+        // Besides the upstream issuer; by default the broker's own URL, as the docs' example of
+        // an IdP-initiated token names the application there (research/scalekit.md §4.2).
+        let initiation_issuers = match config.idp_initiated_issuers.as_slice() {
+            [] => vec![public_url.to_owned()],
+            listed => listed.to_vec(),
+        };
         let verifier = id_token::Verifier::new(
             config.issuer.clone(),
             config.client_id.clone(),
             &config.allowed_algorithms,
             config.clock_skew_seconds,
-        )?;
+        )?
+        .with_initiation_issuers(initiation_issuers);
+        let redirect_uri = format!("{public_url}/callback");
         Ok(UpstreamClient {
             issuer: config.issuer.clone(),
             client_id: config.client_id.clone(),

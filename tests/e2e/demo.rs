@@ -177,6 +177,13 @@ async fn the_idp_portal_tile_signs_in_through_an_idp_initiated_login() {
     let browser = Browser::default();
     let portal = browse(&browser, format!("{}/simulator/portal", demo.url)).await;
     assert!(portal.contains("portal/start?organization_id=org_example_org"), "{portal}");
+    // The demo registers the initiate-login URL as the README says: the client in the path,
+    // from the organization's metadata (Scalekit allows no query string there).
+    assert!(portal.contains(&format!("{}/initiate-login/{{{{ssobridge_client}}}}", demo.url)), "{portal}");
+    let start = format!("{}/simulator/portal/start?organization_id=org_example_org", demo.url);
+    let response = browser.get(&start).await;
+    let location = response.headers()["location"].to_str().expect("location").to_owned();
+    assert!(location.starts_with(&format!("{}/initiate-login/demo?idp_initiated_login=", demo.url)), "{location}");
     let page = browse(&browser, format!("{}/simulator/portal/start?organization_id=org_example_org", demo.url)).await;
     assert!(page.contains("<h1>Signed in</h1>"), "{page}");
     assert!(page.contains("conn_example_org") && page.contains("bob@example.org"), "{page}");
@@ -351,16 +358,36 @@ async fn the_portal_delivers_to_the_default_redirect_url_and_returns_errors() {
     names.sort_unstable();
     assert_eq!(names, ["connection_id", "exp", "iat", "iss", "login_hint", "nbf", "organization_id"], "{claims}");
     assert_eq!(claims["iss"], format!("{}/simulator", demo.url));
-    // What the broker's /callback does with it is issue 14 part 2.
+    // The broker's /callback takes it as its initiate-login endpoint does: the sample app is
+    // handed the login (OIDC Core §4) and signs the user in through a fresh authorize.
+    let page = browse(&browser, location.to_string()).await;
+    assert!(page.contains("<h1>Signed in</h1>") && page.contains("alice@example.com"), "{page}");
+    assert!(page.contains("conn_example_com"), "routed to the connection the IdP named: {page}");
 
-    let error = format!("{}/simulator/portal/error?organization_id=org_example_com&error=user_not_active", demo.url);
-    let response = browser.get(&error).await;
-    assert_eq!(response.status(), 302);
-    let location = url::Url::parse(response.headers()["location"].to_str().expect("location")).expect("url");
-    assert!(location.as_str().starts_with(&format!("{}/callback?", demo.url)), "{location}");
-    let params = query(&location);
-    assert_eq!(params.get("error").map(String::as_str), Some("user_not_active"));
-    assert!(!params.contains_key("state"), "no request of the application started it: {params:?}");
+    // The "Error" choice, to the default redirect URL and to the initiate-login URL: no
+    // sign-in of the application's to return it to, so a page says what the IdP reported.
+    for (deliver, endpoint) in [("redirect", "/callback?"), ("initiate", "/initiate-login/demo?")] {
+        let error = format!(
+            "{}/simulator/portal/error?organization_id=org_example_com&error=user_not_active&deliver={deliver}",
+            demo.url
+        );
+        let response = browser.get(&error).await;
+        assert_eq!(response.status(), 302);
+        let location = url::Url::parse(response.headers()["location"].to_str().expect("location")).expect("url");
+        assert!(location.as_str().starts_with(&format!("{}{endpoint}", demo.url)), "{location}");
+        let params = query(&location);
+        assert_eq!(params.get("error").map(String::as_str), Some("user_not_active"));
+        assert!(!params.contains_key("state"), "no request of the application started it: {params:?}");
+        let shown = browser.get(location.as_str()).await;
+        assert_eq!(shown.status(), 400, "{deliver}");
+        assert!(shown.headers().get("location").is_none(), "{deliver}: no client to send it to");
+        let page = shown.text().await.expect("page");
+        assert!(page.contains("The user is not active at their identity provider."), "{deliver}: {page}");
+        assert!(
+            !page.contains("no longer valid") && !page.contains("inactive"),
+            "not an expired link, not Scalekit's text: {page}"
+        );
+    }
 }
 
 /// At the home-realm page, an address whose organization cannot sign it in (no SSO for its

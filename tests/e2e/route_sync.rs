@@ -47,6 +47,7 @@ impl Sim {
             client_secret: Secret::new(UPSTREAM_CLIENT_SECRET),
             redirect_uris: callbacks.to_vec(),
             initiate_login_uri: None,
+            organization_metadata: Vec::new(),
             iss_on_redirect: false,
             webhook_secret: webhook.as_ref().map(|_| Secret::new(WEBHOOK_SECRET)),
             webhook_url: webhook,
