@@ -17,7 +17,7 @@ use crate::routing::sync::{RouteCounts, SyncReport};
 use crate::store::{get_json, keys, AnyStore, Store, StoreError};
 use crate::tokens::{KeyRing, SigningKey, TokenError};
 use crate::upstream::scalekit::{ScalekitApi, ScalekitError};
-use crate::upstream::{UpstreamClient, UpstreamError};
+use crate::upstream::{Credentials, UpstreamClient, UpstreamError};
 
 /// Everything a request handler may use.
 pub struct AppState {
@@ -35,7 +35,8 @@ pub struct AppState {
     pub started: Instant,
     /// Rate-limit counters, shared through the store.
     pub limiter: crate::limiter::RateLimiter,
-    /// What `/readyz` answers: the last background check of the store and the upstream.
+    /// What `/readyz` answers: the last background checks of the store, the upstream and the
+    /// broker's client credentials there.
     pub readiness: Readiness,
     /// The caps on pending flows (their counters too are shared through the store).
     pub pending_flows: crate::protect::PendingFlows,
@@ -113,7 +114,7 @@ impl AppState {
 
     fn build(config: Config, key: SigningKey, store: AnyStore) -> Result<AppState, StartError> {
         let issuer = config.public_url.clone();
-        let upstream = UpstreamClient::new(&config.upstream, format!("{issuer}/callback"))?;
+        let upstream = UpstreamClient::new(&config.upstream, &issuer)?;
         let clients = ClientRegistry::new(store.clone(), &config.clients);
         let pairwise_salt = config.tokens.pairwise_salt.as_ref().map(|s| s.expose().to_owned()).unwrap_or_default();
         let discovery = crate::oidc::discovery_document(&issuer);
@@ -366,43 +367,72 @@ pub fn spawn_route_sync(state: Arc<AppState>) -> Option<tokio::task::JoinHandle<
 /// Present while the store holds what `seed` wrote.
 const SEED_MARKER: &str = "seeded";
 
-/// How often the background checks run: the store (a PING) and the upstream (its discovery
-/// document and keys, fetched again). `/readyz` answers from their last result, so that probes
-/// cost neither the store nor the upstream a request, and an outsider cannot make them.
+/// How often the background checks run: the store (a PING), the upstream (its discovery
+/// document and keys, fetched again) and the broker's client credentials (a client_credentials
+/// grant: at start, then rarely, so that a wrong secret is an error in the log before the first
+/// user meets it). `/readyz` answers from their last result, so that probes cost neither the
+/// store nor the upstream a request, and an outsider cannot make them.
 const STORE_CHECK_EVERY: Duration = Duration::from_secs(2);
 const UPSTREAM_CHECK_EVERY: Duration = Duration::from_secs(10);
+const CREDENTIALS_CHECK_EVERY: Duration = Duration::from_secs(300);
+
+type Slot<T> = std::sync::RwLock<Option<T>>;
 
 /// The last result of each background check.
 #[derive(Default)]
 pub struct Readiness {
-    store: std::sync::RwLock<Option<Result<(), String>>>,
-    upstream: std::sync::RwLock<Option<Result<(), String>>>,
+    store: Slot<Result<(), String>>,
+    upstream: Slot<Result<(), String>>,
+    /// The upstream's answer about the credentials; an error when it could not be asked.
+    credentials: Slot<Result<Credentials, String>>,
+}
+
+/// What `/readyz` says of each check: `ok`, `unavailable`, or `starting` (not checked yet);
+/// the credentials may also be `unknown` (the upstream grants no client_credentials, so it
+/// cannot tell), which counts as ready.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadinessReport {
+    pub store: &'static str,
+    pub upstream: &'static str,
+    pub credentials: &'static str,
+}
+
+impl ReadinessReport {
+    pub fn ready(&self) -> bool {
+        self.store == "ok" && self.upstream == "ok" && matches!(self.credentials, "ok" | "unknown")
+    }
 }
 
 impl Readiness {
-    fn set(slot: &std::sync::RwLock<Option<Result<(), String>>>, result: Result<(), String>) {
+    fn set<T>(slot: &Slot<T>, result: T) {
         *slot.write().unwrap_or_else(|p| p.into_inner()) = Some(result);
     }
 
-    fn get(slot: &std::sync::RwLock<Option<Result<(), String>>>) -> Option<Result<(), String>> {
+    fn get<T: Clone>(slot: &Slot<T>) -> Option<T> {
         slot.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// `ok`, `unavailable`, or `starting` (not checked yet), for the store and the upstream.
-    pub fn report(&self) -> (&'static str, &'static str) {
+    pub fn report(&self) -> ReadinessReport {
         let word = |result: Option<Result<(), String>>| match result {
             Some(Ok(())) => "ok",
             Some(Err(_)) => "unavailable",
             None => "starting",
         };
-        (word(Self::get(&self.store)), word(Self::get(&self.upstream)))
+        let credentials = match Self::get(&self.credentials) {
+            Some(Ok(Credentials::Accepted)) => "ok",
+            Some(Ok(Credentials::Unknown(_))) => "unknown",
+            Some(Ok(Credentials::Refused) | Err(_)) => "unavailable",
+            None => "starting",
+        };
+        ReadinessReport { store: word(Self::get(&self.store)), upstream: word(Self::get(&self.upstream)), credentials }
     }
 }
 
-/// Checks the store (re-seeding it if it lost the configuration) and the upstream in the
-/// background, for as long as the state lives.
+/// Checks the store (re-seeding it if it lost the configuration), the upstream and the
+/// broker's credentials there in the background, for as long as the state lives.
 async fn check_readiness(state: std::sync::Weak<AppState>) {
     let mut upstream_checked: Option<Instant> = None;
+    let mut credentials_due = Instant::now();
     loop {
         let Some(app) = state.upgrade() else { return };
         // Bounded: a store that hangs is as unavailable as one that refuses.
@@ -419,11 +449,40 @@ async fn check_readiness(state: std::sync::Weak<AppState>) {
             if let Err(error) = &upstream {
                 tracing::warn!(error = %error, "readiness: the upstream is unavailable");
             }
+            // The token endpoint is the discovery document's: asked once that is known.
+            if upstream.is_ok() && Instant::now() >= credentials_due {
+                let checked = app.upstream.check_credentials().await.map_err(|e| e.to_string());
+                let previous = Readiness::get(&app.readiness.credentials);
+                log_credentials(previous.as_ref(), &checked);
+                // One that could not be asked is asked again with the next upstream check.
+                credentials_due =
+                    Instant::now() + if checked.is_ok() { CREDENTIALS_CHECK_EVERY } else { UPSTREAM_CHECK_EVERY };
+                Readiness::set(&app.readiness.credentials, checked);
+            }
             Readiness::set(&app.readiness.upstream, upstream);
             upstream_checked = Some(Instant::now());
         }
         drop(app);
         tokio::time::sleep(STORE_CHECK_EVERY).await;
+    }
+}
+
+/// One line when what the upstream says of the credentials changes (a refusal is an error that
+/// names the key to fix, never its value), and a warning each time it cannot be asked.
+fn log_credentials(previous: Option<&Result<Credentials, String>>, checked: &Result<Credentials, String>) {
+    let changed = previous != Some(checked);
+    match checked {
+        Ok(Credentials::Refused) if changed => tracing::error!(
+            "the upstream refuses the broker's client credentials (invalid_client): check upstream.client_secret \
+             (and upstream.client_id); every sign-in fails at its callback until they match"
+        ),
+        Ok(Credentials::Unknown(answer)) if changed => tracing::info!(
+            answer = %answer,
+            "the upstream grants no client_credentials, so it cannot confirm the client credentials; counted as ready"
+        ),
+        Ok(Credentials::Accepted) if changed => tracing::info!("the upstream accepts the broker's client credentials"),
+        Ok(_) => {}
+        Err(error) => tracing::warn!(error = %error, "readiness: the client credentials could not be checked"),
     }
 }
 
@@ -471,13 +530,15 @@ fn healthz() -> &'static str {
     "ok"
 }
 
-/// Ready when the last background checks found the store answering (with its configuration)
-/// and the upstream's discovery and keys fetchable. Asks neither itself.
+/// Ready when the last background checks found the store answering (with its configuration),
+/// the upstream's discovery and keys fetchable, and the broker's credentials not refused
+/// there. Asks none of them itself.
 #[handler]
 fn readyz(state: poem::web::Data<&Arc<AppState>>) -> Response {
-    let (store, upstream) = state.readiness.report();
-    let body = serde_json::json!({"store": store, "upstream": upstream});
-    let status = if (store, upstream) == ("ok", "ok") { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let report = state.readiness.report();
+    let body =
+        serde_json::json!({"store": report.store, "upstream": report.upstream, "credentials": report.credentials});
+    let status = if report.ready() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     Response::builder().status(status).content_type("application/json").body(body.to_string())
 }
 

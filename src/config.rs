@@ -470,6 +470,11 @@ pub struct UpstreamConfig {
     /// Bound on every HTTP call to the upstream.
     #[serde(default = "default_upstream_timeout")]
     pub timeout_seconds: u64,
+    /// The `iss` an IdP-initiated login token may carry when it is not `issuer`: Scalekit's
+    /// docs show the application's own URL there (research/scalekit.md §4.2). Empty (the
+    /// default): `public_url`. `issuer` is accepted always.
+    #[serde(default)]
+    pub idp_initiated_issuers: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -730,6 +735,11 @@ impl Config {
         while self.upstream.issuer.ends_with('/') {
             self.upstream.issuer.pop();
         }
+        for issuer in &mut self.upstream.idp_initiated_issuers {
+            while issuer.ends_with('/') {
+                issuer.pop();
+            }
+        }
         if let Some(url) = self.scalekit.as_mut().and_then(|s| s.api_url.as_mut()) {
             while url.ends_with('/') {
                 url.pop();
@@ -784,6 +794,21 @@ impl Config {
         }
         if self.upstream.timeout_seconds == 0 {
             problem("upstream.timeout_seconds", "must be at least 1".to_owned());
+        }
+        for issuer in &self.upstream.idp_initiated_issuers {
+            // Only compared with a signed claim, never fetched: http is as good as https here.
+            let valid = Url::parse(issuer).is_ok_and(|url| {
+                matches!(url.scheme(), "https" | "http")
+                    && url.host().is_some()
+                    && url.query().is_none()
+                    && url.fragment().is_none()
+            });
+            if !valid {
+                problem(
+                    "upstream.idp_initiated_issuers",
+                    format!("{issuer}: each must be an http(s) URL without query or fragment"),
+                );
+            }
         }
         for (key, value) in [
             ("tokens.id_token_ttl_seconds", self.tokens.id_token_ttl_seconds),
@@ -1160,7 +1185,7 @@ fn schema_hint(key: &str) -> Option<toml::Value> {
             | "lookup_on_miss"
     ) {
         Some(toml::Value::Boolean(false))
-    } else if matches!(key, "redirect_uris" | "scopes" | "allowed_algorithms" | "drop") {
+    } else if matches!(key, "redirect_uris" | "scopes" | "allowed_algorithms" | "drop" | "idp_initiated_issuers") {
         Some(toml::Value::Array(Vec::new()))
     } else {
         None
@@ -1404,6 +1429,25 @@ redirect_uris = ["https://acme.us.auth0.com/login/callback"]
             panic!("an unknown key is refused")
         };
         assert_eq!(unknown[0].key, "sync_every");
+    }
+
+    #[test]
+    fn idp_initiated_issuers_are_urls_and_come_from_the_environment() {
+        assert!(load(MINIMAL, &[]).expect("valid").upstream.idp_initiated_issuers.is_empty(), "default: public_url");
+        let config = load(
+            MINIMAL,
+            &[("SSOBRIDGE_UPSTREAM__IDP_INITIATED_ISSUERS", "https://b2b-app.com/, http://airdev.localhost:8888")],
+        )
+        .expect("valid");
+        assert_eq!(config.upstream.idp_initiated_issuers, ["https://b2b-app.com", "http://airdev.localhost:8888"]);
+        for bad in ["b2b-app.com", "https://b2b-app.com/?x=1", "ftp://b2b-app.com"] {
+            let Err(ConfigError::Invalid(problems)) =
+                load(MINIMAL, &[("SSOBRIDGE_UPSTREAM__IDP_INITIATED_ISSUERS", bad)])
+            else {
+                panic!("{bad} must be refused")
+            };
+            assert_eq!(problems[0].key, "upstream.idp_initiated_issuers", "{bad}");
+        }
     }
 
     #[test]

@@ -53,6 +53,9 @@ fn render(config: &Config, clients: &[ClientRecord], routes: &[Route]) -> String
     upstream.insert("client_secret".into(), Value::String("set SSOBRIDGE_UPSTREAM__CLIENT_SECRET".into()));
     upstream.insert("scopes".into(), strings(&config.upstream.scopes));
     upstream.insert("allowed_algorithms".into(), strings(&config.upstream.allowed_algorithms));
+    if !config.upstream.idp_initiated_issuers.is_empty() {
+        upstream.insert("idp_initiated_issuers".into(), strings(&config.upstream.idp_initiated_issuers));
+    }
     root.insert("upstream".into(), Value::Table(upstream));
     let mut admin = Table::new();
     admin.insert("listen".into(), Value::String(config.admin.listen.clone()));

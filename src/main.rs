@@ -24,10 +24,11 @@ usage:
                                          container); its issuer is http://localhost:PORT unless --public-url
                                          names the address browsers use (https://, or http:// on loopback)
   ssobridge simulator --client-secret S --redirect-uri URI [--port N] [--client-id ID]
-                      [--issuer-url URL] [--initiate-login-uri URI] [--iss-on-redirect]
-                      [--webhook-url URL --webhook-secret whsec_…]
+                      [--issuer-url URL] [--initiate-login-uri URI] [--organization-metadata KEY=VALUE]
+                      [--iss-on-redirect] [--webhook-url URL --webhook-secret whsec_…]
                                          run the demo's Scalekit simulator alone on 127.0.0.1:N (default 8090),
                                          for testing a stack against it; --redirect-uri repeats or takes a comma list;
+                                         {{KEY}} in --initiate-login-uri is each organization's metadata (repeatable);
                                          its portal's domain changes go to --webhook-url as signed webhooks
   ssobridge check-config --config FILE   validate a configuration and list every problem
   ssobridge keys generate --out FILE [--alg RS256|ES256]
@@ -47,6 +48,7 @@ struct SimulatorOptions {
     client_secret: String,
     redirect_uris: Vec<String>,
     initiate_login_uri: Option<String>,
+    organization_metadata: Vec<(String, String)>,
     iss_on_redirect: bool,
     webhook_url: Option<String>,
     webhook_secret: Option<String>,
@@ -109,6 +111,15 @@ fn parse(args: &[String]) -> Result<Command, String> {
             let initiate_login_uri = flag("--initiate-login-uri").cloned().or_else(|| {
                 redirect_uris.first()?.strip_suffix("/callback").map(|base| format!("{base}/initiate-login"))
             });
+            // Every --organization-metadata KEY=VALUE: what each organization carries.
+            let organization_metadata = args
+                .windows(2)
+                .filter(|pair| pair[0] == "--organization-metadata")
+                .map(|pair| match pair[1].split_once('=') {
+                    Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+                    _ => Err(format!("--organization-metadata {}: write KEY=VALUE", pair[1])),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
             Ok(Command::Simulator(SimulatorOptions {
                 port,
                 issuer_url: flag("--issuer-url").map(|u| u.trim_end_matches('/').to_owned()),
@@ -116,6 +127,7 @@ fn parse(args: &[String]) -> Result<Command, String> {
                 client_secret: flag("--client-secret").ok_or("simulator needs --client-secret SECRET")?.clone(),
                 redirect_uris,
                 initiate_login_uri,
+                organization_metadata,
                 iss_on_redirect: words.contains(&"--iss-on-redirect"),
                 webhook_url: flag("--webhook-url").cloned(),
                 webhook_secret: flag("--webhook-secret").cloned(),
@@ -379,6 +391,7 @@ async fn run_simulator(options: SimulatorOptions) -> Result<(), StartError> {
         client_secret: ssobridge::secret::Secret::new(options.client_secret),
         redirect_uris: options.redirect_uris,
         initiate_login_uri: options.initiate_login_uri,
+        organization_metadata: options.organization_metadata,
         iss_on_redirect: options.iss_on_redirect,
         webhook_url: options.webhook_url,
         webhook_secret: options.webhook_secret.map(ssobridge::secret::Secret::new),
@@ -391,6 +404,11 @@ async fn run_simulator(options: SimulatorOptions) -> Result<(), StartError> {
     println!("  client_id:              {} (client_secret as given; client_secret_post)", settings.client_id);
     println!("  redirect URIs:          {}", settings.redirect_uris.join(" , "));
     println!("  initiate-login URI:     {}", settings.initiate_login_uri.as_deref().unwrap_or("(none)"));
+    let metadata: Vec<String> = settings.organization_metadata.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    println!(
+        "  organization metadata:  {}",
+        if metadata.is_empty() { "(none)".to_owned() } else { metadata.join(" ") }
+    );
     println!(
         "  RFC 9207 iss:           {}",
         if settings.iss_on_redirect { "on redirects" } else { "off (as Scalekit)" }

@@ -14,9 +14,12 @@ use crate::app::AppState;
 
 const WINDOW_SECS: u64 = 60;
 
-/// Paths whose use is counted.
-fn limited(path: &str) -> bool {
+/// Requests whose use is counted: the login endpoints, and IdP-initiated logins wherever they
+/// arrive (the callback takes them too).
+fn limited(path: &str, query: Option<&str>) -> bool {
     matches!(path, "/authorize" | "/token" | "/login/email" | "/initiate-login")
+        || path.starts_with("/initiate-login/")
+        || (path == "/callback" && query.is_some_and(|q| q.contains("idp_initiated_login=")))
 }
 
 pub struct Protect;
@@ -37,7 +40,7 @@ impl<E: Endpoint> Endpoint for ProtectEndpoint<E> {
         let Some(state) = req.data::<Arc<AppState>>().cloned() else {
             return self.0.call(req).await.map(IntoResponse::into_response);
         };
-        if limited(req.uri().path()) {
+        if limited(req.uri().path(), req.uri().query()) {
             let source = client_ip(&req, state.config.rate_limits.trust_forwarded_for);
             // Counting adds no store round trip ([`crate::limiter`]); store trouble blocks no login.
             if let Err(retry_after) =

@@ -103,7 +103,17 @@ pub async fn build(public_url: &str, listen: SocketAddr) -> Result<Demo, StartEr
             client_id: UPSTREAM_CLIENT_ID.to_owned(),
             client_secret: crate::secret::Secret::new(upstream_secret),
             redirect_uris: vec![format!("{public_url}/callback")],
-            initiate_login_uri: Some(format!("{public_url}{}", crate::routing::idp_initiated::PATH)),
+            // The registration the README recommends: the client in the path, from each
+            // organization's metadata (Scalekit allows no query string in registered URLs).
+            initiate_login_uri: Some(format!(
+                "{public_url}{}/{{{{{}}}}}",
+                crate::routing::idp_initiated::PATH,
+                crate::routing::idp_initiated::CLIENT_METADATA_KEY
+            )),
+            organization_metadata: vec![(
+                crate::routing::idp_initiated::CLIENT_METADATA_KEY.to_owned(),
+                DEMO_CLIENT_ID.to_owned(),
+            )],
             iss_on_redirect: false,
             webhook_url: Some(format!("{public_url}{}", crate::webhooks::PATH)),
             webhook_secret: config.scalekit.as_ref().and_then(|s| s.webhook_secret.clone()),

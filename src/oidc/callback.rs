@@ -12,10 +12,13 @@ use ssobridge_adapter_core::{AdapterError, Identity};
 use tracing::instrument;
 
 use super::authorize::{AuthorizationRequest as AuthorizeRequest, Flow};
-use super::error::{redirect, with_query, AuthorizeFailure, ErrorCode, OidcError};
+use super::error::{
+    redirect, unsolicited_upstream_error, upstream_error, with_query, AuthorizeFailure, ErrorCode, OidcError,
+};
 use super::params::Params;
 use crate::app::AppState;
 use crate::config::SubjectMode;
+use crate::routing::RoutedBy;
 use crate::store::{keys, put_json, take_json};
 use crate::tokens::{pairwise_subject, random_token, sha256_hex, user_claims, ClaimScopes, Sealer, TokenError};
 use crate::upstream::UpstreamClaims;
@@ -51,9 +54,18 @@ pub fn now_secs() -> u64 {
 #[handler]
 pub async fn callback(req: &Request, state: Data<&Arc<AppState>>) -> Response {
     let params = Params::parse(req.uri().query().unwrap_or("").as_bytes());
+    // Scalekit's test guide says its simulator delivers IdP-initiated logins to the "default
+    // redirect URL" (research/scalekit.md §4.1, §5): a token with no sign-in of ours behind
+    // it (no `state`) is an initiation, handled as at the initiate-login endpoint.
+    let state_param = params.get("state").ok().flatten();
+    if state_param.is_none() && params.get("idp_initiated_login").ok().flatten().is_some() {
+        return crate::routing::idp_initiated::hand_off(&state, &params, None).await;
+    }
     match finish_login(&state, &params).await {
         Ok(Finished::Redirect(location)) => redirect(&location),
-        Ok(Finished::AskAgain(request)) => crate::routing::page::domain_unknown_upstream(&state, *request).await,
+        Ok(Finished::AskAgain { request, upstream_error }) => {
+            crate::routing::page::ask_again(&state, *request, upstream_error).await
+        }
         Err(failure) => failure.into_response(&state.issuer),
     }
 }
@@ -62,9 +74,20 @@ pub async fn callback(req: &Request, state: Data<&Arc<AppState>>) -> Response {
 pub enum Finished {
     /// Back to the client with a code.
     Redirect(String),
-    /// The email typed at the home-realm page has no SSO upstream: ask again.
-    AskAgain(Box<AuthorizeRequest>),
+    /// The email typed at the home-realm page cannot sign in as it is (no SSO for its domain,
+    /// the organization's SSO is off, …: `upstream_error`): ask again, saying why.
+    AskAgain { request: Box<AuthorizeRequest>, upstream_error: &'static str },
 }
+
+/// Upstream errors about the address the user typed at the home-realm page, or its
+/// organization's single sign-on: the user may have mistyped it, so the page asks again.
+const ASK_AGAIN: &[&str] = &[
+    "domain_not_found",
+    "invalid_user_domain",
+    "no_active_connections",
+    "connection_not_active",
+    "no_configured_connections",
+];
 
 #[instrument(skip_all, fields(client_id, connection_id))]
 pub async fn finish_login(app: &AppState, params: &Params) -> Result<Finished, AuthorizeFailure> {
@@ -74,7 +97,15 @@ pub async fn finish_login(app: &AppState, params: &Params) -> Result<Finished, A
             "The sign-in attempt has expired or was already completed. Go back to the application and sign in again.",
         )
     };
-    let upstream_state = params.get("state").ok().flatten().ok_or_else(expired)?;
+    // An upstream error with no sign-in of ours to return it to (Scalekit's simulator sends
+    // its "Error" choice without `state`): say what happened, rather than that a link expired.
+    let unsolicited = || {
+        let error = params.get("error").ok().flatten()?;
+        Some(unsolicited_upstream_error(error, params.get("error_description").ok().flatten()))
+    };
+    let Some(upstream_state) = params.get("state").ok().flatten() else {
+        return Err(unsolicited().unwrap_or_else(expired));
+    };
     // Taken, not read: a replayed or forged state finds nothing (single use).
     let flow: Flow = match take_json(&app.store, &keys::flow(upstream_state)).await {
         Ok(Some(flow)) => flow,
@@ -83,7 +114,7 @@ pub async fn finish_login(app: &AppState, params: &Params) -> Result<Finished, A
                 "ssobridge_logins_failed_total",
                 &[("client", "unknown"), ("reason", "invalid_state")],
             );
-            return Err(expired());
+            return Err(unsolicited().unwrap_or_else(expired));
         }
         Err(error) => {
             let error: OidcError = error.into();
@@ -112,11 +143,13 @@ pub async fn finish_login(app: &AppState, params: &Params) -> Result<Finished, A
         _ => {}
     }
     if let Some(error) = params.get("error").ok().flatten() {
-        if error == "domain_not_found" && flow.via_hosted_page {
-            tracing::info!("upstream does not know the typed domain; asking again");
-            return Ok(Finished::AskAgain(Box::new(flow.request)));
+        let description = params.get("error_description").ok().flatten();
+        if let Some(asked) = ASK_AGAIN.iter().find(|code| **code == error).filter(|_| flow.via_hosted_page) {
+            upstream_error(error, description);
+            tracing::info!("the upstream cannot sign in the typed address; asking again");
+            return Ok(Finished::AskAgain { request: Box::new(flow.request), upstream_error: asked });
         }
-        return Err(fail(map_upstream_error(error, params.get("error_description").ok().flatten())));
+        return Err(fail(routed_upstream_error(error, description, flow.routed_by)));
     }
     let code = params
         .get("code")
@@ -254,10 +287,20 @@ fn identity(app: &AppState, client_id: &str, mode: SubjectMode, claims: &Upstrea
         email: claims.email.clone(),
         // Decided by the caller (the broker's rule, not the IdP's word).
         email_verified: false,
-        name: claims.name.clone(),
+        name: full_name(claims),
         given_name: claims.given_name.clone(),
         family_name: claims.family_name.clone(),
     }
+}
+
+/// The upstream's `name`, else one made of `given_name` and `family_name`: a SAML IdP often
+/// sends only those (Scalekit documents all three as optional), and downstreams show `name`.
+fn full_name(claims: &UpstreamClaims) -> Option<String> {
+    let present = |v: &Option<String>| v.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned);
+    present(&claims.name).or_else(|| {
+        let parts: Vec<String> = [&claims.given_name, &claims.family_name].into_iter().filter_map(present).collect();
+        (!parts.is_empty()).then(|| parts.join(" "))
+    })
 }
 
 /// Whether the email is one valid address whose domain (normalized as the route table's) has a
@@ -273,29 +316,22 @@ async fn domain_verified(
     Ok(route.is_some_and(|r| r.verified && &r.organization_id == organization))
 }
 
-/// Upstream (Scalekit) callback errors, as the downstream client should see them: a fixed text
-/// per code. The upstream's own description goes to the log only (bounded): it is another
-/// party's text, and relayed it would let whoever shapes it put words on the client's page.
-fn map_upstream_error(error: &str, description: Option<&str>) -> OidcError {
-    let logged: String = description.unwrap_or("").chars().filter(|c| !c.is_control()).take(300).collect();
-    let code_logged: String = error.chars().filter(|c| !c.is_control()).take(64).collect();
-    tracing::info!(upstream_error = %code_logged, upstream_error_description = %logged, "upstream returned an error");
-    let (code, text) = match error {
-        "domain_not_found" => (ErrorCode::AccessDenied, "single sign-on is not set up for this email domain"),
-        "user_not_active" => (ErrorCode::AccessDenied, "the user is not active at their identity provider"),
-        "access_denied" => (ErrorCode::AccessDenied, "the identity provider denied the sign-in"),
-        "login_required" => (ErrorCode::LoginRequired, "the user must sign in at their identity provider"),
-        "interaction_required" | "consent_required" | "account_selection_required" => {
-            (ErrorCode::InteractionRequired, "the identity provider needs the user to interact")
-        }
-        "temporarily_unavailable" => {
-            (ErrorCode::TemporarilyUnavailable, "the identity provider is temporarily unavailable")
-        }
-        // Anything else (invalid_request, server_error, …) is the broker's or upstream's fault,
-        // not the user's.
-        _ => (ErrorCode::ServerError, "the identity provider could not complete the sign-in"),
-    };
-    OidcError::new(code, text)
+/// An upstream error about a flow, as the client sees it ([`upstream_error`]). An organization
+/// or connection the upstream does not know is the client's request at fault when the request
+/// named it, and the operator's (a route, the client's default) when routing chose it.
+fn routed_upstream_error(error: &str, description: Option<&str>, routed_by: RoutedBy) -> OidcError {
+    let mapped = upstream_error(error, description);
+    let named_by_request = matches!(routed_by, RoutedBy::ConnectionId | RoutedBy::OrganizationId);
+    if matches!(error, "invalid_organization_id" | "invalid_connection_id") && !named_by_request {
+        tracing::error!(
+            upstream_error = error,
+            routed_by = ?routed_by,
+            "a route or the client's default names an organization or connection the upstream does not know: check \
+             [[routes]] and the client's default_organization_id / default_connection_id"
+        );
+        return OidcError::new(ErrorCode::ServerError, "the sign-in service's routing is misconfigured");
+    }
+    mapped
 }
 
 fn adapter_error(adapter: &str, error: AdapterError) -> OidcError {

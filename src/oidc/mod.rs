@@ -26,6 +26,10 @@ pub fn routes() -> Route {
         .at("/authorize", get(authorize::authorize).post(authorize::authorize))
         .at("/callback", get(callback::callback))
         .at(crate::routing::idp_initiated::PATH, get(crate::routing::idp_initiated::initiate))
+        .at(
+            format!("{}/:client_id", crate::routing::idp_initiated::PATH),
+            get(crate::routing::idp_initiated::initiate_for_client),
+        )
         .at(crate::routing::page::SUBMIT_PATH, post(crate::routing::page::submit_email))
         .at("/token", post(token::token))
         .at("/userinfo", get(userinfo::userinfo).post(userinfo::userinfo))

@@ -1,14 +1,19 @@
 //! IdP-initiated login. Scalekit sends the browser to the broker's initiate-login endpoint
-//! with an `idp_initiated_login` JWT. The token is never accepted as a login: the broker
-//! verifies it, remembers the connection (short-lived, single use, bound to this browser),
-//! and sends the browser to the downstream client's `initiate_login_uri` (OIDC Core §4), whose
-//! own `/authorize` then routes to that connection.
+//! (`/initiate-login/{client_id}`, or `/initiate-login?client_id=…`; its simulator also to
+//! `/callback`) with an `idp_initiated_login` JWT. The token is never accepted as a login: the
+//! broker verifies it, remembers the connection (short-lived, single use, bound to this
+//! browser), and sends the browser to the downstream client's `initiate_login_uri` (OIDC Core
+//! §4), whose own `/authorize` then routes to that connection.
+//!
+//! Scalekit refuses query strings in registered URLs but expands organization templates in
+//! their path (research/scalekit.md §6.2, §6.3): `/initiate-login/{{ssobridge_client}}`, with
+//! the client id in each organization's metadata under `ssobridge_client`, names the client.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use poem::http::StatusCode;
-use poem::web::Data;
+use poem::web::{Data, Path};
 use poem::{handler, Request, Response};
 use serde::{Deserialize, Serialize};
 
@@ -17,13 +22,16 @@ use super::Selectors;
 use crate::app::AppState;
 use crate::clients::{Client, ClientRecord};
 use crate::oidc::authorize::AuthorizationRequest;
-use crate::oidc::error::{redirect, with_query};
+use crate::oidc::error::{redirect, unsolicited_upstream_error, with_query};
 use crate::oidc::params::Params;
 use crate::pages;
 use crate::store::{keys, put_json, take_json, Store};
 use crate::tokens::{random_token, sha256_hex};
 
 pub const PATH: &str = "/initiate-login";
+/// The organization metadata key the README's initiate-login URL template names:
+/// `<public_url>/initiate-login/{{ssobridge_client}}`.
+pub const CLIENT_METADATA_KEY: &str = "ssobridge_client";
 const COOKIE: Cookie = Cookie { base: "ssobridge_idp" };
 /// How long the remembered connection waits for the client's `/authorize`.
 const REMEMBER_FOR: Duration = Duration::from_secs(300);
@@ -47,8 +55,39 @@ fn refuse(title: &str, message: &str) -> Response {
 #[handler]
 pub async fn initiate(req: &Request, state: Data<&Arc<AppState>>) -> Response {
     let params = Params::parse(req.uri().query().unwrap_or("").as_bytes());
+    hand_off(&state, &params, None).await
+}
+
+/// `GET /initiate-login/{client_id}?idp_initiated_login=JWT`: the form Scalekit can register.
+#[handler]
+pub async fn initiate_for_client(
+    req: &Request,
+    Path(client_id): Path<String>,
+    state: Data<&Arc<AppState>>,
+) -> Response {
+    let params = Params::parse(req.uri().query().unwrap_or("").as_bytes());
+    hand_off(&state, &params, Some(&client_id)).await
+}
+
+/// An IdP-initiated login (or the error Scalekit sends in its place) handed to the client:
+/// `path_client` is the client the path names, which a `client_id` parameter must agree with.
+pub async fn hand_off(state: &AppState, params: &Params, path_client: Option<&str>) -> Response {
+    // Scalekit's handlers read `error` at this endpoint too (research/scalekit.md §4.1).
+    if let Some(error) = params.get("error").ok().flatten() {
+        return unsolicited_upstream_error(error, params.get("error_description").ok().flatten())
+            .into_response(&state.issuer);
+    }
     let Ok(Some(token)) = params.get("idp_initiated_login") else {
         return refuse("Sign-in link not valid", "The link from your identity provider is incomplete.");
+    };
+    // Before the token is spent: a link that names two applications opens neither.
+    let named = match (path_client, params.get("client_id").ok().flatten()) {
+        (Some(path), Some(query)) if path != query => {
+            tracing::warn!("IdP-initiated login names one client in its path and another in client_id; refused");
+            return refuse("Sign-in link not valid", "The link names two different applications.");
+        }
+        (Some(path), _) => Some(path),
+        (None, query) => query,
     };
     let claims = match state.upstream.verify_login_initiation(token).await {
         Ok(claims) => claims,
@@ -68,10 +107,14 @@ pub async fn initiate(req: &Request, state: Data<&Arc<AppState>>) -> Response {
             );
         }
     };
-    // Single use: the token (or its jti) may start one login, however often it is replayed.
+    // Single use: the token may start one login, however often it is replayed. Scalekit's has
+    // no `jti`, so the token itself is the key: its signed part (header and payload), which no
+    // one can change, rather than the whole text, whose signature a replay could re-encode (or
+    // with ECDSA re-sign, `s` to `n - s`) into another string that verifies as well.
     let now = crate::oidc::callback::now_secs() as i64;
     let lifetime = Duration::from_secs((claims.exp - now).max(0) as u64 + state.config.upstream.clock_skew_seconds);
-    let marker = format!("idp-used:{}", sha256_hex(claims.jti.as_deref().unwrap_or(token)));
+    let signed_part = token.rsplit_once('.').map_or(token, |(signed, _)| signed);
+    let marker = format!("idp-used:{}", sha256_hex(signed_part));
     match state.store.put_new(&marker, b"1", lifetime).await {
         Ok(true) => {}
         Ok(false) => {
@@ -90,11 +133,10 @@ pub async fn initiate(req: &Request, state: Data<&Arc<AppState>>) -> Response {
             );
         }
     }
-    let client =
-        match choose_client(&state, params.get("client_id").ok().flatten(), claims.organization_id.as_deref()).await {
-            Ok(client) => client,
-            Err(message) => return refuse("Sign-in link not valid", &message),
-        };
+    let client = match choose_client(state, named, claims.organization_id.as_deref()).await {
+        Ok(client) => client,
+        Err(message) => return refuse("Sign-in link not valid", &message),
+    };
     let Some(initiate_login_uri) = client.record.initiate_login_uri.as_deref() else {
         let name = client.record.display_name();
         return refuse(
@@ -180,7 +222,8 @@ async fn choose_client(app: &AppState, named: Option<&str>, organization: Option
         ([only], _) => lookup(only.client_id.clone()).await,
         ([], [only]) => lookup(only.client_id.clone()).await,
         ([], _) => Err("No application accepts sign-in from your portal.".to_owned()),
-        _ => Err("The link does not say which application to open; ask your administrator to add client_id to it."
+        _ => Err("The link does not say which application to open; ask your administrator to register \
+                  /initiate-login/{client_id} at the identity provider."
             .to_owned()),
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! Precedence, as Scalekit documents it: `connection_id`, then `organization_id`, then
 //! `domain_hint`, then the domain of `login_hint`, then the client's configured default.
-//! What goes upstream is the single strongest selector, plus `login_hint` when given.
+//! What goes upstream is the single strongest selector (a domain without a route as both
+//! `domain_hint` and `domain`), plus `login_hint` when given.
 
 pub mod cookie;
 pub mod idp_initiated;
@@ -208,12 +209,12 @@ pub async fn decide<S: Store, L: DomainLookup>(
     }
     Ok(match &client.fallback {
         Fallback::Pass => {
-            // Let the upstream decide with what the request carried: Scalekit keeps its own
-            // domain table and answers domain_not_found when it has nothing.
-            let params = match routed_by {
-                RoutedBy::DomainHint => vec![("domain_hint", domain.clone()), ("domain", domain.clone())],
-                _ => Vec::new(),
-            };
+            // Let the upstream decide: Scalekit keeps its own domain table and answers
+            // domain_not_found when it has nothing. The domain goes as a selector whether it
+            // came as `domain_hint` or in `login_hint`: Scalekit documents `domain` (its SDKs
+            // send `domain_hint` too) as the selector, `login_hint` only as a prefill
+            // (research/scalekit.md §2.1, §3.1: invalid_connection_selector names `domain`).
+            let params = vec![("domain_hint", domain.clone()), ("domain", domain.clone())];
             upstream(params, RoutedBy::Fallback, Target::default())
         }
         Fallback::Deny => Decision::Deny { domain },

@@ -12,7 +12,7 @@ use super::cookie::Cookie;
 use super::{email_domain, split_email};
 use crate::app::AppState;
 use crate::oidc::authorize::{bounded_json, route, AuthorizationRequest, Next};
-use crate::oidc::error::{AuthorizeFailure, OidcError};
+use crate::oidc::error::{capitalized, upstream_error_meaning, AuthorizeFailure, OidcError};
 use crate::oidc::params::{Params, MAX_BODY_BYTES};
 use crate::pages::{self, escape};
 use crate::store::{keys, take_json, Store};
@@ -133,10 +133,20 @@ pub async fn submit_email(req: &Request, body: Body, state: Data<&Arc<AppState>>
     }
 }
 
-/// The upstream did not know the domain the user typed: ask again, saying so.
-pub async fn domain_unknown_upstream(app: &AppState, mut request: AuthorizationRequest) -> Response {
+/// The upstream cannot sign in the address the user typed (`upstream_error`: no SSO for its
+/// domain, the organization's SSO is off, …): ask again, saying why in the broker's own words.
+pub async fn ask_again(app: &AppState, mut request: AuthorizationRequest, upstream_error: &str) -> Response {
     let typed = request.selectors.login_hint.take();
-    let domain = typed.as_deref().and_then(split_email).map(|(_, d)| d.to_owned()).unwrap_or_default();
-    let message = format!("Single sign-on is not set up for {domain}. Check the address, or ask your administrator.");
+    let message = match upstream_error {
+        "domain_not_found" => {
+            let domain = typed.as_deref().and_then(split_email).map(|(_, d)| d.to_owned()).unwrap_or_default();
+            format!("Single sign-on is not set up for {domain}. Check the address, or ask your administrator.")
+        }
+        other => {
+            let (_, reason, _) = upstream_error_meaning(other);
+            let typed = typed.as_deref().unwrap_or("");
+            format!("{} ({typed}). Check the address, or ask your administrator.", capitalized(reason))
+        }
+    };
     ask_email(app, request, typed.as_deref(), Some(&message)).await
 }

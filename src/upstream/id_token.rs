@@ -115,6 +115,8 @@ pub(super) struct Verifier {
     audience: String,
     algorithms: Vec<Algorithm>,
     skew: u64,
+    /// The `iss` an IdP-initiated login token may carry besides `issuer`.
+    initiation_issuers: Vec<String>,
 }
 
 impl Verifier {
@@ -133,7 +135,13 @@ impl Verifier {
                 _ => Err(UpstreamError::Malformed(format!("algorithm {name} is not allowed"))),
             })
             .collect::<Result<_, _>>()?;
-        Ok(Verifier { issuer, audience, algorithms, skew })
+        Ok(Verifier { issuer, audience, algorithms, skew, initiation_issuers: Vec::new() })
+    }
+
+    /// Also accepts these issuers on IdP-initiated login tokens (`upstream.idp_initiated_issuers`).
+    pub(super) fn with_initiation_issuers(mut self, issuers: Vec<String>) -> Verifier {
+        self.initiation_issuers = issuers;
+        self
     }
 
     pub(super) fn header_kid(&self, jwt: &str) -> Result<Option<String>, UpstreamError> {
@@ -142,9 +150,15 @@ impl Verifier {
         Ok(header.kid)
     }
 
-    /// Signature with an allow-listed algorithm, `iss`, `aud` (required or only when present),
-    /// `exp` and `nbf` with skew, and an `iat` that is not in the future.
-    fn verify_claims(&self, jwt: &str, keys: &[Jwk], required: &[&str]) -> Result<serde_json::Value, VerifyError> {
+    /// Signature with an allow-listed algorithm, `iss` (when `check_issuer`), `aud` (required or
+    /// only when present), `exp` and `nbf` with skew, and an `iat` that is not in the future.
+    fn verify_claims(
+        &self,
+        jwt: &str,
+        keys: &[Jwk],
+        required: &[&str],
+        check_issuer: bool,
+    ) -> Result<serde_json::Value, VerifyError> {
         // decode_header refuses `alg: none` (not an Algorithm) before anything else is read.
         let header = jsonwebtoken::decode_header(jwt).map_err(|e| VerifyError::Invalid(format!("header: {e}")))?;
         if !self.algorithms.contains(&header.alg) {
@@ -153,7 +167,9 @@ impl Verifier {
         let jwk = select_key(keys, header.kid.as_deref(), header.alg).ok_or(VerifyError::UnknownKey)?;
         let key = DecodingKey::from_jwk(jwk).map_err(|e| VerifyError::Invalid(format!("JWK: {e}")))?;
         let mut validation = Validation::new(header.alg);
-        validation.set_issuer(&[&self.issuer]);
+        if check_issuer {
+            validation.set_issuer(&[&self.issuer]);
+        }
         validation.set_audience(&[&self.audience]);
         validation.required_spec_claims = required.iter().map(|c| c.to_string()).collect::<HashSet<_>>();
         validation.leeway = self.skew;
@@ -175,7 +191,7 @@ impl Verifier {
 
     /// An upstream ID token (OIDC Core §3.1.3.7).
     pub(super) fn verify(&self, jwt: &str, keys: &[Jwk], nonce: Option<&str>) -> Result<UpstreamClaims, VerifyError> {
-        let claims = self.verify_claims(jwt, keys, &["exp", "iss", "aud", "sub", "iat"])?;
+        let claims = self.verify_claims(jwt, keys, &["exp", "iss", "aud", "sub", "iat"], true)?;
         let claims: UpstreamClaims =
             serde_json::from_value(claims).map_err(|e| VerifyError::Invalid(format!("claims: {e}")))?;
         // Items 4 and 5: several audiences need an azp, and an azp must be this client.
@@ -193,10 +209,22 @@ impl Verifier {
         Ok(claims)
     }
 
-    /// A Scalekit `idp_initiated_login` token: short-lived, signed by the upstream, naming the
-    /// organization and connection. `aud`, when present, must be this client.
+    /// A Scalekit `idp_initiated_login` token: short-lived, signed by the upstream (its JWKS),
+    /// naming the organization and connection; `exp` required, `nbf` when present, as the SDKs
+    /// check it (research/scalekit.md §4.3). `aud`, when present, must be this client. `iss` is
+    /// required (both of the docs' tokens carry one): the upstream issuer, or one of
+    /// `upstream.idp_initiated_issuers`, as the docs' example names the application's URL.
     pub(super) fn verify_login_initiation(&self, jwt: &str, keys: &[Jwk]) -> Result<LoginInitiation, VerifyError> {
-        let claims = self.verify_claims(jwt, keys, &["exp", "iss"])?;
+        let claims = self.verify_claims(jwt, keys, &["exp", "iss"], false)?;
+        let iss = claims.get("iss").and_then(|v| v.as_str()).unwrap_or("");
+        let trimmed = iss.trim_end_matches('/');
+        if trimmed != self.issuer && !self.initiation_issuers.iter().any(|allowed| allowed == trimmed) {
+            // The received issuer, bounded, for the operator to add if it is theirs.
+            let received: String = iss.chars().filter(|c| !c.is_control()).take(200).collect();
+            return Err(VerifyError::Invalid(format!(
+                "iss {received:?} is neither the upstream issuer nor one of upstream.idp_initiated_issuers"
+            )));
+        }
         serde_json::from_value(claims).map_err(|e| VerifyError::Invalid(format!("claims: {e}")))
     }
 }
@@ -212,8 +240,6 @@ pub struct LoginInitiation {
     pub login_hint: Option<String>,
     #[serde(default)]
     pub relay_state: Option<String>,
-    #[serde(default)]
-    pub jti: Option<String>,
     pub exp: i64,
 }
 
@@ -353,5 +379,55 @@ mod eddsa {
         assert!(allowing.verify(&jwt, &other_keys, Some("n")).is_err(), "another key's signature is refused");
         let refusing = Verifier::new("https://up.example".into(), "client".into(), &["ES256".into()], 60).expect("v");
         assert!(refusing.verify(&jwt, &keys, Some("n")).is_err(), "EdDSA is refused unless allowed");
+    }
+}
+
+/// IdP-initiated login tokens as Scalekit's docs show them (no `aud`, no `jti`), checked as its
+/// SDKs check them, and `iss` held to the upstream or `upstream.idp_initiated_issuers`.
+#[cfg(test)]
+mod initiation {
+    use serde_json::json;
+
+    use super::*;
+    use crate::tokens::SigningKey;
+
+    fn token(key: &SigningKey, change: serde_json::Value) -> String {
+        let now = jsonwebtoken::get_current_timestamp();
+        let mut claims = json!({
+            "organization_id": "org_1", "connection_id": "conn_1", "login_hint": "a@b.test",
+            "iss": "https://up.example", "iat": now, "nbf": now, "exp": now + 300,
+        });
+        for (name, value) in change.as_object().expect("object") {
+            match value {
+                serde_json::Value::Null => claims.as_object_mut().expect("object").remove(name),
+                value => claims.as_object_mut().expect("object").insert(name.clone(), value.clone()),
+            };
+        }
+        key.sign_jwt(&claims).expect("sign")
+    }
+
+    #[test]
+    fn only_the_upstream_and_the_listed_issuers_start_a_login() {
+        let key = SigningKey::generate_rsa().expect("key");
+        let keys: Vec<Jwk> = vec![serde_json::from_value(key.public_jwk().clone()).expect("jwk")];
+        let verifier = Verifier::new("https://up.example".into(), "client".into(), &["RS256".into()], 60)
+            .expect("verifier")
+            .with_initiation_issuers(vec!["https://sso.example.com".into()]);
+        let verify = |change| verifier.verify_login_initiation(&token(&key, change), &keys);
+        let claims = verify(json!({})).expect("the upstream's own");
+        assert_eq!((claims.connection_id.as_deref(), claims.login_hint.as_deref()), (Some("conn_1"), Some("a@b.test")));
+        assert!(verify(json!({"iss": "https://sso.example.com"})).is_ok(), "a listed issuer");
+        assert!(verify(json!({"iss": "https://sso.example.com/"})).is_ok(), "with a trailing slash");
+        let refused = verify(json!({"iss": "https://evil.example"})).expect_err("another issuer");
+        assert!(refused.to_string().contains("\"https://evil.example\""), "the received iss is named: {refused}");
+        assert!(verify(json!({"iss": null})).is_err(), "no iss");
+        assert!(verify(json!({"exp": null})).is_err(), "no exp");
+        let now = jsonwebtoken::get_current_timestamp();
+        assert!(verify(json!({"exp": now - 120, "iat": now - 420, "nbf": now - 420})).is_err(), "expired");
+        assert!(verify(json!({"nbf": now + 600})).is_err(), "not yet valid");
+        assert!(verify(json!({"aud": "someone-else"})).is_err(), "an aud, when present, is this client");
+        assert!(verify(json!({"aud": "client"})).is_ok());
+        let other = SigningKey::generate_rsa().expect("key");
+        assert!(verifier.verify_login_initiation(&token(&other, json!({})), &keys).is_err(), "another key");
     }
 }

@@ -51,6 +51,20 @@ impl UpstreamError {
     }
 }
 
+/// What the upstream's token endpoint says of the broker's client credentials
+/// ([`UpstreamClient::check_credentials`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credentials {
+    /// A client_credentials grant was issued with them.
+    Accepted,
+    /// Refused as `invalid_client` (or with a bare 401): `upstream.client_secret` (or the
+    /// client id) is not what the upstream has.
+    Refused,
+    /// The upstream answered without saying (`unsupported_grant_type`, `unauthorized_client`, …:
+    /// not every OIDC provider grants client_credentials); its answer, for the log.
+    Unknown(String),
+}
+
 /// RFC 9207 and the rest of what openidconnect's core metadata does not model.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ExtraProviderMetadata {
@@ -155,15 +169,23 @@ fn jwk_set(document: &serde_json::Value) -> Vec<Jwk> {
 }
 
 impl UpstreamClient {
-    /// `redirect_uri` is the broker's own `/callback`.
-    pub fn new(config: &UpstreamConfig, redirect_uri: String) -> Result<UpstreamClient, UpstreamError> {
+    /// The relying party of the broker at `public_url` (its redirect URI is `/callback` there).
+    pub fn new(config: &UpstreamConfig, public_url: &str) -> Result<UpstreamClient, UpstreamError> {
         let http = crate::http::client(Duration::from_secs(config.timeout_seconds))?;
+        // Besides the upstream issuer; by default the broker's own URL, as the docs' example of
+        // an IdP-initiated token names the application there (research/scalekit.md §4.2).
+        let initiation_issuers = match config.idp_initiated_issuers.as_slice() {
+            [] => vec![public_url.to_owned()],
+            listed => listed.to_vec(),
+        };
         let verifier = id_token::Verifier::new(
             config.issuer.clone(),
             config.client_id.clone(),
             &config.allowed_algorithms,
             config.clock_skew_seconds,
-        )?;
+        )?
+        .with_initiation_issuers(initiation_issuers);
+        let redirect_uri = format!("{public_url}/callback");
         Ok(UpstreamClient {
             issuer: config.issuer.clone(),
             client_id: config.client_id.clone(),
@@ -230,6 +252,29 @@ impl UpstreamClient {
         let discovered = Arc::new(Discovered { endpoints, keys: Arc::new(keys), fetched_at: Instant::now() });
         *self.discovered.write().unwrap_or_else(|p| p.into_inner()) = Some(discovered.clone());
         Ok(discovered)
+    }
+
+    /// A client_credentials grant with the broker's credentials at the upstream's token
+    /// endpoint (Scalekit issues one to the same credentials it redeems codes for): a wrong
+    /// secret shows at start, not at the first user's callback. The token is dropped.
+    #[instrument(skip_all)]
+    pub async fn check_credentials(&self) -> Result<Credentials, UpstreamError> {
+        let endpoints = self.endpoints().await?;
+        let url = url::Url::parse(&endpoints.token_endpoint)
+            .map_err(|e| UpstreamError::Malformed(format!("token_endpoint: {e}")))?;
+        let grant =
+            scalekit::client_credentials(&self.http, url, &self.client_id, &self.client_secret, "credentials_check");
+        match grant.await {
+            Ok(_) => Ok(Credentials::Accepted),
+            Err(scalekit::ScalekitError::TokenRefused { status, error }) => Ok(match error {
+                Some(error) if error == "invalid_client" => Credentials::Refused,
+                None if status == 401 => Credentials::Refused,
+                Some(error) => Credentials::Unknown(error),
+                None => Credentials::Unknown(format!("status {status}")),
+            }),
+            Err(scalekit::ScalekitError::Unreachable(error)) => Err(UpstreamError::Unreachable(error)),
+            Err(other) => Err(UpstreamError::Malformed(other.to_string())),
+        }
     }
 
     pub async fn endpoints(&self) -> Result<Endpoints, UpstreamError> {

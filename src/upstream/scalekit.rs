@@ -29,7 +29,11 @@ pub enum ScalekitError {
     /// Network trouble, a timeout, a 5xx or a 429: worth trying again later.
     #[error("Scalekit API unreachable: {0}")]
     Unreachable(String),
-    /// The client credentials were refused (at `/oauth/token`, or a fresh token at the API).
+    /// The token endpoint refused the client_credentials grant: `error` is RFC 6749 §5.2's
+    /// code when the body has one (`invalid_client`: the credentials are wrong).
+    #[error("the token endpoint refused the client credentials ({}, {status})", .error.as_deref().unwrap_or("no error code"))]
+    TokenRefused { status: u16, error: Option<String> },
+    /// The API refused a token just issued.
     #[error("Scalekit API refused the client credentials ({0})")]
     Unauthorized(String),
     #[error("Scalekit API: {0} not found")]
@@ -126,6 +130,51 @@ struct TokenResponse {
     expires_in: Option<u64>,
 }
 
+/// An access token from a client_credentials grant.
+pub struct IssuedToken {
+    pub access_token: Secret,
+    /// Seconds, as the token endpoint says (Scalekit: 86399).
+    pub expires_in: Option<u64>,
+}
+
+/// A client_credentials grant at `token_url` (research/scalekit.md §7.1): the credentials in
+/// the form body (`client_secret_post`, as every Scalekit SDK sends them), the answer read with
+/// the response cap. The management API's token, and the check at start that the broker's
+/// credentials are the upstream's (`operation` names it in the metrics).
+pub async fn client_credentials(
+    http: &reqwest::Client,
+    token_url: Url,
+    client_id: &str,
+    client_secret: &Secret,
+    operation: &'static str,
+) -> Result<IssuedToken, ScalekitError> {
+    let form =
+        [("grant_type", "client_credentials"), ("client_id", client_id), ("client_secret", client_secret.expose())];
+    let request = http.post(token_url).header(reqwest::header::ACCEPT, "application/json").form(&form);
+    let response =
+        crate::telemetry::timed("ssobridge_upstream_duration_seconds", &[("operation", operation)], request.send())
+            .await
+            .map_err(transport)?;
+    let status = response.status();
+    let body = crate::http::read_capped(response).await?;
+    if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+        return Err(ScalekitError::Unreachable(format!("token endpoint answered {status}")));
+    }
+    if !status.is_success() {
+        // RFC 6749 §5.2's `error` only: the body is not logged whole.
+        let error = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(|e| e.chars().take(64).collect()));
+        return Err(ScalekitError::TokenRefused { status: status.as_u16(), error });
+    }
+    let token: TokenResponse =
+        serde_json::from_slice(&body).map_err(|e| ScalekitError::Malformed(format!("token response: {e}")))?;
+    if token.access_token.is_empty() {
+        return Err(ScalekitError::Malformed("token response has an empty access_token".to_owned()));
+    }
+    Ok(IssuedToken { access_token: Secret::new(token.access_token), expires_in: token.expires_in })
+}
+
 struct CachedToken {
     value: Secret,
     refresh_at: Instant,
@@ -176,39 +225,16 @@ impl ScalekitApi {
             }
         }
         *cached = None;
-        let form = [
-            ("grant_type", "client_credentials"),
-            ("client_id", self.client_id.as_str()),
-            ("client_secret", self.client_secret.expose()),
-        ];
-        let request = self.http.post(self.url(&["oauth", "token"])).header(reqwest::header::ACCEPT, "application/json");
-        let response = crate::telemetry::timed(
-            "ssobridge_upstream_duration_seconds",
-            &[("operation", "api_token")],
-            request.form(&form).send(),
+        let token = client_credentials(
+            &self.http,
+            self.url(&["oauth", "token"]),
+            &self.client_id,
+            &self.client_secret,
+            "api_token",
         )
-        .await
-        .map_err(transport)?;
-        let status = response.status();
-        let body = crate::http::read_capped(response).await?;
-        if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
-            return Err(ScalekitError::Unreachable(format!("token endpoint answered {status}")));
-        }
-        if !status.is_success() {
-            // RFC 6749 §5.2's `error` only: the body is not logged whole.
-            let error = serde_json::from_slice::<serde_json::Value>(&body)
-                .ok()
-                .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
-                .unwrap_or_else(|| status.to_string());
-            return Err(ScalekitError::Unauthorized(error));
-        }
-        let token: TokenResponse =
-            serde_json::from_slice(&body).map_err(|e| ScalekitError::Malformed(format!("token response: {e}")))?;
-        if token.access_token.is_empty() {
-            return Err(ScalekitError::Malformed("token response has an empty access_token".to_owned()));
-        }
+        .await?;
         let lifetime = Duration::from_secs(token.expires_in.unwrap_or(3600));
-        let value = Secret::new(token.access_token);
+        let value = token.access_token;
         *cached = Some(CachedToken {
             value: value.clone(),
             // Short-lived tokens are used for half their life, long ones until a minute before.

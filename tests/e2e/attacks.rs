@@ -758,3 +758,75 @@ async fn probing_readiness_costs_the_upstream_nothing() {
     let during = fetches.load(Ordering::SeqCst) - before;
     assert!(during <= 1, "200 probes, {during} discovery fetches (the background check's own, at most)");
 }
+
+/// An upstream that signs with P-256 (ES256 is on the default allow-list): discovery and its
+/// keys on loopback; returns its issuer.
+async fn es256_upstream(key: &ssobridge::tokens::SigningKey) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let issuer = format!("http://127.0.0.1:{}", listener.local_addr().expect("addr").port());
+    let discovery = json!({
+        "issuer": issuer, "authorization_endpoint": format!("{issuer}/authorize"),
+        "token_endpoint": format!("{issuer}/token"), "jwks_uri": format!("{issuer}/keys"),
+        "response_types_supported": ["code"], "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["ES256"],
+    })
+    .to_string();
+    let keys = json!({"keys": [key.public_jwk()]}).to_string();
+    let json = |body: String| move |_| poem::Response::builder().content_type("application/json").body(body.clone());
+    let app = poem::Route::new()
+        .at("/.well-known/openid-configuration", poem::get(poem::endpoint::make_sync(json(discovery))))
+        .at("/keys", poem::get(poem::endpoint::make_sync(json(keys))));
+    tokio::spawn(async move {
+        let _ = ssobridge::app::serve(listener, app, std::future::pending::<()>()).await;
+    });
+    issuer
+}
+
+/// `s` of a P-256 signature `r || s` turned into `n - s`: the same signature to a verifier that
+/// does not insist on a low `s`, in other bytes.
+fn malleated(jwt: &str) -> String {
+    use base64::Engine;
+    const N: [u8; 32] = [
+        0xFF, 0xFF, 0xFF, 0xFF, 0x00, 0x00, 0x00, 0x00, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xBC, 0xE6,
+        0xFA, 0xAD, 0xA7, 0x17, 0x9E, 0x84, 0xF3, 0xB9, 0xCA, 0xC2, 0xFC, 0x63, 0x25, 0x51,
+    ];
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let (signed, signature) = jwt.rsplit_once('.').expect("a JWS");
+    let mut signature = b64.decode(signature).expect("base64url");
+    let (mut borrow, s) = (0i16, &mut signature[32..]);
+    for i in (0..32).rev() {
+        let difference = N[i] as i16 - s[i] as i16 - borrow;
+        borrow = i16::from(difference < 0);
+        s[i] = difference.rem_euclid(256) as u8;
+    }
+    format!("{signed}.{}", b64.encode(signature))
+}
+
+/// The attacker holds an IdP-initiated login link that was used, and replays it with its ECDSA
+/// signature re-made as `(r, n - s)`: another string that verifies as well. Single use is by the
+/// signed content, so the replay starts no second hand-off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_re_signed_idp_initiated_link_is_still_the_used_one() {
+    let key = ssobridge::tokens::SigningKey::generate_es256().expect("key");
+    let issuer = es256_upstream(&key).await;
+    let socket = crate::common::BrokerSocket::bind().await;
+    let toml = crate::common::broker_toml(&socket.url, "memory", "mall:", &issuer);
+    let broker = socket.serve(&toml, ssobridge::tokens::SigningKey::generate_rsa().expect("key")).await;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("time").as_secs();
+    let token = key
+        .sign_jwt(&json!({
+            "organization_id": "org_acme", "connection_id": "conn_acme1", "login_hint": "alice@acme.test",
+            "iss": issuer, "iat": now, "nbf": now, "exp": now + 300,
+        }))
+        .expect("sign");
+    let link = |token: &str| {
+        let mut url = url::Url::parse(&format!("{}/initiate-login/{}", broker.url, AUTH0_CLIENT.0)).expect("url");
+        url.query_pairs_mut().append_pair("idp_initiated_login", token);
+        url.to_string()
+    };
+    assert_eq!(Browser::default().get(&link(&token)).await.status(), 302, "the link works once");
+    let replay = Browser::default().get(&link(&malleated(&token))).await;
+    assert_eq!(replay.status(), 400);
+    assert!(replay.headers().get("location").is_none());
+    assert!(replay.text().await.expect("page").contains("already used"), "it verified, and was the used token");
+}

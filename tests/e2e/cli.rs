@@ -634,3 +634,67 @@ async fn serve_starts_beside_kubernetes_service_links_and_still_refuses_a_typo()
         assert!(text.contains("client_secrt"), "{command} names the key: {text}");
     }
 }
+
+/// `ssobridge serve` with a wrong `upstream.client_secret`: the log has one error line at start
+/// that names the key to fix (never the value), before any user signs in, and `/readyz` says
+/// the broker is not ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_upstream_secret_is_an_error_in_the_log_at_start() {
+    let dir = TempDir::new("wrong-secret");
+    let port = crate::common::free_port();
+    let public_url = format!("http://127.0.0.1:{port}");
+    let sim = crate::simulator::Simulator::start(&format!("{public_url}/callback"), &[]).await;
+    let key = dir.path().join("signing.pem");
+    std::fs::write(&key, ssobridge::tokens::generate_rsa_pem().expect("pem")).expect("write");
+    let config = dir.path().join("ssobridge.toml");
+    let wrong = "wrong-upstream-secret-0123456789";
+    let toml = crate::common::broker_toml(&public_url, "memory", "ws:", &sim.issuer)
+        .replace(crate::common::UPSTREAM_CLIENT_SECRET, wrong)
+        .replace(
+            "listen = \"127.0.0.1:0\"",
+            &format!("listen = \"127.0.0.1:{port}\"\n[signing]\nkey_file = \"{}\"", key.display()),
+        );
+    std::fs::write(&config, toml).expect("write");
+    let mut child = ssobridge()
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env(crate::common::OPS_PUBLIC.0, crate::common::OPS_PUBLIC.1)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("serve");
+    let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    for stream in [
+        Box::new(child.stdout.take().expect("stdout")) as Box<dyn tokio::io::AsyncRead + Unpin + Send>,
+        Box::new(child.stderr.take().expect("stderr")),
+    ] {
+        let sink = logs.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stream).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                sink.lock().expect("logs").push(line);
+            }
+        });
+    }
+    let refused = |logs: &[String]| {
+        logs.iter()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|l| l["level"] == "ERROR" && l.to_string().contains("upstream.client_secret"))
+            .count()
+    };
+    let deadline = std::time::Instant::now() + crate::common::STARTUP_DEADLINE;
+    while refused(&logs.lock().expect("logs")) == 0 {
+        assert!(std::time::Instant::now() < deadline, "no error line: {:?}", logs.lock().expect("logs"));
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let ready = crate::common::http().get(format!("{public_url}/readyz")).send().await.expect("readyz");
+    assert_eq!(ready.status(), 503);
+    assert_eq!(ready.json::<Value>().await.expect("json")["credentials"], "unavailable");
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let _ = child.start_kill();
+    let _ = child.wait().await;
+    let logs = logs.lock().expect("logs").clone();
+    assert_eq!(refused(&logs), 1, "one line, not one per check: {logs:?}");
+    assert!(!logs.join("\n").contains(wrong), "the secret itself is never logged");
+}

@@ -220,6 +220,13 @@ async fn the_idp_portal_tile_signs_in_through_an_idp_initiated_login() {
     let browser = Browser::default();
     let portal = browse(&browser, format!("{}/simulator/portal", demo.url)).await;
     assert!(portal.contains("portal/start?organization_id=org_example_org"), "{portal}");
+    // The demo registers the initiate-login URL as the README says: the client in the path,
+    // from the organization's metadata (Scalekit allows no query string there).
+    assert!(portal.contains(&format!("{}/initiate-login/{{{{ssobridge_client}}}}", demo.url)), "{portal}");
+    let start = format!("{}/simulator/portal/start?organization_id=org_example_org", demo.url);
+    let response = browser.get(&start).await;
+    let location = response.headers()["location"].to_str().expect("location").to_owned();
+    assert!(location.starts_with(&format!("{}/initiate-login/demo?idp_initiated_login=", demo.url)), "{location}");
     let page = browse(&browser, format!("{}/simulator/portal/start?organization_id=org_example_org", demo.url)).await;
     assert!(page.contains("<h1>Signed in</h1>"), "{page}");
     assert!(page.contains("conn_example_org") && page.contains("bob@example.org"), "{page}");
@@ -269,7 +276,8 @@ async fn a_saml_user_without_name_or_email_verified_signs_in() {
     let (claims, userinfo) = sign_in(&demo, "carol@example.org").await;
     assert_eq!(claims["email"], "carol@example.org");
     assert_eq!((&claims["given_name"], &claims["family_name"]), (&json!("Carol"), &json!("Jones")));
-    assert!(claims.get("name").is_none() && userinfo.get("name").is_none(), "no name is made up: {claims}");
+    // Downstreams show `name`: made of the two the IdP sent, in the ID token and at userinfo.
+    assert_eq!((&claims["name"], &userinfo["name"]), (&json!("Carol Jones"), &json!("Carol Jones")), "{claims}");
     assert_eq!(userinfo["given_name"], "Carol");
     // The IdP said nothing: email_verified is the broker's own statement, true because
     // example.org is a verified route of org_example_org, the login's organization
@@ -280,26 +288,74 @@ async fn a_saml_user_without_name_or_email_verified_signs_in() {
 }
 
 /// Each of Scalekit's routing and account errors, as the simulator sends them, reaches the demo
-/// client as an OIDC error with its `state` and the broker's `iss`, and never a code.
-/// (`invalid_connection_selector` cannot come through the broker, which asks for an email
-/// before it sends a request with nothing to route on; tests/e2e/simulator.rs checks it.)
+/// client as an OIDC error with its `state` and the broker's `iss`, and never a code: the
+/// user's or their organization's condition as access_denied, an organization or connection
+/// the request named and Scalekit does not know as invalid_request, each with the broker's own
+/// fixed text (src/oidc/error.rs UPSTREAM_ERRORS). (`invalid_connection_selector` cannot come
+/// through the broker, which asks for an email before it sends a request with nothing to route
+/// on; tests/e2e/simulator.rs checks it.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_simulator_error_reaches_the_client_as_an_oidc_error() {
     let demo = start_demo().await;
-    // The client-side codes are today's mapping (src/oidc/callback.rs map_upstream_error):
-    // Scalekit's codes it does not know become server_error. Issue 14 part 2 is fixing that
-    // mapping; these expectations change with it.
-    let cases: &[(&str, &str, &str, &str)] = &[
-        ("connection_id", "conn_nope", "invalid_connection_id", "server_error"),
-        ("organization_id", "org_nope", "invalid_organization_id", "server_error"),
-        ("login_hint", "eve@unknown.test", "domain_not_found", "access_denied"),
-        ("login_hint", "guest@example.com", "invalid_user_domain", "server_error"),
-        ("organization_id", "org_sso_off", "no_active_connections", "server_error"),
-        ("connection_id", "conn_sso_off", "connection_not_active", "server_error"),
-        ("organization_id", "org_no_sso", "no_configured_connections", "server_error"),
-        ("login_hint", "dave@example.org", "user_not_active", "access_denied"),
+    let cases: &[(&str, &str, &str, &str, &str)] = &[
+        (
+            "connection_id",
+            "conn_nope",
+            "invalid_connection_id",
+            "invalid_request",
+            "the identity provider does not know the connection the request names",
+        ),
+        (
+            "organization_id",
+            "org_nope",
+            "invalid_organization_id",
+            "invalid_request",
+            "the identity provider does not know the organization the request names",
+        ),
+        (
+            "login_hint",
+            "eve@unknown.test",
+            "domain_not_found",
+            "access_denied",
+            "single sign-on is not set up for this email domain",
+        ),
+        (
+            "login_hint",
+            "guest@example.com",
+            "invalid_user_domain",
+            "access_denied",
+            "the email domain is not allowed by the organization's single sign-on",
+        ),
+        (
+            "organization_id",
+            "org_sso_off",
+            "no_active_connections",
+            "access_denied",
+            "the organization's single sign-on is not active",
+        ),
+        (
+            "connection_id",
+            "conn_sso_off",
+            "connection_not_active",
+            "access_denied",
+            "the organization's single sign-on connection is not active",
+        ),
+        (
+            "organization_id",
+            "org_no_sso",
+            "no_configured_connections",
+            "access_denied",
+            "the organization has no single sign-on set up",
+        ),
+        (
+            "login_hint",
+            "dave@example.org",
+            "user_not_active",
+            "access_denied",
+            "the user is not active at their identity provider",
+        ),
     ];
-    for (name, value, upstream_error, client_error) in cases {
+    for (name, value, upstream_error, client_error, description) in cases {
         let browser = Browser::default();
         let mut url = url::Url::parse(&authorize(&demo, "x")).expect("url");
         let mut pairs: Vec<(String, String)> =
@@ -314,7 +370,7 @@ async fn each_simulator_error_reaches_the_client_as_an_oidc_error() {
         let landed = browser.follow_until(callback.as_str(), CLIENT_REDIRECT).await.expect("to the client");
         let params = query(&landed);
         assert_eq!(params.get("error").map(String::as_str), Some(*client_error), "{upstream_error}: {params:?}");
-        assert!(params.get("error_description").is_some_and(|d| !d.is_empty()), "{params:?}");
+        assert_eq!(params.get("error_description").map(String::as_str), Some(*description), "{params:?}");
         assert_eq!(params.get("state").map(String::as_str), Some("st-1"), "{upstream_error}");
         assert_eq!(params.get("iss"), Some(&demo.url), "{upstream_error}");
         assert!(!params.contains_key("code"), "{upstream_error}");
@@ -345,16 +401,67 @@ async fn the_portal_delivers_to_the_default_redirect_url_and_returns_errors() {
     names.sort_unstable();
     assert_eq!(names, ["connection_id", "exp", "iat", "iss", "login_hint", "nbf", "organization_id"], "{claims}");
     assert_eq!(claims["iss"], format!("{}/simulator", demo.url));
-    // What the broker's /callback does with it is issue 14 part 2.
+    // The broker's /callback takes it as its initiate-login endpoint does: the sample app is
+    // handed the login (OIDC Core §4) and signs the user in through a fresh authorize.
+    let page = browse(&browser, location.to_string()).await;
+    assert!(page.contains("<h1>Signed in</h1>") && page.contains("alice@example.com"), "{page}");
+    assert!(page.contains("conn_example_com"), "routed to the connection the IdP named: {page}");
 
-    let error = format!("{}/simulator/portal/error?organization_id=org_example_com&error=user_not_active", demo.url);
-    let response = browser.get(&error).await;
-    assert_eq!(response.status(), 302);
-    let location = url::Url::parse(response.headers()["location"].to_str().expect("location")).expect("url");
-    assert!(location.as_str().starts_with(&format!("{}/callback?", demo.url)), "{location}");
-    let params = query(&location);
-    assert_eq!(params.get("error").map(String::as_str), Some("user_not_active"));
-    assert!(!params.contains_key("state"), "no request of the application started it: {params:?}");
+    // The "Error" choice, to the default redirect URL and to the initiate-login URL: no
+    // sign-in of the application's to return it to, so a page says what the IdP reported.
+    for (deliver, endpoint) in [("redirect", "/callback?"), ("initiate", "/initiate-login/demo?")] {
+        let error = format!(
+            "{}/simulator/portal/error?organization_id=org_example_com&error=user_not_active&deliver={deliver}",
+            demo.url
+        );
+        let response = browser.get(&error).await;
+        assert_eq!(response.status(), 302);
+        let location = url::Url::parse(response.headers()["location"].to_str().expect("location")).expect("url");
+        assert!(location.as_str().starts_with(&format!("{}{endpoint}", demo.url)), "{location}");
+        let params = query(&location);
+        assert_eq!(params.get("error").map(String::as_str), Some("user_not_active"));
+        assert!(!params.contains_key("state"), "no request of the application started it: {params:?}");
+        let shown = browser.get(location.as_str()).await;
+        assert_eq!(shown.status(), 400, "{deliver}");
+        assert!(shown.headers().get("location").is_none(), "{deliver}: no client to send it to");
+        let page = shown.text().await.expect("page");
+        assert!(page.contains("The user is not active at their identity provider."), "{deliver}: {page}");
+        assert!(
+            !page.contains("no longer valid") && !page.contains("inactive"),
+            "not an expired link, not Scalekit's text: {page}"
+        );
+    }
+}
+
+/// At the home-realm page, an address whose organization cannot sign it in (no SSO for its
+/// domain, SSO switched off or never set up, a user outside the organization's domains) is
+/// asked for again, with the reason in the broker's words, and the client hears nothing yet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_home_realm_page_asks_again_with_the_reason() {
+    let demo = start_demo().await;
+    let cases = [
+        ("eve@unknown.test", "Single sign-on is not set up for unknown.test."),
+        ("x@sso-off.example.net", "The organization&#39;s single sign-on is not active (x@sso-off.example.net)."),
+        ("x@no-sso.example.net", "The organization has no single sign-on set up (x@no-sso.example.net)."),
+        (
+            "guest@example.com",
+            "The email domain is not allowed by the organization&#39;s single sign-on (guest@example.com).",
+        ),
+    ];
+    for (email, reason) in cases {
+        let browser = Browser::default();
+        let mut url = url::Url::parse(&authorize(&demo, "x")).expect("url");
+        let kept: Vec<(String, String)> = url.query_pairs().into_owned().filter(|(k, _)| k != "login_hint").collect();
+        url.query_pairs_mut().clear().extend_pairs(kept);
+        let html = browser.get(url.as_str()).await.text().await.expect("html");
+        let flow = crate::common::hidden_input(&html, "flow").expect("flow field");
+        let response =
+            browser.post_form(&format!("{}/login/email", demo.url), &[("flow", &flow), ("email", email)]).await;
+        let next = response.headers()["location"].to_str().expect("to the upstream").to_owned();
+        let page = browse(&browser, next).await;
+        assert!(page.contains(reason), "{email}: {page}");
+        assert!(page.contains("Work email") && page.contains(&format!("value=\"{email}\"")), "asked again: {page}");
+    }
 }
 
 /// Route sync in the demo: a domain added in the IdP portal reaches the broker as Scalekit's

@@ -751,6 +751,21 @@ impl StallServer {
             }
         }
         let head = String::from_utf8_lossy(&head).into_owned();
+        // The body too (a form at /token): the grant tells the code exchange from the check of
+        // the credentials at start, which hangs as well but is not counted.
+        let length = head
+            .lines()
+            .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_owned()))
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(0);
+        let mut body = head.split_once("\r\n\r\n").map(|(_, b)| b.as_bytes().to_vec()).unwrap_or_default();
+        while body.len() < length.min(65536) {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => body.extend_from_slice(&buffer[..n]),
+            }
+        }
+        let code_exchange = String::from_utf8_lossy(&body).contains("grant_type=authorization_code");
         let mut request_line = head.split_whitespace();
         let (method, path) = (request_line.next().unwrap_or(""), request_line.next().unwrap_or(""));
         let (status, body) = match (method, path) {
@@ -768,7 +783,9 @@ impl StallServer {
             ),
             ("GET", "/jwks") => ("200 OK", json!({"keys": []})),
             ("POST", "/token") => {
-                token_requests.fetch_add(1, Ordering::SeqCst);
+                if code_exchange {
+                    token_requests.fetch_add(1, Ordering::SeqCst);
+                }
                 return Self::hold(stream).await;
             }
             _ => ("404 Not Found", json!({"error": "not_found"})),

@@ -103,6 +103,16 @@ async fn selectors_reach_the_upstream_as_sent() {
     assert!(params.contains_key("code"), "{params:?}");
     let last = stack.upstream.requests().await.pop().expect("request");
     assert_eq!(last["connection_id"], "conn_globex2");
+
+    // A login_hint whose domain has no route (fallback pass): Scalekit's error table names
+    // `domain`, not `login_hint`, as a selector, so the domain goes as one too.
+    let params = crate::common::login_to_client(&stack, AUTH0_CLIENT, &[("login_hint", "bob@Globex.test")]).await;
+    assert!(params.contains_key("code"), "{params:?}");
+    let last = stack.upstream.requests().await.pop().expect("request");
+    assert_eq!(
+        (&last["domain_hint"], &last["domain"], &last["login_hint"]),
+        (&json!("globex.test"), &json!("globex.test"), &json!("bob@Globex.test"))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -163,19 +173,28 @@ async fn a_login_started_on_one_instance_finishes_on_another_sharing_redis() {
 }
 
 /// Scalekit's error codes, as the upstream redirects them, reach the client as OIDC errors with
-/// its state and the broker's iss, never a code.
+/// its state and the broker's iss, never a code: the user's or their organization's condition
+/// as access_denied, a sign-in the IdP wants redone as login_required, the operator's own
+/// misconfiguration as server_error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scalekit_errors_from_the_upstream_reach_the_client() {
     let stack = Stack::start().await;
-    // Today's mapping (src/oidc/callback.rs map_upstream_error): codes it does not know become
-    // server_error. Issue 14 part 2 is fixing that mapping; these expectations change with it.
-    let expected = |code: &str| if code == "user_not_active" { "access_denied" } else { "server_error" };
+    let expected = |code: &str| match code {
+        "user_login_required" => "login_required",
+        "invalid_connection_id" | "invalid_organization_id" => "invalid_request",
+        "application_not_active" => "server_error",
+        _ => "access_denied",
+    };
     for code in [
         "user_not_active",
         "invalid_user_domain",
         "connection_not_active",
         "no_active_connections",
         "no_configured_connections",
+        "authentication_not_completed",
+        "user_login_required",
+        "signature_validation_failed",
+        "application_not_active",
     ] {
         stack.upstream.fail(code).await;
         let params = crate::common::login_to_client(&stack, AUTH0_CLIENT, &[("login_hint", "alice@acme.test")]).await;
@@ -205,6 +224,11 @@ async fn a_user_without_name_or_email_verified_signs_in() {
     let claims = &result["id_token_claims"];
     assert_eq!(claims["sub"], crate::common::upstream_subject("conn_acme1", "carol@acme.test"));
     assert_eq!((&claims["given_name"], &claims["family_name"]), (&json!("Carol"), &json!("Chen")));
-    assert!(claims.get("name").is_none() && result["userinfo"].get("name").is_none(), "{result}");
+    // Downstreams show `name`: the broker makes it of the two the IdP sent.
+    assert_eq!(
+        (&claims["name"], &result["userinfo"]["name"]),
+        (&json!("Carol Chen"), &json!("Carol Chen")),
+        "{result}"
+    );
     assert_eq!(claims["email_verified"], false, "no verified route of org_acme in this stack: {claims}");
 }

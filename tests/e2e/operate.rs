@@ -130,3 +130,73 @@ pub(crate) async fn away_from_a_window_edge() {
         tokio::time::sleep(std::time::Duration::from_secs(61 - into_minute)).await;
     }
 }
+
+/// `/readyz` once the background check of the client credentials has run (it runs at start):
+/// its status and body.
+async fn readiness_once_credentials_are_checked(broker: &str) -> (u16, serde_json::Value) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let response = crate::common::http().get(format!("{broker}/readyz")).send().await.expect("readyz");
+        let status = response.status().as_u16();
+        let body: serde_json::Value = response.json().await.expect("json");
+        if body["credentials"] != "starting" {
+            return (status, body);
+        }
+        assert!(std::time::Instant::now() < deadline, "the credentials are checked at start: {body}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// The broker's upstream credentials are checked at start (a client_credentials grant), and
+/// `/readyz` says so: `ok` where the upstream grants one (Scalekit, its simulator), `unknown`
+/// where it cannot tell (the test upstream grants none; counted as ready), and 503 with
+/// `unavailable` when the secret is wrong.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_says_whether_the_upstream_takes_the_brokers_credentials() {
+    let stack = Stack::start().await;
+    let (status, body) = readiness_once_credentials_are_checked(&stack.broker.url).await;
+    assert_eq!(
+        (status, body),
+        (200, serde_json::json!({"store": "ok", "upstream": "ok", "credentials": "unknown"})),
+        "oidc-provider answers unsupported_grant_type: it cannot tell"
+    );
+
+    let socket = crate::common::BrokerSocket::bind().await;
+    let sim = crate::simulator::Simulator::start(&socket.callback(), &[]).await;
+    let toml = crate::common::broker_toml(&socket.url, "memory", "cred:", &sim.issuer);
+    let broker = socket.serve(&toml, ssobridge::tokens::SigningKey::generate_rsa().expect("key")).await;
+    let (status, body) = readiness_once_credentials_are_checked(&broker.url).await;
+    assert_eq!((status, &body["credentials"]), (200, &serde_json::json!("ok")), "{body}");
+
+    let socket = crate::common::BrokerSocket::bind().await;
+    let sim = crate::simulator::Simulator::start(&socket.callback(), &[]).await;
+    let toml = crate::common::broker_toml(&socket.url, "memory", "cred:", &sim.issuer)
+        .replace(crate::common::UPSTREAM_CLIENT_SECRET, "not-the-upstream-secret");
+    let broker = socket.serve(&toml, ssobridge::tokens::SigningKey::generate_rsa().expect("key")).await;
+    let (status, body) = readiness_once_credentials_are_checked(&broker.url).await;
+    assert_eq!(
+        (status, body),
+        (503, serde_json::json!({"store": "ok", "upstream": "ok", "credentials": "unavailable"})),
+        "a wrong secret is not ready"
+    );
+}
+
+/// A wrong `upstream.client_secret` is the operator's mistake: the user who meets it gets the
+/// client's `server_error`, never "the identity provider did not confirm the sign-in".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_upstream_secret_is_a_server_error_not_a_refused_sign_in() {
+    let socket = crate::common::BrokerSocket::bind().await;
+    let upstream = crate::common::Upstream::start(&[socket.callback()]).await;
+    let toml = crate::common::broker_toml(&socket.url, "memory", "wrong:", &upstream.issuer)
+        .replace(crate::common::UPSTREAM_CLIENT_SECRET, "not-the-upstream-secret");
+    let broker = socket.serve(&toml, ssobridge::tokens::SigningKey::generate_rsa().expect("key")).await;
+    let stack = Stack { upstream, broker };
+    let got = crate::common::login_to_client(&stack, AUTH0_CLIENT, &[("login_hint", "alice@acme.test")]).await;
+    assert_eq!(got.get("error").map(String::as_str), Some("server_error"), "{got:?}");
+    assert_eq!(
+        got.get("error_description").map(String::as_str),
+        Some("the sign-in service is misconfigured at the identity provider")
+    );
+    assert_eq!(got.get("state").map(String::as_str), Some("client-state-123"));
+    assert!(!got.contains_key("code"));
+}

@@ -37,6 +37,9 @@ domain = "restricted.test"
 organization_id = "org_acme"
 connection_id = "conn_acme1"
 clients = ["deny-test"]
+[[routes]]
+domain = "stale.test"
+organization_id = "org_deleted_at_scalekit"
 "#;
 
 pub(crate) async fn stack() -> Stack {
@@ -152,9 +155,10 @@ async fn domain_edge_cases() {
     let (_, upstream) = login(&stack, AUTH0_CLIENT, &[("login_hint", "x@restricted.test")]).await;
     assert_eq!(
         selectors(&upstream),
-        json!({"connection_id": null, "organization_id": null, "domain_hint": null, "login_hint": "x@restricted.test"}),
-        "a route for another client is not used: pass"
+        json!({"connection_id": null, "organization_id": null, "domain_hint": "restricted.test", "login_hint": "x@restricted.test"}),
+        "a route for another client is not used: pass, with the domain as Scalekit's selector"
     );
+    assert_eq!(upstream["domain"], "restricted.test");
 
     let (got, upstream) = login(&stack, DENY_CLIENT, &[("login_hint", "x@nowhere.test")]).await;
     assert_eq!(upstream, Value::Null, "deny refuses without asking the upstream");
@@ -286,4 +290,143 @@ async fn a_client_without_initiate_login_uri_gets_a_readable_page() {
     let response = Browser::default().get(url.as_str()).await;
     assert_eq!(response.status(), 400);
     assert!(response.text().await.expect("page").contains("IdP-initiated login is not enabled for deny-test"));
+}
+
+/// A route the operator left pointing at an organization Scalekit no longer has: the client is
+/// told the service is misconfigured (server_error), not that its request was invalid, and a
+/// request that itself names an unknown organization is told so (invalid_request).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_organization_is_the_operators_fault_only_when_a_route_chose_it() {
+    let stack = stack().await;
+    let (got, upstream) = login(&stack, AUTH0_CLIENT, &[("login_hint", "x@stale.test")]).await;
+    assert_eq!(upstream["organization_id"], "org_deleted_at_scalekit");
+    assert_eq!(got.get("error").map(String::as_str), Some("server_error"), "{got:?}");
+    assert!(!got.contains_key("code"));
+    let (got, _) = login(&stack, AUTH0_CLIENT, &[("organization_id", "org_nope")]).await;
+    assert_eq!(got.get("error").map(String::as_str), Some("invalid_request"), "{got:?}");
+}
+
+/// The `/initiate-login/{client_id}` URL of the given client.
+fn initiate_path_url(stack: &Stack, client_id: &str, token: &str, query_client: Option<&str>) -> String {
+    let mut url = url::Url::parse(&format!("{}/initiate-login/{client_id}", stack.broker.url)).expect("url");
+    url.query_pairs_mut().append_pair("idp_initiated_login", token);
+    if let Some(client) = query_client {
+        url.query_pairs_mut().append_pair("client_id", client);
+    }
+    url.to_string()
+}
+
+/// Scalekit allows no query string in a registered URL, but a path template: the client named
+/// in the path receives the hand-off. A `client_id` parameter that names another client is a
+/// link that opens neither, and does not spend the token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_initiate_login_path_names_the_client() {
+    let stack = stack().await;
+    let browser = Browser::default();
+    // Tokens with the same claims in the same second are one token: `n` tells these apart.
+    let token = initiation(&stack, json!({"n": 1})).await;
+
+    let mixed = browser.get(&initiate_path_url(&stack, AUTH0_CLIENT.0, &token, Some(DENY_CLIENT.0))).await;
+    assert_eq!(mixed.status(), 400);
+    assert!(mixed.text().await.expect("page").contains("names two different applications"));
+    let unknown = browser.get(&initiate_path_url(&stack, "nobody", &token, None)).await;
+    assert_eq!(unknown.status(), 400);
+    assert!(unknown.text().await.expect("page").contains("not registered"));
+
+    let token = initiation(&stack, json!({"n": 2})).await;
+    let agreeing = browser.get(&initiate_path_url(&stack, AUTH0_CLIENT.0, &token, Some(AUTH0_CLIENT.0))).await;
+    assert_eq!(agreeing.status(), 302, "the path and the parameter may agree");
+    let token = initiation(&stack, json!({"n": 3})).await;
+    let response = browser.get(&initiate_path_url(&stack, AUTH0_CLIENT.0, &token, None)).await;
+    assert_eq!(response.status(), 302);
+    let location = url::Url::parse(response.headers()["location"].to_str().expect("location")).expect("url");
+    assert!(location.as_str().starts_with(INITIATE_URI), "{location}");
+    assert_eq!(query(&location).get("login_hint").map(String::as_str), Some("bob@globex.test"));
+
+    // The hand-off routes the client's own authorize to the connection the IdP named.
+    let start = authorize_url(&stack.broker.url, AUTH0_CLIENT, None, &[("login_hint", "bob@globex.test")]);
+    let landed = browser.follow_until(&start, AUTH0_CLIENT.2).await.expect("login");
+    assert!(query(&landed).contains_key("code"));
+    assert_eq!(stack.upstream.requests().await.pop().expect("request")["connection_id"], "conn_globex2");
+}
+
+/// Scalekit's test guide says its simulator delivers IdP-initiated logins to the default
+/// redirect URL: at `/callback`, a token with no `state` is handed off as at `/initiate-login`
+/// (single use too), never shown as an expired link.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idp_initiated_login_at_the_callback_is_handed_off() {
+    let stack = stack().await;
+    let browser = Browser::default();
+    let token = stack.upstream.idp_initiated("org_globex", "conn_globex2", "bob@globex.test").await;
+    let mut url = url::Url::parse(&format!("{}/callback", stack.broker.url)).expect("url");
+    url.query_pairs_mut().append_pair("idp_initiated_login", &token);
+    let response = browser.get(url.as_str()).await;
+    assert_eq!(response.status(), 302);
+    let location = url::Url::parse(response.headers()["location"].to_str().expect("location")).expect("url");
+    assert!(location.as_str().starts_with(INITIATE_URI), "the one client that accepts them: {location}");
+    assert_eq!(query(&location).get("iss"), Some(&stack.broker.url));
+    let replay = browser.get(url.as_str()).await;
+    assert_eq!(replay.status(), 400);
+    assert!(replay.text().await.expect("page").contains("already used"));
+    // The same token at /initiate-login is the same token.
+    assert_eq!(browser.get(&initiate_url(&stack, &token)).await.status(), 400);
+}
+
+/// An upstream error with no sign-in in progress (no `state`, or one the broker does not know)
+/// is a page naming the condition in the broker's words, never an "expired link" and never a
+/// redirect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_error_without_a_sign_in_in_progress_is_shown() {
+    let stack = stack().await;
+    for query in [
+        "error=authentication_not_completed&error_description=User%20closed%20the%20tab",
+        "state=forged&error=authentication_not_completed&error_description=User%20closed%20the%20tab",
+    ] {
+        let response = Browser::default().get(&format!("{}/callback?{query}", stack.broker.url)).await;
+        assert_eq!(response.status(), 400, "{query}");
+        assert!(response.headers().get("location").is_none(), "{query}");
+        let page = response.text().await.expect("page");
+        assert!(page.contains("Sign-in did not complete"), "{page}");
+        assert!(page.contains("The sign-in at the identity provider was not completed."), "{page}");
+        assert!(!page.contains("no longer valid") && !page.contains("closed the tab"), "{page}");
+    }
+    let response = Browser::default()
+        .get(&format!("{}/initiate-login?error=user_not_active&error_description=x", stack.broker.url))
+        .await;
+    assert_eq!(response.status(), 400);
+    assert!(response.text().await.expect("page").contains("The user is not active at their identity provider."));
+}
+
+/// `iss` of an IdP-initiated token: the upstream issuer, or by default the broker's own URL
+/// (Scalekit's docs show the application's URL there); anything else is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idp_initiated_issuers_default_to_the_upstream_and_the_brokers_url() {
+    let stack = stack().await;
+    let browser = Browser::default();
+    let ours = initiation(&stack, json!({"iss": stack.broker.url})).await;
+    assert_eq!(browser.get(&initiate_url(&stack, &ours)).await.status(), 302);
+    let other = initiation(&stack, json!({"iss": "https://b2b-app.com"})).await;
+    assert_eq!(browser.get(&initiate_url(&stack, &other)).await.status(), 400);
+    let none = initiation(&stack, json!({"iss": null})).await;
+    assert_eq!(browser.get(&initiate_url(&stack, &none)).await.status(), 400, "iss is required");
+}
+
+/// With `upstream.idp_initiated_issuers` set, those (and the upstream issuer) are accepted,
+/// and the broker's own URL no longer is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idp_initiated_issuers_can_be_configured() {
+    let socket = crate::common::BrokerSocket::bind().await;
+    let upstream = crate::common::Upstream::start(&[socket.callback()]).await;
+    let toml = crate::common::broker_toml(&socket.url, "memory", "iss:", &upstream.issuer)
+        .replace("[upstream]\n", "[upstream]\nidp_initiated_issuers = [\"https://b2b-app.com/\"]\n")
+        + ROUTES;
+    let broker = socket.serve(&toml, ssobridge::tokens::SigningKey::generate_rsa().expect("key")).await;
+    let stack = Stack { upstream, broker };
+    let browser = Browser::default();
+    for (iss, status) in
+        [("https://b2b-app.com", 302), (stack.upstream.issuer.as_str(), 302), (stack.broker.url.as_str(), 400)]
+    {
+        let token = initiation(&stack, json!({"iss": iss})).await;
+        assert_eq!(browser.get(&initiate_url(&stack, &token)).await.status(), status, "{iss}");
+    }
 }

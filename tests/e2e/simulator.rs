@@ -413,7 +413,7 @@ async fn a_broker_against_the_standalone_simulator_completes_logins() {
     assert_eq!(status, 200, "{tokens}");
     let claims = verify_id_token(&broker.url, tokens["id_token"].as_str().expect("id_token"), COGNITO_CLIENT.0).await;
     assert!(claims["sub"].as_str().is_some_and(|s| s.starts_with("conn_example_org;") && !s.contains('@')), "{claims}");
-    assert!(claims.get("name").is_none(), "carol's IdP sends no name: {claims}");
+    assert_eq!(claims["name"], "Carol Jones", "carol's IdP sends no name: the broker makes it of hers: {claims}");
 
     // An IdP-initiated login from the portal reaches the client's initiate_login_uri.
     let start = format!("{}/portal/start?organization_id=org_example_com", sim.issuer);
@@ -421,9 +421,53 @@ async fn a_broker_against_the_standalone_simulator_completes_logins() {
     assert_eq!(query(&handoff).get("login_hint").map(String::as_str), Some("alice@example.com"));
 
     // Delivered to the default redirect URL (the broker's /callback), as Scalekit's test guide
-    // says its simulator does. What the broker does with it there is issue 14 part 2.
+    // says its simulator does: the broker hands it to the client as at its initiate-login URL.
+    // (Another organization: the same user's token minted in the same second is the same token.)
     let (location, params) =
-        location(&format!("{}/portal/start?organization_id=org_example_com&deliver=redirect", sim.issuer)).await;
+        location(&format!("{}/portal/start?organization_id=org_example_org&deliver=redirect", sim.issuer)).await;
     assert!(location.starts_with(&format!("{callback}?")), "{location}");
     assert!(params.contains_key("idp_initiated_login"), "{params:?}");
+    let handoff = browser.follow_until(&location, "https://acme.us.auth0.com/login/initiate").await.expect("handoff");
+    let handoff = query(&handoff);
+    assert_eq!(handoff.get("login_hint").map(String::as_str), Some("bob@example.org"));
+    assert_eq!(handoff.get("iss"), Some(&broker.url), "OIDC Core §4");
+}
+
+/// The initiate-login URL registered as the README says, a path template over each
+/// organization's metadata (Scalekit allows no query string in registered URLs): the portal's
+/// sign-in reaches the client the organization's `ssobridge_client` names, and its "Error"
+/// choice, delivered there, is a page that names the condition.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_initiate_login_path_template_names_the_client() {
+    let socket = BrokerSocket::bind().await;
+    let template = format!("{}/initiate-login/{{{{ssobridge_client}}}}", socket.url);
+    let metadata = format!("ssobridge_client={}", COGNITO_CLIENT.0);
+    let sim = Simulator::start(
+        &socket.callback(),
+        &["--initiate-login-uri", &template, "--organization-metadata", &metadata],
+    )
+    .await;
+    // Both clients accept IdP-initiated logins: only the path says which one the link is for.
+    let toml = crate::common::broker_toml(&socket.url, "memory", "tpl:", &sim.issuer).replace(
+        "subject = \"upstream\"",
+        "subject = \"upstream\"\ninitiate_login_uri = \"https://cognito.example/initiate\"",
+    ) + ROUTES;
+    let broker = socket.serve(&toml, ssobridge::tokens::SigningKey::generate_rsa().expect("key")).await;
+
+    let start = format!("{}/portal/start?organization_id=org_example_org", sim.issuer);
+    let (to, _) = location(&start).await;
+    assert!(to.starts_with(&format!("{}/initiate-login/cognito-test?", broker.url)), "{to}");
+    let browser = Browser::default();
+    let handoff = browser.follow_until(&start, "https://cognito.example/initiate").await.expect("handoff");
+    assert_eq!(query(&handoff).get("login_hint").map(String::as_str), Some("bob@example.org"));
+
+    let error =
+        format!("{}/portal/error?organization_id=org_example_org&error=assertion_expired&deliver=initiate", sim.issuer);
+    let (to, params) = location(&error).await;
+    assert!(to.starts_with(&format!("{}/initiate-login/cognito-test?", broker.url)), "{to}");
+    assert_eq!(params.get("error").map(String::as_str), Some("assertion_expired"));
+    let shown = browser.get(&to).await;
+    assert_eq!(shown.status(), 400);
+    let page = shown.text().await.expect("page");
+    assert!(page.contains("The identity provider&#39;s SAML assertion had expired (a clock may be wrong)."), "{page}");
 }

@@ -93,7 +93,8 @@ pub(super) fn organizations(req: &Request, sim: Data<&Arc<Simulator>>) -> Respon
         Some(None) => return error(StatusCode::BAD_REQUEST, 3, "Invalid page token"),
     };
     let directory = sim.directory();
-    let page: Vec<Value> = directory.iter().skip(offset).take(size).map(|o| o.json()).collect();
+    let page: Vec<Value> =
+        directory.iter().skip(offset).take(size).map(|o| o.json(&sim.settings.organization_metadata)).collect();
     let next = if offset + size < directory.len() { format!("pt_{}", offset + size) } else { String::new() };
     let prev = if offset > 0 { format!("pt_{}", offset.saturating_sub(size)) } else { String::new() };
     json_response(

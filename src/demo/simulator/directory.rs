@@ -77,14 +77,16 @@ impl Org {
         self.domains.iter().filter(|d| routes_by(d.status)).map(|d| d.domain.as_str())
     }
 
-    /// §7.2's Organization.
-    pub fn json(&self) -> Value {
+    /// §7.2's Organization, with the `metadata` every simulated organization carries.
+    pub fn json(&self, metadata: &[(String, String)]) -> Value {
+        let metadata: serde_json::Map<String, Value> =
+            metadata.iter().map(|(key, value)| (key.clone(), json!(value))).collect();
         json!({
             "id": self.id,
             "display_name": self.display_name,
             "external_id": "",
             "region_code": "US",
-            "metadata": {},
+            "metadata": metadata,
             "create_time": rfc3339(self.created_at),
             "update_time": rfc3339(self.created_at),
             "settings": {"features": [

@@ -242,7 +242,7 @@ pub(super) async fn add_domain(body: Body, sim: Data<&Arc<Simulator>>) -> Respon
                     idp: IdpKind::Oidc,
                     created_at: now,
                 };
-                let created = org.json();
+                let created = org.json(&sim.settings.organization_metadata);
                 directory.push(org);
                 (id, Some(created))
             }

@@ -14,7 +14,9 @@
 //!   email and what the user's IdP says about them (`email_verified` and `name` are optional).
 //! - The portal signs users in IdP-initiated: an `idp_initiated_login` token shaped like the
 //!   docs' (no `aud`, no `jti`) to the initiate-login URL or to the default redirect URL, or
-//!   returns an error, as Scalekit's simulator offers.
+//!   returns an error (to either, without `state`), as Scalekit's simulator offers. The
+//!   initiate-login URL may be a template: `{{key}}` in it is the organization's metadata
+//!   value (docs:guides/dashboard/org-redirect-urls), e.g. `…/initiate-login/{{ssobridge_client}}`.
 //! - The management API (§7: client_credentials at `/oauth/token`, organizations, their
 //!   domains, connections by domain, paginated as documented) over the same organizations,
 //!   which the portal can add domains (and organizations) to or remove them from, sending the
@@ -242,8 +244,12 @@ pub struct SimulatorSettings {
     /// Allowed callback URLs, matched exactly; the first is the "default redirect URL" the
     /// portal delivers IdP-initiated logins and errors to.
     pub redirect_uris: Vec<String>,
-    /// Where IdP-initiated logins go (Scalekit's Initiate Login URL).
+    /// Where IdP-initiated logins go (Scalekit's Initiate Login URL); `{{key}}` in it is
+    /// replaced by the organization's metadata value for `key`, as Scalekit does.
     pub initiate_login_uri: Option<String>,
+    /// The metadata every organization carries (Scalekit: key and value strings, set per
+    /// organization in its dashboard or API).
+    pub organization_metadata: Vec<(String, String)>,
     /// Adds RFC 9207 `iss` to authorization responses and says so in discovery.
     pub iss_on_redirect: bool,
     /// Where the portal's changes are sent as signed webhooks (the broker's
@@ -296,6 +302,38 @@ impl SimulatorSettings {
             _ => return Err(SimulatorError::Setting("a webhook URL needs a webhook secret, and back".to_owned())),
         }
         Ok(())
+    }
+
+    /// The initiate-login URL for an organization: its template's `{{key}}`s replaced by the
+    /// organization's metadata, percent-encoded. A key it lacks fails, as at Scalekit ("the
+    /// template is not expanded and the request is rejected").
+    fn initiate_login_uri(&self) -> Result<Option<String>, String> {
+        let Some(template) = &self.initiate_login_uri else { return Ok(None) };
+        let mut expanded = String::new();
+        let mut rest = template.as_str();
+        while let Some(start) = rest.find("{{") {
+            let end = rest[start..].find("}}").ok_or_else(|| format!("{template}: an unclosed {{{{"))? + start;
+            let key = rest[start + 2..end].trim();
+            let value = self
+                .organization_metadata
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v)
+                .ok_or_else(|| format!("the organization has no metadata {key:?} for the template {template}"))?;
+            expanded.push_str(&rest[..start]);
+            // RFC 3986 unreserved characters as they are, every other byte percent-encoded.
+            for byte in value.bytes() {
+                match byte {
+                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                        expanded.push(char::from(byte))
+                    }
+                    other => expanded.push_str(&format!("%{other:02X}")),
+                }
+            }
+            rest = &rest[end + 2..];
+        }
+        expanded.push_str(rest);
+        Ok(Some(expanded))
     }
 }
 
@@ -739,6 +777,8 @@ fn portal(sim: Data<&Arc<Simulator>>) -> Response {
 <small>({redirect})</small></li></ul>\
 <form method=\"get\" action=\"portal/error\"><input type=\"hidden\" name=\"organization_id\" value=\"{org}\">\
 <label for=\"error-{org}\">Error</label> <select id=\"error-{org}\" name=\"error\">{errors}</select> \
+<label for=\"deliver-{org}\">to</label> <select id=\"deliver-{org}\" name=\"deliver\">\
+<option value=\"redirect\">the default redirect URL</option><option value=\"initiate\">the initiate-login URL</option></select> \
 <button type=\"submit\">Return the error</button></form></section>",
                 name = escape(display_name),
                 user = escape(&o.default_user),
@@ -766,8 +806,12 @@ fn portal_start(req: &Request, sim: Data<&Arc<Simulator>>) -> Response {
         return pages::error_page(StatusCode::BAD_REQUEST, "Unknown organization", "Pick a card on the portal.");
     };
     let target = match get("deliver") {
-        Some("redirect") => sim.settings.redirect_uris.first(),
-        _ => sim.settings.initiate_login_uri.as_ref(),
+        Some("redirect") => Ok(sim.settings.redirect_uris.first().cloned()),
+        _ => sim.settings.initiate_login_uri(),
+    };
+    let target = match target {
+        Ok(target) => target,
+        Err(why) => return pages::error_page(StatusCode::BAD_REQUEST, "Initiate-login URL not expanded", &why),
     };
     let Some(target) = target else {
         return pages::error_page(
@@ -777,13 +821,14 @@ fn portal_start(req: &Request, sim: Data<&Arc<Simulator>>) -> Response {
         );
     };
     match sim.idp_initiated_token(&org, &org.default_user, get("relay_state")) {
-        Ok(jwt) => redirect(&with_query(target, &[("idp_initiated_login", &jwt)])),
+        Ok(jwt) => redirect(&with_query(&target, &[("idp_initiated_login", &jwt)])),
         Err(_) => pages::error_page(StatusCode::INTERNAL_SERVER_ERROR, "Simulator error", "Could not sign the token."),
     }
 }
 
-/// The portal's "Error" choice: the error goes to the default redirect URL, with no `state`
-/// (no request of the application started it).
+/// The portal's "Error" choice: the error goes to the default redirect URL (or with
+/// `deliver=initiate` to the initiate-login URL, where the docs' handlers read it too), with no
+/// `state` (no request of the application started it).
 #[handler]
 fn portal_error(req: &Request, sim: Data<&Arc<Simulator>>) -> Response {
     let params = Params::parse(req.uri().query().unwrap_or("").as_bytes());
@@ -791,10 +836,14 @@ fn portal_error(req: &Request, sim: Data<&Arc<Simulator>>) -> Response {
     let known_org =
         sim.directory().iter().any(|o| Some(o.id.as_str()) == get("organization_id") && o.signing().is_some());
     let code = get("error").and_then(|e| PORTAL_ERRORS.iter().find(|c| **c == e));
-    let (true, Some(code), Some(target)) = (known_org, code, sim.settings.redirect_uris.first()) else {
+    let target = match get("deliver") {
+        Some("initiate") => sim.settings.initiate_login_uri().ok().flatten(),
+        _ => sim.settings.redirect_uris.first().cloned(),
+    };
+    let (true, Some(code), Some(target)) = (known_org, code, target) else {
         return pages::error_page(StatusCode::BAD_REQUEST, "Unknown choice", "Pick an error on the portal.");
     };
-    sim.redirect_with(target, vec![("error", code), ("error_description", describe(code))])
+    sim.redirect_with(&target, vec![("error", code), ("error_description", describe(code))])
 }
 
 fn capitalize(word: &str) -> String {
@@ -829,6 +878,7 @@ mod tests {
             client_secret: Secret::new("s"),
             redirect_uris: vec!["http://127.0.0.1:2/callback".into()],
             initiate_login_uri: Some("http://127.0.0.1:2/initiate-login".into()),
+            organization_metadata: Vec::new(),
             iss_on_redirect: false,
             webhook_url: None,
             webhook_secret: None,
@@ -886,6 +936,19 @@ mod tests {
         assert_eq!((carol.given_name.as_str(), carol.family_name.as_str()), ("Carol", "Jones"));
         let jane = sign_in(example_org, "jane.doe@example.org".into()).expect("jane");
         assert_eq!((jane.name.as_deref(), jane.email_verified), (Some("Jane Doe"), Some(true)));
+    }
+
+    #[test]
+    fn the_initiate_login_url_template_takes_the_organizations_metadata() {
+        let mut templated = settings();
+        templated.initiate_login_uri = Some("http://127.0.0.1:2/initiate-login/{{ssobridge_client}}".into());
+        assert!(templated.initiate_login_uri().is_err(), "no such metadata: rejected, as at Scalekit");
+        templated.organization_metadata = vec![("ssobridge_client".into(), "auth0 prod".into())];
+        assert_eq!(
+            templated.initiate_login_uri(),
+            Ok(Some("http://127.0.0.1:2/initiate-login/auth0%20prod".to_owned()))
+        );
+        assert!(Simulator::new(DemoOnly(()), templated).is_ok(), "a template in the path is allowed");
     }
 
     #[test]
