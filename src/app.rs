@@ -317,7 +317,7 @@ impl AppState {
         }
         let table = self.routes();
         for route in &self.config.routes {
-            let domain = crate::routing::normalize_domain(&route.domain)
+            let domain = crate::model::normalize_domain(&route.domain)
                 .map_err(|e| StoreError::Config(format!("routes: {e}")))?;
             table
                 .put(&crate::routing::Route {

@@ -1,21 +1,28 @@
 //! Typed configuration: a TOML file overlaid with `SSOBRIDGE_<SECTION>__<KEY>` environment
 //! variables, validated once at start. Nothing reads the environment after [`Config::load`].
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use url::Url;
 
+use crate::model::client::{is_client_id, FieldProblem, Rules};
+use crate::model::url::check_base_url;
+use crate::model::{AdapterKind, ClientSpec, Fallback, Route, RouteSource, SigningAlgorithm};
 use crate::secret::Secret;
-use crate::tokens::SigningAlgorithm;
+use ssobridge_adapter_auth0::{Auth0Adapter, Auth0Settings};
+use ssobridge_adapter_cognito::{CognitoAdapter, CognitoSettings};
+use ssobridge_adapter_core::{Adapter, AdapterError, NoopAdapter};
+use ssobridge_adapter_firebase::{FirebaseAdapter, FirebaseSettings};
+use std::sync::Arc;
 
 pub const ENV_PREFIX: &str = "SSOBRIDGE_";
 /// `SSOBRIDGE_` variables that are not config keys: the log filter and the environment name.
 const NOT_CONFIG: &[&str] = &["SSOBRIDGE_LOG", "SSOBRIDGE_ENV"];
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// The issuer: exactly what discovery returns and what goes into `iss`.
@@ -29,7 +36,8 @@ pub struct Config {
     pub upstream: UpstreamConfig,
     #[serde(default)]
     pub tokens: TokenConfig,
-    #[serde(default)]
+    /// Exported from the store instead (with their secrets' hashes).
+    #[serde(default, skip_serializing)]
     pub clients: Vec<ClientConfig>,
     /// The admin API; off unless a token is configured.
     #[serde(default)]
@@ -42,7 +50,7 @@ pub struct Config {
     /// Home-realm routes seeded into the store at start (config wins over the store for the
     /// domains it lists).
     #[serde(default)]
-    pub routes: Vec<RouteConfig>,
+    pub routes: Vec<Route>,
     /// Scalekit's management API and webhooks: routes synced from its organizations' domains.
     /// Absent: the broker never calls the management API (any OIDC upstream works).
     #[serde(default)]
@@ -77,7 +85,7 @@ impl Environment {
 
 /// Requests per minute on `/authorize`, `/token`, the hosted page and `/initiate-login`,
 /// counted in the store so that every instance shares them. 0 turns a limit off.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimitConfig {
     /// Per client IP. The default lets a burst of hundreds of logins per second through.
@@ -124,7 +132,7 @@ fn default_pending_total() -> u64 {
 
 /// Fetches of URLs that clients register, which an admin API caller (not the config file)
 /// chooses: https only, and never to the broker's own network unless allowed here.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct OutboundConfig {
     /// Allow loopback, private and link-local addresses (and http on loopback): for a
@@ -134,7 +142,7 @@ pub struct OutboundConfig {
     pub allow_private_networks: bool,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
     /// Where the admin API listens: an address (default `127.0.0.1:9090`, not on the internet),
@@ -174,27 +182,11 @@ fn default_admin_listen() -> String {
     "127.0.0.1:9090".to_owned()
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RouteConfig {
-    pub domain: String,
-    pub organization_id: String,
-    #[serde(default)]
-    pub connection_id: Option<String>,
-    /// Clients allowed to use the route; empty or absent means all.
-    #[serde(default)]
-    pub clients: Vec<String>,
-    #[serde(default)]
-    pub include_subdomains: bool,
-    #[serde(default = "default_true")]
-    pub verified: bool,
-}
-
 /// Routes from Scalekit (research/scalekit.md §7, §8): its organizations' domains synced into
 /// the route table, signed webhooks applied at once, and an optional lookup on a miss. The
 /// management API is called with `upstream.client_id` / `upstream.client_secret`
 /// (client_credentials), as Scalekit's Modular SSO uses one credential for both.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScalekitConfig {
     /// Seconds between full syncs (one at start too); 0: no periodic sync (webhooks only).
@@ -203,6 +195,7 @@ pub struct ScalekitConfig {
     /// The endpoint's signing secret, `whsec_<base64>`, from Scalekit's dashboard. Absent:
     /// `POST /webhooks/scalekit` answers 404.
     #[serde(default)]
+    #[serde(skip_serializing)]
     pub webhook_secret: Option<Secret>,
     /// On a route-table miss, ask `GET /api/v1/connections?domain=` before letting the upstream
     /// answer `domain_not_found`.
@@ -255,49 +248,7 @@ impl ScalekitConfig {
     }
 }
 
-/// What happens to a login whose email domain has no route.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub enum Fallback {
-    /// Send `login_hint` to the upstream and let it decide (Scalekit answers
-    /// `domain_not_found` when it has nothing).
-    #[default]
-    Pass,
-    /// Refuse at once with `access_denied`.
-    Deny,
-    /// Use the route of this domain.
-    Route(String),
-}
-
-impl Fallback {
-    pub fn as_config_str(&self) -> &str {
-        match self {
-            Fallback::Pass => "pass",
-            Fallback::Deny => "deny",
-            Fallback::Route(domain) => domain,
-        }
-    }
-}
-
-impl Serialize for Fallback {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.as_config_str())
-    }
-}
-
-impl<'de> Deserialize<'de> for Fallback {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let value = String::deserialize(deserializer)?;
-        Ok(match value.as_str() {
-            "pass" => Fallback::Pass,
-            "deny" => Fallback::Deny,
-            domain => Fallback::Route(crate::routing::normalize_domain(domain).map_err(|_| {
-                serde::de::Error::custom(format!("fallback must be pass, deny or a route's domain, not {domain}"))
-            })?),
-        })
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
     /// `memory` or a `redis://` / `rediss://` URL; in cluster mode, one or more seed node URLs
@@ -424,6 +375,15 @@ pub enum StoreMode {
     Cluster,
 }
 
+impl Serialize for StoreMode {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(match self {
+            StoreMode::Standalone => "standalone",
+            StoreMode::Cluster => "cluster",
+        })
+    }
+}
+
 impl<'de> Deserialize<'de> for StoreMode {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         // By hand, so that the message names the key (serde's names only the variants).
@@ -437,27 +397,31 @@ impl<'de> Deserialize<'de> for StoreMode {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SigningConfig {
     /// RSA private key, PKCS#1 or PKCS#8 PEM: signs RS256 (every client's default) and PS256.
     pub key_file: Option<PathBuf>,
     /// The same PEM inline, for keys passed through the environment (`SSOBRIDGE_SIGNING__KEY_PEM`).
+    #[serde(skip_serializing)]
     pub key_pem: Option<Secret>,
     /// EC P-256 private key, PKCS#8 or SEC1 PEM: signs ES256, for clients that ask for it.
     pub ec_key_file: Option<PathBuf>,
     /// The same PEM inline (`SSOBRIDGE_SIGNING__EC_KEY_PEM`).
+    #[serde(skip_serializing)]
     pub ec_key_pem: Option<Secret>,
     /// Seals keys rotated through the admin API, which are kept in the store. Without it,
     /// rotation is done by changing key_file.
+    #[serde(skip_serializing)]
     pub key_encryption_key: Option<Secret>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamConfig {
     pub issuer: String,
     pub client_id: String,
+    #[serde(skip_serializing)]
     pub client_secret: Secret,
     #[serde(default = "default_upstream_scopes")]
     pub scopes: Vec<String>,
@@ -477,7 +441,7 @@ pub struct UpstreamConfig {
     pub idp_initiated_issuers: Vec<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TokenConfig {
     #[serde(default = "default_token_ttl")]
@@ -489,7 +453,7 @@ pub struct TokenConfig {
     #[serde(default = "default_flow_ttl")]
     pub flow_ttl_seconds: u64,
     /// Salt of pairwise subjects. Changing it changes every pairwise `sub`: set it once.
-    #[serde(default)]
+    #[serde(default, skip_serializing)]
     pub pairwise_salt: Option<Secret>,
 }
 
@@ -505,126 +469,93 @@ impl Default for TokenConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// A `[[clients]]` entry: the client as every view shares it ([`ClientSpec`], flattened into
+/// the same table) plus what only the config file holds: the secret and the adapter's
+/// downstream credentials.
+#[derive(Debug, Clone)]
 pub struct ClientConfig {
-    pub client_id: String,
+    pub spec: ClientSpec,
     /// The secret in clear (from the environment, ideally) ...
-    #[serde(default)]
     pub client_secret: Option<Secret>,
     /// ... or its hash, as `export-config` writes it: the salted form the store keeps, or a
     /// bare hex SHA-256 (also accepted as `client_secret_sha256`).
-    #[serde(default, alias = "client_secret_sha256")]
     pub client_secret_hash: Option<String>,
-    pub redirect_uris: Vec<String>,
-    /// Shown on hosted pages so the user knows where they are signing in.
-    #[serde(default)]
-    pub name: Option<String>,
-    #[serde(default)]
-    pub adapter: AdapterKind,
-    #[serde(default)]
-    pub subject: SubjectMode,
-    /// Refuse authorization requests without PKCE (S256).
-    #[serde(default)]
-    pub require_pkce: bool,
-    #[serde(default)]
-    pub claims: ClaimMapping,
-    /// Where logins with no domain to go on are routed (instead of the home-realm page).
-    #[serde(default)]
-    pub default_organization_id: Option<String>,
-    #[serde(default)]
-    pub default_connection_id: Option<String>,
-    /// `pass` (default), `deny`, or the domain of a route.
-    #[serde(default)]
-    pub fallback: Fallback,
-    /// The upstream organizations this client's users may come from; empty: any the routes
-    /// allow. A login that ends in another organization is refused, whatever the request named.
-    #[serde(default)]
-    pub allowed_organizations: Vec<String>,
-    /// Where IdP-initiated logins are handed to the client (OIDC Core §4); none disables them.
-    #[serde(default)]
-    pub initiate_login_uri: Option<String>,
-    /// The ID token's JWS algorithm: `RS256` (default), `PS256` or `ES256` (needs an EC key).
-    #[serde(default)]
-    pub id_token_signed_response_alg: SigningAlgorithm,
-    /// `client_secret_basic` (default; `client_secret_post` is accepted too), `client_secret_post`,
-    /// or `private_key_jwt` (RFC 7523: a JWT signed with a key from `jwks` or `jwks_uri`).
-    #[serde(default)]
-    pub token_endpoint_auth_method: TokenAuthMethod,
-    /// Where the client publishes its public keys (`private_key_jwt`).
-    #[serde(default)]
-    pub jwks_uri: Option<String>,
-    /// The client's public keys inline, as a JWK Set in JSON (`private_key_jwt`).
-    #[serde(default)]
-    pub jwks: Option<String>,
     /// Settings of `adapter = "auth0"` (kept in the config file and environment, never in the store).
-    #[serde(default)]
     pub auth0: Option<ssobridge_adapter_auth0::Auth0Settings>,
     /// Settings of `adapter = "cognito"`.
-    #[serde(default)]
     pub cognito: Option<ssobridge_adapter_cognito::CognitoSettings>,
     /// Settings of `adapter = "firebase"`.
-    #[serde(default)]
     pub firebase: Option<ssobridge_adapter_firebase::FirebaseSettings>,
 }
 
-/// How a client authenticates at the token endpoint.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TokenAuthMethod {
-    #[default]
-    ClientSecretBasic,
-    ClientSecretPost,
-    PrivateKeyJwt,
-}
-
-impl TokenAuthMethod {
-    pub fn uses_secret(self) -> bool {
-        self != TokenAuthMethod::PrivateKeyJwt
+impl std::ops::Deref for ClientConfig {
+    type Target = ClientSpec;
+    fn deref(&self) -> &ClientSpec {
+        &self.spec
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AdapterKind {
-    #[default]
-    None,
-    Auth0,
-    Cognito,
-    Firebase,
+impl<'de> Deserialize<'de> for ClientConfig {
+    /// The file's own keys are taken out; the rest must be exactly a [`ClientSpec`], so an
+    /// unknown key is still refused by name.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        fn take<'de, T: Deserialize<'de>, E: serde::de::Error>(
+            table: &mut toml::Table,
+            names: &[&str],
+        ) -> Result<Option<T>, E> {
+            let Some(value) = names.iter().find_map(|name| table.remove(*name)) else { return Ok(None) };
+            value.try_into().map(Some).map_err(|e: toml::de::Error| E::custom(e.message()))
+        }
+        let mut table = toml::Table::deserialize(deserializer)?;
+        let client_secret = take(&mut table, &["client_secret"])?;
+        let client_secret_hash = take(&mut table, &["client_secret_hash", "client_secret_sha256"])?;
+        let auth0 = take(&mut table, &["auth0"])?;
+        let cognito = take(&mut table, &["cognito"])?;
+        let firebase = take(&mut table, &["firebase"])?;
+        let spec =
+            toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| serde::de::Error::custom(e.message()))?;
+        Ok(ClientConfig { spec, client_secret, client_secret_hash, auth0, cognito, firebase })
+    }
 }
 
-/// How the broker derives the `sub` it issues.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SubjectMode {
-    /// An opaque hash of client and upstream subject (OIDC Core §8.1): stable per user and client,
-    /// URL-safe, reveals nothing. The default, because upstream subjects such as
-    /// `conn_123;user@idp` contain characters some downstreams reject.
-    #[default]
-    Pairwise,
-    /// The upstream subject unchanged.
-    Upstream,
+impl ClientConfig {
+    /// The settings of the client's adapter, if it has one and they are given.
+    pub fn adapter_settings(&self) -> Option<AdapterSettings> {
+        match self.adapter {
+            AdapterKind::Auth0 => self.auth0.clone().map(AdapterSettings::Auth0),
+            AdapterKind::Cognito => self.cognito.clone().map(AdapterSettings::Cognito),
+            AdapterKind::Firebase => self.firebase.clone().map(AdapterSettings::Firebase),
+            AdapterKind::None => None,
+        }
+    }
 }
 
-/// Per-client claim rewriting, applied after the standard claims are built.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct ClaimMapping {
-    /// `from = "to"`: the claim `from` is issued as `to`.
-    #[serde(default)]
-    pub rename: BTreeMap<String, String>,
-    /// Claims removed from what the client receives.
-    #[serde(default)]
-    pub drop: Vec<String>,
-    /// Static claims added to every token of this client.
-    #[serde(default)]
-    pub add: BTreeMap<String, serde_json::Value>,
+/// An adapter's settings. They hold downstream credentials, so they live in the config file
+/// and environment only, never in the store.
+#[derive(Clone)]
+pub enum AdapterSettings {
+    Auth0(Auth0Settings),
+    Cognito(CognitoSettings),
+    Firebase(FirebaseSettings),
 }
 
-fn default_true() -> bool {
-    true
+impl AdapterSettings {
+    /// The adapter of `kind` over `settings` (none needed for `AdapterKind::None`).
+    pub fn build(kind: AdapterKind, settings: Option<&AdapterSettings>) -> Result<Arc<dyn Adapter>, AdapterError> {
+        Ok(match (kind, settings) {
+            (AdapterKind::None, _) => Arc::new(NoopAdapter),
+            (AdapterKind::Auth0, Some(AdapterSettings::Auth0(s))) => Arc::new(Auth0Adapter::new(s.clone())?),
+            (AdapterKind::Cognito, Some(AdapterSettings::Cognito(s))) => Arc::new(CognitoAdapter::new(s.clone())?),
+            (AdapterKind::Firebase, Some(AdapterSettings::Firebase(s))) => Arc::new(FirebaseAdapter::new(s.clone())?),
+            _ => {
+                return Err(AdapterError::Misconfigured {
+                    detail: format!("no settings for the {} adapter", kind.name()),
+                })
+            }
+        })
+    }
 }
+
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([0, 0, 0, 0], 8080))
 }
@@ -655,10 +586,6 @@ fn default_code_ttl() -> u64 {
 fn default_flow_ttl() -> u64 {
     600
 }
-
-/// Claims the broker always sets itself; a client mapping may not add or rename onto them.
-pub const PROTECTED_CLAIMS: &[&str] =
-    &["iss", "sub", "aud", "exp", "iat", "nbf", "nonce", "azp", "at_hash", "auth_time", "acr", "jti"];
 
 /// Upstream algorithms ssobridge can verify.
 pub const VERIFIABLE_ALGORITHMS: &[&str] =
@@ -739,6 +666,13 @@ impl Config {
             while issuer.ends_with('/') {
                 issuer.pop();
             }
+        }
+        for route in &mut self.routes {
+            // Checked by problems(): the domain normalizes.
+            if let Ok(domain) = crate::model::normalize_domain(&route.domain) {
+                route.domain = domain;
+            }
+            route.source = RouteSource::Config;
         }
         if let Some(url) = self.scalekit.as_mut().and_then(|s| s.api_url.as_mut()) {
             while url.ends_with('/') {
@@ -827,14 +761,18 @@ impl Config {
         if self.clients.is_empty() {
             problem("clients", "at least one [[clients]] entry is needed".to_owned());
         }
+        let mut algorithms = vec![SigningAlgorithm::Rs256, SigningAlgorithm::Ps256];
+        if has_ec_key {
+            algorithms.push(SigningAlgorithm::Es256);
+        }
         let mut seen = HashSet::new();
         for (i, client) in self.clients.iter().enumerate() {
-            let at = |field: &str| format!("clients[{i}].{field}");
-            if client.client_id.is_empty() || !client.client_id.chars().all(|c| c.is_ascii_graphic()) {
-                problem(&at("client_id"), "must be non-empty printable ASCII without spaces".to_owned());
-            } else if !seen.insert(client.client_id.as_str()) {
-                problem(&at("client_id"), format!("{} is listed twice", client.client_id));
-            }
+            let at = |field: &str| format!("clients[{i}].{}", field.replace('/', "."));
+            let rules = Rules {
+                signing_algorithms: &algorithms,
+                allow_private_networks: self.outbound.allow_private_networks,
+                adapter_settings: client.adapter == AdapterKind::None || client.adapter_settings().is_some(),
+            };
             match (&client.client_secret, &client.client_secret_hash) {
                 (None, None) if !client.token_endpoint_auth_method.uses_secret() => {}
                 (Some(secret), None) if secret.expose().len() < 8 => {
@@ -848,26 +786,16 @@ impl Config {
                 (None, Some(_)) => {}
                 _ => problem(&at("client_secret"), "set client_secret or client_secret_hash (exactly one)".to_owned()),
             }
-            if client.redirect_uris.is_empty() {
-                problem(&at("redirect_uris"), "at least one redirect URI is needed".to_owned());
+            for FieldProblem { field, message, .. } in client.problems(&rules) {
+                problem(&at(field), message);
             }
-            for uri in &client.redirect_uris {
-                if let Err(message) = check_redirect_uri(uri) {
-                    problem(&at("redirect_uris"), format!("{uri}: {message}"));
+            if is_client_id(&client.client_id) && !seen.insert(client.client_id.as_str()) {
+                problem(&at("client_id"), format!("{} is listed twice", client.client_id));
+            }
+            if let Some(settings) = client.adapter_settings() {
+                if let Err(error) = AdapterSettings::build(client.adapter, Some(&settings)) {
+                    problem(&at("adapter"), error.to_string());
                 }
-            }
-            if let Some(uri) = &client.initiate_login_uri {
-                if let Err(message) = check_redirect_uri(uri) {
-                    problem(&at("initiate_login_uri"), format!("{uri}: {message}"));
-                }
-            }
-            for organization in &client.allowed_organizations {
-                if organization.is_empty() || organization.len() > 128 {
-                    problem(&at("allowed_organizations"), "each organization id is 1 to 128 characters".to_owned());
-                }
-            }
-            if let Err(message) = crate::clients::check_adapter(client) {
-                problem(&at("adapter"), message);
             }
             let emulated = client.firebase.as_ref().is_some_and(|f| f.emulator_host.is_some());
             if emulated && client.adapter == AdapterKind::Firebase && self.environment == Environment::Production {
@@ -876,40 +804,6 @@ impl Config {
                     "the Firebase Auth emulator is a development tool; refused with SSOBRIDGE_ENV=production"
                         .to_owned(),
                 );
-            }
-            if client.id_token_signed_response_alg == SigningAlgorithm::Es256 && !has_ec_key {
-                problem(
-                    &at("id_token_signed_response_alg"),
-                    "ES256 needs an EC P-256 key in signing.ec_key_file or signing.ec_key_pem \
-                     (ssobridge keys generate --alg ES256 --out FILE)"
-                        .to_owned(),
-                );
-            }
-            let jwks = match client.jwks.as_deref().map(serde_json::from_str::<serde_json::Value>) {
-                Some(Err(error)) => {
-                    problem(&at("jwks"), format!("must be a JWK Set in JSON: {error}"));
-                    None
-                }
-                Some(Ok(jwks)) => Some(jwks),
-                None => None,
-            };
-            if let Err((field, message)) = crate::clients::check_client_keys(
-                client.token_endpoint_auth_method,
-                client.jwks_uri.as_deref(),
-                jwks.as_ref(),
-                self.outbound.allow_private_networks,
-            ) {
-                problem(&at(field), message);
-            }
-            for (from, to) in &client.claims.rename {
-                if PROTECTED_CLAIMS.contains(&from.as_str()) || PROTECTED_CLAIMS.contains(&to.as_str()) {
-                    problem(&at("claims.rename"), format!("{from} -> {to} touches a protocol claim"));
-                }
-            }
-            for name in client.claims.add.keys().chain(client.claims.drop.iter()) {
-                if PROTECTED_CLAIMS.contains(&name.as_str()) {
-                    problem(&at("claims"), format!("{name} is a protocol claim and cannot be changed"));
-                }
             }
         }
         if self.admin.listen != "public" && self.admin.listen.parse::<SocketAddr>().is_err() {
@@ -932,15 +826,12 @@ impl Config {
         let mut domains = HashSet::new();
         for (i, route) in self.routes.iter().enumerate() {
             let at = |field: &str| format!("routes[{i}].{field}");
-            match crate::routing::normalize_domain(&route.domain) {
-                Ok(domain) if !domains.insert(domain.clone()) => {
-                    problem(&at("domain"), format!("{domain} is listed twice"))
-                }
-                Ok(_) => {}
-                Err(e) => problem(&at("domain"), e.to_string()),
+            let mut route = route.clone();
+            for (field, _, message) in route.problems() {
+                problem(&at(field), message);
             }
-            if route.organization_id.is_empty() {
-                problem(&at("organization_id"), "must not be empty".to_owned());
+            if crate::model::normalize_domain(&route.domain).is_ok() && !domains.insert(route.domain.clone()) {
+                problem(&at("domain"), format!("{} is listed twice", route.domain));
             }
             for client in &route.clients {
                 if !self.clients.iter().any(|c| &c.client_id == client) {
@@ -951,7 +842,7 @@ impl Config {
         for client in &self.clients {
             if let Fallback::Route(domain) = &client.fallback {
                 let known =
-                    self.routes.iter().any(|r| crate::routing::normalize_domain(&r.domain).as_deref() == Ok(domain));
+                    self.routes.iter().any(|r| crate::model::normalize_domain(&r.domain).as_deref() == Ok(domain));
                 if !known {
                     // Routes may also be added at run time; say so rather than refuse.
                     tracing::warn!(client = %client.client_id, %domain, "fallback route is not in the config file");
@@ -1013,44 +904,6 @@ fn error_key(error: &toml::de::Error) -> String {
         }
     }
     "config".to_owned()
-}
-
-/// Whether `host` is a loopback name or address, where plain `http://` is acceptable.
-pub fn is_loopback_host(url: &Url) -> bool {
-    match url.host() {
-        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
-        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
-        None => false,
-    }
-}
-
-fn check_base_url(value: &str) -> Result<Url, String> {
-    let url = Url::parse(value).map_err(|e| format!("not a URL ({e})"))?;
-    match url.scheme() {
-        "https" => {}
-        "http" if is_loopback_host(&url) => {}
-        "http" => return Err("http:// is accepted only for loopback hosts; use https://".to_owned()),
-        other => return Err(format!("scheme {other} is not supported")),
-    }
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err("must not have a query or fragment".to_owned());
-    }
-    Ok(url)
-}
-
-/// RFC 6749 §3.1.2: absolute, no fragment; RFC 9700 §2.1: https unless loopback.
-pub fn check_redirect_uri(value: &str) -> Result<Url, String> {
-    let url = Url::parse(value).map_err(|e| format!("not an absolute URL ({e})"))?;
-    if url.fragment().is_some() {
-        return Err("must not contain a fragment".to_owned());
-    }
-    match url.scheme() {
-        "https" => Ok(url),
-        "http" if is_loopback_host(&url) => Ok(url),
-        "http" => Err("http:// is accepted only for loopback hosts".to_owned()),
-        other => Err(format!("scheme {other} is not supported")),
-    }
 }
 
 /// Applies `SSOBRIDGE_A__B__C=value` onto `table["a"]["b"]["c"]`. In `clients` the second part

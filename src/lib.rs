@@ -13,6 +13,7 @@ pub mod demo;
 pub mod export;
 pub mod http;
 pub mod limiter;
+pub mod model;
 pub mod oidc;
 pub mod pages;
 pub mod protect;

@@ -14,8 +14,8 @@ use super::{
 };
 use crate::app::AppState;
 use crate::clients::ClientRecord;
-use crate::config::{
-    check_redirect_uri, AdapterKind, ClaimMapping, Fallback, SubjectMode, TokenAuthMethod, PROTECTED_CLAIMS,
+use crate::model::{
+    AdapterKind, ClaimMapping, ClientSpec, Fallback, FieldProblem, Rules, SubjectMode, TokenAuthMethod,
 };
 use crate::tokens::{hash_secret, random_token, sha256_hex, SigningAlgorithm};
 
@@ -485,7 +485,7 @@ impl From<&ClientRecord> for Client {
             claims: Claims { rename: r.claims.rename.clone(), drop: r.claims.drop.clone(), add: r.claims.add.clone() },
             default_organization_id: r.default_organization_id.clone(),
             default_connection_id: r.default_connection_id.clone(),
-            fallback: r.fallback.as_config_str().to_owned(),
+            fallback: r.fallback.as_str().to_owned(),
             allowed_organizations: r.allowed_organizations.clone(),
             initiate_login_uri: r.initiate_login_uri.clone(),
             id_token_signed_response_alg: r.id_token_signed_response_alg.into(),
@@ -515,81 +515,21 @@ fn subject_mode(s: Subject) -> SubjectMode {
 
 /// Every invalid field of a record, as JSON Pointers. `algorithms`: what the key ring signs;
 /// `allow_private_networks`: `outbound.allow_private_networks`.
-fn validate(record: &ClientRecord, algorithms: &[&str], allow_private_networks: bool) -> Vec<FieldError> {
-    let mut errors = Vec::new();
-    let mut error = |pointer: String, detail: String| errors.push(FieldError { pointer, detail });
-    if !algorithms.contains(&record.id_token_signed_response_alg.name()) {
-        error(
-            "/id_token_signed_response_alg".into(),
-            format!(
-                "no signing key for {} (configure signing.ec_key_file, or rotate in an EC key)",
-                record.id_token_signed_response_alg.name()
-            ),
-        );
-    }
-    if let Err((field, detail)) = crate::clients::check_client_keys(
-        record.token_endpoint_auth_method,
-        record.jwks_uri.as_deref(),
-        record.jwks.as_ref(),
-        allow_private_networks,
-    ) {
-        error(format!("/{field}"), detail);
-    }
-    if record.client_id.is_empty()
-        || record.client_id.len() > 128
-        || !record.client_id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-    {
-        error("/client_id".into(), "1 to 128 characters of letters, digits, '-', '_' and '.'".into());
-    }
-    if record.redirect_uris.is_empty() {
-        error("/redirect_uris".into(), "at least one redirect URI is needed".into());
-    }
-    if record.redirect_uris.len() > 20 {
-        error("/redirect_uris".into(), "at most 20 redirect URIs".into());
-    }
-    for (i, uri) in record.redirect_uris.iter().enumerate() {
-        if uri.len() > 2000 {
-            error(format!("/redirect_uris/{i}"), "too long".into());
-        } else if let Err(message) = check_redirect_uri(uri) {
-            error(format!("/redirect_uris/{i}"), message);
-        }
-    }
-    if let Some(uri) = &record.initiate_login_uri {
-        if let Err(message) = check_redirect_uri(uri) {
-            error("/initiate_login_uri".into(), message);
-        }
-    }
-    for (i, organization) in record.allowed_organizations.iter().enumerate() {
-        if organization.is_empty() || organization.len() > 128 {
-            error(format!("/allowed_organizations/{i}"), "1 to 128 characters".into());
-        }
-    }
-    if record.name.as_ref().is_some_and(|n| n.len() > 200) {
-        error("/name".into(), "at most 200 characters".into());
-    }
+fn validate(record: &ClientRecord, algorithms: &[SigningAlgorithm], allow_private_networks: bool) -> Vec<FieldError> {
     // Adapter credentials live in the config file, so only config clients can have one.
-    if record.adapter != AdapterKind::None && record.source != "config" {
-        error(
-            "/adapter".into(),
-            "adapters are configured in the config file ([clients.<adapter>]); API clients use \"none\"".into(),
-        );
-    }
-    for (from, to) in &record.claims.rename {
-        if PROTECTED_CLAIMS.contains(&from.as_str()) || PROTECTED_CLAIMS.contains(&to.as_str()) {
-            error("/claims/rename".into(), format!("{from} -> {to} touches a protocol claim"));
-        }
-    }
-    for name in record.claims.drop.iter() {
-        if PROTECTED_CLAIMS.contains(&name.as_str()) {
-            error("/claims/drop".into(), format!("{name} is a protocol claim"));
-        }
-    }
-    for name in record.claims.add.keys() {
-        if PROTECTED_CLAIMS.contains(&name.as_str()) {
-            error("/claims/add".into(), format!("{name} is a protocol claim"));
-        }
-    }
-    errors
+    let rules =
+        Rules { signing_algorithms: algorithms, allow_private_networks, adapter_settings: record.source == "config" };
+    record
+        .problems(&rules)
+        .into_iter()
+        .map(|FieldProblem { field, index, message }| FieldError {
+            pointer: match index {
+                Some(i) => format!("/{field}/{i}"),
+                None => format!("/{field}"),
+            },
+            detail: message,
+        })
+        .collect()
 }
 
 fn parse_fallback(value: &str) -> Result<Fallback, FieldError> {
@@ -673,13 +613,11 @@ impl ClientsApi {
             None
         };
         let claims = body.claims.unwrap_or_default();
-        let record = ClientRecord {
-            client_id: client_id.clone(),
-            secret_hash: match secret.as_deref().map(hash_secret).transpose() {
-                Ok(hash) => hash.unwrap_or_default(),
-                Err(_) => return CreateResponse::Unavailable(problem(503, "no randomness")),
-            },
-            redirect_uris: plain_all(body.redirect_uris),
+        let secret_hash = match secret.as_deref().map(hash_secret).transpose() {
+            Ok(hash) => hash.unwrap_or_default(),
+            Err(_) => return CreateResponse::Unavailable(problem(503, "no randomness")),
+        };
+        let spec = ClientSpec {
             name: plain(body.name),
             adapter: body.adapter.map(adapter_kind).unwrap_or_default(),
             subject: body.subject.map(subject_mode).unwrap_or_default(),
@@ -694,8 +632,9 @@ impl ClientsApi {
             token_endpoint_auth_method: method,
             jwks_uri: plain(body.jwks_uri),
             jwks: body.jwks,
-            source: "api".into(),
+            ..ClientSpec::new(client_id.clone(), plain_all(body.redirect_uris))
         };
+        let record = ClientRecord { spec, secret_hash, source: "api".into() };
         let errors =
             validate(&record, &self.state.keys.algorithms().await, self.state.config.outbound.allow_private_networks);
         if !errors.is_empty() {
@@ -762,39 +701,39 @@ impl ClientsApi {
         }
         let patch = body.0;
         let mut record = current.clone();
-        apply(&mut record.name, plain_patch(patch.name));
+        apply(&mut record.spec.name, plain_patch(patch.name));
         if let Some(uris) = patch.redirect_uris {
-            record.redirect_uris = plain_all(uris);
+            record.spec.redirect_uris = plain_all(uris);
         }
         if let Some(adapter) = patch.adapter {
-            record.adapter = adapter_kind(adapter);
+            record.spec.adapter = adapter_kind(adapter);
         }
         if let Some(subject) = patch.subject {
-            record.subject = subject_mode(subject);
+            record.spec.subject = subject_mode(subject);
         }
         if let Some(require) = patch.require_pkce {
-            record.require_pkce = require;
+            record.spec.require_pkce = require;
         }
         if let Some(claims) = patch.claims {
-            record.claims = ClaimMapping { rename: claims.rename, drop: claims.drop, add: claims.add };
+            record.spec.claims = ClaimMapping { rename: claims.rename, drop: claims.drop, add: claims.add };
         }
-        apply(&mut record.default_organization_id, plain_patch(patch.default_organization_id));
-        apply(&mut record.default_connection_id, plain_patch(patch.default_connection_id));
-        apply(&mut record.initiate_login_uri, plain_patch(patch.initiate_login_uri));
+        apply(&mut record.spec.default_organization_id, plain_patch(patch.default_organization_id));
+        apply(&mut record.spec.default_connection_id, plain_patch(patch.default_connection_id));
+        apply(&mut record.spec.initiate_login_uri, plain_patch(patch.initiate_login_uri));
         if let Some(alg) = patch.id_token_signed_response_alg {
-            record.id_token_signed_response_alg = alg.into();
+            record.spec.id_token_signed_response_alg = alg.into();
         }
         if let Some(method) = patch.token_endpoint_auth_method {
-            record.token_endpoint_auth_method = method.into();
+            record.spec.token_endpoint_auth_method = method.into();
         }
-        apply(&mut record.jwks_uri, plain_patch(patch.jwks_uri));
-        apply(&mut record.jwks, patch.jwks);
+        apply(&mut record.spec.jwks_uri, plain_patch(patch.jwks_uri));
+        apply(&mut record.spec.jwks, patch.jwks);
         if let Some(organizations) = patch.allowed_organizations {
-            record.allowed_organizations = plain_all(organizations);
+            record.spec.allowed_organizations = plain_all(organizations);
         }
         if let Some(fallback) = patch.fallback {
             match parse_fallback(&fallback) {
-                Ok(fallback) => record.fallback = fallback,
+                Ok(fallback) => record.spec.fallback = fallback,
                 Err(e) => return UpdateResponse::Invalid(Json(Problem::invalid(vec![e]))),
             }
         }

@@ -13,7 +13,8 @@ use super::{
     audit, encode_cursor, problem, unavailable, AdminToken, FieldError, Problem, Role, Tag, DEFAULT_PAGE, MAX_PAGE,
 };
 use crate::app::AppState;
-use crate::routing::{normalize_domain, Route as StoredRoute, RouteSource};
+use crate::model::normalize_domain;
+use crate::routing::{Route as StoredRoute, RouteSource};
 
 pub struct RoutesApi {
     pub state: Arc<AppState>,

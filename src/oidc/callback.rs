@@ -17,7 +17,7 @@ use super::error::{
 };
 use super::params::Params;
 use crate::app::AppState;
-use crate::config::SubjectMode;
+use crate::model::SubjectMode;
 use crate::routing::RoutedBy;
 use crate::store::{keys, put_json, take_json};
 use crate::tokens::{pairwise_subject, random_token, sha256_hex, user_claims, ClaimScopes, Sealer, TokenError};
@@ -311,7 +311,7 @@ async fn domain_verified(
     client_id: &str,
 ) -> Result<bool, crate::store::StoreError> {
     let (Some(email), Some(organization)) = (&identity.email, &identity.organization_id) else { return Ok(false) };
-    let Some(domain) = crate::routing::email_domain(email) else { return Ok(false) };
+    let Some(domain) = crate::model::email_domain(email) else { return Ok(false) };
     let route = app.routes().resolve(&domain, client_id).await?;
     Ok(route.is_some_and(|r| r.verified && &r.organization_id == organization))
 }

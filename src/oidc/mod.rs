@@ -15,6 +15,8 @@ use poem::web::Data;
 use poem::{get, handler, post, Response, Route};
 use serde_json::json;
 
+use crate::tokens::SigningAlgorithm;
+
 use self::error::json_response;
 use crate::app::AppState;
 
@@ -68,7 +70,8 @@ pub fn discovery_document(issuer: &str) -> serde_json::Value {
 #[handler]
 async fn discovery(state: Data<&Arc<AppState>>) -> Response {
     let mut document = state.discovery.clone();
-    document["id_token_signing_alg_values_supported"] = json!(state.keys.algorithms().await);
+    document["id_token_signing_alg_values_supported"] =
+        json!(state.keys.algorithms().await.into_iter().map(SigningAlgorithm::name).collect::<Vec<_>>());
     cacheable(json_response(StatusCode::OK, &document))
 }
 

@@ -17,7 +17,7 @@ use super::error::{json_response, token_error, ErrorCode, OidcError};
 use super::params::{is_pkce_value, Params, MAX_BODY_BYTES};
 use crate::app::AppState;
 use crate::clients::Client;
-use crate::config::TokenAuthMethod;
+use crate::model::TokenAuthMethod;
 use crate::store::{keys, Redeemed, Store, StoreError};
 use crate::tokens::{at_hash, pkce_s256, random_token, secrets_equal, sha256_hex, Sealer};
 

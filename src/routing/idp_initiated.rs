@@ -180,7 +180,7 @@ pub async fn hand_off(state: &AppState, params: &Params, path_client: Option<&st
 /// Whether `target` is an absolute URL (https, or http on loopback) at the origin of one of the
 /// client's registered redirect URIs or its `initiate_login_uri`.
 fn at_registered_origin(client: &ClientRecord, target: &str) -> bool {
-    let Ok(target) = crate::config::check_redirect_uri(target) else { return false };
+    let Ok(target) = crate::model::url::check_redirect_uri(target) else { return false };
     client
         .redirect_uris
         .iter()

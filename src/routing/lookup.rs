@@ -13,7 +13,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::table::normalize_domain;
+use crate::model::normalize_domain;
 use crate::upstream::scalekit::{Connection, ScalekitApi};
 
 /// What a lookup says about a domain.

@@ -15,11 +15,10 @@ pub mod table;
 use serde::{Deserialize, Serialize};
 
 pub use self::lookup::{DomainLookup, Lookup, NoLookup};
-pub use self::table::{
-    email_domain, normalize_domain, split_email, Route, RouteCache, RouteIndex, RouteSource, RouteTable,
-};
+pub use self::table::{Route, RouteCache, RouteIndex, RouteSource, RouteTable};
 use crate::clients::ClientRecord;
-use crate::config::Fallback;
+use crate::model::Fallback;
+use crate::model::{normalize_domain, split_email};
 use crate::oidc::params::{ParamError, Params};
 use crate::store::{Store, StoreError};
 

@@ -9,8 +9,8 @@ use poem::web::Data;
 use poem::{handler, Body, Request, Response};
 
 use super::cookie::Cookie;
-use super::{email_domain, split_email};
 use crate::app::AppState;
+use crate::model::{email_domain, split_email};
 use crate::oidc::authorize::{bounded_json, route, AuthorizationRequest, Next};
 use crate::oidc::error::{capitalized, upstream_error_meaning, AuthorizeFailure, OidcError};
 use crate::oidc::params::{Params, MAX_BODY_BYTES};

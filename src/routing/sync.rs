@@ -16,7 +16,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
-use super::table::{normalize_domain, Route, RouteSource, RouteTable};
+use super::table::{Route, RouteSource, RouteTable};
+use crate::model::normalize_domain;
 use crate::store::{Store, StoreError};
 use crate::upstream::scalekit::{Domain, ScalekitApi, ScalekitError};
 

@@ -12,8 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-
+pub use crate::model::route::{Route, RouteSource};
 use crate::store::{get_json, keys, Store, StoreError};
 
 /// How long an instance trusts its copy of a route, or of a domain's having none, before
@@ -28,111 +27,6 @@ pub const GENERATION_CHECK_EVERY: Duration = Duration::from_millis(250);
 /// The generation counter outlives any gap between two checks by far; should it expire, its
 /// disappearance reads as a change too.
 const GENERATION_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
-
-/// Where a route comes from. Routes from the config file and the admin API are the operator's
-/// and authoritative; route sync writes, updates and deletes only its own.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RouteSource {
-    /// Seeded from the config file's `[[routes]]`.
-    Config,
-    /// Made or changed through the admin API (and records written before sources existed).
-    #[default]
-    Api,
-    /// Written by route sync from Scalekit's organization domains.
-    Synced,
-}
-
-impl RouteSource {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RouteSource::Config => "config",
-            RouteSource::Api => "api",
-            RouteSource::Synced => "synced",
-        }
-    }
-}
-
-/// One routing rule.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Route {
-    /// The email domain, normalized (lower case, IDNA ASCII form).
-    pub domain: String,
-    pub organization_id: String,
-    #[serde(default)]
-    pub connection_id: Option<String>,
-    /// Downstream clients allowed to use this route; empty means every client.
-    #[serde(default)]
-    pub clients: Vec<String>,
-    /// Whether `sub.domain` also matches `domain`.
-    #[serde(default)]
-    pub include_subdomains: bool,
-    /// Whether the organization has proven it owns the domain; adapters link by email only then.
-    #[serde(default = "yes")]
-    pub verified: bool,
-    #[serde(default)]
-    pub source: RouteSource,
-}
-
-fn yes() -> bool {
-    true
-}
-
-impl Route {
-    /// The strongest selector the route gives: its connection, else its organization.
-    pub fn upstream_selector(&self) -> Vec<(&'static str, String)> {
-        match &self.connection_id {
-            Some(connection) => vec![("connection_id", connection.clone())],
-            None => vec![("organization_id", self.organization_id.clone())],
-        }
-    }
-
-    fn allows(&self, client_id: &str) -> bool {
-        self.clients.is_empty() || self.clients.iter().any(|c| c == client_id)
-    }
-}
-
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("{0} is not a valid domain")]
-pub struct InvalidDomain(pub String);
-
-/// Lower case and IDNA (UTS #46) ASCII form: `Bücher.Example` → `xn--bcher-kva.example`.
-pub fn normalize_domain(raw: &str) -> Result<String, InvalidDomain> {
-    let trimmed = raw.trim().trim_end_matches('.');
-    if trimmed.is_empty() || trimmed.len() > 253 || trimmed.contains(['@', '/', ':', ' ']) {
-        return Err(InvalidDomain(raw.to_owned()));
-    }
-    let ascii = idna::domain_to_ascii(trimmed).map_err(|_| InvalidDomain(raw.to_owned()))?;
-    // Host names only (RFC 1123 labels): IDNA alone lets control characters and symbols through.
-    let label_ok = |label: &str| {
-        !label.is_empty()
-            && label.len() <= 63
-            && !label.starts_with('-')
-            && !label.ends_with('-')
-            && label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-    };
-    if !ascii.contains('.') || !ascii.split('.').all(label_ok) {
-        return Err(InvalidDomain(raw.to_owned()));
-    }
-    Ok(ascii)
-}
-
-/// The local part and domain of an address with exactly one `@`, neither part empty, and no
-/// space, control or delimiter character in the local part. `a@b.example@evil.example` is not
-/// an address: read from the right, it would pass for one at `evil.example`.
-pub fn split_email(email: &str) -> Option<(&str, &str)> {
-    let (local, domain) = email.split_once('@')?;
-    let local_ok = !local.is_empty()
-        && local.len() <= 64
-        && !local.chars().any(|c| c.is_whitespace() || c.is_control() || "<>()[]\\,;:\"".contains(c));
-    (local_ok && !domain.is_empty() && !domain.contains('@') && email.len() <= 254).then_some((local, domain))
-}
-
-/// The domain of a valid email address, normalized as the route table keys its domains: what
-/// routing and email verification compare.
-pub fn email_domain(email: &str) -> Option<String> {
-    split_email(email).and_then(|(_, domain)| normalize_domain(domain).ok())
-}
 
 fn key(domain: &str) -> String {
     format!("{}{domain}", keys::ROUTES)
@@ -443,28 +337,6 @@ mod tests {
             include_subdomains: subdomains,
             verified: true,
             source: RouteSource::Api,
-        }
-    }
-
-    #[test]
-    fn domains_are_case_folded_and_idna_encoded() {
-        assert_eq!(normalize_domain("ACME.Example").as_deref(), Ok("acme.example"));
-        assert_eq!(normalize_domain("Bücher.example").as_deref(), Ok("xn--bcher-kva.example"));
-        assert_eq!(normalize_domain("xn--bcher-kva.example").as_deref(), Ok("xn--bcher-kva.example"));
-        assert_eq!(normalize_domain("acme.example.").as_deref(), Ok("acme.example"));
-        for bad in ["", "localhost", "a..b", "a b.example", "x@y.example", "ex/ample.com"] {
-            assert!(normalize_domain(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn an_email_is_exactly_one_address() {
-        assert_eq!(email_domain("Alice@ACME.Example").as_deref(), Some("acme.example"));
-        assert_eq!(email_domain("bob@Bücher.example").as_deref(), Some("xn--bcher-kva.example"));
-        for bad in
-            ["a@b.example@evil.example", "@acme.example", "alice@", "alice", "a b@acme.example", "a\u{0}@x.example"]
-        {
-            assert_eq!(email_domain(bad), None, "{bad}");
         }
     }
 

@@ -3,7 +3,7 @@
 use serde_json::{Map, Value};
 use ssobridge_adapter_core::Identity;
 
-use crate::config::ClaimMapping;
+use crate::model::ClaimMapping;
 
 /// Which claim groups the client's `scope` asked for (OIDC Core §5.4).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

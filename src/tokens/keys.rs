@@ -5,65 +5,12 @@ use aws_lc_rs::rsa::{KeyPair as RsaKeyPair, KeySize};
 use aws_lc_rs::signature::{self, EcdsaKeyPair, KeyPair};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::TokenError;
 
-/// The two kinds of signing key: one RSA key signs RS256 and PS256, one P-256 key ES256.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub enum KeyType {
-    #[default]
-    #[serde(rename = "RSA")]
-    Rsa,
-    #[serde(rename = "EC")]
-    Ec,
-}
-
-impl KeyType {
-    pub fn name(self) -> &'static str {
-        match self {
-            KeyType::Rsa => "RSA",
-            KeyType::Ec => "EC",
-        }
-    }
-}
-
-/// JWS algorithms the broker signs ID tokens with (a client's `id_token_signed_response_alg`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub enum SigningAlgorithm {
-    #[default]
-    #[serde(rename = "RS256")]
-    Rs256,
-    #[serde(rename = "PS256")]
-    Ps256,
-    #[serde(rename = "ES256")]
-    Es256,
-}
-
-impl SigningAlgorithm {
-    pub const ALL: [SigningAlgorithm; 3] = [SigningAlgorithm::Rs256, SigningAlgorithm::Ps256, SigningAlgorithm::Es256];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            SigningAlgorithm::Rs256 => "RS256",
-            SigningAlgorithm::Ps256 => "PS256",
-            SigningAlgorithm::Es256 => "ES256",
-        }
-    }
-
-    pub fn from_name(name: &str) -> Option<SigningAlgorithm> {
-        SigningAlgorithm::ALL.into_iter().find(|alg| alg.name() == name)
-    }
-
-    /// The kind of key that makes this signature.
-    pub fn key_type(self) -> KeyType {
-        match self {
-            SigningAlgorithm::Rs256 | SigningAlgorithm::Ps256 => KeyType::Rsa,
-            SigningAlgorithm::Es256 => KeyType::Ec,
-        }
-    }
-}
+pub use crate::model::client::{KeyType, SigningAlgorithm};
 
 enum Pair {
     Rsa(RsaKeyPair),

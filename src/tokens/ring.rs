@@ -262,14 +262,10 @@ impl KeyRing {
     }
 
     /// The names of the algorithms some key can sign now (discovery, client validation).
-    pub async fn algorithms(&self) -> Vec<&'static str> {
+    pub async fn algorithms(&self) -> Vec<SigningAlgorithm> {
         let loaded = self.fresh().await.unwrap_or_else(|_| self.current());
         let has_ec = loaded.active_ec.is_some();
-        SigningAlgorithm::ALL
-            .into_iter()
-            .filter(|alg| alg.key_type() == KeyType::Rsa || has_ec)
-            .map(SigningAlgorithm::name)
-            .collect()
+        SigningAlgorithm::ALL.into_iter().filter(|alg| alg.key_type() == KeyType::Rsa || has_ec).collect()
     }
 
     /// The JWKS document: every key whose tokens may still be live.

@@ -2,8 +2,9 @@
 //! selectors, domains. They must never panic, and what they accept must be well-formed.
 
 use proptest::prelude::*;
+use ssobridge::model::normalize_domain;
 use ssobridge::oidc::params::{Params, MAX_PARAM_LEN};
-use ssobridge::routing::{normalize_domain, Selectors};
+use ssobridge::routing::Selectors;
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]

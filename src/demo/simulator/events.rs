@@ -12,9 +12,9 @@ use serde_json::{json, Value};
 
 use super::directory::{rfc3339, Org, OrgDomain};
 use super::{random_digits, IdpKind, Simulator};
+use crate::model::normalize_domain;
 use crate::oidc::params::Params;
 use crate::pages::{self, escape};
-use crate::routing::normalize_domain;
 
 /// Deliveries the portal lists.
 const KEEP_DELIVERIES: usize = 20;
