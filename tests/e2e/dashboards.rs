@@ -1,10 +1,14 @@
-//! The alert rules (`deploy/prometheus/alerts.yaml`), checked with Prometheus's own tool and
-//! against the metrics the broker exports, without a Prometheus running:
+//! The Grafana dashboard (`deploy/grafana/ssobridge.json`) and the alert rules
+//! (`deploy/prometheus/alerts.yaml`), checked with Prometheus's own tool and against the metrics
+//! the broker exports, without a Prometheus or a Grafana running:
 //!
 //! - `promtool check rules` of the rules, and `promtool test rules` of their unit tests
 //!   (`deploy/prometheus/alerts.test.yaml`), in which every alert fires on a broken series and
 //!   stays quiet on the healthy ones beside it;
-//! - every metric and label the alerts name is one the broker exports:
+//! - the dashboard is a Grafana dashboard (schema 39 or later, the template variables it is
+//!   used through, a data source and queries on every panel, panels that do not overlap), and
+//!   every query in it is PromQL that promtool accepts (written as recording rules);
+//! - every metric and label the dashboard and the alerts name is one the broker exports:
 //!   [`contract`], the metrics contract of issue 17. It is a list for now; once every family in
 //!   it exists, a live `/metrics` scrape after a login takes its place, built into the same
 //!   [`Catalogue`].
@@ -16,8 +20,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use serde_json::{json, Value as Json};
 use serde_yaml::Value;
 
+use crate::common::tempdir::TempDir;
 use crate::topology::{deploy_dir, program};
 
 /// The kinds of metric family: a histogram is exported as `_bucket` (with `le`), `_sum` and
@@ -405,6 +411,12 @@ fn read_yaml(path: &Path) -> Value {
     serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
+fn dashboard() -> Json {
+    let path = deploy_dir().join("grafana/ssobridge.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()))
+}
+
 /// The alerting rules of the rule file: (name, rule).
 fn alert_rules(file: &Value) -> Vec<(String, Value)> {
     let groups = file["groups"].as_sequence().expect("groups: a list");
@@ -413,6 +425,97 @@ fn alert_rules(file: &Value) -> Vec<(String, Value)> {
         .flat_map(|group| group["rules"].as_sequence().cloned().unwrap_or_default())
         .filter_map(|rule| rule["alert"].as_str().map(|name| (name.to_owned(), rule.clone())))
         .collect()
+}
+
+/// Every panel, those inside collapsed rows included.
+fn panels(dashboard: &Json) -> Vec<&Json> {
+    let mut out = Vec::new();
+    for panel in dashboard["panels"].as_array().expect("panels: a list") {
+        out.push(panel);
+        out.extend(panel["panels"].as_array().into_iter().flatten());
+    }
+    out
+}
+
+/// The PromQL of the dashboard: (where, expression), from every panel's targets and from the
+/// selector of every `label_values(selector, label)` variable query.
+fn dashboard_queries(dashboard: &Json) -> Vec<(String, String)> {
+    let mut queries = Vec::new();
+    for panel in panels(dashboard) {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            if let Some(expr) = target["expr"].as_str() {
+                queries.push((format!("panel {:?} {}", panel["title"], target["refId"]), expr.to_owned()));
+            }
+        }
+    }
+    for (name, query) in variable_queries(dashboard) {
+        let (selector, _) = label_values(&query).unwrap_or_else(|| panic!("variable {name}: {query}"));
+        queries.push((format!("variable {name}"), selector.to_owned()));
+    }
+    queries
+}
+
+/// The query variables: (name, query).
+fn variable_queries(dashboard: &Json) -> Vec<(String, String)> {
+    variables(dashboard)
+        .into_iter()
+        .filter(|v| v["type"] == "query")
+        .map(|v| {
+            let query = v["query"]["query"].as_str().or(v["query"].as_str()).expect("a variable's query");
+            (v["name"].as_str().unwrap_or_default().to_owned(), query.to_owned())
+        })
+        .collect()
+}
+
+fn variables(dashboard: &Json) -> Vec<&Json> {
+    dashboard["templating"]["list"].as_array().expect("templating.list").iter().collect()
+}
+
+/// `label_values(selector, label)`: (selector, label).
+fn label_values(query: &str) -> Option<(&str, &str)> {
+    let inner = query.trim().strip_prefix("label_values(")?.strip_suffix(')')?;
+    let (selector, label) = inner.rsplit_once(',')?;
+    Some((selector.trim(), label.trim()))
+}
+
+/// The Grafana variables `text` refers to: `$name`, `${name}`, `${name:format}`, `[[name]]`.
+fn variable_references(text: &str) -> BTreeSet<String> {
+    let ident = |s: &str| s.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect::<String>();
+    let mut found = BTreeSet::new();
+    for (i, _) in text.match_indices('$') {
+        let rest = &text[i + 1..];
+        let name = match rest.strip_prefix('{') {
+            Some(braced) => ident(braced),
+            None => ident(rest),
+        };
+        if !name.is_empty() {
+            found.insert(name);
+        }
+    }
+    for (i, _) in text.match_indices("[[") {
+        found.insert(ident(&text[i + 2..]));
+    }
+    found
+}
+
+/// `promtool check rules` of `exprs` written as recording rules: whether each is PromQL that
+/// Prometheus accepts.
+fn check_as_recording_rules(dir: &Path, exprs: &[(String, String)]) {
+    let rules: Vec<Json> = exprs
+        .iter()
+        .enumerate()
+        .map(|(i, (_, expr))| json!({ "record": format!("ssobridge_dashboard:query_{i}"), "expr": expr }))
+        .collect();
+    let file = dir.join("dashboard-queries.yaml");
+    let text = serde_yaml::to_string(&json!({ "groups": [{ "name": "dashboard", "rules": rules }] })).expect("YAML");
+    std::fs::write(&file, text).expect("write rules");
+    let output = Command::new(promtool()).args(["check", "rules"]).arg(&file).output().expect("run promtool");
+    if !output.status.success() {
+        let report = String::from_utf8_lossy(&output.stderr).into_owned() + &String::from_utf8_lossy(&output.stdout);
+        let index: Vec<String> =
+            exprs.iter().enumerate().map(|(i, (what, expr))| format!("{i}: {what}: {expr}")).collect();
+        panic!("promtool rejects a dashboard query:\n{report}\nqueries:\n{}", index.join("\n"));
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -515,6 +618,163 @@ fn the_alerts_name_only_metrics_and_labels_the_broker_exports() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
+/// The dashboard imports into Grafana as it is: its schema, the variables it is used through
+/// (a Prometheus data source, job, instance, and clients from the login counters), a data
+/// source and queries on every panel, panels on the 24-column grid without overlapping, and
+/// only variables it defines.
+#[test]
+fn the_dashboard_is_an_importable_grafana_dashboard() {
+    let dashboard = dashboard();
+    assert!(
+        dashboard["schemaVersion"].as_u64().is_some_and(|v| v >= 39),
+        "schemaVersion {}",
+        dashboard["schemaVersion"]
+    );
+    assert!(dashboard["uid"].as_str().is_some_and(|u| !u.is_empty() && u.len() <= 40), "uid {}", dashboard["uid"]);
+    assert!(dashboard["title"].as_str().is_some_and(|t| !t.is_empty()));
+    assert!(dashboard["id"].is_null(), "an exported dashboard has no id (Grafana assigns one at import)");
+
+    let variables = variables(&dashboard);
+    let variable =
+        |name: &str| *variables.iter().find(|v| v["name"] == name).unwrap_or_else(|| panic!("no variable {name}"));
+    let datasource = variable("datasource");
+    assert_eq!(datasource["type"], "datasource");
+    assert_eq!(datasource["query"], "prometheus");
+    let client = variable("client");
+    assert_eq!(client["multi"], true);
+    assert_eq!(client["includeAll"], true);
+    let (selector, label) = label_values(client["query"]["query"].as_str().unwrap_or_default()).expect("label_values");
+    assert!(selector.starts_with("ssobridge_logins_started_total"), "client values from {selector}");
+    assert_eq!(label, "client");
+    for name in ["job", "instance"] {
+        assert_eq!(variable(name)["type"], "query", "{name}");
+    }
+    let defined: BTreeSet<String> = variables.iter().filter_map(|v| v["name"].as_str()).map(str::to_owned).collect();
+    for v in &variables {
+        if v["type"] == "query" {
+            assert_eq!(
+                v["datasource"]["uid"], "${datasource}",
+                "variable {} queries the chosen data source",
+                v["name"]
+            );
+        }
+    }
+
+    let panels = panels(&dashboard);
+    let mut ids = BTreeSet::new();
+    let mut cells: BTreeMap<(u64, u64), String> = BTreeMap::new();
+    for panel in &panels {
+        let title = panel["title"].as_str().unwrap_or_default();
+        assert!(!title.is_empty(), "a panel without a title: {panel}");
+        assert!(ids.insert(panel["id"].as_u64().expect("a panel id")), "panel id {} twice", panel["id"]);
+        let grid = &panel["gridPos"];
+        let (x, y, w, h) = (grid["x"].as_u64(), grid["y"].as_u64(), grid["w"].as_u64(), grid["h"].as_u64());
+        let (Some(x), Some(y), Some(w), Some(h)) = (x, y, w, h) else { panic!("{title}: gridPos {grid}") };
+        assert!(w > 0 && h > 0 && x + w <= 24, "{title}: gridPos {grid} is off the 24-column grid");
+        for cell in (x..x + w).flat_map(|cx| (y..y + h).map(move |cy| (cx, cy))) {
+            if let Some(other) = cells.insert(cell, title.to_owned()) {
+                panic!("panels {other:?} and {title:?} overlap at {cell:?}");
+            }
+        }
+        if panel["type"] == "row" {
+            continue;
+        }
+        assert!(
+            ["stat", "timeseries"].contains(&panel["type"].as_str().unwrap_or_default()),
+            "{title}: {}",
+            panel["type"]
+        );
+        assert_eq!(panel["datasource"]["type"], "prometheus", "{title}: data source");
+        assert_eq!(panel["datasource"]["uid"], "${datasource}", "{title}: the chosen data source");
+        let targets = panel["targets"].as_array().filter(|t| !t.is_empty());
+        let targets = targets.unwrap_or_else(|| panic!("{title}: no targets"));
+        let mut ref_ids = BTreeSet::new();
+        for target in targets {
+            assert_eq!(target["datasource"]["uid"], "${datasource}", "{title}: a target's data source");
+            assert!(target["expr"].as_str().is_some_and(|e| !e.trim().is_empty()), "{title}: a target without expr");
+            assert!(ref_ids.insert(target["refId"].as_str().expect("refId")), "{title}: refId twice");
+        }
+        let text = serde_json::to_string(panel).expect("JSON");
+        for name in variable_references(&text) {
+            assert!(defined.contains(&name) || name.starts_with("__"), "{title}: ${name} is not a variable");
+        }
+    }
+    for (name, query) in variable_queries(&dashboard) {
+        for used in variable_references(&query) {
+            assert!(defined.contains(&used), "variable {name} refers to ${used}, which is not defined");
+        }
+    }
+}
+
+/// Every query of the dashboard is PromQL that promtool accepts; every quantile is taken of a
+/// histogram's buckets summed by `le`.
+#[test]
+fn every_dashboard_query_is_valid_promql() {
+    let dir = TempDir::new("dashboard-promql");
+    let queries = dashboard_queries(&dashboard());
+    assert!(queries.len() >= 20, "{} queries", queries.len());
+    check_as_recording_rules(dir.path(), &queries);
+    for (what, expr) in &queries {
+        let names = names(expr);
+        if names.selectors.iter().any(|s| s.metric.ends_with("_bucket")) {
+            assert!(expr.contains("histogram_quantile("), "{what}: buckets outside histogram_quantile: {expr}");
+            assert!(names.grouping.iter().any(|l| l == "le"), "{what}: buckets not summed by le: {expr}");
+        }
+    }
+}
+
+/// Every metric, label and fixed label value the dashboard names is one the broker exports, and
+/// it shows what the issue lists: logins by client and outcome, failure reasons, latency per
+/// step, the upstream and the adapters, store errors, 429s, instances up.
+#[test]
+fn the_dashboard_names_only_metrics_and_labels_the_broker_exports() {
+    let catalogue = contract();
+    let dashboard = dashboard();
+    let queries = dashboard_queries(&dashboard);
+    let mut problems: Vec<String> =
+        queries.iter().flat_map(|(what, expr)| unknown_names(what, expr, &catalogue)).collect();
+    for (name, query) in variable_queries(&dashboard) {
+        let (selector, label) = label_values(&query).expect("label_values");
+        let metric = names(selector).selectors.first().map(|s| s.metric.clone()).unwrap_or_default();
+        if !catalogue.series.get(&metric).is_some_and(|labels| labels.contains(label)) {
+            problems.push(format!("variable {name}: {metric} has no label {label}"));
+        }
+    }
+    for panel in panels(&dashboard) {
+        for metric in metrics_in_text(panel["description"].as_str().unwrap_or_default()) {
+            if !catalogue.series.contains_key(&metric) {
+                problems.push(format!("panel {}: its description cites {metric}", panel["title"]));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+
+    let all: Vec<&str> = queries.iter().map(|(_, expr)| expr.as_str()).collect();
+    let shown = |needle: &str| all.iter().any(|e| e.contains(needle));
+    for needle in [
+        "sum by (client) (rate(ssobridge_logins_started_total",
+        "sum by (client) (rate(ssobridge_logins_completed_total",
+        "sum by (client) (rate(ssobridge_logins_failed_total",
+        "sum by (client, reason) (rate(ssobridge_logins_failed_total",
+        "route=\"/authorize\"",
+        "route=\"/callback\"",
+        "route=\"/token\"",
+        "route=\"/userinfo\"",
+        "histogram_quantile(0.5, ",
+        "histogram_quantile(0.99, ",
+        "ssobridge_upstream_duration_seconds_bucket",
+        "ssobridge_upstream_duration_seconds_count{job=~\"$job\", instance=~\"$instance\", outcome=\"error\"}",
+        "ssobridge_adapter_duration_seconds_bucket",
+        "outcome=~\"transient|misconfigured\"",
+        "ssobridge_store_errors_total",
+        "ssobridge_rate_limited_total",
+        "status=\"429\"",
+        "up{",
+    ] {
+        assert!(shown(needle), "no dashboard query has {needle}");
+    }
+}
+
 /// The lexer behind the contract checks finds what it must, and the checks catch what they
 /// exist for: an unknown metric, a label the metric lacks, a value the contract rules out, a
 /// grouping label no series has.
@@ -549,5 +809,11 @@ fn the_contract_check_catches_unknown_metrics_labels_and_values() {
     assert_eq!(
         metrics_in_text("see ssobridge_logins_failed_total{client=\"a\"} by reason"),
         ["ssobridge_logins_failed_total"]
+    );
+    assert_eq!(
+        variable_references(r#"x{a=~"$job", b="${instance:regex}", c="[[client]]"}[$__rate_interval]"#),
+        ["__rate_interval".to_owned(), "client".to_owned(), "instance".to_owned(), "job".to_owned()]
+            .into_iter()
+            .collect()
     );
 }
