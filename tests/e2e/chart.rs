@@ -484,28 +484,38 @@ async fn the_chart_refuses_value_sets_that_cannot_work() {
     render(dir.path(), "sso", &values).await.expect("the override counts");
 }
 
-/// The PrometheusRule carries the alert rules kept with the deployment files: when
-/// `deploy/prometheus/alerts.yaml` exists, the chart ships the same file as `files/alerts.yaml`
-/// and renders each of its alerts; until then the rule holds only `extraGroups`.
+/// The PrometheusRule carries the alert rules kept with the deployment files: the chart ships
+/// `deploy/prometheus/alerts.yaml` as `files/alerts.yaml`, byte for byte, and renders its groups
+/// as they are (the `{{ $labels }}` templates left to Prometheus), then `extraGroups`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_prometheus_rule_carries_the_deployment_alert_rules() {
     let dir = TempDir::new("chart-alerts");
     let alerts = deploy_dir().join("prometheus/alerts.yaml");
     let shipped = chart_dir().join("files/alerts.yaml");
+    let text = std::fs::read_to_string(&alerts).unwrap_or_else(|e| panic!("{}: {e}", alerts.display()));
+    let in_chart = std::fs::read_to_string(&shipped)
+        .unwrap_or_else(|_| panic!("the chart ships {} as {}", alerts.display(), shipped.display()));
+    assert_eq!(in_chart, text, "{} is a copy of {}", shipped.display(), alerts.display());
+    let file: Value = serde_yaml::from_str(&text).expect("alerts.yaml is YAML");
+    let groups = file["groups"].as_sequence().expect("alerts.yaml has groups").clone();
+    assert!(!groups.is_empty(), "alerts.yaml has no group");
+
     let manifests =
         render(dir.path(), "sso", "existingSecret: s\nprometheusRule:\n  enabled: true\n").await.expect("render");
     let rule = documents(&manifests).into_iter().find(|d| kind_of(d) == "PrometheusRule").expect("a PrometheusRule");
-    match std::fs::read_to_string(&alerts) {
-        Ok(text) => {
-            let in_chart = std::fs::read_to_string(&shipped)
-                .unwrap_or_else(|_| panic!("{} exists: ship it as {}", alerts.display(), shipped.display()));
-            assert_eq!(in_chart, text, "{} is {}", shipped.display(), alerts.display());
-            let file: Value = serde_yaml::from_str(&text).expect("alerts.yaml is YAML");
-            assert_eq!(rule["spec"]["groups"], file["groups"], "the PrometheusRule holds the file's groups");
-        }
-        Err(_) => {
-            assert!(!shipped.exists(), "{} without {}", shipped.display(), alerts.display());
-            assert_eq!(rule["spec"]["groups"], Value::Sequence(Vec::new()));
-        }
-    }
+    assert_eq!(rule["spec"]["groups"], Value::Sequence(groups.clone()), "the PrometheusRule holds the file's groups");
+    let summary = |rule: &Value| rule["spec"]["groups"][0]["rules"][0]["annotations"]["summary"].clone();
+    assert!(
+        summary(&rule).as_str().is_some_and(|s| s.contains("{{ $labels.")),
+        "Prometheus's templates are not expanded by helm: {:?}",
+        summary(&rule)
+    );
+
+    let extra = "existingSecret: s\nprometheusRule:\n  enabled: true\n  extraGroups:\n    - name: mine\n      rules:\n        - alert: Mine\n          expr: vector(1)\n";
+    let manifests = render(dir.path(), "sso", extra).await.expect("render with extraGroups");
+    let rule = documents(&manifests).into_iter().find(|d| kind_of(d) == "PrometheusRule").expect("a PrometheusRule");
+    let rendered = rule["spec"]["groups"].as_sequence().expect("groups");
+    assert_eq!(rendered.len(), groups.len() + 1, "the file's groups, then extraGroups");
+    assert_eq!(rendered[..groups.len()], groups[..]);
+    assert_eq!(rendered[groups.len()]["name"], "mine");
 }
