@@ -3,6 +3,7 @@
 
 mod clients;
 mod keys;
+mod resource;
 mod routes;
 mod status;
 mod text;
@@ -216,12 +217,6 @@ pub fn audit(
     );
 }
 
-/// Pagination cursors: the last key of the previous page. Clients treat them as opaque; any
-/// string is a valid position, so a cursor can never be "invalid".
-pub fn encode_cursor(last: &str) -> String {
-    last.to_owned()
-}
-
 type Api = (clients::ClientsApi, routes::RoutesApi, keys::KeysApi, status::StatusApi);
 
 fn service(state: Arc<AppState>) -> OpenApiService<Api, ()> {
@@ -243,9 +238,22 @@ Errors are RFC 9457 problem details. Updates need `If-Match` with the resource's
     .server("/admin")
 }
 
+/// The smallest valid configuration: the document is built from types, not settings.
+const SPEC_CONFIG: &str = r#"
+public_url = "http://localhost:8080"
+[upstream]
+issuer = "http://localhost:8080/upstream"
+client_id = "spec"
+client_secret = "spec"
+[[clients]]
+client_id = "spec"
+client_secret = "spec-secret"
+redirect_uris = ["http://localhost:8080/callback"]
+"#;
+
 /// The OpenAPI document, as `ssobridge openapi` prints it and `openapi/` commits it.
 pub fn spec_json() -> Result<String, String> {
-    let config = crate::demo::demo_config("http://localhost:8080", ([127, 0, 0, 1], 8080).into(), "spec", Vec::new())
+    let config = crate::config::Config::from_toml(SPEC_CONFIG, Vec::new(), std::path::Path::new("spec"))
         .map_err(|e| e.to_string())?;
     // The document depends on types only; a throwaway state satisfies the constructor.
     let state = AppState::for_spec(config).map_err(|e| e.to_string())?;

@@ -218,7 +218,7 @@ pub struct ClientSpec {
     pub fallback: Fallback,
     /// The upstream organizations the client's users may come from; empty: any the routes
     /// allow. A login that ends in another organization is refused, whatever the request named.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     pub allowed_organizations: Vec<String>,
     /// Where IdP-initiated logins are handed to the client (OIDC Core §4); none disables them.
     #[serde(default)]
