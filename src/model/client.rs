@@ -444,6 +444,17 @@ pub fn is_client_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
 }
 
+/// Whether `value` has a form a stored client secret takes: `s256$<salt>$<hex SHA-256 of salt
+/// and secret>`, or a bare hex SHA-256 (from a config file).
+pub fn is_secret_hash(value: &str) -> bool {
+    let hex = |h: &str| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit());
+    match value.split('$').collect::<Vec<_>>().as_slice() {
+        ["s256", salt, hash] => !salt.is_empty() && hex(hash),
+        [hash] => hex(hash),
+        _ => false,
+    }
+}
+
 /// An upstream organization or connection id: 1 to 128 printable characters.
 pub fn is_upstream_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 128 && id.chars().all(|c| !c.is_control() && !c.is_whitespace())
