@@ -63,6 +63,108 @@ redirect_uris = ["https://acme.us.auth0.com/login/callback"]
     )
 }
 
+/// Every verb and the flags scripts, the chart and the README call it with: the contract of
+/// the command line.
+const VERBS: &[(&str, &[&str])] = &[
+    ("serve", &["--config"]),
+    ("demo", &["--port", "--listen", "--public-url"]),
+    (
+        "simulator",
+        &[
+            "--port",
+            "--client-id",
+            "--client-secret",
+            "--redirect-uri",
+            "--initiate-login-uri",
+            "--organization-metadata",
+            "--issuer-url",
+            "--iss-on-redirect",
+            "--webhook-url",
+            "--webhook-secret",
+        ],
+    ),
+    ("check-config", &["--config"]),
+    ("keys generate", &["--out", "--force", "--alg"]),
+    ("export-config", &["--config"]),
+    ("admin-token", &[]),
+    ("openapi", &[]),
+];
+
+#[tokio::test]
+async fn version_prints_the_crate_version() {
+    for flag in ["--version", "-V"] {
+        let out = ssobridge().arg(flag).output().await.expect("run");
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), format!("ssobridge {}\n", env!("CARGO_PKG_VERSION")));
+    }
+}
+
+/// A mistyped flag is a usage error (exit code 2) naming it, never silently ignored.
+#[tokio::test]
+async fn an_unknown_flag_fails_with_exit_code_2_and_names_the_flag() {
+    for args in
+        [&["--frobnicate"][..], &["serve", "--config", "c.toml", "--frobnicate"], &["keys", "generate", "--frobnicate"]]
+    {
+        let out = ssobridge().args(args).output().await.expect("run");
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("'--frobnicate'"), "{args:?}: {out:?}");
+    }
+    // A near miss is pointed at the real flag; an unknown verb is named too.
+    let out = ssobridge().args(["check-config", "--confg", "c.toml"]).output().await.expect("run");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("'--config'"), "{out:?}");
+    let out = ssobridge().arg("sreve").output().await.expect("run");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("'serve'"), "{out:?}");
+}
+
+/// `help VERB` and `VERB --help` print that verb's options on stdout and exit 0; bare
+/// `ssobridge` lists the verbs.
+#[tokio::test]
+async fn help_shows_each_subcommands_options() {
+    let out = ssobridge().output().await.expect("run");
+    assert!(out.status.success(), "{out:?}");
+    let overview = String::from_utf8_lossy(&out.stdout);
+    for (verb, _) in VERBS {
+        let first = verb.split(' ').next().unwrap_or(verb);
+        assert!(overview.lines().any(|l| l.trim_start().starts_with(first)), "{first} listed: {overview}");
+    }
+    for (verb, flags) in VERBS {
+        let words: Vec<&str> = verb.split(' ').collect();
+        let help = ssobridge().arg("help").args(&words).output().await.expect("run");
+        let dash_help = ssobridge().args(&words).arg("--help").output().await.expect("run");
+        assert!(help.status.success() && dash_help.status.success(), "{verb}: {help:?} {dash_help:?}");
+        assert_eq!(help.stdout, dash_help.stdout, "{verb}: the same help either way");
+        let text = String::from_utf8_lossy(&help.stdout);
+        assert!(text.contains(&format!("Usage: ssobridge {verb}")), "{verb}: {text}");
+        for flag in *flags {
+            assert!(text.contains(&format!("{flag} ")) || text.contains(&format!("{flag}\n")), "{verb} {flag}: {text}");
+        }
+    }
+}
+
+/// `--alg` takes the key's algorithm under each name it has ever accepted.
+#[tokio::test]
+async fn keys_generate_takes_every_alg_name() {
+    let dir = TempDir::new("alg");
+    for (alg, label) in
+        [("RS256", "RSA-2048"), ("PS256", "RSA-2048"), ("RSA", "RSA-2048"), ("ES256", "EC P-256"), ("EC", "EC P-256")]
+    {
+        let key = dir.path().join(format!("{alg}.pem"));
+        let out = ssobridge().args(["keys", "generate", "--alg", alg, "--out"]).arg(&key).output().await.expect("run");
+        assert!(out.status.success(), "{alg}: {out:?}");
+        assert!(String::from_utf8_lossy(&out.stdout).contains(label), "{alg}: {out:?}");
+    }
+    let out = ssobridge()
+        .args(["keys", "generate", "--alg", "HS256", "--out"])
+        .arg(dir.path().join("x.pem"))
+        .output()
+        .await
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("HS256"), "{out:?}");
+}
+
 #[tokio::test]
 async fn keys_generate_writes_a_pkcs8_key_that_check_config_accepts_and_pkcs1_works_too() {
     let dir = TempDir::new("keys");
