@@ -3,6 +3,7 @@
 use std::process::Stdio;
 
 use crate::common::tempdir::TempDir;
+use crate::common::TestClient;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde_json::Value;
@@ -11,8 +12,8 @@ use tokio::process::Command;
 
 fn ssobridge() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_ssobridge"));
-    command.env(crate::common::PAIRWISE_SALT.0, crate::common::PAIRWISE_SALT.1);
-    command.env(crate::common::OPS_LISTEN.0, crate::common::OPS_LISTEN.1);
+    command.env(crate::common::PAIRWISE_SALT.name, crate::common::PAIRWISE_SALT.value);
+    command.env(crate::common::OPS_LISTEN.name, crate::common::OPS_LISTEN.value);
     command
 }
 
@@ -263,7 +264,7 @@ async fn serve_refuses_an_unset_pairwise_salt_and_a_weak_key_encryption_key() {
         let out = ssobridge()
             .args([command, "--config"])
             .arg(&config)
-            .env_remove(crate::common::PAIRWISE_SALT.0)
+            .env_remove(crate::common::PAIRWISE_SALT.name)
             .output()
             .await
             .expect("run");
@@ -410,7 +411,7 @@ async fn serve_logs_carry_request_ids_and_never_a_secret() {
         Some(crate::common::VERIFIER),
         &[("login_hint", "alice@acme.test")],
     );
-    let landed = browser.follow_until(&start, client.2).await.expect("login");
+    let landed = browser.follow_until(&start, client.redirect_uri).await.expect("login");
     let params = crate::common::query(&landed);
     let code = params.get("code").expect("code").clone();
     let (status, tokens) = crate::common::redeem(&public_url, client, &code, Some(crate::common::VERIFIER)).await;
@@ -426,7 +427,8 @@ async fn serve_logs_carry_request_ids_and_never_a_secret() {
         .status();
     assert_eq!(status, 200);
     let _ = crate::common::redeem(&public_url, client, &code, Some(crate::common::VERIFIER)).await;
-    let _ = crate::common::redeem(&public_url, (client.0, "wrong-secret-value", client.2), &code, None).await;
+    let _ =
+        crate::common::redeem(&public_url, TestClient { secret: "wrong-secret-value", ..client }, &code, None).await;
     // A signed webhook (ignored: no route event) and a forged one.
     let key = ssobridge::webhooks::signature::decode_secret(webhook_secret).expect("secret");
     let body = r#"{"type":"user.login","data":{}}"#;
@@ -464,7 +466,7 @@ async fn serve_logs_carry_request_ids_and_never_a_secret() {
         ("access token", access_token.as_str()),
         ("ID token", id_token.as_str()),
         ("ID token signature", id_token.rsplit('.').next().unwrap_or("")),
-        ("client secret", client.1),
+        ("client secret", client.secret),
         ("upstream client secret", crate::common::UPSTREAM_CLIENT_SECRET),
         ("webhook secret", webhook_secret.trim_start_matches("whsec_")),
         ("downstream PKCE verifier", crate::common::VERIFIER),
@@ -574,7 +576,7 @@ async fn admin_changes_are_audited_without_secrets() {
         .args(["serve", "--config"])
         .arg(&config)
         // The file puts everything on the public listener.
-        .env_remove(crate::common::OPS_LISTEN.0)
+        .env_remove(crate::common::OPS_LISTEN.name)
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
@@ -760,7 +762,7 @@ async fn a_wrong_upstream_secret_is_an_error_in_the_log_at_start() {
     let mut child = ssobridge()
         .args(["serve", "--config"])
         .arg(&config)
-        .env(crate::common::OPS_PUBLIC.0, crate::common::OPS_PUBLIC.1)
+        .env(crate::common::OPS_PUBLIC.name, crate::common::OPS_PUBLIC.value)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)

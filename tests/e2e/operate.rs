@@ -43,7 +43,7 @@ async fn rate_limits_answer_429_with_retry_after_and_defaults_let_a_burst_throug
     assert!(refused.text().await.expect("page").contains("Too many sign-in attempts"));
     let token = crate::common::http()
         .post(format!("{}/token", limited.broker.url))
-        .form(&[("grant_type", "authorization_code"), ("code", "x"), ("client_id", AUTH0_CLIENT.0)])
+        .form(&[("grant_type", "authorization_code"), ("code", "x"), ("client_id", AUTH0_CLIENT.client_id)])
         .send()
         .await
         .expect("token");

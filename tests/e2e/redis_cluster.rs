@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::common::tempdir::TempDir;
-use crate::common::{free_port, rp, BrokerSocket, ADMIN_READ_TOKEN, ADMIN_WRITE_TOKEN, AUTH0_CLIENT, COGNITO_CLIENT};
+use crate::common::{
+    free_port, rp, BrokerSocket, TestClient, ADMIN_READ_TOKEN, ADMIN_WRITE_TOKEN, AUTH0_CLIENT, COGNITO_CLIENT,
+};
 use serde_json::{json, Value};
 use ssobridge::config::{StoreConfig, StoreMode};
 use ssobridge::store::{conformance, RedisStore, Store};
@@ -245,9 +247,9 @@ async fn listed(broker: &str, what: &str, field: &str) -> Vec<String> {
     body["items"].as_array().expect("items").iter().filter_map(|i| i[field].as_str().map(str::to_owned)).collect()
 }
 
-fn login_input(broker: &str, client: (&str, &str, &str), mode: &str, hint: &str) -> Value {
+fn login_input(broker: &str, client: TestClient<'_>, mode: &str, hint: &str) -> Value {
     json!({
-        "issuer": broker, "client_id": client.0, "client_secret": client.1, "redirect_uri": client.2,
+        "issuer": broker, "client_id": client.client_id, "client_secret": client.secret, "redirect_uri": client.redirect_uri,
         "mode": mode, "params": {"login_hint": hint},
     })
 }
@@ -305,7 +307,7 @@ async fn logins_through_two_brokers_on_a_cluster_survive_a_primary_failover() {
     clients.sort();
     assert_eq!(clients, ["api-made", "auth0-test", "cognito-test"], "config and admin-made clients, from B");
     assert_eq!(listed(&b.url, "routes", "domain").await, ["initech.test"]);
-    let api_client = ("api-made", secret.as_str(), redirect);
+    let api_client = TestClient { client_id: "api-made", secret: &secret, redirect_uri: redirect };
     let result = rp(&login_input(&b.url, api_client, "auth0", "peter@initech.test")).await;
     assert_eq!(result["ok"], true, "{result}");
     assert_eq!(upstream.requests().await.pop().expect("request")["connection_id"], "conn_acme1", "routed");

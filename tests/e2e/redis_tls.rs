@@ -182,8 +182,8 @@ async fn a_login_over_rediss_with_a_private_ca() {
         .replace("[store]\n", &format!("[store]\ntls_ca_file = {:?}\n", ca.display().to_string()));
     let broker = socket.serve(&toml, ssobridge::tokens::SigningKey::generate_rsa().expect("key")).await;
     let result = rp(&json!({
-        "issuer": broker.url, "client_id": AUTH0_CLIENT.0, "client_secret": AUTH0_CLIENT.1,
-        "redirect_uri": AUTH0_CLIENT.2, "mode": "auth0", "params": {"login_hint": "alice@acme.test"},
+        "issuer": broker.url, "client_id": AUTH0_CLIENT.client_id, "client_secret": AUTH0_CLIENT.secret,
+        "redirect_uri": AUTH0_CLIENT.redirect_uri, "mode": "auth0", "params": {"login_hint": "alice@acme.test"},
     }))
     .await;
     assert_eq!(result["ok"], true, "{result}");
@@ -221,8 +221,8 @@ async fn a_server_certificate_from_another_ca_is_refused_at_start() {
     write(&pki.path("other-ca.pem"));
     let pem = ssobridge::tokens::generate_rsa_pem().expect("pem");
     let serve = Command::new(env!("CARGO_BIN_EXE_ssobridge"))
-        .env(crate::common::PAIRWISE_SALT.0, crate::common::PAIRWISE_SALT.1)
-        .env(crate::common::OPS_LISTEN.0, crate::common::OPS_LISTEN.1)
+        .env(crate::common::PAIRWISE_SALT.name, crate::common::PAIRWISE_SALT.value)
+        .env(crate::common::OPS_LISTEN.name, crate::common::OPS_LISTEN.value)
         .args(["serve", "--config"])
         .arg(&config)
         .env("SSOBRIDGE_SIGNING__KEY_PEM", &pem)
@@ -236,8 +236,8 @@ async fn a_server_certificate_from_another_ca_is_refused_at_start() {
 
     write(&pki.path("server.ext"));
     let out = Command::new(env!("CARGO_BIN_EXE_ssobridge"))
-        .env(crate::common::PAIRWISE_SALT.0, crate::common::PAIRWISE_SALT.1)
-        .env(crate::common::OPS_LISTEN.0, crate::common::OPS_LISTEN.1)
+        .env(crate::common::PAIRWISE_SALT.name, crate::common::PAIRWISE_SALT.value)
+        .env(crate::common::OPS_LISTEN.name, crate::common::OPS_LISTEN.value)
         .args(["check-config", "--config"])
         .arg(&config)
         .output()
