@@ -5,7 +5,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
-use std::path::Path;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -13,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use crate::common::tempdir::TempDir;
 use crate::common::{
-    authorize_url, query, redeem, BrokerSocket, Browser, Redis, Stack, TestClient, Upstream, AUTH0_CLIENT, VERIFIER,
+    authorize_url, query, redeem, BrokerSocket, Browser, Redis, RedisOptions, Stack, TestClient, Upstream,
+    AUTH0_CLIENT, VERIFIER,
 };
 use jsonwebtoken::jwk::JwkSet;
 use serde_json::{json, Value};
@@ -473,78 +473,16 @@ async fn redis_killed_mid_login_is_a_clear_error_and_logins_work_after_it_restar
     clock.assert_prompt();
 }
 
-/// A redis-server of this file's own: it keeps its data across a kill (append-only file, fsync on
-/// every write), and can be frozen (SIGSTOP: connections stay open, nothing is answered).
-struct DurableRedis {
-    child: Child,
-    port: u16,
-    dir: TempDir,
-}
-
-impl DurableRedis {
-    async fn start() -> DurableRedis {
-        let dir = TempDir::new("failures-redis");
-        let mut last = String::new();
-        for _ in 0..5 {
-            let port = crate::common::free_port();
-            match Self::spawn(port, dir.path()).await {
-                Ok(child) => return DurableRedis { child, port, dir },
-                Err(error) => last = error,
-            }
-        }
-        panic!("redis-server did not start: {last}");
-    }
-
-    async fn spawn(port: u16, dir: &Path) -> Result<Child, String> {
-        let mut child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
-            .args(["--appendonly", "yes", "--appendfsync", "always"])
-            .arg("--dir")
-            .arg(dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| format!("cannot run redis-server: {e}"))?;
-        wait_for_output(&mut child, "Ready to accept connections", None).await?;
-        Ok(child)
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
-    }
-
-    async fn kill(&mut self) {
-        let _ = self.child.kill().await;
-    }
-
-    async fn restart(&mut self) {
-        self.child = Self::spawn(self.port, self.dir.path()).await.expect("redis restart");
-    }
-
-    /// Sends `signal` (`STOP`, `CONT`) to the server process.
-    async fn signal(&self, signal: &str) {
-        let pid = self.child.id().expect("redis-server is running");
-        let status = Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status().await.expect("kill");
-        assert!(status.success(), "kill -{signal} {pid}");
-    }
-}
-
-impl Drop for DurableRedis {
-    fn drop(&mut self) {
-        // Continue a frozen server before kill_on_drop kills it, so that a failed test leaves
-        // nothing stopped behind.
-        if let Some(pid) = self.child.id() {
-            let _ = std::process::Command::new("kill").arg("-CONT").arg(pid.to_string()).status();
-        }
-    }
+/// A redis-server that keeps its data across a kill, and can be frozen.
+async fn durable_redis() -> Redis {
+    Redis::start_with(RedisOptions { durable: true, ..RedisOptions::default() }).await
 }
 
 /// Item 1b: The same outage with a Redis that keeps its data: what failed during the outage consumed
 /// nothing, so the user's reload finishes the login and the client's retry redeems its code.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_outage_consumes_nothing_so_retries_after_it_succeed() {
-    let mut redis = DurableRedis::start().await;
+    let mut redis = durable_redis().await;
     let stack = Stack::start_with_store(&redis.url(), "durable:").await;
     let broker = stack.broker.url.clone();
     let pending_code = login_code(&broker, AUTH0_CLIENT, "alice@acme.test").await.expect("login");
@@ -584,7 +522,7 @@ async fn a_redis_outage_consumes_nothing_so_retries_after_it_succeed() {
 /// answer still comes within a bound, and once Redis resumes, logins work again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hanging_redis_bounds_every_answer_and_logins_resume_after_it() {
-    let redis = DurableRedis::start().await;
+    let redis = durable_redis().await;
     let stack = Stack::start_with_store(&redis.url(), "frozen:").await;
     let broker = stack.broker.url.clone();
     let code = login_code(&broker, AUTH0_CLIENT, "alice@acme.test").await.expect("login");
@@ -596,12 +534,12 @@ async fn a_hanging_redis_bounds_every_answer_and_logins_resume_after_it() {
     let callback = to_callback(&browser, &broker, &broker, AUTH0_CLIENT, "alice@acme.test").await;
 
     let mut clock = Stopwatch::new(OUTAGE_ANSWER);
-    redis.signal("STOP").await;
+    redis.freeze().await;
     let response = clock.time("the callback with Redis hanging", browser.get(&callback)).await;
     temporarily_unavailable(response, AUTH0_CLIENT, &broker).await;
     redis_outage_answers(&mut clock, &broker, &pending_code, &access_token).await;
 
-    redis.signal("CONT").await;
+    redis.thaw().await;
     wait_for_readyz(&broker, 200, Duration::from_secs(20)).await;
     for client in [COGNITO_CLIENT, AUTH0_CLIENT] {
         let code = login_code(&broker, client, "bob@globex.test")

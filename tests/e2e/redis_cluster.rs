@@ -8,56 +8,17 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::common::tempdir::TempDir;
 use crate::common::{
-    free_port, rp, BrokerSocket, TestClient, ADMIN_READ_TOKEN, ADMIN_WRITE_TOKEN, AUTH0_CLIENT, COGNITO_CLIENT,
+    rp, wait_until, BrokerSocket, Redis, RedisOptions, TestClient, ADMIN_READ_TOKEN, ADMIN_WRITE_TOKEN, AUTH0_CLIENT,
+    COGNITO_CLIENT,
 };
 use serde_json::{json, Value};
 use ssobridge::config::{StoreConfig, StoreMode};
 use ssobridge::store::{conformance, RedisStore, Store};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
 /// A failover is detected after cluster-node-timeout and done within about twice that.
-const NODE_TIMEOUT_MS: u64 = 1000;
-
-struct Node {
-    port: u16,
-    child: Child,
-}
-
-impl Node {
-    async fn start(dir: &std::path::Path) -> Node {
-        for _ in 0..5 {
-            let (port, bus) = (free_port(), free_port());
-            let spawned = Command::new("redis-server")
-                .args(["--port", &port.to_string(), "--cluster-port", &bus.to_string(), "--bind", "127.0.0.1"])
-                .args(["--cluster-enabled", "yes", "--cluster-node-timeout", &NODE_TIMEOUT_MS.to_string()])
-                .arg("--cluster-config-file")
-                .arg(dir.join(format!("nodes-{port}.conf")))
-                // No persistence; replicas sync at once (the default waits 5 s for more replicas).
-                .args(["--appendonly", "no", "--save", "", "--repl-diskless-sync-delay", "0"])
-                .arg("--dir")
-                .arg(dir)
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::null())
-                .kill_on_drop(true)
-                .spawn();
-            let mut child = match spawned {
-                Ok(child) => child,
-                Err(e) => panic!("cannot run redis-server: {e} (scripts/install-test-deps.sh installs it)"),
-            };
-            match crate::common::wait_for_line(&mut child, "redis-server", |l| {
-                l.contains("Ready to accept connections")
-            })
-            .await
-            {
-                Ok(_) => return Node { port, child },
-                Err(error) => eprintln!("cluster node on {port}: {error}; retrying"),
-            }
-        }
-        panic!("a cluster node did not start");
-    }
-}
+const NODE_TIMEOUT: Duration = Duration::from_millis(1000);
 
 /// One line of `CLUSTER NODES` as a node sees it.
 #[derive(Debug)]
@@ -71,18 +32,17 @@ struct View {
 }
 
 struct Cluster {
-    nodes: Vec<Node>,
-    _dir: TempDir,
+    nodes: Vec<Redis>,
 }
 
 impl Cluster {
     async fn start() -> Cluster {
-        let dir = TempDir::new("cluster");
+        let node = RedisOptions { cluster_node_timeout: Some(NODE_TIMEOUT), ..RedisOptions::default() };
         let mut nodes = Vec::new();
         for _ in 0..6 {
-            nodes.push(Node::start(dir.path()).await);
+            nodes.push(Redis::start_with(node.clone()).await);
         }
-        let cluster = Cluster { nodes, _dir: dir };
+        let cluster = Cluster { nodes };
         let addresses: Vec<String> = cluster.nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
         let output = Command::new("redis-cli")
             .args(["--cluster", "create"])
@@ -95,7 +55,7 @@ impl Cluster {
         let ports: Vec<u16> = cluster.nodes.iter().map(|n| n.port).collect();
         cluster.wait_until_ok(&ports).await;
         // Replicas in sync, so that a failover has a replica to promote.
-        wait_for("every replica in sync", Duration::from_secs(30), || async {
+        wait_until("every replica in sync", Duration::from_secs(30), || async {
             for port in &ports {
                 let info = cli(*port, &["info", "replication"]).await;
                 if info.contains("role:slave") && !info.contains("master_link_status:up") {
@@ -114,7 +74,7 @@ impl Cluster {
     }
 
     async fn wait_until_ok(&self, ports: &[u16]) {
-        wait_for("cluster_state:ok on every node", Duration::from_secs(30), || async {
+        wait_until("cluster_state:ok on every node", Duration::from_secs(30), || async {
             for port in ports {
                 if !cli(*port, &["cluster", "info"]).await.contains("cluster_state:ok") {
                     return false;
@@ -169,7 +129,7 @@ impl Cluster {
     /// Kills the node on `port` (SIGKILL, by its PID).
     async fn kill(&mut self, port: u16) {
         let node = self.nodes.iter_mut().find(|n| n.port == port).expect("node");
-        node.child.kill().await.expect("kill");
+        node.kill().await;
     }
 }
 
@@ -177,18 +137,6 @@ impl Cluster {
 async fn cli(port: u16, args: &[&str]) -> String {
     let output = Command::new("redis-cli").args(["-h", "127.0.0.1", "-p", &port.to_string()]).args(args).output().await;
     output.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default()
-}
-
-async fn wait_for<F, Fut>(what: &str, deadline: Duration, check: F)
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    while !check().await {
-        assert!(start.elapsed() < deadline, "{what}: not within {deadline:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 fn cluster_config(seeds: &str, prefix: &str) -> StoreConfig {
@@ -370,7 +318,7 @@ async fn logins_through_two_brokers_on_a_cluster_survive_a_primary_failover() {
 
     // The replica is promoted...
     let live: Vec<u16> = cluster.nodes.iter().map(|n| n.port).filter(|p| *p != victim).collect();
-    wait_for("the replica promoted", Duration::from_secs(30), || async {
+    wait_until("the replica promoted", Duration::from_secs(30), || async {
         cluster.primary_of(slot, survivor).await == Some(replica)
     })
     .await;

@@ -72,56 +72,24 @@ pub async fn wait_for_line(child: &mut Child, what: &str, ready: impl Fn(&str) -
     Ok(found)
 }
 
-/// A real `redis-server` on a free loopback port, with no persistence.
-pub struct Redis {
-    child: Child,
-    pub port: u16,
-    dir: tempdir::TempDir,
-}
-
-impl Redis {
-    pub async fn start() -> Redis {
-        let dir = tempdir::TempDir::new("redis");
-        for _ in 0..5 {
-            let port = free_port();
-            match Self::spawn(port, &dir.path).await {
-                Ok(child) => return Redis { child, port, dir },
-                Err(error) if error.starts_with("cannot run") => {
-                    panic!("{error} (scripts/install-test-deps.sh installs it)")
-                }
-                Err(error) => eprintln!("redis on {port}: {error}; retrying"),
-            }
-        }
-        panic!("redis-server did not start (is it installed? scripts/install-test-deps.sh installs it)");
-    }
-
-    async fn spawn(port: u16, dir: &Path) -> Result<Child, String> {
-        let mut child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| format!("cannot run redis-server: {e}"))?;
-        wait_for_line(&mut child, "redis-server", |l| l.contains("Ready to accept connections")).await?;
-        Ok(child)
-    }
-
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
-    }
-
-    /// Kills the server (for failure tests); `restart` brings it back on the same port.
-    pub async fn kill(&mut self) {
-        let _ = self.child.kill().await;
-    }
-
-    pub async fn restart(&mut self) {
-        self.child = Self::spawn(self.port, &self.dir.path).await.expect("redis restart");
+/// Polls `condition` until it holds; fails naming `what` once `deadline` has passed.
+pub async fn wait_until<F, Fut>(what: &str, deadline: Duration, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = std::time::Instant::now();
+    while !condition().await {
+        assert!(started.elapsed() < deadline, "{what}: not within {deadline:?}");
+        tokio::time::sleep(POLL_INTERVAL).await;
     }
 }
+
+/// How often [`wait_until`] asks again.
+const POLL_INTERVAL: Duration = Duration::from_millis(50);
+
+pub mod redis_server;
+pub use redis_server::{ClientCertificate, Redis, RedisOptions, RedisTls};
 
 /// A fresh temporary directory, removed on drop.
 pub mod tempdir {
