@@ -384,7 +384,7 @@ async fn serve_logs_carry_request_ids_and_never_a_secret() {
     let mut stdout = BufReader::new(child.stdout.take().expect("stdout")).lines();
     let mut stderr = BufReader::new(child.stderr.take().expect("stderr")).lines();
     let sink = logs.clone();
-    tokio::spawn(async move {
+    let stdout_reader = tokio::spawn(async move {
         while let Ok(Some(line)) = stdout.next_line().await {
             if line.contains("ssobridge serving") {
                 if let Some(tx) = ready_tx.take() {
@@ -395,7 +395,7 @@ async fn serve_logs_carry_request_ids_and_never_a_secret() {
         }
     });
     let sink = logs.clone();
-    tokio::spawn(async move {
+    let stderr_reader = tokio::spawn(async move {
         while let Ok(Some(line)) = stderr.next_line().await {
             sink.lock().expect("logs").push(line);
         }
@@ -450,7 +450,10 @@ async fn serve_logs_carry_request_ids_and_never_a_secret() {
     }
     let _ = child.start_kill();
     let _ = child.wait().await;
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    // Every line is in once the readers reach the end of the closed pipes.
+    for reader in [stdout_reader, stderr_reader] {
+        reader.await.expect("log reader");
+    }
 
     let logs = logs.lock().expect("logs").join("\n");
     let lines: Vec<Value> = logs.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
@@ -484,9 +487,12 @@ async fn sigterm_finishes_the_request_in_flight_and_exits() {
     // An upstream that accepts and never answers keeps a request in flight for the timeout.
     let stall = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let stall_url = format!("http://{}", stall.local_addr().expect("addr"));
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = accepted.clone();
     let _held = std::thread::spawn(move || {
         let mut open = Vec::new();
         for connection in stall.incoming().flatten().take(16) {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             open.push(connection);
         }
     });
@@ -532,7 +538,12 @@ async fn sigterm_finishes_the_request_in_flight_and_exits() {
         &[("login_hint", "alice@acme.test")],
     );
     let in_flight = tokio::spawn(async move { crate::common::Browser::default().get(&url).await });
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // The request is in flight once the broker, working on it, calls the upstream: the second
+    // connection there (the first is the readiness check's at start; its next is 10 s away).
+    crate::common::wait_until("the request at the upstream", crate::common::STARTUP_DEADLINE, || async {
+        accepted.load(std::sync::atomic::Ordering::SeqCst) >= 2
+    })
+    .await;
     let pid = child.id().expect("pid").to_string();
     let signalled = std::time::Instant::now();
     assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());
@@ -585,7 +596,7 @@ async fn admin_changes_are_audited_without_secrets() {
     let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     let sink = logs.clone();
-    tokio::spawn(async move {
+    let reader = tokio::spawn(async move {
         let mut ready_tx = Some(ready_tx);
         while let Ok(Some(line)) = lines.next_line().await {
             if line.contains("ssobridge serving") {
@@ -611,7 +622,8 @@ async fn admin_changes_are_audited_without_secrets() {
     let secret = created["client_secret"].as_str().expect("secret").to_owned();
     let _ = child.start_kill();
     let _ = child.wait().await;
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    // Every line is in once the reader reaches the end of the closed pipe.
+    reader.await.expect("log reader");
 
     let logs = logs.lock().expect("logs").join("\n");
     let audit: Vec<Value> = logs
@@ -769,17 +781,18 @@ async fn a_wrong_upstream_secret_is_an_error_in_the_log_at_start() {
         .spawn()
         .expect("serve");
     let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let mut readers = Vec::new();
     for stream in [
         Box::new(child.stdout.take().expect("stdout")) as Box<dyn tokio::io::AsyncRead + Unpin + Send>,
         Box::new(child.stderr.take().expect("stderr")),
     ] {
         let sink = logs.clone();
-        tokio::spawn(async move {
+        readers.push(tokio::spawn(async move {
             let mut lines = BufReader::new(stream).lines();
             while let Ok(Some(line)) = lines.next_line().await {
                 sink.lock().expect("logs").push(line);
             }
-        });
+        }));
     }
     let refused = |logs: &[String]| {
         logs.iter()
@@ -795,9 +808,14 @@ async fn a_wrong_upstream_secret_is_an_error_in_the_log_at_start() {
     let ready = crate::common::http().get(format!("{public_url}/readyz")).send().await.expect("readyz");
     assert_eq!(ready.status(), 503);
     assert_eq!(ready.json::<Value>().await.expect("json")["credentials"], "unavailable");
+    // Not a synchronisation: the background checks run every 2 s, and this is the window in
+    // which a line per check would show.
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
     let _ = child.start_kill();
     let _ = child.wait().await;
+    for reader in readers {
+        reader.await.expect("log reader");
+    }
     let logs = logs.lock().expect("logs").clone();
     assert_eq!(refused(&logs), 1, "one line, not one per check: {logs:?}");
     assert!(!logs.join("\n").contains(wrong), "the secret itself is never logged");

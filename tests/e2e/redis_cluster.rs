@@ -139,6 +139,13 @@ async fn cli(port: u16, args: &[&str]) -> String {
     output.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default()
 }
 
+/// A replication offset from `INFO replication`: `master_repl_offset` on a primary (how far
+/// it has written), `slave_repl_offset` on a replica (how far it has applied).
+async fn replication_offset(port: u16, field: &str) -> Option<u64> {
+    let info = cli(port, &["info", "replication"]).await;
+    info.lines().find_map(|line| line.strip_prefix(field)?.strip_prefix(':')?.trim().parse().ok())
+}
+
 fn cluster_config(seeds: &str, prefix: &str) -> StoreConfig {
     StoreConfig { url: seeds.to_owned(), key_prefix: prefix.to_owned(), mode: StoreMode::Cluster, ..Default::default() }
 }
@@ -291,8 +298,12 @@ async fn logins_through_two_brokers_on_a_cluster_survive_a_primary_failover() {
         .find(|v| v.primary_id == victim_id)
         .map(|v| v.port)
         .expect("the victim's replica");
-    // Writes reach the replica before the primary goes (replication is asynchronous).
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Every write is on the replica before the primary goes (replication is asynchronous).
+    let written = replication_offset(victim, "master_repl_offset").await.expect("the primary's offset");
+    wait_until("the replica has every write", Duration::from_secs(10), || async {
+        replication_offset(replica, "slave_repl_offset").await.is_some_and(|offset| offset >= written)
+    })
+    .await;
     let killed = Instant::now();
     cluster.kill(victim).await;
 

@@ -288,11 +288,10 @@ async fn a_sync_reads_every_page_of_organizations_and_of_domains() {
     let sim = Sim::start(0, &[socket.callback()], None).await;
     let broker = broker(socket, "memory", "pages:", &sim.issuer, "sync_interval_seconds = 0", "").await;
     // The readiness check's own client_credentials grant at start (its token is not the API's).
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while broker.state.readiness.report().credentials == "starting" {
-        assert!(Instant::now() < deadline, "the credentials are checked at start");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    crate::common::wait_until("the credentials checked at start", Duration::from_secs(10), || async {
+        broker.state.readiness.report().credentials != "starting"
+    })
+    .await;
     let checks = sim.requests("token");
     assert_eq!(checks, 1, "one grant to check the credentials");
     // 105 more organizations (two pages of 100), and one with 101 more domains (two pages).
@@ -370,13 +369,10 @@ async fn deliver_signed(broker: &str, id: &str, body: &str) -> Delivery {
     deliver(broker, &headers, body).await
 }
 
-/// Polls `check` every 50 ms until it holds, for at most `within`; says how long it took.
-async fn eventually<F: std::future::Future<Output = bool>>(within: Duration, mut check: impl FnMut() -> F) -> Duration {
+/// Polls `check` until it holds, for at most `within`; says how long it took.
+async fn eventually<F: std::future::Future<Output = bool>>(within: Duration, check: impl FnMut() -> F) -> Duration {
     let started = Instant::now();
-    while !check().await {
-        assert!(started.elapsed() < within, "not within {within:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    crate::common::wait_until("the change", within, check).await;
     started.elapsed()
 }
 

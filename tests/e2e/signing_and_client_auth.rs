@@ -381,7 +381,8 @@ async fn client_assertions_are_checked_like_a_careful_authorization_server_would
     assert_eq!(authentication_error(broker, &secret_client).await, "invalid_client");
 
     // The client rotates: its jwks_uri now holds only k2. The unknown kid refetches it (the
-    // broker refetches at most every 2 s, so that unknown kids cannot make it hammer the URI).
+    // broker refetches at most every 2 s, so that unknown kids cannot make it hammer the URI:
+    // the wait lets that interval pass, it is the behaviour under test).
     *document.lock().expect("lock") = json!({"keys": [second.public_jwk]});
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
     let rotated = assertion(Algorithm::ES256, "k2", &ec, "pk-uri", &token_endpoint, json!({}));
