@@ -27,6 +27,7 @@ mod chart;
 mod cli;
 mod dashboards;
 mod demo;
+mod events;
 mod failures;
 mod fuzz_parsers;
 mod login;
