@@ -12,11 +12,11 @@ use super::text::{plain, plain_all, plain_patch, Text};
 use super::{
     audit, encode_cursor, problem, unavailable, AdminToken, FieldError, Problem, Role, Tag, DEFAULT_PAGE, MAX_PAGE,
 };
-use crate::app::AppState;
 use crate::clients::ClientRecord;
 use crate::model::{
     AdapterKind, ClaimMapping, ClientSpec, Fallback, FieldProblem, Rules, SubjectMode, TokenAuthMethod,
 };
+use crate::state::AppState;
 use crate::tokens::{hash_secret, random_token, sha256_hex, SigningAlgorithm};
 
 pub struct ClientsApi {

@@ -15,7 +15,7 @@ use poem::{Endpoint, EndpointExt, IntoResponse, Request, Response, Route};
 use poem_openapi::auth::Bearer;
 use poem_openapi::{Object, OpenApiService, SecurityScheme, Tags};
 
-use crate::app::AppState;
+use crate::state::AppState;
 use crate::tokens::{secrets_equal, sha256_hex};
 
 /// Largest admin request body.

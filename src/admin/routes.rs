@@ -12,9 +12,9 @@ use super::text::{plain, plain_all, plain_patch, Text};
 use super::{
     audit, encode_cursor, problem, unavailable, AdminToken, FieldError, Problem, Role, Tag, DEFAULT_PAGE, MAX_PAGE,
 };
-use crate::app::AppState;
 use crate::model::normalize_domain;
 use crate::routing::{Route as StoredRoute, RouteSource};
+use crate::state::AppState;
 
 pub struct RoutesApi {
     pub state: Arc<AppState>,

@@ -14,11 +14,11 @@ use poem::{get, handler, EndpointExt, Request, Response, Route};
 use serde_json::Value;
 
 use self::simulator::{DemoOnly, Simulator, SimulatorSettings, ORGS, USERS};
-use crate::app::{AppState, StartError};
 use crate::config::{Config, ConfigError};
 use crate::oidc::error::{redirect, with_query};
 use crate::oidc::params::Params;
 use crate::pages::{self, escape};
+use crate::state::{AppState, StartError};
 use crate::tokens::{pkce_s256, random_token, SigningKey};
 
 pub const DEMO_CLIENT_ID: &str = "demo";

@@ -11,9 +11,9 @@ use tracing::instrument;
 
 use super::error::{redirect, AuthorizeFailure, ErrorCode, OidcError};
 use super::params::{is_pkce_value, Params, MAX_BODY_BYTES};
-use crate::app::AppState;
 use crate::clients::Client;
 use crate::routing::{self, Decision, RoutedBy, Selectors, Target};
+use crate::state::AppState;
 use crate::store::{keys, Store};
 use crate::tokens::{pkce_s256, random_token};
 
@@ -46,7 +46,7 @@ pub struct AuthorizationRequest {
     /// When the client sent the request (seconds): `prompt=login` asks for a sign-in after it.
     #[serde(rename = "t", alias = "requested_at", default)]
     pub requested_at: u64,
-    /// Its place in the pending-flow count ([`crate::protect::PendingFlows`]) while stored.
+    /// Its place in the pending-flow count ([`crate::limiter::PendingFlows`]) while stored.
     #[serde(rename = "pf", default, skip_serializing_if = "Option::is_none")]
     pub pending_ticket: Option<String>,
     /// Where the request came from, as the limits count it; set by the handler, never stored.
@@ -415,7 +415,7 @@ pub async fn validate(
             scope,
             selectors,
             reauthentication,
-            requested_at: super::callback::now_secs(),
+            requested_at: crate::clock::now_secs(),
             pending_ticket: None,
             client_ip: String::new(),
         },

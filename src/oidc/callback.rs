@@ -2,7 +2,7 @@
 //! downstream, mint the broker's code, send the browser back to the client.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use poem::web::Data;
 use poem::{handler, Request, Response};
@@ -16,9 +16,10 @@ use super::error::{
     redirect, unsolicited_upstream_error, upstream_error, with_query, AuthorizeFailure, ErrorCode, OidcError,
 };
 use super::params::Params;
-use crate::app::AppState;
+use crate::clock::now_secs;
 use crate::model::SubjectMode;
 use crate::routing::RoutedBy;
+use crate::state::AppState;
 use crate::store::{keys, put_json, take_json};
 use crate::tokens::{pairwise_subject, random_token, sha256_hex, user_claims, ClaimScopes, Sealer, TokenError};
 use crate::upstream::UpstreamClaims;
@@ -46,10 +47,6 @@ pub struct CodeGrant {
 
 /// The authenticated data of sealed token fields.
 pub const TOKEN_FIELDS_CONTEXT: &str = "token-fields";
-
-pub fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-}
 
 #[handler]
 pub async fn callback(req: &Request, state: Data<&Arc<AppState>>) -> Response {

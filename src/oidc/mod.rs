@@ -2,7 +2,6 @@
 
 pub mod authorize;
 pub mod callback;
-pub mod client_assertion;
 pub mod error;
 pub mod params;
 pub mod token;
@@ -18,7 +17,7 @@ use serde_json::json;
 use crate::tokens::SigningAlgorithm;
 
 use self::error::json_response;
-use crate::app::AppState;
+use crate::state::AppState;
 
 /// Every public OIDC endpoint.
 pub fn routes() -> Route {
@@ -54,7 +53,7 @@ pub fn discovery_document(issuer: &str) -> serde_json::Value {
         "id_token_signing_alg_values_supported": ["RS256", "PS256"],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
         "token_endpoint_auth_signing_alg_values_supported":
-            client_assertion::ALGORITHMS.iter().map(|alg| format!("{alg:?}")).collect::<Vec<_>>(),
+            crate::client_assertion::ALGORITHMS.iter().map(|alg| format!("{alg:?}")).collect::<Vec<_>>(),
         "code_challenge_methods_supported": ["S256"],
         "claims_supported": [
             "iss", "sub", "aud", "exp", "iat", "auth_time", "acr", "nonce", "azp", "at_hash",
@@ -69,7 +68,7 @@ pub fn discovery_document(issuer: &str) -> serde_json::Value {
 
 #[handler]
 async fn discovery(state: Data<&Arc<AppState>>) -> Response {
-    let mut document = state.discovery.clone();
+    let mut document = discovery_document(&state.issuer);
     document["id_token_signing_alg_values_supported"] =
         json!(state.keys.algorithms().await.into_iter().map(SigningAlgorithm::name).collect::<Vec<_>>());
     cacheable(json_response(StatusCode::OK, &document))

@@ -12,12 +12,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use tracing::instrument;
 
-use super::callback::{now_secs, CodeGrant, TOKEN_FIELDS_CONTEXT};
+use super::callback::{CodeGrant, TOKEN_FIELDS_CONTEXT};
 use super::error::{json_response, token_error, ErrorCode, OidcError};
 use super::params::{is_pkce_value, Params, MAX_BODY_BYTES};
-use crate::app::AppState;
 use crate::clients::Client;
+use crate::clock::now_secs;
 use crate::model::TokenAuthMethod;
+use crate::state::AppState;
 use crate::store::{keys, Redeemed, Store, StoreError};
 use crate::tokens::{at_hash, pkce_s256, random_token, secrets_equal, sha256_hex, Sealer};
 
@@ -271,7 +272,7 @@ async fn authenticate_assertion(
     assertion_type: &str,
     assertion: &str,
 ) -> Result<Arc<Client>, OidcError> {
-    use super::client_assertion::{inspect, AssertionError, ASSERTION_TYPE};
+    use crate::client_assertion::{inspect, AssertionError, ASSERTION_TYPE};
     let refuse = |detail: &str| {
         tracing::info!(reason = detail, "client assertion refused");
         invalid(ErrorCode::InvalidClient, "client authentication failed")

@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::error::{bearer_error, json_response, OidcError};
 use super::params::{Params, MAX_BODY_BYTES};
 use super::token::{access_token_key, AccessGrant};
-use crate::app::AppState;
+use crate::state::AppState;
 use crate::store::get_json;
 
 #[handler]

@@ -19,12 +19,12 @@ use serde::{Deserialize, Serialize};
 
 use super::cookie::Cookie;
 use super::Selectors;
-use crate::app::AppState;
 use crate::clients::{Client, ClientRecord};
 use crate::oidc::authorize::AuthorizationRequest;
 use crate::oidc::error::{redirect, unsolicited_upstream_error, with_query};
 use crate::oidc::params::Params;
 use crate::pages;
+use crate::state::AppState;
 use crate::store::{keys, put_json, take_json, Store};
 use crate::tokens::{random_token, sha256_hex};
 
@@ -111,10 +111,10 @@ pub async fn hand_off(state: &AppState, params: &Params, path_client: Option<&st
     // no `jti`, so the token itself is the key: its signed part (header and payload), which no
     // one can change, rather than the whole text, whose signature a replay could re-encode (or
     // with ECDSA re-sign, `s` to `n - s`) into another string that verifies as well.
-    let now = crate::oidc::callback::now_secs() as i64;
+    let now = crate::clock::now_secs() as i64;
     let lifetime = Duration::from_secs((claims.exp - now).max(0) as u64 + state.config.upstream.clock_skew_seconds);
     let signed_part = token.rsplit_once('.').map_or(token, |(signed, _)| signed);
-    let marker = format!("idp-used:{}", sha256_hex(signed_part));
+    let marker = keys::initiation_used(&sha256_hex(signed_part));
     match state.store.put_new(&marker, b"1", lifetime).await {
         Ok(true) => {}
         Ok(false) => {

@@ -9,12 +9,12 @@ use poem::web::Data;
 use poem::{handler, Body, Request, Response};
 
 use super::cookie::Cookie;
-use crate::app::AppState;
 use crate::model::{email_domain, split_email};
 use crate::oidc::authorize::{bounded_json, route, AuthorizationRequest, Next};
 use crate::oidc::error::{capitalized, upstream_error_meaning, AuthorizeFailure, OidcError};
 use crate::oidc::params::{Params, MAX_BODY_BYTES};
 use crate::pages::{self, escape};
+use crate::state::AppState;
 use crate::store::{keys, take_json, Store};
 use crate::tokens::{random_token, secrets_equal};
 
