@@ -29,7 +29,7 @@ pub fn endpoint(
     if let Some(extra) = extra {
         routes = routes.nest("/", extra);
     }
-    routes.with(crate::protect::Protect).data(state).with(RequestLog).map_to_response()
+    routes.with(crate::oidc::protect::Protect).data(state).with(RequestLog).map_to_response()
 }
 
 /// The operations listener (`admin.listen`): `/healthz`, `/readyz`, `/metrics`, and the admin

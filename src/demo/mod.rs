@@ -107,11 +107,11 @@ pub async fn build(public_url: &str, listen: SocketAddr) -> Result<Demo, StartEr
             // organization's metadata (Scalekit allows no query string in registered URLs).
             initiate_login_uri: Some(format!(
                 "{public_url}{}/{{{{{}}}}}",
-                crate::routing::idp_initiated::PATH,
-                crate::routing::idp_initiated::CLIENT_METADATA_KEY
+                crate::oidc::initiate_login::PATH,
+                crate::oidc::initiate_login::CLIENT_METADATA_KEY
             )),
             organization_metadata: vec![(
-                crate::routing::idp_initiated::CLIENT_METADATA_KEY.to_owned(),
+                crate::oidc::initiate_login::CLIENT_METADATA_KEY.to_owned(),
                 DEMO_CLIENT_ID.to_owned(),
             )],
             iss_on_redirect: false,

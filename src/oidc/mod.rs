@@ -1,9 +1,16 @@
-//! The provider face: ssobridge as an OpenID Provider to downstream clients (Auth0, Cognito).
+//! The provider face: ssobridge as an OpenID Provider to downstream clients (Auth0, Cognito),
+//! over HTTP. Each handler reads its request, calls one step of the login (`crate::login`) and
+//! answers with what it returns; `error` is where failures become responses, `protect` what
+//! guards the public endpoints.
 
 pub mod authorize;
 pub mod callback;
+mod cookie;
 pub mod error;
+pub mod home_realm;
+pub mod initiate_login;
 pub mod params;
+pub mod protect;
 pub mod token;
 pub mod userinfo;
 
@@ -26,18 +33,15 @@ pub fn routes() -> Route {
         .at("/jwks", get(jwks))
         .at("/authorize", get(authorize::authorize).post(authorize::authorize))
         .at("/callback", get(callback::callback))
-        .at(crate::routing::idp_initiated::PATH, get(crate::routing::idp_initiated::initiate))
-        .at(
-            format!("{}/:client_id", crate::routing::idp_initiated::PATH),
-            get(crate::routing::idp_initiated::initiate_for_client),
-        )
-        .at(crate::routing::page::SUBMIT_PATH, post(crate::routing::page::submit_email))
+        .at(initiate_login::PATH, get(initiate_login::initiate))
+        .at(format!("{}/:client_id", initiate_login::PATH), get(initiate_login::initiate_for_client))
+        .at(home_realm::SUBMIT_PATH, post(home_realm::submit_email))
         .at("/token", post(token::token))
         .at("/userinfo", get(userinfo::userinfo).post(userinfo::userinfo))
 }
 
 /// OpenID Connect Discovery 1.0 §3: only what is really implemented.
-pub fn discovery_document(issuer: &str) -> serde_json::Value {
+fn discovery_document(issuer: &str) -> serde_json::Value {
     json!({
         "issuer": issuer,
         "authorization_endpoint": format!("{issuer}/authorize"),

@@ -70,11 +70,6 @@ impl Params {
     }
 }
 
-/// RFC 7636 §4.1/§4.2: 43 to 128 characters of `[A-Za-z0-9-._~]`.
-pub fn is_pkce_value(value: &str) -> bool {
-    (43..=128).contains(&value.len()) && value.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,13 +81,5 @@ mod tests {
         assert_eq!(params.get("b"), Ok(None));
         assert_eq!(params.get("missing"), Ok(None));
         assert_eq!(params.get("c"), Err(ParamError::Repeated("c".into())));
-    }
-
-    #[test]
-    fn pkce_syntax() {
-        assert!(is_pkce_value(&"a".repeat(43)));
-        assert!(!is_pkce_value(&"a".repeat(42)));
-        assert!(!is_pkce_value(&"a".repeat(129)));
-        assert!(!is_pkce_value(&format!("{}+", "a".repeat(43))));
     }
 }

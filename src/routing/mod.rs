@@ -5,10 +5,7 @@
 //! What goes upstream is the single strongest selector (a domain without a route as both
 //! `domain_hint` and `domain`), plus `login_hint` when given.
 
-pub mod cookie;
-pub mod idp_initiated;
 pub mod lookup;
-pub mod page;
 pub mod sync;
 pub mod table;
 

@@ -110,7 +110,7 @@ pub fn client_ip(req: &Request, trust_forwarded_for: bool) -> String {
 pub fn too_many(path: &str, which: &'static str, retry_after: u64) -> Response {
     crate::telemetry::count("ssobridge_rate_limited_total", &[("limit", which)]);
     let mut response = if path == "/token" {
-        crate::oidc::error::json_response(
+        super::error::json_response(
             StatusCode::TOO_MANY_REQUESTS,
             &serde_json::json!({"error": "temporarily_unavailable", "error_description": "too many requests; retry later"}),
         )
