@@ -8,7 +8,8 @@ use std::time::Duration;
 use super::begin::{route, Next, Routed};
 use super::error::{upstream_error_meaning, LoginError, OidcError};
 use super::records::{bounded_json, AuthorizationRequest, Lifetimes};
-use crate::model::{email_domain, split_email};
+use crate::model::email_domain;
+use crate::routing::LoginHint;
 use crate::state::AppState;
 use crate::store::{keys, take_json, Store};
 use crate::tokens::random_token;
@@ -88,7 +89,7 @@ pub async fn submit(app: &AppState, id: &str, email: &str, client_ip: String) ->
     let Some(domain) = email_domain(email) else {
         return Ok(Submitted::AskAgain(Box::new(AskAgain { request, typed, problem: EmailProblem::NotAnAddress })));
     };
-    request.selectors.login_hint = Some(email.to_owned());
+    request.selectors.login_hint = Some(LoginHint::from(email.to_owned()));
     match route(app, request, true).await? {
         Routed::Next(next) => Ok(Submitted::Next(next)),
         Routed::Denied { request, .. } => Ok(Submitted::AskAgain(Box::new(AskAgain {
@@ -104,10 +105,10 @@ pub async fn submit(app: &AppState, id: &str, email: &str, client_ip: String) ->
 pub fn ask_again(mut request: AuthorizationRequest, upstream_error: &str) -> AskAgain {
     let typed = request.selectors.login_hint.take();
     let problem = match upstream_error {
-        "domain_not_found" => EmailProblem::NoSso {
-            domain: typed.as_deref().and_then(split_email).map(|(_, d)| d.to_owned()).unwrap_or_default(),
-        },
+        "domain_not_found" => {
+            EmailProblem::NoSso { domain: typed.as_ref().and_then(LoginHint::domain).unwrap_or_default().to_owned() }
+        }
         other => EmailProblem::Upstream { reason: upstream_error_meaning(other).1 },
     };
-    AskAgain { request, typed, problem }
+    AskAgain { request, typed: typed.map(String::from), problem }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use super::error::LoginError;
 use super::records::{AuthorizationRequest, Initiation, Lifetimes};
 use crate::clients::{Client, ClientRecord};
-use crate::routing::Selectors;
+use crate::routing::{LoginHint, Selectors};
 use crate::state::AppState;
 use crate::store::{keys, put_json, take_json, Store};
 use crate::tokens::{random_token, sha256_hex};
@@ -83,7 +83,7 @@ pub async fn hand_off(app: &AppState, token: &str, named: Option<&str>) -> Resul
         client_id: client.record.client_id.clone(),
         organization_id: claims.organization_id.clone(),
         connection_id: claims.connection_id.clone(),
-        login_hint: claims.login_hint.clone(),
+        login_hint: claims.login_hint.clone().map(LoginHint::from),
     };
     let lifetime = Lifetimes::of(&app.config).initiation;
     put_json(&app.store, &keys::remembered_connection(&id), &remembered, lifetime).await.map_err(store_failure)?;
@@ -160,7 +160,7 @@ pub async fn recall(app: &AppState, id: Option<&str>, request: &mut Authorizatio
         selectors.connection_id.is_some() || selectors.organization_id.is_some() || selectors.domain_hint.is_some();
     let same_user = match (&selectors.login_hint, &remembered.login_hint) {
         (None, _) => true,
-        (Some(hint), Some(initiated)) => hint.eq_ignore_ascii_case(initiated),
+        (Some(hint), Some(initiated)) => hint.same_user(initiated),
         (Some(_), None) => false,
     };
     if remembered.client_id != request.client_id || own_selector || !same_user {

@@ -20,7 +20,7 @@ use serde_json::{Map, Value};
 
 use super::error::{ErrorCode, LoginError, OidcError};
 use crate::config::Config;
-use crate::routing::{RoutedBy, Selectors, Target};
+use crate::routing::{LoginHint, RoutedBy, Selectors, Target};
 use crate::store::keys;
 use crate::tokens::sha256_hex;
 
@@ -213,7 +213,7 @@ pub struct Initiation {
     pub connection_id: Option<String>,
     /// The user the initiation named: the hand-off's `/authorize` names them too, or none.
     #[serde(default)]
-    pub login_hint: Option<String>,
+    pub login_hint: Option<LoginHint>,
 }
 
 /// The store key of an access token: its tag (its first characters, see

@@ -21,6 +21,8 @@ pub fn max_len(name: &str) -> usize {
         _ => MAX_PARAM_LEN,
     }
 }
+use crate::routing::{LoginHint, Selectors};
+
 /// Largest form body read on the token and authorize endpoints.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
@@ -68,6 +70,32 @@ impl Params {
     pub fn has(&self, name: &str) -> bool {
         self.pairs.iter().any(|(k, v)| k == name && !v.is_empty())
     }
+}
+
+// Reading the selectors is the provider face's: which request parameters name them is a
+// matter of the protocol and its clients, not of routing.
+impl Selectors {
+    /// Reads the selectors, also under the names Auth0's `upstream_params` and Scalekit's SDK
+    /// use (`organization`, `connection`, `domain`).
+    pub fn from_params(params: &Params) -> Result<Selectors, ParamError> {
+        let owned = |names: &[&str]| first_of(params, names).map(|v| v.map(str::to_owned));
+        Ok(Selectors {
+            connection_id: owned(&["connection_id", "connection"])?,
+            organization_id: owned(&["organization_id", "organization"])?,
+            domain_hint: owned(&["domain_hint", "domain"])?,
+            login_hint: owned(&["login_hint"])?.map(LoginHint::from),
+        })
+    }
+}
+
+/// The first of `names` that is present.
+fn first_of<'p>(params: &'p Params, names: &[&str]) -> Result<Option<&'p str>, ParamError> {
+    for name in names {
+        if let Some(value) = params.get(name)? {
+            return Ok(Some(value));
+        }
+    }
+    Ok(None)
 }
 
 #[cfg(test)]
