@@ -1,6 +1,8 @@
 //! Request parameters as the protocol sees them: form-urlencoded, each at most once
 //! (RFC 6749 §3.1), bounded in size.
 
+use crate::routing::{LoginHint, Selectors};
+
 /// Longest value accepted for a parameter not named in [`max_len`].
 pub const MAX_PARAM_LEN: usize = 2048;
 
@@ -21,8 +23,6 @@ pub fn max_len(name: &str) -> usize {
         _ => MAX_PARAM_LEN,
     }
 }
-use crate::routing::{LoginHint, Selectors};
-
 /// Largest form body read on the token and authorize endpoints.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
