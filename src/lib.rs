@@ -12,6 +12,7 @@ pub mod clients;
 pub mod clock;
 pub mod config;
 pub mod demo;
+pub mod events;
 pub mod export;
 pub mod http;
 pub mod limiter;

@@ -2,7 +2,9 @@
 //! generated from this code (served at `/admin/openapi.json`, committed in `openapi/`).
 
 mod clients;
+mod events;
 mod keys;
+mod resource;
 mod routes;
 mod status;
 mod text;
@@ -15,6 +17,7 @@ use poem::{Endpoint, EndpointExt, IntoResponse, Request, Response, Route};
 use poem_openapi::auth::Bearer;
 use poem_openapi::{Object, OpenApiService, SecurityScheme, Tags};
 
+use crate::events::{Event, EventLog, Kind as EventKind, Outcome};
 use crate::state::AppState;
 use crate::tokens::{secrets_equal, sha256_hex};
 
@@ -33,6 +36,9 @@ enum Tag {
     Keys,
     /// Health of the service as the admin API sees it.
     Status,
+    /// The event log: every login attempt, IdP-initiated hand-off, admin change and
+    /// deprovisioning, newest first.
+    Events,
 }
 
 /// What an admin token may do.
@@ -42,10 +48,12 @@ pub enum Role {
     Write,
 }
 
-/// The authenticated caller: role and a short, non-secret label for the audit log.
+/// The authenticated caller: role and a short, non-secret label for the audit log, and the
+/// event log its changes are recorded in.
 pub struct Caller {
     pub role: Role,
     pub label: String,
+    events: Option<Arc<EventLog>>,
 }
 
 /// A bearer admin token. Tokens are configured as their SHA-256 (`[admin]`).
@@ -64,7 +72,11 @@ async fn check_token(req: &Request, bearer: Bearer) -> poem::Result<Caller> {
         }
     }
     match role {
-        Some(role) => Ok(Caller { role, label: format!("token:{}", &presented[..8]) }),
+        Some(role) => Ok(Caller {
+            role,
+            label: format!("token:{}", &presented[..8]),
+            events: req.data::<Arc<EventLog>>().cloned(),
+        }),
         None => Err(poem::Error::from_string("a valid admin bearer token is required", StatusCode::UNAUTHORIZED)),
     }
 }
@@ -175,7 +187,7 @@ fn allowed_methods(path: &str) -> Option<&'static str> {
         ["clients"] | ["routes"] => Some("GET, POST"),
         ["clients", _] | ["routes", _] => Some("GET, PATCH, DELETE"),
         ["clients", _, "secret"] | ["keys", "rotate"] => Some("POST"),
-        ["keys"] | ["status"] | ["openapi.json"] => Some("GET"),
+        ["keys"] | ["status"] | ["openapi.json"] | ["events"] | ["events", _] => Some("GET"),
         _ => None,
     }
 }
@@ -196,7 +208,8 @@ async fn limit_body(mut request: Request) -> poem::Result<Request> {
     }
 }
 
-/// Writes one audit line: who changed what, before and after (secrets never included).
+/// Writes one audit line, who changed what, before and after (secrets never included), and
+/// records the change in the event log.
 pub fn audit(
     caller: &Caller,
     action: &str,
@@ -214,15 +227,16 @@ pub fn audit(
         after = %after.map(|v| v.to_string()).unwrap_or_else(|| "null".into()),
         "admin change"
     );
+    if let Some(events) = &caller.events {
+        let mut event = Event::new(EventKind::Admin, Outcome::Success);
+        event.actor = Some(caller.label.clone());
+        event.action = Some(action.to_owned());
+        event.resource = Some(resource.to_owned());
+        events.record(event);
+    }
 }
 
-/// Pagination cursors: the last key of the previous page. Clients treat them as opaque; any
-/// string is a valid position, so a cursor can never be "invalid".
-pub fn encode_cursor(last: &str) -> String {
-    last.to_owned()
-}
-
-type Api = (clients::ClientsApi, routes::RoutesApi, keys::KeysApi, status::StatusApi);
+type Api = (clients::ClientsApi, routes::RoutesApi, keys::KeysApi, status::StatusApi, events::EventsApi);
 
 fn service(state: Arc<AppState>) -> OpenApiService<Api, ()> {
     OpenApiService::new(
@@ -230,7 +244,8 @@ fn service(state: Arc<AppState>) -> OpenApiService<Api, ()> {
             clients::ClientsApi { state: state.clone() },
             routes::RoutesApi { state: state.clone() },
             keys::KeysApi { state: state.clone() },
-            status::StatusApi { state },
+            status::StatusApi { state: state.clone() },
+            events::EventsApi { state },
         ),
         "ssobridge admin API",
         env!("CARGO_PKG_VERSION"),
@@ -243,9 +258,22 @@ Errors are RFC 9457 problem details. Updates need `If-Match` with the resource's
     .server("/admin")
 }
 
+/// The smallest valid configuration: the document is built from types, not settings.
+const SPEC_CONFIG: &str = r#"
+public_url = "http://localhost:8080"
+[upstream]
+issuer = "http://localhost:8080/upstream"
+client_id = "spec"
+client_secret = "spec"
+[[clients]]
+client_id = "spec"
+client_secret = "spec-secret"
+redirect_uris = ["http://localhost:8080/callback"]
+"#;
+
 /// The OpenAPI document, as `ssobridge openapi` prints it and `openapi/` commits it.
 pub fn spec_json() -> Result<String, String> {
-    let config = crate::demo::demo_config("http://localhost:8080", ([127, 0, 0, 1], 8080).into(), "spec", Vec::new())
+    let config = crate::config::Config::from_toml(SPEC_CONFIG, Vec::new(), std::path::Path::new("spec"))
         .map_err(|e| e.to_string())?;
     // The document depends on types only; a throwaway state satisfies the constructor.
     let state = AppState::for_spec(config).map_err(|e| e.to_string())?;
@@ -275,6 +303,7 @@ pub fn endpoint(state: Arc<AppState>, tokens: AdminTokens) -> BoxEndpoint<'stati
             response.map(IntoResponse::into_response)
         })
         .data(Arc::new(tokens))
+        .data(state.events.clone())
         .catch_all_error(|error| async move { problem_response(error) });
     admin.map_to_response().boxed()
 }

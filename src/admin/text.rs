@@ -64,23 +64,6 @@ impl std::ops::Deref for Text {
     }
 }
 
-pub fn plain(text: Option<Text>) -> Option<String> {
-    text.map(|t| t.0)
-}
-
-pub fn plain_all(texts: Vec<Text>) -> Vec<String> {
-    texts.into_iter().map(|t| t.0).collect()
-}
-
-pub fn plain_patch(text: poem_openapi::types::MaybeUndefined<Text>) -> poem_openapi::types::MaybeUndefined<String> {
-    use poem_openapi::types::MaybeUndefined;
-    match text {
-        MaybeUndefined::Undefined => MaybeUndefined::Undefined,
-        MaybeUndefined::Null => MaybeUndefined::Null,
-        MaybeUndefined::Value(t) => MaybeUndefined::Value(t.0),
-    }
-}
-
 impl From<&str> for Text {
     fn from(text: &str) -> Text {
         Text(text.to_owned())

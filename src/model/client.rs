@@ -218,7 +218,7 @@ pub struct ClientSpec {
     pub fallback: Fallback,
     /// The upstream organizations the client's users may come from; empty: any the routes
     /// allow. A login that ends in another organization is refused, whatever the request named.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     pub allowed_organizations: Vec<String>,
     /// Where IdP-initiated logins are handed to the client (OIDC Core §4); none disables them.
     #[serde(default)]
@@ -442,6 +442,17 @@ impl ClientSpec {
 /// and environment variable names).
 pub fn is_client_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+}
+
+/// Whether `value` has a form a stored client secret takes: `s256$<salt>$<hex SHA-256 of salt
+/// and secret>`, or a bare hex SHA-256 (from a config file).
+pub fn is_secret_hash(value: &str) -> bool {
+    let hex = |h: &str| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit());
+    match value.split('$').collect::<Vec<_>>().as_slice() {
+        ["s256", salt, hash] => !salt.is_empty() && hex(hash),
+        [hash] => hex(hash),
+        _ => false,
+    }
 }
 
 /// An upstream organization or connection id: 1 to 128 printable characters.

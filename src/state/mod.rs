@@ -49,6 +49,8 @@ pub struct AppState {
     domain_lookup: Option<CachedLookup>,
     /// The HMAC key of `[scalekit] webhook_secret`.
     webhook_key: Option<Vec<u8>>,
+    /// Login, hand-off, admin and deprovisioning events, shared through the store.
+    pub events: Arc<crate::events::EventLog>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -162,7 +164,9 @@ impl AppState {
                 }]))
             })?;
         let pending_flows = PendingFlows::new(RateLimiter::for_store(&store), &config);
+        let events = crate::events::EventLog::start(store.clone(), &config.events, pairwise_salt.as_bytes());
         Ok(AppState {
+            events,
             issuer,
             config,
             keys,

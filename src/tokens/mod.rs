@@ -64,15 +64,7 @@ pub fn secret_matches_hash(presented: &str, stored: &str) -> bool {
     }
 }
 
-/// Whether `value` has a form [`secret_matches_hash`] reads.
-pub fn is_secret_hash(value: &str) -> bool {
-    let hex = |h: &str| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit());
-    match value.split('$').collect::<Vec<_>>().as_slice() {
-        ["s256", salt, hash] => !salt.is_empty() && hex(hash),
-        [hash] => hex(hash),
-        _ => false,
-    }
-}
+pub use crate::model::client::is_secret_hash;
 
 /// RFC 7636 §4.1/§4.2: 43 to 128 characters of `[A-Za-z0-9-._~]`, the syntax of a PKCE
 /// verifier and of an S256 challenge alike.

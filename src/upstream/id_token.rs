@@ -1,7 +1,6 @@
 //! Verification of upstream-signed JWTs (ID tokens, IdP-initiated login tokens).
 
 use std::collections::HashSet;
-use std::str::FromStr;
 
 use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -123,18 +122,17 @@ impl Verifier {
     pub(super) fn new(
         issuer: String,
         audience: String,
-        algorithms: &[String],
+        algorithms: &[Algorithm],
         skew: u64,
     ) -> Result<Verifier, UpstreamError> {
-        let algorithms = algorithms
-            .iter()
-            .map(|name| match Algorithm::from_str(name) {
-                // Never accept HMAC: the "key" would be our own client secret, which the
-                // upstream is not the only holder of.
-                Ok(alg) if !matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512) => Ok(alg),
-                _ => Err(UpstreamError::Malformed(format!("algorithm {name} is not allowed"))),
-            })
-            .collect::<Result<_, _>>()?;
+        // Never HMAC, whatever the caller passes: the "key" would be our own client secret,
+        // which the upstream is not the only holder of.
+        if let Some(alg) =
+            algorithms.iter().find(|a| matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512))
+        {
+            return Err(UpstreamError::Malformed(format!("algorithm {alg:?} is not allowed")));
+        }
+        let algorithms = algorithms.to_vec();
         Ok(Verifier { issuer, audience, algorithms, skew, initiation_issuers: Vec::new() })
     }
 
@@ -285,7 +283,7 @@ mod fuzz {
         let key = SigningKey::generate_es256().expect("key");
         let jwk: Jwk = serde_json::from_value(key.public_jwk().clone()).expect("jwk");
         let verifier =
-            Verifier::new("https://up.example".into(), "client".into(), &["ES256".into(), "RS256".into()], 60)
+            Verifier::new("https://up.example".into(), "client".into(), &[Algorithm::ES256, Algorithm::RS256], 60)
                 .expect("verifier");
         let now = jsonwebtoken::get_current_timestamp();
         let valid = key
@@ -304,7 +302,7 @@ mod fuzz {
         public["alg"] = json!("RS256");
         let jwk: Jwk = serde_json::from_value(public).expect("jwk");
         let verifier =
-            Verifier::new("https://up.example".into(), "client".into(), &["RS256".into(), "PS256".into()], 60)
+            Verifier::new("https://up.example".into(), "client".into(), &[Algorithm::RS256, Algorithm::PS256], 60)
                 .expect("verifier");
         let now = jsonwebtoken::get_current_timestamp();
         let claims = json!({"iss": "https://up.example", "aud": "client", "sub": "s", "iat": now, "exp": now + 300});
@@ -373,11 +371,11 @@ mod eddsa {
         let now = jsonwebtoken::get_current_timestamp();
         let claims = json!({"iss": "https://up.example", "aud": "client", "sub": "conn_1;a@b.c", "iat": now, "exp": now + 300, "nonce": "n"});
         let (keys, jwt) = signed(&claims);
-        let allowing = Verifier::new("https://up.example".into(), "client".into(), &["EdDSA".into()], 60).expect("v");
+        let allowing = Verifier::new("https://up.example".into(), "client".into(), &[Algorithm::EdDSA], 60).expect("v");
         assert_eq!(allowing.verify(&jwt, &keys, Some("n")).expect("verifies").sub, "conn_1;a@b.c");
         let (other_keys, _) = signed(&claims);
         assert!(allowing.verify(&jwt, &other_keys, Some("n")).is_err(), "another key's signature is refused");
-        let refusing = Verifier::new("https://up.example".into(), "client".into(), &["ES256".into()], 60).expect("v");
+        let refusing = Verifier::new("https://up.example".into(), "client".into(), &[Algorithm::ES256], 60).expect("v");
         assert!(refusing.verify(&jwt, &keys, Some("n")).is_err(), "EdDSA is refused unless allowed");
     }
 }
@@ -410,7 +408,7 @@ mod initiation {
     fn only_the_upstream_and_the_listed_issuers_start_a_login() {
         let key = SigningKey::generate_rsa().expect("key");
         let keys: Vec<Jwk> = vec![serde_json::from_value(key.public_jwk().clone()).expect("jwk")];
-        let verifier = Verifier::new("https://up.example".into(), "client".into(), &["RS256".into()], 60)
+        let verifier = Verifier::new("https://up.example".into(), "client".into(), &[Algorithm::RS256], 60)
             .expect("verifier")
             .with_initiation_issuers(vec!["https://sso.example.com".into()]);
         let verify = |change| verifier.verify_login_initiation(&token(&key, change), &keys);

@@ -16,8 +16,6 @@ use subtle::ConstantTimeEq;
 pub const TOLERANCE_SECONDS: u64 = 5 * 60;
 /// An HMAC-SHA256 tag.
 const MAC_LEN: usize = 32;
-/// A shorter key is not a secret Scalekit generated (its are 24 or 32 bytes).
-const MIN_KEY_BYTES: usize = 16;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum SignatureError {
@@ -38,14 +36,7 @@ pub struct Headers<'a> {
 }
 
 /// The HMAC key of a `whsec_<base64>` secret (the SDKs split on `_` and decode the rest).
-pub fn decode_secret(secret: &str) -> Result<Vec<u8>, String> {
-    let encoded = secret.trim().strip_prefix("whsec_").ok_or("must start with whsec_ (as Scalekit shows it)")?;
-    let key = STANDARD.decode(encoded).map_err(|_| "the part after whsec_ must be standard base64".to_owned())?;
-    if key.len() < MIN_KEY_BYTES {
-        return Err(format!("the key after whsec_ must be at least {MIN_KEY_BYTES} bytes"));
-    }
-    Ok(key)
-}
+pub use crate::config::decode_webhook_secret as decode_secret;
 
 /// A new secret in Scalekit's form, `whsec_` and 24 random bytes in base64 (the demo's).
 pub fn generate_secret() -> Result<String, crate::tokens::TokenError> {
