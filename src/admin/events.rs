@@ -10,8 +10,8 @@ use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 use time::OffsetDateTime;
 
 use super::{problem, unavailable, AdminToken, Problem, Tag, DEFAULT_PAGE, MAX_PAGE};
-use crate::app::AppState;
 use crate::events::{Event as StoredEvent, Filter, Kind, Outcome};
+use crate::state::AppState;
 
 /// The most events one export holds (the log is bounded by `events.max_events` anyway).
 const MAX_EXPORT: usize = 1_000_000;

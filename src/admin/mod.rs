@@ -17,8 +17,8 @@ use poem::{Endpoint, EndpointExt, IntoResponse, Request, Response, Route};
 use poem_openapi::auth::Bearer;
 use poem_openapi::{Object, OpenApiService, SecurityScheme, Tags};
 
-use crate::app::AppState;
 use crate::events::{Event, EventLog, Kind as EventKind, Outcome};
+use crate::state::AppState;
 use crate::tokens::{secrets_equal, sha256_hex};
 
 /// Largest admin request body.

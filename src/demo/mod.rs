@@ -14,11 +14,11 @@ use poem::{get, handler, EndpointExt, Request, Response, Route};
 use serde_json::Value;
 
 use self::simulator::{DemoOnly, Simulator, SimulatorSettings, ORGS, USERS};
-use crate::app::{AppState, StartError};
 use crate::config::{Config, ConfigError};
 use crate::oidc::error::{redirect, with_query};
 use crate::oidc::params::Params;
 use crate::pages::{self, escape};
+use crate::state::{AppState, StartError};
 use crate::tokens::{pkce_s256, random_token, SigningKey};
 
 pub const DEMO_CLIENT_ID: &str = "demo";
@@ -107,11 +107,11 @@ pub async fn build(public_url: &str, listen: SocketAddr) -> Result<Demo, StartEr
             // organization's metadata (Scalekit allows no query string in registered URLs).
             initiate_login_uri: Some(format!(
                 "{public_url}{}/{{{{{}}}}}",
-                crate::routing::idp_initiated::PATH,
-                crate::routing::idp_initiated::CLIENT_METADATA_KEY
+                crate::oidc::initiate_login::PATH,
+                crate::oidc::initiate_login::CLIENT_METADATA_KEY
             )),
             organization_metadata: vec![(
-                crate::routing::idp_initiated::CLIENT_METADATA_KEY.to_owned(),
+                crate::oidc::initiate_login::CLIENT_METADATA_KEY.to_owned(),
                 DEMO_CLIENT_ID.to_owned(),
             )],
             iss_on_redirect: false,

@@ -333,4 +333,30 @@ pub mod keys {
     pub fn client_assertion(client_id: &str, jti_hash: &str) -> String {
         format!("jti:{client_id}:{jti_hash}")
     }
+    /// An IdP-initiated login token already spent, by the SHA-256 of its signed part.
+    pub fn initiation_used(token_hash: &str) -> String {
+        format!("idp-used:{token_hash}")
+    }
+    /// Present while the store holds what the configuration seeded into it.
+    pub const SEEDED: &str = "seeded";
+
+    /// Requests per minute from one source address, in the minute `window`.
+    pub fn requests_from(source: &str, window: u64) -> String {
+        format!("rl:ip:{source}:{window}")
+    }
+    /// Requests per minute of one client (from one source at `/authorize`), in the minute `window`.
+    pub fn requests_of(client_id: &str, source: Option<&str>, window: u64) -> String {
+        match source {
+            Some(source) => format!("rl:client:{client_id}:{source}:{window}"),
+            None => format!("rl:client:{client_id}:{window}"),
+        }
+    }
+    /// Pending flows started from one source address in the flow-lifetime `window`.
+    pub fn pending_flows_from(source: &str, window: u64) -> String {
+        format!("pf:ip:{source}:{window}")
+    }
+    /// Pending flows started in all in the flow-lifetime `window`.
+    pub fn pending_flows(window: u64) -> String {
+        format!("pf:all:{window}")
+    }
 }

@@ -9,8 +9,8 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::app::AppState;
 use crate::routing::sync::{remove_organization, sync_organization, Changes, SyncError};
+use crate::state::AppState;
 use crate::store::StoreError;
 
 /// What an event type does.

@@ -485,7 +485,7 @@ impl Simulator {
     }
 
     fn now() -> u64 {
-        crate::oidc::callback::now_secs()
+        crate::clock::now_secs()
     }
 
     /// An `idp_initiated_login` token as the docs show it (docs:sso/guides/idp-init-sso):
@@ -860,7 +860,7 @@ pub async fn serve(
     simulator: Arc<Simulator>,
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<(), crate::app::StartError> {
+) -> Result<(), crate::state::StartError> {
     let path = url::Url::parse(&simulator.settings.issuer).map(|u| u.path().trim_end_matches('/').to_owned());
     let path = path.unwrap_or_default();
     let routes = Route::new().nest(if path.is_empty() { "/" } else { path.as_str() }, simulator.routes());
