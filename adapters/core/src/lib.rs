@@ -64,6 +64,21 @@ impl LinkOutcome {
     }
 }
 
+/// What an operation on an existing downstream user (disable, enable, delete, set roles) came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UserChange {
+    /// The downstream user is now as asked (it may have been already: every operation is
+    /// idempotent).
+    Applied,
+    /// The downstream has no user with this id: deleted (by this adapter earlier, an
+    /// administrator or the application), or not created yet (Auth0 creates a first login's
+    /// user only when it redeems the broker's code). For `delete` this is success.
+    NotFound,
+    /// The adapter keeps no downstream users (the `none` adapter): nothing to do.
+    Unchanged,
+}
+
 /// Why an adapter could not link the identity.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AdapterError {
@@ -114,7 +129,9 @@ impl Adapter for NoopAdapter {
 }
 
 pub mod conformance;
+mod entitlements;
 pub mod retry;
 mod secret;
 
+pub use entitlements::{Entitlements, RolePlan, MAX_NAME_CHARS};
 pub use secret::Secret;
