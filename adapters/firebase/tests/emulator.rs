@@ -12,7 +12,7 @@ use common::*;
 use jsonwebtoken::{Algorithm, Validation};
 use serde_json::{json, Value};
 use ssobridge_adapter_core::conformance::{self, Harness};
-use ssobridge_adapter_core::{Adapter, AdapterError, BoxFuture, LinkOutcome};
+use ssobridge_adapter_core::{Adapter, AdapterError, BoxFuture, Entitlements, LinkOutcome, UserChange};
 use ssobridge_adapter_firebase::{firebase_uid, FirebaseAdapter};
 
 struct EmulatorHarness {
@@ -107,6 +107,9 @@ async fn adapter_against_the_auth_emulator() {
     racing_first_logins_collide_on_the_uid(&emulator, &run).await;
     rate_limits_are_retried_after_retry_after(&emulator, &run).await;
     production_mode_fetches_and_caches_an_access_token(&emulator, &run).await;
+    disable_ends_the_session_and_enable_lets_the_user_back(&emulator, &run).await;
+    roles_reach_the_id_token_at_the_next_refresh(&emulator, &run).await;
+    claims_past_firebases_limit_are_refused_and_nothing_is_written(&emulator, &run).await;
 }
 
 async fn conformance_suite(emulator: &Emulator, run: &str) {
@@ -396,4 +399,83 @@ async fn production_mode_fetches_and_caches_an_access_token(emulator: &Emulator,
         Err(AdapterError::Misconfigured { detail }) => assert!(detail.contains("invalid_grant"), "{detail}"),
         other => panic!("a refused service account is Misconfigured, got {other:?}"),
     }
+}
+
+fn strings(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+}
+
+async fn disable_ends_the_session_and_enable_lets_the_user_back(emulator: &Emulator, run: &str) {
+    let api = emulator.api();
+    let adapter = emulator_adapter(&emulator.host, None, 10);
+    let who = conformance::identity(&format!("session-{run}"), &format!("session-{run}@claims.example"), true);
+    let outcome = adapter.link(&who).await.expect("link");
+    let uid = uid_of(&outcome);
+    let (_, refresh_token) = api.start_session(&custom_token_of(&outcome)).await.expect("signed in");
+    let before = unix_now();
+
+    assert_eq!(adapter.disable(&uid).await.expect("disable"), UserChange::Applied);
+    let account = api.user(&uid).await.expect("account");
+    assert_eq!(account["disabled"], true, "{account}");
+    let valid_since: u64 = account["validSince"].as_str().expect("validSince").parse().unwrap();
+    assert!(valid_since >= before, "refresh tokens revoked from now on: {valid_since} < {before}");
+    assert_eq!(api.refresh_session(&refresh_token).await.expect_err("session ended"), "USER_DISABLED");
+    let unused_token = custom_token_of(&outcome);
+    assert_eq!(api.sign_in_with_custom_token(&unused_token).await.expect_err("no new session"), "USER_DISABLED");
+    match adapter.link(&who).await {
+        Err(AdapterError::Refused { reason }) => assert!(reason.contains("disabled"), "{reason}"),
+        other => panic!("a disabled account is not signed in to, got {other:?}"),
+    }
+
+    assert_eq!(adapter.enable(&uid).await.expect("enable"), UserChange::Applied);
+    assert_eq!(api.user(&uid).await.expect("account")["disabled"], json!(false));
+    let again = adapter.link(&who).await.expect("signs in again");
+    assert_eq!(uid_of(&again), uid);
+    api.sign_in_with_custom_token(&custom_token_of(&again)).await.expect("a new session");
+}
+
+async fn roles_reach_the_id_token_at_the_next_refresh(emulator: &Emulator, run: &str) {
+    let api = emulator.api();
+    let adapter = emulator_adapter(&emulator.host, None, 10);
+    let email = format!("token-roles-{run}@claims.example");
+    let existing = api.sign_up_verified(&email).await;
+    api.update(json!({"localId": existing, "customAttributes": r#"{"plan":"gold","roles":["owner"]}"#})).await;
+    let who = conformance::identity(&format!("token-roles-{run}"), &email, true);
+    let outcome = adapter.link(&who).await.expect("link");
+    let (claims, refresh_token) = api.start_session(&custom_token_of(&outcome)).await.expect("signed in");
+    assert_eq!(claims["roles"], json!(["owner"]));
+
+    // A group change arriving by webhook: the signed-in user's next token carries it.
+    let managed = strings(&["viewer", "editor"]);
+    let wanted = Entitlements { groups: strings(&["eng", "eng-leads"]), roles: strings(&["editor"]) };
+    assert_eq!(adapter.set_roles(&existing, &wanted, &managed).await.expect("set roles"), UserChange::Applied);
+    let claims = api.refresh_session(&refresh_token).await.expect("refreshed");
+    assert_eq!(claims["roles"], json!(["owner", "editor"]), "the application's own role is kept");
+    assert_eq!(claims["groups"], json!(["eng", "eng-leads"]));
+    assert_eq!(claims["plan"], "gold");
+    assert_eq!(claims["org_id"], "org_test");
+
+    let wanted = Entitlements { groups: Vec::new(), roles: Vec::new() };
+    adapter.set_roles(&existing, &wanted, &managed).await.expect("set roles");
+    let claims = api.refresh_session(&refresh_token).await.expect("refreshed");
+    assert_eq!((claims["roles"].clone(), claims["groups"].clone()), (json!(["owner"]), json!([])));
+}
+
+async fn claims_past_firebases_limit_are_refused_and_nothing_is_written(emulator: &Emulator, run: &str) {
+    let api = emulator.api();
+    let adapter = emulator_adapter(&emulator.host, None, 10);
+    let who = conformance::identity(&format!("big-{run}"), &format!("big-{run}@claims.example"), true);
+    let uid = uid_of(&adapter.link(&who).await.expect("link"));
+    let before = api.user(&uid).await.expect("account");
+    let groups: Vec<String> = (0..80).map(|n| format!("directory-group-{n:03}")).collect();
+    let wanted = Entitlements { groups, roles: Vec::new() };
+    match adapter.set_roles(&uid, &wanted, &[]).await {
+        Err(AdapterError::Misconfigured { detail }) => assert!(detail.contains("1000"), "{detail}"),
+        other => panic!("claims over 1000 characters are refused, got {other:?}"),
+    }
+    assert_eq!(api.user(&uid).await.expect("account")["customAttributes"], before["customAttributes"]);
 }

@@ -239,6 +239,39 @@ impl EmulatorApi {
         body["tenantId"].as_str().expect("tenantId").to_owned()
     }
 
+    /// Exchanges a custom token as the Firebase client SDK does; returns the ID token's claims
+    /// and the session's refresh token.
+    pub async fn start_session(&self, token: &str) -> Result<(Value, String), String> {
+        let mut body = json!({"token": token, "returnSecureToken": true});
+        if let Some(t) = &self.tenant_id {
+            body["tenantId"] = json!(t);
+        }
+        let url = format!("{}/v1/accounts:signInWithCustomToken?key=fake-api-key", self.root);
+        let response = self.http.post(&url).json(&body).send().await.expect("signInWithCustomToken");
+        let status = response.status();
+        let body: Value = response.json().await.expect("json");
+        if !status.is_success() {
+            return Err(body["error"]["message"].as_str().unwrap_or("?").to_owned());
+        }
+        let refresh = body["refreshToken"].as_str().expect("refreshToken").to_owned();
+        Ok((jwt_payload(body["idToken"].as_str().expect("idToken")), refresh))
+    }
+
+    /// Trades a refresh token for a new ID token as the client SDK does when its token nears
+    /// expiry (securetoken.googleapis.com); returns the new ID token's claims.
+    pub async fn refresh_session(&self, refresh_token: &str) -> Result<Value, String> {
+        let root = self.root.replace("identitytoolkit.googleapis.com", "securetoken.googleapis.com");
+        let url = format!("{root}/v1/token?key=fake-api-key");
+        let form = [("grant_type", "refresh_token"), ("refresh_token", refresh_token)];
+        let response = self.http.post(&url).form(&form).send().await.expect("securetoken");
+        let status = response.status();
+        let body: Value = response.json().await.expect("json");
+        if !status.is_success() {
+            return Err(body["error"]["message"].as_str().unwrap_or("?").to_owned());
+        }
+        Ok(jwt_payload(body["id_token"].as_str().expect("id_token")))
+    }
+
     /// Exchanges a custom token as the Firebase client SDK does; returns the ID token's claims.
     pub async fn sign_in_with_custom_token(&self, token: &str) -> Result<Value, String> {
         let mut body = json!({"token": token, "returnSecureToken": true});
@@ -462,6 +495,12 @@ impl FaultProxy {
 
     pub fn clear(&self) {
         self.state.seen.lock().unwrap().clear();
+    }
+
+    /// Ends every injected fault: requests reach the emulator again.
+    pub fn clear_faults(&self) {
+        self.state.faults.lock().unwrap().clear();
+        *self.state.always.lock().unwrap() = None;
     }
 }
 
