@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use ssobridge_adapter_cognito::CognitoAdapter;
 use ssobridge_adapter_core::conformance::{self, identity, Harness};
-use ssobridge_adapter_core::{Adapter, AdapterError, BoxFuture, LinkOutcome};
+use ssobridge_adapter_core::{Adapter, AdapterError, BoxFuture, Entitlements, LinkOutcome, UserChange};
 use support::{attribute, silent_listener, unique, Canned, Creds, World, PROVIDER, REGION};
 
 struct MotoHarness<'w> {
@@ -372,4 +372,109 @@ async fn bad_credentials_missing_permissions_and_wrong_pools_are_misconfigured()
     for pool in [&pool, &bare_pool] {
         assert!(world.usernames_with_email(pool, &email).await.is_empty(), "nothing was created");
     }
+    // A principal with the sign-in statement only: it signs users in, but disabling, deleting
+    // and writing roles are refused, naming the action that is missing.
+    let mut policy: Value = serde_json::from_str(&support::adapter_policy()).unwrap();
+    policy["Statement"] = json!([policy["Statement"][0].clone()]);
+    let signer =
+        support::iam_user(&world.aws, &world.admin, &format!("signer-{}", unique()), &policy.to_string()).await;
+    let adapter = world.adapter(&pool, &signer);
+    let username = downstream_id(&adapter.link(&who).await.expect("signs in"));
+    let roles = Entitlements { groups: Vec::new(), roles: vec!["viewer".to_owned()] };
+    let managed = vec!["viewer".to_owned()];
+    for (what, result, action) in [
+        ("disable", adapter.disable(&username).await, "AdminUserGlobalSignOut"),
+        ("enable", adapter.enable(&username).await, "AdminEnableUser"),
+        ("delete", adapter.delete(&username).await, "AdminDeleteUser"),
+        ("set_roles", adapter.set_roles(&username, &roles, &managed).await, "AdminListGroupsForUser"),
+    ] {
+        match result {
+            Err(AdapterError::Misconfigured { detail }) => {
+                assert!(detail.contains("AccessDenied") && detail.contains(action), "{what}: {detail}")
+            }
+            other => panic!("{what} without the permission is Misconfigured, got {other:?}"),
+        }
+    }
+    assert_eq!(world.get_user(&pool, &username).await["Enabled"], true, "nothing was changed");
+}
+
+fn strings(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disabling_signs_the_user_out_and_enabling_does_not_bring_its_sessions_back() {
+    let world = World::start().await;
+    let pool = world.create_pool(false, true).await;
+    let app = world.create_app_client(&pool).await;
+    let adapter = world.adapter(&pool, &world.adapter_creds);
+    let who = identity(&format!("disable-{}", unique()), &format!("disable-{}@example.com", unique()), true);
+    let username = downstream_id(&adapter.link(&who).await.unwrap());
+    let session = world.sign_in_with_password(&pool, &app, &username).await;
+    let refresh_token = session["RefreshToken"].as_str().unwrap().to_owned();
+    world.refresh(&pool, &app, &refresh_token).await.expect("the session works before");
+
+    assert_eq!(adapter.disable(&username).await.unwrap(), UserChange::Applied);
+    assert_eq!(world.get_user(&pool, &username).await["Enabled"], false);
+    let actions: Vec<String> = world.proxy.records().into_iter().map(|r| r.action).collect();
+    assert_eq!(actions[actions.len() - 2..], ["AdminUserGlobalSignOut", "AdminDisableUser"], "{actions:?}");
+    let refused = world.refresh(&pool, &app, &refresh_token).await.expect_err("the session ended");
+    assert!(refused.contains("NotAuthorizedException"), "{refused}");
+    // The same job again (a retried webhook): the same result.
+    assert_eq!(adapter.disable(&username).await.unwrap(), UserChange::Applied);
+    match adapter.link(&who).await {
+        Err(AdapterError::Refused { reason }) => assert!(reason.contains("disabled"), "{reason}"),
+        other => panic!("a disabled user is not signed in to, got {other:?}"),
+    }
+
+    assert_eq!(adapter.enable(&username).await.unwrap(), UserChange::Applied);
+    assert_eq!(world.get_user(&pool, &username).await["Enabled"], true);
+    // Enabled again, yet the refresh token from before stays refused: it was signed out.
+    let refused = world.refresh(&pool, &app, &refresh_token).await.expect_err("the old session stays ended");
+    assert!(refused.contains("NotAuthorizedException"), "{refused}");
+    world.sign_in_with_password(&pool, &app, &username).await;
+    assert_eq!(downstream_id(&adapter.link(&who).await.unwrap()), username, "signs in again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roles_become_pool_groups_in_the_users_tokens_and_other_groups_stay() {
+    let world = World::start().await;
+    let pool = world.create_pool(false, true).await;
+    let app = world.create_app_client(&pool).await;
+    for group in ["viewer", "editor", "app-admins"] {
+        world.create_group(&pool, group).await;
+    }
+    let adapter = world.adapter(&pool, &world.adapter_creds);
+    let who = identity(&format!("roles-{}", unique()), &format!("roles-{}@example.com", unique()), true);
+    let username = downstream_id(&adapter.link(&who).await.unwrap());
+    world.add_to_group(&pool, &username, "app-admins").await;
+    let managed = strings(&["viewer", "editor", "admin"]);
+
+    let wanted = Entitlements { groups: strings(&["eng"]), roles: strings(&["viewer", "editor"]) };
+    assert_eq!(adapter.set_roles(&username, &wanted, &managed).await.unwrap(), UserChange::Applied);
+    assert_eq!(world.groups_of(&pool, &username).await, ["app-admins", "editor", "viewer"]);
+    let tokens = world.sign_in_with_password(&pool, &app, &username).await;
+    let mut groups: Vec<String> =
+        serde_json::from_value(support::jwt_claims(tokens["IdToken"].as_str().unwrap())["cognito:groups"].clone())
+            .unwrap();
+    groups.sort();
+    assert_eq!(groups, ["app-admins", "editor", "viewer"], "the application sees the roles in its tokens");
+
+    // A role whose group the pool lacks: reported, naming the group, and nothing half-done.
+    let wanted = Entitlements { groups: Vec::new(), roles: strings(&["admin"]) };
+    match adapter.set_roles(&username, &wanted, &managed).await {
+        Err(AdapterError::Misconfigured { detail }) => assert!(detail.contains("\"admin\""), "{detail}"),
+        other => panic!("a missing group is Misconfigured, got {other:?}"),
+    }
+    assert_eq!(world.groups_of(&pool, &username).await, ["app-admins", "editor", "viewer"]);
+
+    // With create_groups the adapter makes it (CreateGroup is in the policy's last statement).
+    let mut settings = world.settings(&pool, &world.adapter_creds, &world.proxy.url, 5);
+    settings.create_groups = Some(true);
+    let creating = CognitoAdapter::new(settings).unwrap();
+    assert_eq!(creating.set_roles(&username, &wanted, &managed).await.unwrap(), UserChange::Applied);
+    assert_eq!(world.groups_of(&pool, &username).await, ["admin", "app-admins"]);
+    assert_eq!(world.pool_groups(&pool).await, ["admin", "app-admins", "editor", "viewer"]);
+    assert_eq!(creating.set_roles(&username, &wanted, &managed).await.unwrap(), UserChange::Applied);
+    assert_eq!(world.groups_of(&pool, &username).await, ["admin", "app-admins"], "twice, the same");
 }

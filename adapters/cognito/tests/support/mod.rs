@@ -602,6 +602,7 @@ impl World {
             session_token: creds.token.clone(),
             endpoint: Some(endpoint.into()),
             timeout_seconds: Some(timeout_seconds),
+            create_groups: None,
         }
     }
 
@@ -661,6 +662,123 @@ impl World {
         }
         found
     }
+}
+
+impl World {
+    /// An app client that signs users in with their password through the Admin API, as an
+    /// application's back end does.
+    pub async fn create_app_client(&self, pool_id: &str) -> String {
+        let answer = self
+            .aws
+            .cognito_ok(
+                &self.admin,
+                "CreateUserPoolClient",
+                json!({"UserPoolId": pool_id, "ClientName": format!("app-{}", unique()),
+                    "ExplicitAuthFlows": ["ALLOW_ADMIN_USER_PASSWORD_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"]}),
+            )
+            .await;
+        answer["UserPoolClient"]["ClientId"].as_str().unwrap().to_owned()
+    }
+
+    /// Gives the user a permanent password and signs it in; returns `AuthenticationResult`
+    /// (`IdToken`, `AccessToken`, `RefreshToken`).
+    pub async fn sign_in_with_password(&self, pool_id: &str, client_id: &str, username: &str) -> Value {
+        let password = "Correct-horse-battery-9";
+        self.aws
+            .cognito_ok(
+                &self.admin,
+                "AdminSetUserPassword",
+                json!({"UserPoolId": pool_id, "Username": username, "Password": password, "Permanent": true}),
+            )
+            .await;
+        let answer = self
+            .aws
+            .cognito_ok(
+                &self.admin,
+                "AdminInitiateAuth",
+                json!({"UserPoolId": pool_id, "ClientId": client_id, "AuthFlow": "ADMIN_USER_PASSWORD_AUTH",
+                    "AuthParameters": {"USERNAME": username, "PASSWORD": password}}),
+            )
+            .await;
+        answer["AuthenticationResult"].clone()
+    }
+
+    /// Trades a refresh token for new tokens; the error's `__type` when Cognito refuses.
+    pub async fn refresh(&self, pool_id: &str, client_id: &str, refresh_token: &str) -> Result<Value, String> {
+        let (status, answer) = self
+            .aws
+            .cognito(
+                &self.admin,
+                "AdminInitiateAuth",
+                json!({"UserPoolId": pool_id, "ClientId": client_id, "AuthFlow": "REFRESH_TOKEN_AUTH",
+                    "AuthParameters": {"REFRESH_TOKEN": refresh_token}}),
+            )
+            .await;
+        match status {
+            200 => Ok(answer["AuthenticationResult"].clone()),
+            _ => Err(format!("{} {}", answer["__type"].as_str().unwrap_or("?"), answer["message"])),
+        }
+    }
+
+    pub async fn create_group(&self, pool_id: &str, group: &str) {
+        self.aws.cognito_ok(&self.admin, "CreateGroup", json!({"UserPoolId": pool_id, "GroupName": group})).await;
+    }
+
+    pub async fn add_to_group(&self, pool_id: &str, username: &str, group: &str) {
+        self.aws
+            .cognito_ok(
+                &self.admin,
+                "AdminAddUserToGroup",
+                json!({"UserPoolId": pool_id, "Username": username, "GroupName": group}),
+            )
+            .await;
+    }
+
+    /// The user's groups as the pool lists them, sorted.
+    pub async fn groups_of(&self, pool_id: &str, username: &str) -> Vec<String> {
+        let answer = self
+            .aws
+            .cognito_ok(&self.admin, "AdminListGroupsForUser", json!({"UserPoolId": pool_id, "Username": username}))
+            .await;
+        let mut groups: Vec<String> =
+            answer["Groups"].as_array().unwrap().iter().map(|g| g["GroupName"].as_str().unwrap().to_owned()).collect();
+        groups.sort();
+        groups
+    }
+
+    /// The pool's groups, sorted.
+    pub async fn pool_groups(&self, pool_id: &str) -> Vec<String> {
+        let answer = self.aws.cognito_ok(&self.admin, "ListGroups", json!({"UserPoolId": pool_id})).await;
+        let mut groups: Vec<String> =
+            answer["Groups"].as_array().unwrap().iter().map(|g| g["GroupName"].as_str().unwrap().to_owned()).collect();
+        groups.sort();
+        groups
+    }
+}
+
+/// The claims of a JWT Cognito issued (read, not verified: the harness only looks).
+pub fn jwt_claims(jwt: &str) -> Value {
+    let payload = jwt.split('.').nth(1).unwrap();
+    let mut bytes = Vec::new();
+    let mut buffer = 0u32;
+    let mut bits = 0;
+    for c in payload.bytes() {
+        let value = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'-' | b'+' => 62,
+            b'_' | b'/' => 63,
+            _ => continue,
+        };
+        buffer = (buffer << 6) | u32::from(value);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            bytes.push((buffer >> bits) as u8);
+        }
+    }
+    serde_json::from_slice(&bytes).unwrap()
 }
 
 /// The value of one attribute in an `AdminGetUser` answer.
