@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde_json::Value;
 use ssobridge_adapter_auth0::{Auth0Adapter, Auth0Settings};
 use ssobridge_adapter_core::conformance::{self, Harness};
-use ssobridge_adapter_core::{Adapter, AdapterError, BoxFuture, Identity, LinkOutcome};
+use ssobridge_adapter_core::{Adapter, AdapterError, BoxFuture, Entitlements, Identity, LinkOutcome, UserChange};
 use tenant::FakeTenant;
 
 pub use tenant::{CLIENT_ID, CLIENT_SECRET, CONNECTION, DOMAIN};
@@ -25,6 +25,7 @@ pub fn settings(base: &str) -> Auth0Settings {
         connection: CONNECTION.to_owned(),
         api_base: Some(base.to_owned()),
         timeout_seconds: Some(5),
+        assign_roles: None,
     }
 }
 
@@ -117,6 +118,27 @@ impl Adapter for LoginThroughAuth0 {
             }
             self.adapter.link(identity).await
         })
+    }
+
+    fn disable<'a>(&'a self, user_id: &'a str) -> BoxFuture<'a, Result<UserChange, AdapterError>> {
+        self.adapter.disable(user_id)
+    }
+
+    fn enable<'a>(&'a self, user_id: &'a str) -> BoxFuture<'a, Result<UserChange, AdapterError>> {
+        self.adapter.enable(user_id)
+    }
+
+    fn delete<'a>(&'a self, user_id: &'a str) -> BoxFuture<'a, Result<UserChange, AdapterError>> {
+        self.adapter.delete(user_id)
+    }
+
+    fn set_roles<'a>(
+        &'a self,
+        user_id: &'a str,
+        entitlements: &'a Entitlements,
+        managed: &'a [String],
+    ) -> BoxFuture<'a, Result<UserChange, AdapterError>> {
+        self.adapter.set_roles(user_id, entitlements, managed)
     }
 }
 
