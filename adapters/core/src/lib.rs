@@ -141,20 +141,14 @@ pub trait Adapter: Send + Sync {
     /// lets an administrator end (each adapter's docs say which; tokens an application
     /// verifies on its own stay valid until they expire). For a deactivated or deleted
     /// directory user under `deprovision = "disable"`.
-    fn disable<'a>(&'a self, _user_id: &'a str) -> BoxFuture<'a, Result<UserChange, AdapterError>> {
-        not_yet(self.name(), "disable")
-    }
+    fn disable<'a>(&'a self, user_id: &'a str) -> BoxFuture<'a, Result<UserChange, AdapterError>>;
 
     /// Lifts [`Adapter::disable`]: the user may sign in again (sessions it ended stay ended).
-    fn enable<'a>(&'a self, _user_id: &'a str) -> BoxFuture<'a, Result<UserChange, AdapterError>> {
-        not_yet(self.name(), "enable")
-    }
+    fn enable<'a>(&'a self, user_id: &'a str) -> BoxFuture<'a, Result<UserChange, AdapterError>>;
 
     /// Deletes the downstream user, for `deprovision = "delete"`. A user already gone is
     /// `Ok(NotFound)` (or `Ok(Applied)` where the downstream cannot tell).
-    fn delete<'a>(&'a self, _user_id: &'a str) -> BoxFuture<'a, Result<UserChange, AdapterError>> {
-        not_yet(self.name(), "delete")
-    }
+    fn delete<'a>(&'a self, user_id: &'a str) -> BoxFuture<'a, Result<UserChange, AdapterError>>;
 
     /// Writes the user's groups and roles downstream. `managed` lists every role name the
     /// broker manages for this client (the values of its group-to-role table): among those
@@ -164,19 +158,10 @@ pub trait Adapter: Send + Sync {
     /// the full current set, written where the downstream keeps them (the adapter's docs).
     fn set_roles<'a>(
         &'a self,
-        _user_id: &'a str,
-        _entitlements: &'a Entitlements,
-        _managed: &'a [String],
-    ) -> BoxFuture<'a, Result<UserChange, AdapterError>> {
-        not_yet(self.name(), "set_roles")
-    }
-}
-
-/// Until every adapter implements the operations on a user: an operator-visible refusal.
-fn not_yet(adapter: &'static str, operation: &'static str) -> BoxFuture<'static, Result<UserChange, AdapterError>> {
-    Box::pin(async move {
-        Err(AdapterError::Misconfigured { detail: format!("the {adapter} adapter does not implement {operation} yet") })
-    })
+        user_id: &'a str,
+        entitlements: &'a Entitlements,
+        managed: &'a [String],
+    ) -> BoxFuture<'a, Result<UserChange, AdapterError>>;
 }
 
 /// The adapter for clients that keep no downstream user store: it changes nothing.

@@ -11,15 +11,27 @@ use std::time::{Duration, Instant};
 use common::*;
 use jsonwebtoken::{Algorithm, Validation};
 use serde_json::{json, Value};
-use ssobridge_adapter_core::conformance::{self, Harness};
+use ssobridge_adapter_core::conformance::{self, Harness, Outage};
 use ssobridge_adapter_core::{Adapter, AdapterError, BoxFuture, Entitlements, LinkOutcome, UserChange};
 use ssobridge_adapter_firebase::{firebase_uid, FirebaseAdapter};
 
 struct EmulatorHarness {
+    /// Reaches the emulator through `proxy`, which can answer as an outage instead.
     adapter: FirebaseAdapter,
     unreachable: FirebaseAdapter,
+    /// In production mode, with a service account key Google's token endpoint refuses.
+    misconfigured: FirebaseAdapter,
     api: EmulatorApi,
+    proxy: FaultProxy,
+    _tokens: TokenServer,
     _blackhole: Blackhole,
+}
+
+fn sorted_strings(value: &Value) -> Vec<String> {
+    let mut names: Vec<String> =
+        value.as_array().map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect()).unwrap_or_default();
+    names.sort();
+    names
 }
 
 impl Harness for EmulatorHarness {
@@ -60,9 +72,64 @@ impl Harness for EmulatorHarness {
         // timeout_seconds = 2 for the unreachable adapter, plus scheduling slack.
         Duration::from_secs(4)
     }
+
+    fn misconfigured_adapter(&self) -> &FirebaseAdapter {
+        &self.misconfigured
+    }
+
+    fn user_disabled<'a>(&'a self, id: &'a str) -> BoxFuture<'a, bool> {
+        Box::pin(async move { self.api.user(id).await.expect("the account exists")["disabled"] == true })
+    }
+
+    fn user_roles<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Vec<String>> {
+        Box::pin(async move { sorted_strings(&self.claims(id).await["roles"]) })
+    }
+
+    fn user_groups<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Option<Vec<String>>> {
+        Box::pin(async move { Some(sorted_strings(&self.claims(id).await["groups"])) })
+    }
+
+    fn grant_role_directly<'a>(&'a self, id: &'a str, role: &'a str) -> BoxFuture<'a, ()> {
+        // What the application's back end does with the Admin SDK's setCustomUserClaims.
+        Box::pin(async move {
+            let mut claims = self.claims(id).await;
+            let mut roles = claims["roles"].as_array().cloned().unwrap_or_default();
+            roles.push(json!(role));
+            claims["roles"] = Value::Array(roles);
+            self.api.update(json!({"localId": id, "customAttributes": claims.to_string()})).await;
+        })
+    }
+
+    fn fail_next(&self, requests: usize, outage: Outage) {
+        let fault = match outage {
+            Outage::RateLimited => Fault { status: 429, retry_after: Some("1") },
+            Outage::Unavailable => Fault { status: 503, retry_after: None },
+        };
+        self.proxy.fail_next(&vec![fault; requests]);
+    }
+
+    fn end_outage(&self) {
+        self.proxy.clear_faults();
+    }
+
+    fn secrets(&self) -> Vec<String> {
+        // A line from the middle of the service account's private key.
+        let (pem, _) = service_account_key();
+        pem.lines().skip(5).take(3).map(str::to_owned).collect()
+    }
+
+    fn log_lines(&self) -> Vec<String> {
+        LogRecorder::global().lines()
+    }
 }
 
 impl EmulatorHarness {
+    /// The account's custom claims, as the Admin SDK's getUser shows them.
+    async fn claims(&self, uid: &str) -> Value {
+        let account = self.api.user(uid).await.expect("the account exists");
+        serde_json::from_str(account["customAttributes"].as_str().unwrap_or("{}")).unwrap()
+    }
+
     async fn uids_with_email(&self, email: &str, verified_only: bool) -> Vec<String> {
         let users = self.api.all_users().await;
         users
@@ -113,11 +180,28 @@ async fn adapter_against_the_auth_emulator() {
 }
 
 async fn conformance_suite(emulator: &Emulator, run: &str) {
+    LogRecorder::global();
     let blackhole = Blackhole::start().await;
+    let proxy = FaultProxy::start(&emulator.host).await;
+    let tokens = TokenServer::start("key-id-refused").await;
+    tokens.reply_with(TokenReply::Refuse);
+    let (pem, _) = service_account_key();
+    let misconfigured = FirebaseAdapter::new(settings(json!({
+        "project_id": PROJECT_ID,
+        "service_account_email": SERVICE_ACCOUNT,
+        "private_key": pem,
+        "token_uri": tokens.uri(),
+        "api_base": format!("{}/identitytoolkit.googleapis.com", proxy.server.base),
+        "timeout_seconds": 5,
+    })))
+    .expect("production adapter");
     let harness = EmulatorHarness {
-        adapter: emulator_adapter(&emulator.host, None, 10),
+        adapter: emulator_adapter(&proxy.host(), None, 10),
         unreachable: emulator_adapter(&format!("127.0.0.1:{}", blackhole.port), None, 2),
+        misconfigured,
         api: emulator.api(),
+        proxy,
+        _tokens: tokens,
         _blackhole: blackhole,
     };
     conformance::run(&harness, run).await;
