@@ -15,6 +15,7 @@ pub mod demo;
 pub mod events;
 pub mod export;
 pub mod http;
+pub mod jobs;
 pub mod limiter;
 pub mod login;
 pub mod model;

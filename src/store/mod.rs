@@ -277,8 +277,10 @@ pub mod keys {
     pub const ROUTES: &str = "route:";
     /// Clients, by id: `client:<client_id>`.
     pub const CLIENTS: &str = "client:";
+    /// Work owed to a downstream or a client, by id: `job:<id>` ([`crate::jobs`]).
+    pub const JOBS: &str = "job:";
     /// The prefixes `scan_prefix` may list. Each must end with `:`.
-    pub const COLLECTIONS: &[&str] = &[ROUTES, CLIENTS];
+    pub const COLLECTIONS: &[&str] = &[ROUTES, CLIENTS, JOBS];
     /// A counter every route write bumps: instances drop their route cache when it moves.
     /// Not under `route:`, which lists routes only.
     pub const ROUTES_GENERATION: &str = "routes-generation";
