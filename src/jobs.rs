@@ -192,15 +192,9 @@ impl JobQueue {
         self.store.replace(stored_key, Some(claimed), &encode(&job)?).await.map(|_| ())
     }
 
-    /// Runs due jobs until the process ends: at once when this instance enqueues one, else
-    /// every `every` (jobs of other instances, retries that came due).
-    pub async fn work<R: Runner>(self, runner: R, every: Duration) {
-        loop {
-            if let Err(error) = self.run_due(&runner).await {
-                tracing::warn!(error = %error, "job queue unavailable; trying again");
-            }
-            let _ = tokio::time::timeout(every, self.wake.notified()).await;
-        }
+    /// Waits until this instance enqueues or retries a job, or `at_most`.
+    pub async fn wait(&self, at_most: Duration) {
+        let _ = tokio::time::timeout(at_most, self.wake.notified()).await;
     }
 }
 

@@ -16,6 +16,7 @@ pub mod events;
 pub mod export;
 pub mod http;
 pub mod jobs;
+pub mod lifecycle;
 pub mod limiter;
 pub mod login;
 pub mod model;

@@ -335,6 +335,7 @@ async fn serve(path: PathBuf) -> Result<(), StartError> {
     let listen = config.listen;
     // The upstream is checked in the background from now on; /readyz says how it went.
     let state = AppState::new(config, key).await?;
+    ssobridge::lifecycle::spawn_worker(&state);
     let _sync = state::spawn_route_sync(state.clone());
     let admin_config = state.config.admin.clone();
     let admin = admin_config.enabled().then(|| {

@@ -124,6 +124,7 @@ pub async fn build(public_url: &str, listen: SocketAddr) -> Result<Demo, StartEr
     // The memory store unless SSOBRIDGE_STORE__URL names another (loginbench measures Redis so).
     let store = crate::store::AnyStore::connect(&config.store).await?;
     let state = AppState::with_store(config, SigningKey::generate_rsa()?, store).await?;
+    crate::lifecycle::spawn_worker(&state);
     let client = Arc::new(DemoClient {
         public_url: public_url.to_owned(),
         pending: Mutex::new(HashMap::new()),

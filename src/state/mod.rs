@@ -51,6 +51,9 @@ pub struct AppState {
     webhook_key: Option<Vec<u8>>,
     /// Login, hand-off, admin and deprovisioning events, shared through the store.
     pub events: Arc<crate::events::EventLog>,
+    /// Work owed to downstreams and clients, shared through the store ([`crate::lifecycle`]
+    /// runs it).
+    pub jobs: crate::jobs::JobQueue,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -167,6 +170,7 @@ impl AppState {
         let events = crate::events::EventLog::start(store.clone(), &config.events, pairwise_salt.as_bytes());
         Ok(AppState {
             events,
+            jobs: crate::jobs::JobQueue::new(store.clone()),
             issuer,
             config,
             keys,
