@@ -23,6 +23,7 @@ pub mod model;
 pub mod oidc;
 pub mod ops;
 pub mod pages;
+pub mod people;
 pub mod routing;
 pub mod secret;
 pub mod state;

@@ -3,6 +3,7 @@
 
 mod clients;
 mod events;
+mod jobs;
 mod keys;
 mod resource;
 mod routes;
@@ -39,6 +40,9 @@ enum Tag {
     /// The event log: every login attempt, IdP-initiated hand-off, admin change and
     /// deprovisioning, newest first.
     Events,
+    /// Work owed to downstreams and clients (deprovisioning, roles, back-channel logouts),
+    /// retried until done; what keeps failing waits here for an operator.
+    Jobs,
 }
 
 /// What an admin token may do.
@@ -187,7 +191,9 @@ fn allowed_methods(path: &str) -> Option<&'static str> {
         ["clients"] | ["routes"] => Some("GET, POST"),
         ["clients", _] | ["routes", _] => Some("GET, PATCH, DELETE"),
         ["clients", _, "secret"] | ["keys", "rotate"] => Some("POST"),
-        ["keys"] | ["status"] | ["openapi.json"] | ["events"] | ["events", _] => Some("GET"),
+        ["keys"] | ["status"] | ["openapi.json"] | ["events"] | ["events", _] | ["jobs"] => Some("GET"),
+        ["jobs", _] => Some("GET, DELETE"),
+        ["jobs", _, "retry"] => Some("POST"),
         _ => None,
     }
 }
@@ -236,7 +242,7 @@ pub fn audit(
     }
 }
 
-type Api = (clients::ClientsApi, routes::RoutesApi, keys::KeysApi, status::StatusApi, events::EventsApi);
+type Api = (clients::ClientsApi, routes::RoutesApi, keys::KeysApi, status::StatusApi, events::EventsApi, jobs::JobsApi);
 
 fn service(state: Arc<AppState>) -> OpenApiService<Api, ()> {
     OpenApiService::new(
@@ -245,7 +251,8 @@ fn service(state: Arc<AppState>) -> OpenApiService<Api, ()> {
             routes::RoutesApi { state: state.clone() },
             keys::KeysApi { state: state.clone() },
             status::StatusApi { state: state.clone() },
-            events::EventsApi { state },
+            events::EventsApi { state: state.clone() },
+            jobs::JobsApi { state },
         ),
         "ssobridge admin API",
         env!("CARGO_PKG_VERSION"),

@@ -74,6 +74,12 @@ client_secret = "{DEMO_CLIENT_SECRET}"
 redirect_uris = ["{DEMO_EXTERNAL_REDIRECT}", "{public_url}/demo/callback"]
 name = "ssobridge demo app"
 initiate_login_uri = "{public_url}/demo/initiate"
+# The portal's directory sends groups: these become the app's roles.
+[clients.claims]
+groups = true
+[clients.claims.group_roles]
+Engineering = ["editor"]
+Admins = ["admin"]
 {routes}
 [scalekit]
 # Routes from the simulator's organizations: a sync at start and every minute, and at once on

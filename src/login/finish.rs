@@ -148,6 +148,21 @@ pub async fn finish(app: &AppState, answer: UpstreamAnswer<'_>) -> Result<Finish
     identity.email_verified = claims.email_verified != Some(false)
         && domain_verified(app, &identity, &request.client_id).await.map_err(|e| fail(e.into()))?;
     tracing::Span::current().record("connection_id", identity.connection_id.as_deref().unwrap_or(""));
+    // The customer's directory has the last word: a user it deactivated does not sign in,
+    // whatever their IdP session says.
+    let directory = match (&identity.organization_id, &identity.email) {
+        (Some(organization), Some(email)) => {
+            crate::people::record_of(&app.store, organization, email).await.map_err(|e| fail(e.into()))?
+        }
+        _ => None,
+    };
+    if directory.as_ref().is_some_and(|record| !record.active) {
+        tracing::warn!(reason = "deprovisioned", "the user's directory has deactivated them; login refused");
+        return Err(fail(OidcError::new(
+            ErrorCode::AccessDenied,
+            "this account has been deactivated in your organization's directory",
+        )));
+    }
     let outcome = crate::telemetry::timed(
         "ssobridge_adapter_duration_seconds",
         &[("adapter", client.adapter.name())],
@@ -155,8 +170,12 @@ pub async fn finish(app: &AppState, answer: UpstreamAnswer<'_>) -> Result<Finish
     )
     .await
     .map_err(|e| fail(adapter_error(client.adapter.name(), e)))?;
+    if let (Some(organization), Some(email)) = (&identity.organization_id, &identity.email) {
+        remember(app, &client.record.spec, organization, email, &identity, &outcome, directory.is_some()).await;
+    }
+    let extra = extra_claims(&client.record.claims, &claims, directory.as_ref(), outcome.extra_claims());
     let user_claims =
-        user_claims(&identity, ClaimScopes::from_scope(&request.scope), outcome.extra_claims(), &client.record.claims);
+        user_claims(&identity, ClaimScopes::from_scope(&request.scope), Some(&extra), &client.record.claims);
     let code = random_token(32).map_err(|e| fail(e.into()))?;
     let sealed_token_fields = match outcome.token_fields().filter(|fields| !fields.is_empty()) {
         Some(fields) => {
@@ -183,6 +202,66 @@ pub async fn finish(app: &AppState, answer: UpstreamAnswer<'_>) -> Result<Finish
     crate::telemetry::count("ssobridge_logins_completed_total", &[("client", &request.client_id)]);
     tracing::info!("login completed upstream; code issued");
     Ok(Finished::Issued { redirect_uri: request.redirect_uri.clone(), code, state: request.state.clone() })
+}
+
+/// Remembers who the user is downstream, for their directory's later word, and queues the
+/// writing of their directory roles there. A failure costs only that (the login goes on).
+async fn remember(
+    app: &AppState,
+    client: &crate::model::ClientSpec,
+    organization: &str,
+    email: &str,
+    identity: &Identity,
+    outcome: &ssobridge_adapter_core::LinkOutcome,
+    in_directory: bool,
+) {
+    let user_id = outcome.downstream_user_id();
+    let remembered = crate::people::remember_login(
+        &app.store,
+        organization,
+        email,
+        &identity.upstream_subject,
+        &client.client_id,
+        user_id,
+    )
+    .await;
+    let queued = match (in_directory && user_id.is_some() && client.claims.wants_entitlements(), &remembered) {
+        (true, Ok(())) => {
+            let person = crate::people::person_id(organization, email);
+            crate::people::queue_roles_after_login(&app.jobs, &person, &client.client_id).await
+        }
+        _ => Ok(()),
+    };
+    if let Err(error) = remembered.and(queued) {
+        tracing::warn!(error = %error, "could not remember the login for directory sync");
+    }
+}
+
+/// Claims beyond the fixed ones: the client's mapped upstream attributes, the user's directory
+/// groups and roles when the client takes them, and the adapter's own (which win).
+fn extra_claims(
+    mapping: &crate::model::ClaimMapping,
+    claims: &UpstreamClaims,
+    directory: Option<&crate::people::DirectoryRecord>,
+    adapter_claims: Option<&serde_json::Map<String, serde_json::Value>>,
+) -> serde_json::Map<String, serde_json::Value> {
+    let mut extra = serde_json::Map::new();
+    for (from, to) in &mapping.attributes {
+        if let Some(value) = claims.other.get(from) {
+            extra.insert(to.clone(), value.clone());
+        }
+    }
+    if mapping.wants_entitlements() {
+        let entitlements = directory.map(|record| record.entitlements(mapping)).unwrap_or_default();
+        if mapping.groups {
+            extra.insert("groups".into(), entitlements.groups.into());
+        }
+        extra.insert("roles".into(), entitlements.roles.into());
+    }
+    if let Some(adapter_claims) = adapter_claims {
+        extra.extend(adapter_claims.iter().map(|(name, value)| (name.clone(), value.clone())));
+    }
+    extra
 }
 
 /// When the user signed in: the upstream's `auth_time`, else now (the callback follows the

@@ -298,6 +298,17 @@ pub mod keys {
         format!("webhook:{id_hash}")
     }
 
+    /// What a customer's directory last said of a user (active, groups, roles), by the
+    /// SHA-256 of organization and lower-cased email ([`crate::lifecycle::directory`]).
+    pub fn directory_user(person: &str) -> String {
+        format!("diruser:{person}")
+    }
+    /// Who a user is downstream (the upstream subjects they signed in as, their user at each
+    /// client's adapter), by the same hash: written at each login.
+    pub fn person(person: &str) -> String {
+        format!("person:{person}")
+    }
+
     pub fn flow(upstream_state: &str) -> String {
         format!("flow:{upstream_state}")
     }

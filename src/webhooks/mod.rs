@@ -153,6 +153,11 @@ pub async fn scalekit(req: &Request, body: Body, state: Data<&Arc<AppState>>) ->
                     }
                     answer(StatusCode::OK, "applied")
                 }
+                Outcome::Recorded { organization_id, change } => {
+                    count(label, "applied");
+                    tracing::info!(webhook_id = id, event = %event.kind, organization_id = %organization_id, change, "directory event recorded");
+                    answer(StatusCode::OK, "applied")
+                }
                 Outcome::Ignored(why) => {
                     count(label, "ignored");
                     tracing::info!(webhook_id = id, event = %event.kind, why, "webhook ignored");

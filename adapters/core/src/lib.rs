@@ -62,6 +62,16 @@ impl LinkOutcome {
         }
     }
 
+    /// The downstream user the identity is now, for later lifecycle operations.
+    pub fn downstream_user_id(&self) -> Option<&str> {
+        match self {
+            LinkOutcome::Linked { downstream_user_id, .. } | LinkOutcome::Created { downstream_user_id, .. } => {
+                Some(downstream_user_id)
+            }
+            LinkOutcome::Unchanged => None,
+        }
+    }
+
     /// Claims the adapter wants added to the broker's ID token and userinfo.
     pub fn extra_claims(&self) -> Option<&Map<String, Value>> {
         match self {
