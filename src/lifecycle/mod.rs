@@ -2,6 +2,8 @@
 //! leaves their directory, signs out or changes groups. The work is queued durably
 //! ([`crate::jobs`]) and run here, one job at a time per instance, each kind by its own module.
 
+pub mod backchannel;
+
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -19,8 +21,10 @@ struct Work<'a> {
 
 impl Runner for Work<'_> {
     async fn run(&self, job: &Job) -> Result<(), JobError> {
-        let _ = self.app;
-        Err(JobError::Permanent(format!("ssobridge has no job of kind {:?}", job.kind)))
+        match job.kind.as_str() {
+            crate::login::logout::BACKCHANNEL_LOGOUT => backchannel::deliver(self.app, &job.task).await,
+            _ => Err(JobError::Permanent(format!("ssobridge has no job of kind {:?}", job.kind))),
+        }
     }
 }
 

@@ -98,6 +98,12 @@ pub struct Client {
     /// The client's public keys (a JWK Set), for `private_key_jwt`.
     #[oai(skip_serializing_if_is_none)]
     pub jwks: Option<serde_json::Value>,
+    /// Where the client may send users after sign-out (`post_logout_redirect_uri`, exact match).
+    #[oai(default)]
+    pub post_logout_redirect_uris: Vec<String>,
+    /// Where the broker posts logout tokens (OpenID Connect Back-Channel Logout).
+    #[oai(skip_serializing_if_is_none)]
+    pub backchannel_logout_uri: Option<String>,
     /// `config` (seeded from the file at every start: the file wins) or `api`.
     pub source: String,
 }
@@ -126,6 +132,8 @@ fn client_example() -> Client {
         token_endpoint_auth_method: AuthMethod::ClientSecretBasic,
         jwks_uri: None,
         jwks: None,
+        post_logout_redirect_uris: vec!["https://acme.us.auth0.com/v2/logout".into()],
+        backchannel_logout_uri: None,
         source: "api".into(),
     }
 }
@@ -173,6 +181,13 @@ pub struct ClientCreate {
     /// A JWK Set of public keys; `private_key_jwt` only, or `jwks_uri`.
     #[oai(nullable)]
     pub jwks: Option<serde_json::Value>,
+    /// Exact URIs (https, or http on loopback), no fragment: where users may go after sign-out.
+    #[oai(nullable, validator(max_items = 20, max_length = 2000))]
+    pub post_logout_redirect_uris: Option<Vec<Text>>,
+    /// https to a public address (loopback and private networks only with
+    /// `outbound.allow_private_networks`), no fragment: where logout tokens are posted.
+    #[oai(nullable, validator(max_length = 2000))]
+    pub backchannel_logout_uri: Option<Text>,
 }
 
 impl poem_openapi::types::Example for ClientCreate {
@@ -199,6 +214,8 @@ fn create_example() -> ClientCreate {
         token_endpoint_auth_method: None,
         jwks_uri: None,
         jwks: None,
+        post_logout_redirect_uris: None,
+        backchannel_logout_uri: None,
     }
 }
 
@@ -236,6 +253,10 @@ pub struct ClientPatch {
     pub jwks_uri: MaybeUndefined<Text>,
     #[oai(nullable)]
     pub jwks: MaybeUndefined<serde_json::Value>,
+    #[oai(nullable, validator(max_items = 20, max_length = 2000))]
+    pub post_logout_redirect_uris: MaybeUndefined<Vec<Text>>,
+    #[oai(nullable, validator(max_length = 2000))]
+    pub backchannel_logout_uri: MaybeUndefined<Text>,
 }
 
 impl poem_openapi::types::Example for ClientPatch {
@@ -261,6 +282,8 @@ fn patch_example() -> ClientPatch {
         token_endpoint_auth_method: MaybeUndefined::Undefined,
         jwks_uri: MaybeUndefined::Undefined,
         jwks: MaybeUndefined::Undefined,
+        post_logout_redirect_uris: MaybeUndefined::Undefined,
+        backchannel_logout_uri: MaybeUndefined::Undefined,
     }
 }
 
