@@ -206,7 +206,7 @@ pub struct SessionRef {
     /// SHA-256 of the user's upstream subject ([`super::sessions::user_hash`]).
     #[serde(rename = "uh")]
     pub user: String,
-    /// When the session began (seconds).
+    /// When the session began (Unix milliseconds).
     #[serde(rename = "sat")]
     pub session_at: u64,
 }

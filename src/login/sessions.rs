@@ -31,7 +31,7 @@ pub struct Session {
     pub sub: String,
     /// SHA-256 of the upstream subject.
     pub user: String,
-    /// When it began (seconds).
+    /// When it began (Unix milliseconds: a login just after a deprovisioning is told apart).
     pub created_at: u64,
 }
 
@@ -62,7 +62,7 @@ pub async fn open(app: &AppState, client_id: &str, sub: &str, upstream_subject: 
         client_id: client_id.to_owned(),
         sub: sub.to_owned(),
         user: user_hash(upstream_subject),
-        created_at: crate::clock::now_secs(),
+        created_at: crate::events::now_ms(),
     };
     put_json(&app.store, &keys::session(&session.sid), &session, lifetime).await?;
     let n = app.store.incr(&keys::user_session_counter(&session.user), 1, lifetime).await?;
@@ -102,7 +102,7 @@ pub async fn end(app: &AppState, sid: &str) -> Result<Option<Session>, StoreErro
 /// lists it (deprovisioning).
 pub async fn end_all_before_now(app: &AppState, user: &str) -> Result<(), StoreError> {
     let lifetime = Lifetimes::of(&app.config).session;
-    let now = crate::clock::now_secs();
+    let now = crate::events::now_ms();
     app.store.put(&keys::user_signed_out(user), now.to_string().as_bytes(), lifetime).await
 }
 
