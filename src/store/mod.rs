@@ -358,16 +358,6 @@ pub mod keys {
     pub fn user_signed_out(user_hash: &str) -> String {
         format!("signed-out:{user_hash}")
     }
-    /// The upstream ID token of a session (sealed), kept to end the upstream session too
-    /// (`upstream.logout_at_upstream`).
-    pub fn upstream_logout(sid: &str) -> String {
-        format!("upstream-logout:{sid}")
-    }
-    /// A sign-out waiting for the upstream's return to `/logout/done`, by its state.
-    pub fn pending_logout(state: &str) -> String {
-        format!("logout:{state}")
-    }
-
     /// Present while the store holds what the configuration seeded into it.
     pub const SEEDED: &str = "seeded";
 
