@@ -11,10 +11,14 @@
 //! - [`authenticate_client()`] and [`redeem()`]: the code exchanged for tokens at `/token`;
 //! - [`userinfo()`]: an access token's claims.
 //!
+//! Each attempt ends in one event in the event log and its counters ([`attempt`]), recorded
+//! where the step returns.
+//!
 //! Failures are [`LoginError`]s (at `/token` and `/userinfo`, [`OidcError`]s), which say what
 //! the client or the user is told; `oidc::error` alone turns them into responses. Nothing here
 //! speaks HTTP.
 
+pub mod attempt;
 mod begin;
 mod client_auth;
 mod error;
@@ -27,7 +31,8 @@ mod userinfo;
 
 pub use self::begin::{begin, Next};
 pub use self::client_auth::{authenticate as authenticate_client, ClientCredentials};
-pub use self::error::{capitalized, unsolicited_upstream_error, ErrorCode, LoginError, OidcError};
+pub use self::error::{capitalized, unsolicited_upstream_error, upstream_reason, ErrorCode, LoginError, OidcError};
+pub use self::error::{REASONS, UPSTREAM_ERRORS};
 pub use self::finish::{finish, Finished, UpstreamAnswer};
 pub use self::records::{AuthorizationRequest, Flow, Reauthentication};
 pub use self::redeem::{redeem, CodeRedemption, Tokens};

@@ -87,12 +87,9 @@ pub struct AuthorizationRequest {
 }
 
 impl AuthorizationRequest {
-    /// An error for this request, to be sent back to the client (and counted as a failed login).
+    /// An error for this request, to be sent back to the client (the step that returns it
+    /// records the attempt's end: [`super::attempt`]).
     pub fn fail(&self, error: OidcError) -> LoginError {
-        crate::telemetry::count(
-            "ssobridge_logins_failed_total",
-            &[("client", &self.client_id), ("reason", error.code.as_str())],
-        );
         LoginError::Redirect { redirect_uri: self.redirect_uri.clone(), state: self.state.clone(), error }
     }
 }
