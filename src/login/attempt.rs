@@ -28,6 +28,8 @@ pub enum Stage {
 #[derive(Debug)]
 pub struct Attempt {
     started: Instant,
+    /// When the attempt began, if in an earlier request (the `/authorize` of a callback).
+    pub began_ms: Option<u64>,
     kind: Kind,
     /// A registered client's id only: what a request names is not trusted until then.
     pub client: Option<String>,
@@ -45,6 +47,7 @@ impl Attempt {
     pub fn start(kind: Kind) -> Attempt {
         Attempt {
             started: Instant::now(),
+            began_ms: None,
             kind,
             client: None,
             organization: None,
@@ -62,6 +65,7 @@ impl Attempt {
     pub fn of_request(request: &AuthorizationRequest) -> Attempt {
         let mut attempt = Attempt::start(Kind::Login);
         attempt.client = Some(request.client_id.clone());
+        attempt.began_ms = Some(request.requested_at_ms).filter(|ms| *ms > 0);
         attempt.organization = request.selectors.organization_id.clone();
         attempt.connection = request.selectors.connection_id.clone();
         attempt.email = request.selectors.login_hint.clone().map(String::from);
@@ -142,7 +146,10 @@ impl Attempt {
         event.adapter = self.adapter.map(|(outcome, _)| outcome.to_owned());
         event.upstream_ms = self.upstream.map(millis);
         event.adapter_ms = self.adapter.map(|(_, d)| millis(d));
-        event.duration_ms = Some(millis(self.started.elapsed()));
+        event.duration_ms = Some(match self.began_ms {
+            Some(began) => crate::events::now_ms().saturating_sub(began),
+            None => millis(self.started.elapsed()),
+        });
         event.subject = self.subject;
         app.events.identify(&mut event, self.email.as_deref());
         event

@@ -86,6 +86,7 @@ async fn complete(app: &AppState, answer: UpstreamAnswer<'_>, attempt: &mut Atte
     }
     tracing::Span::current().record("client_id", request.client_id.as_str());
     attempt.client = Some(request.client_id.clone());
+    attempt.began_ms = Some(request.requested_at_ms).filter(|ms| *ms > 0);
     attempt.routed(flow.routed_by, flow.via_hosted_page);
     (attempt.organization, attempt.connection) =
         (flow.target.organization_id.clone(), flow.target.connection_id.clone());

@@ -78,6 +78,9 @@ pub struct AuthorizationRequest {
     /// When the client sent the request (seconds): `prompt=login` asks for a sign-in after it.
     #[serde(rename = "t", alias = "requested_at", default)]
     pub requested_at: u64,
+    /// The same, in milliseconds: the login event's `duration_ms` counts from it.
+    #[serde(rename = "ms", default)]
+    pub requested_at_ms: u64,
     /// Its place in the pending-flow count ([`crate::limiter::PendingFlows`]) while stored.
     #[serde(rename = "pf", default, skip_serializing_if = "Option::is_none")]
     pub pending_ticket: Option<String>,

@@ -179,6 +179,7 @@ pub async fn validate(app: &AppState, params: &Params) -> Result<AuthorizationRe
         selectors,
         reauthentication,
         requested_at: crate::clock::now_secs(),
+        requested_at_ms: crate::events::now_ms(),
         pending_ticket: None,
         client_ip: String::new(),
     })
