@@ -189,6 +189,13 @@ fn metrics() -> &'static Metrics {
         if let Err(error) = metrics.registry.register(Box::new(Process::new())) {
             tracing::error!(error = %error, "process metrics not registered");
         }
+        // A counter without labels is one series: there at zero from the start, as Prometheus's
+        // own clients do it, so that an alert on its increase evaluates before the first error.
+        for (family, labels) in metrics.counters.values() {
+            if labels.is_empty() {
+                family.with_label_values::<&str>(&[]);
+            }
+        }
         if let Some((family, _)) = metrics.gauges.get("ssobridge_build_info") {
             family.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1.0);
         }
