@@ -484,6 +484,11 @@ mod tests {
         assert_eq!(OidcError::new(ErrorCode::InvalidScope, "x").reason, "invalid_scope");
         let nonce: OidcError = UpstreamError::InvalidIdToken("nonce does not match".into()).into();
         assert_eq!(nonce.reason, "nonce_mismatch");
+        // An operator reads them in the README's list.
+        let readme = include_str!("../../README.md");
+        for (reason, _) in REASONS {
+            assert!(readme.contains(&format!("`{reason}`")), "README, Login events: {reason} is not listed");
+        }
     }
 
     #[test]
