@@ -431,6 +431,13 @@ async fn run_simulator(args: SimulatorArgs) -> Result<(), StartError> {
     let initiate_login_uri = args
         .initiate_login_uri
         .or_else(|| args.redirect_uris.first()?.strip_suffix("/callback").map(|base| format!("{base}/initiate-login")));
+    // The broker's return from a sign-out, next to each callback.
+    let post_logout_redirect_uris = args
+        .redirect_uris
+        .iter()
+        .filter_map(|uri| uri.strip_suffix("/callback"))
+        .map(|base| format!("{base}{}", ssobridge::login::logout::UPSTREAM_RETURN_PATH))
+        .collect();
     let settings = SimulatorSettings {
         issuer: issuer.clone(),
         client_id: args.client_id,
@@ -441,6 +448,8 @@ async fn run_simulator(args: SimulatorArgs) -> Result<(), StartError> {
         iss_on_redirect: args.iss_on_redirect,
         webhook_url: args.webhook_url,
         webhook_secret: args.webhook_secret.map(ssobridge::secret::Secret::new),
+        // The broker's return from a sign-out, next to each callback.
+        post_logout_redirect_uris,
     };
     let simulator =
         Simulator::new(proof, settings).map_err(|e| StartError::Io(std::io::Error::other(e.to_string())))?;

@@ -33,6 +33,11 @@ pub struct UpstreamConfig {
     /// default): `public_url`. `issuer` is accepted always.
     #[serde(default)]
     pub idp_initiated_issuers: Vec<String>,
+    /// A sign-out at `/logout` continues at the upstream's end-session endpoint (Scalekit's
+    /// `/oidc/logout`, with the upstream ID token of that session as `id_token_hint`), which
+    /// returns to `<public_url>/logout/done`: register that as a Post logout URL at Scalekit.
+    #[serde(default)]
+    pub logout_at_upstream: bool,
 }
 
 fn default_upstream_scopes() -> Vec<String> {

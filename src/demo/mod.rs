@@ -68,12 +68,15 @@ issuer = "{public_url}/simulator"
 client_id = "{UPSTREAM_CLIENT_ID}"
 client_secret = "{upstream_secret}"
 allowed_algorithms = ["RS256"]
+# "Sign out" in the demo app ends the simulator's session too, as Scalekit's /oidc/logout would.
+logout_at_upstream = true
 [[clients]]
 client_id = "{DEMO_CLIENT_ID}"
 client_secret = "{DEMO_CLIENT_SECRET}"
 redirect_uris = ["{DEMO_EXTERNAL_REDIRECT}", "{public_url}/demo/callback"]
 name = "ssobridge demo app"
 initiate_login_uri = "{public_url}/demo/initiate"
+post_logout_redirect_uris = ["{public_url}/"]
 # The portal's directory sends groups: these become the app's roles.
 [clients.claims]
 groups = true
@@ -123,6 +126,7 @@ pub async fn build(public_url: &str, listen: SocketAddr) -> Result<Demo, StartEr
             iss_on_redirect: false,
             webhook_url: Some(format!("{public_url}{}", crate::webhooks::PATH)),
             webhook_secret: config.scalekit.as_ref().and_then(|s| s.webhook_secret.clone()),
+            post_logout_redirect_uris: vec![format!("{public_url}{}", crate::login::logout::UPSTREAM_RETURN_PATH)],
         },
     )
     .map_err(|e| StartError::Io(std::io::Error::other(e.to_string())))?;
@@ -278,7 +282,7 @@ async fn callback(req: &Request, client: Data<&Arc<DemoClient>>) -> Response {
         );
     };
     match redeem(&client, code, &verifier).await {
-        Ok((claims, userinfo, extra_fields)) => {
+        Ok((claims, userinfo, extra_fields, id_token)) => {
             let extra = if extra_fields.is_empty() {
                 String::new()
             } else {
@@ -295,8 +299,13 @@ async fn callback(req: &Request, client: Data<&Arc<DemoClient>>) -> Response {
                 .collect();
             let body = format!(
                 "<h1>Signed in</h1><p>The sample application received this ID token from ssobridge (signature verified against <a href=\"/jwks\">/jwks</a>):</p>\
-<table>{rows}</table>{extra}<h2>Userinfo</h2><pre>{}</pre><p><a href=\"/\">Sign in again</a></p>",
-                escape(&serde_json::to_string_pretty(&userinfo).unwrap_or_default())
+<table>{rows}</table>{extra}<h2>Userinfo</h2><pre>{}</pre><p><a href=\"/\">Sign in again</a></p>\
+<form method=\"post\" action=\"/logout\"><input type=\"hidden\" name=\"id_token_hint\" value=\"{}\">\
+<input type=\"hidden\" name=\"post_logout_redirect_uri\" value=\"{}/\"><input type=\"hidden\" name=\"state\" value=\"signed-out\">\
+<button type=\"submit\">Sign out</button></form>",
+                escape(&serde_json::to_string_pretty(&userinfo).unwrap_or_default()),
+                escape(&id_token),
+                escape(&client.public_url)
             );
             pages::page(StatusCode::OK, "Signed in", &body)
         }
@@ -305,7 +314,11 @@ async fn callback(req: &Request, client: Data<&Arc<DemoClient>>) -> Response {
 }
 
 /// Code → tokens at `/token`, ID token verified with `/jwks`, then `/userinfo`.
-async fn redeem(client: &DemoClient, code: &str, verifier: &str) -> Result<(Value, Value, Vec<String>), String> {
+async fn redeem(
+    client: &DemoClient,
+    code: &str,
+    verifier: &str,
+) -> Result<(Value, Value, Vec<String>, String), String> {
     let base = &client.public_url;
     let redirect_uri = client.redirect_uri();
     let tokens: Value = client
@@ -360,5 +373,5 @@ async fn redeem(client: &DemoClient, code: &str, verifier: &str) -> Result<(Valu
         .map(|(k, _)| k.clone())
         .filter(|k| !standard.contains(&k.as_str()))
         .collect();
-    Ok((claims, userinfo, extra_fields))
+    Ok((claims, userinfo, extra_fields, id_token.to_owned()))
 }

@@ -13,7 +13,7 @@ use super::records::{AuthorizationRequest, CodeGrant, Flow, Lifetimes, TOKEN_FIE
 use crate::clock::now_secs;
 use crate::model::SubjectMode;
 use crate::state::AppState;
-use crate::store::{keys, put_json, take_json};
+use crate::store::{keys, put_json, take_json, Store};
 use crate::tokens::{pairwise_subject, random_token, sha256_hex, user_claims, ClaimScopes, Sealer, TokenError};
 use crate::upstream::UpstreamClaims;
 
@@ -216,6 +216,13 @@ async fn complete(app: &AppState, answer: UpstreamAnswer<'_>, attempt: &mut Atte
     let session = super::sessions::open(app, &request.client_id, &identity.subject, &claims.sub)
         .await
         .map_err(|e| fail(e.into()))?;
+    if app.config.upstream.logout_at_upstream && !claims.id_token.is_empty() {
+        let lifetime = Lifetimes::of(&app.config).session;
+        let key = keys::upstream_logout_hint(&session.sid);
+        if let Err(error) = app.store.put(&key, claims.id_token.as_bytes(), lifetime).await {
+            tracing::warn!(error = %error, "the upstream ID token was not kept; a sign-out will not reach the upstream");
+        }
+    }
     let grant = CodeGrant {
         client_id: request.client_id.clone(),
         redirect_uri: request.redirect_uri.clone(),

@@ -36,7 +36,27 @@ pub enum SignedOut {
     Redirect { uri: String, state: Option<String> },
     /// Nowhere to return to: a page saying the user is signed out (of the application named).
     Page { application: Option<String> },
+    /// On to the upstream's end-session endpoint first (`upstream.logout_at_upstream`), which
+    /// sends the browser back to `/logout/done`, where the sign-out ends as above.
+    Upstream { uri: String },
 }
+
+/// Where a sign-out continued at the upstream ends, kept while the browser is away.
+#[derive(Debug, serde::Serialize, Deserialize)]
+struct PendingLogout {
+    #[serde(default)]
+    uri: Option<String>,
+    #[serde(default)]
+    state: Option<String>,
+    #[serde(default)]
+    application: Option<String>,
+}
+
+/// How long the upstream may take to send the browser back.
+const PENDING_LOGOUT_TTL: std::time::Duration = std::time::Duration::from_secs(600);
+/// Where the upstream's end-session endpoint returns to (register it at Scalekit as a Post
+/// logout URL).
+pub const UPSTREAM_RETURN_PATH: &str = "/logout/done";
 
 /// The claims of an `id_token_hint` the broker looks at.
 #[derive(Debug, Deserialize)]
@@ -123,11 +143,61 @@ pub async fn end_session(app: &AppState, request: LogoutRequest<'_>) -> Result<S
             return Err(refused("The post_logout_redirect_uri is not registered for this application."));
         }
     };
-    if let Some(hint) = &hint {
-        let ended = end_hinted(app, hint).await.map_err(LoginError::unavailable)?;
-        tracing::info!(sessions_ended = ended, "signed out");
+    let Some(hint) = &hint else { return Ok(signed_out) };
+    let ended = end_hinted(app, hint).await.map_err(LoginError::unavailable)?;
+    tracing::info!(sessions_ended = ended, "signed out");
+    match (app.config.upstream.logout_at_upstream, &hint.sid) {
+        (true, Some(sid)) => Ok(at_upstream(app, sid, signed_out).await.map_err(LoginError::unavailable)?),
+        _ => Ok(signed_out),
     }
-    Ok(signed_out)
+}
+
+/// Continues the sign-out at the upstream's end-session endpoint when the session's upstream
+/// ID token was kept and the upstream has one; else ends here.
+async fn at_upstream(app: &AppState, sid: &str, signed_out: SignedOut) -> Result<SignedOut, StoreError> {
+    use crate::store::Store;
+    let Some(token) = app.store.take(&crate::store::keys::upstream_logout_hint(sid)).await? else {
+        return Ok(signed_out);
+    };
+    let endpoint = match app.upstream.endpoints().await {
+        Ok(endpoints) => endpoints.end_session_endpoint,
+        Err(error) => {
+            tracing::warn!(error = %error, "the upstream's discovery is unavailable; sign-out ends at the broker");
+            None
+        }
+    };
+    let (Some(endpoint), Ok(token)) = (endpoint, String::from_utf8(token)) else { return Ok(signed_out) };
+    let pending = match signed_out {
+        SignedOut::Redirect { uri, state } => PendingLogout { uri: Some(uri), state, application: None },
+        SignedOut::Page { application } => PendingLogout { uri: None, state: None, application },
+        upstream @ SignedOut::Upstream { .. } => return Ok(upstream),
+    };
+    let id = crate::tokens::random_token(16)
+        .map_err(|e| StoreError::Corrupt { key: "logout".into(), detail: e.to_string() })?;
+    crate::store::put_json(&app.store, &crate::store::keys::pending_logout(&id), &pending, PENDING_LOGOUT_TTL).await?;
+    let back = format!("{}{UPSTREAM_RETURN_PATH}", app.issuer);
+    let mut uri = url::Url::parse(&endpoint)
+        .map_err(|e| StoreError::Corrupt { key: "end_session_endpoint".into(), detail: e.to_string() })?;
+    uri.query_pairs_mut()
+        .append_pair("id_token_hint", &token)
+        .append_pair("post_logout_redirect_uri", &back)
+        .append_pair("state", &id);
+    Ok(SignedOut::Upstream { uri: uri.into() })
+}
+
+/// The upstream's end-session endpoint sent the browser back: the sign-out ends where it was
+/// going (the client's registered URI with its state, or the signed-out page). An unknown or
+/// missing `state` (expired, used, or an upstream that does not echo it) ends at the page.
+pub async fn back_from_upstream(app: &AppState, state: Option<&str>) -> Result<SignedOut, LoginError> {
+    let Some(id) = state else { return Ok(SignedOut::Page { application: None }) };
+    let pending: Option<PendingLogout> = crate::store::take_json(&app.store, &crate::store::keys::pending_logout(id))
+        .await
+        .map_err(LoginError::unavailable)?;
+    Ok(match pending {
+        Some(PendingLogout { uri: Some(uri), state, .. }) => SignedOut::Redirect { uri, state },
+        Some(PendingLogout { application, .. }) => SignedOut::Page { application },
+        None => SignedOut::Page { application: None },
+    })
 }
 
 /// Ends the sessions of the user the hint's session belongs to. A hint whose session is gone

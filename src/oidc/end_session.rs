@@ -52,6 +52,23 @@ pub async fn end_session(req: &Request, body: Body, state: Data<&Arc<AppState>>)
             None => redirect(&uri),
         },
         Ok(SignedOut::Page { application }) => signed_out_page(application.as_deref()),
+        Ok(SignedOut::Upstream { uri }) => redirect(&uri),
+        Err(failure) => failure_response(failure, &state.issuer),
+    }
+}
+
+/// `GET /logout/done`: the upstream's end-session endpoint sends the browser back here.
+#[handler]
+pub async fn back_from_upstream(req: &Request, state: Data<&Arc<AppState>>) -> Response {
+    let params = Params::parse(req.uri().query().unwrap_or("").as_bytes());
+    let returned = params.get("state").ok().flatten();
+    match crate::login::logout::back_from_upstream(&state, returned).await {
+        Ok(SignedOut::Redirect { uri, state }) => match state {
+            Some(state) => redirect(&with_query(&uri, &[("state", &state)])),
+            None => redirect(&uri),
+        },
+        Ok(SignedOut::Page { application }) => signed_out_page(application.as_deref()),
+        Ok(SignedOut::Upstream { .. }) => signed_out_page(None),
         Err(failure) => failure_response(failure, &state.issuer),
     }
 }

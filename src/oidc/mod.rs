@@ -40,6 +40,7 @@ pub fn routes() -> Route {
         .at("/token", post(token::token))
         .at("/userinfo", get(userinfo::userinfo).post(userinfo::userinfo))
         .at(end_session::PATH, get(end_session::end_session).post(end_session::end_session))
+        .at(crate::login::logout::UPSTREAM_RETURN_PATH, get(end_session::back_from_upstream))
 }
 
 /// OpenID Connect Discovery 1.0 §3: only what is really implemented.

@@ -309,6 +309,16 @@ pub mod keys {
         format!("person:{person}")
     }
 
+    /// The upstream ID token of a session, kept for a sign-out continued at the upstream
+    /// (`upstream.logout_at_upstream`).
+    pub fn upstream_logout_hint(sid: &str) -> String {
+        format!("upstream-hint:{sid}")
+    }
+    /// A sign-out waiting for the upstream's end-session endpoint to send the browser back.
+    pub fn pending_logout(id: &str) -> String {
+        format!("logout:{id}")
+    }
+
     pub fn flow(upstream_state: &str) -> String {
         format!("flow:{upstream_state}")
     }

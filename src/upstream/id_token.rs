@@ -50,6 +50,10 @@ pub struct UpstreamClaims {
     pub connection_id: Option<String>,
     #[serde(flatten)]
     pub other: serde_json::Map<String, serde_json::Value>,
+    /// The verified token itself, as received from the token endpoint (the `id_token_hint` of
+    /// a sign-out continued at the upstream); empty for other tokens.
+    #[serde(skip)]
+    pub id_token: String,
 }
 
 impl UpstreamClaims {

@@ -70,6 +70,9 @@ pub enum Credentials {
 pub struct ExtraProviderMetadata {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authorization_response_iss_parameter_supported: Option<bool>,
+    /// RP-Initiated Logout 1.0 (Scalekit: `/oidc/logout`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_session_endpoint: Option<String>,
 }
 impl AdditionalProviderMetadata for ExtraProviderMetadata {}
 
@@ -95,6 +98,8 @@ pub struct Endpoints {
     pub token_endpoint: String,
     pub jwks_uri: String,
     pub iss_parameter_supported: bool,
+    /// Where a sign-out continues at the upstream, when it has one.
+    pub end_session_endpoint: Option<String>,
 }
 
 struct Discovered {
@@ -251,6 +256,7 @@ impl UpstreamClient {
                 .additional_metadata()
                 .authorization_response_iss_parameter_supported
                 .unwrap_or(false),
+            end_session_endpoint: metadata.additional_metadata().end_session_endpoint.clone(),
         };
         let keys = jwk_set(&get_json::<serde_json::Value>(&self.http, &endpoints.jwks_uri, "JWKS").await?);
         let discovered = Arc::new(Discovered { endpoints, keys: Arc::new(keys), fetched_at: Instant::now() });
@@ -357,7 +363,9 @@ impl UpstreamClient {
             serde_json::from_slice(&body).map_err(|e| UpstreamError::Malformed(format!("token response: {e}")))?;
         let id_token =
             tokens.id_token.ok_or_else(|| UpstreamError::Malformed("token response has no id_token".to_owned()))?;
-        self.verify(&id_token, Some(nonce)).await
+        let mut claims = self.verify(&id_token, Some(nonce)).await?;
+        claims.id_token = id_token;
+        Ok(claims)
     }
 
     /// Verifies an upstream-signed JWT: signature with an allow-listed algorithm, `iss`, `aud`,

@@ -514,3 +514,60 @@ async fn a_domain_added_in_the_portal_signs_in_at_once() {
         "example.com and example.org are config routes"
     );
 }
+
+/// Sign-out continued at the upstream (`upstream.logout_at_upstream`, on in the demo): the
+/// broker's `/logout` sends the browser to the simulator's `/oidc/logout` with the upstream ID
+/// token of that session, which returns to `/logout/done`, which ends at the client's
+/// registered URI with the client's `state`; the session's access token is dead by then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sign_out_continues_at_the_upstream_and_returns_to_the_client_with_its_state() {
+    let demo = start_demo().await;
+    let browser = Browser::default();
+    let landed = browser.follow_until(&authorize(&demo, "alice@example.com"), CLIENT_REDIRECT).await.expect("login");
+    let code = query(&landed).remove("code").expect("code");
+    let tokens: Value = crate::common::http()
+        .post(format!("{}/token", demo.url))
+        .basic_auth("demo", Some("demo-secret"))
+        .form(&[("grant_type", "authorization_code"), ("code", code.as_str()), ("redirect_uri", CLIENT_REDIRECT)])
+        .send()
+        .await
+        .expect("token")
+        .json()
+        .await
+        .expect("json");
+    let id_token = tokens["id_token"].as_str().expect("id_token");
+    let access_token = tokens["access_token"].as_str().expect("access_token");
+    let back = format!("{}/", demo.url);
+    let response = browser
+        .post_form(
+            &format!("{}/logout", demo.url),
+            &[("id_token_hint", id_token), ("post_logout_redirect_uri", &back), ("state", "bye-1")],
+        )
+        .await;
+    let location = response.headers().get("location").and_then(|v| v.to_str().ok()).expect("a redirect").to_owned();
+    let upstream = url::Url::parse(&location).expect("url");
+    assert_eq!(upstream.path(), "/simulator/oidc/logout", "on to the upstream first: {location}");
+    let asked = query(&upstream);
+    assert_eq!(asked.get("post_logout_redirect_uri"), Some(&format!("{}/logout/done", demo.url)));
+    assert!(asked.get("id_token_hint").is_some_and(|hint| hint != id_token), "the upstream's own token as hint");
+    assert!(!location.contains("bye-1"), "the client's state stays with the broker");
+    let next = |response: reqwest::Response| {
+        response.headers().get("location").and_then(|v| v.to_str().ok()).expect("a redirect").to_owned()
+    };
+    let done = next(browser.get(&location).await);
+    assert!(done.starts_with(&format!("{}/logout/done?state=", demo.url)), "{done}");
+    let ended = url::Url::parse(&next(browser.get(&done).await)).expect("url");
+    assert!(ended.as_str().starts_with(&back), "{ended}");
+    assert_eq!(query(&ended).get("state").map(String::as_str), Some("bye-1"), "{ended}");
+    let userinfo = crate::common::http()
+        .get(format!("{}/userinfo", demo.url))
+        .bearer_auth(access_token)
+        .send()
+        .await
+        .expect("userinfo");
+    assert_eq!(userinfo.status(), 401, "the session's access token is dead");
+    // The way back works once: a replayed return ends at the page, not at the client.
+    let replay = browser.get(&done).await;
+    assert_eq!(replay.status(), 200);
+    assert!(replay.headers().get("location").is_none());
+}

@@ -51,6 +51,7 @@ impl Sim {
             iss_on_redirect: false,
             webhook_secret: webhook.as_ref().map(|_| Secret::new(WEBHOOK_SECRET)),
             webhook_url: webhook,
+            post_logout_redirect_uris: Vec::new(),
         };
         let sim = Arc::new(Simulator::new(DemoOnly::claim().expect("not production"), settings).expect("simulator"));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

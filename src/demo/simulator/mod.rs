@@ -257,6 +257,8 @@ pub struct SimulatorSettings {
     /// `/webhooks/scalekit`), with `webhook_secret` (`whsec_…`); none: no webhooks.
     pub webhook_url: Option<String>,
     pub webhook_secret: Option<Secret>,
+    /// Scalekit's "Post logout URL" allow-list: where `/oidc/logout` may send the browser.
+    pub post_logout_redirect_uris: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -418,6 +420,20 @@ impl Simulator {
         self.requests.lock().unwrap_or_else(|p| p.into_inner()).get(endpoint).copied().unwrap_or(0)
     }
 
+    /// Whether `jwt` is an ID token this simulator signed (expired ones too, as a logout hint).
+    fn issued(&self, jwt: &str) -> bool {
+        let Ok(jwk) = serde_json::from_value::<jsonwebtoken::jwk::Jwk>(self.key.public_jwk().clone()) else {
+            return false;
+        };
+        let Ok(key) = jsonwebtoken::DecodingKey::from_jwk(&jwk) else { return false };
+        let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+        validation.validate_exp = false;
+        validation.validate_aud = false;
+        validation.required_spec_claims.clear();
+        validation.set_issuer(&[&self.settings.issuer]);
+        jsonwebtoken::decode::<serde_json::Value>(jwt, &key, &validation).is_ok()
+    }
+
     fn count(&self, endpoint: &'static str) {
         *self.requests.lock().unwrap_or_else(|p| p.into_inner()).entry(endpoint).or_default() += 1;
     }
@@ -444,6 +460,7 @@ impl Simulator {
             .at("/keys", get(keys))
             .at("/oauth/authorize", get(authorize))
             .at("/oauth/token", post(token))
+            .at("/oidc/logout", get(logout))
             .at("/portal", get(portal))
             .at("/portal/start", get(portal_start))
             .at("/portal/error", get(portal_error))
@@ -593,6 +610,33 @@ fn random_digits(count: usize) -> Result<String, TokenError> {
     Ok(bytes.iter().enumerate().map(|(i, b)| char::from(b'0' + if i == 0 { 1 + b % 9 } else { b % 10 })).collect())
 }
 
+/// `GET /oidc/logout` (Scalekit's end_session_endpoint, research/scalekit.md §9): the SDKs send
+/// `id_token_hint`, `post_logout_redirect_uri` and `state`; Scalekit redirects only to a URL of
+/// its Post logout allow-list. The hint must be a token this simulator issued. `state` is
+/// echoed (the SDKs send it; the docs do not say).
+#[handler]
+fn logout(req: &Request, sim: Data<&Arc<Simulator>>) -> Response {
+    let params = Params::parse(req.uri().query().unwrap_or("").as_bytes());
+    let get = |name| params.get(name).ok().flatten();
+    let refuse = |why: &str| pages::error_page(StatusCode::BAD_REQUEST, "Sign-out failed", why);
+    let ours = get("id_token_hint").is_some_and(|hint| sim.issued(hint));
+    if !ours {
+        return refuse("invalid_id_token: the id_token_hint is not a token of this environment.");
+    }
+    sim.count("logout");
+    match get("post_logout_redirect_uri") {
+        Some(uri) if sim.settings.post_logout_redirect_uris.iter().any(|allowed| allowed == uri) => {
+            let mut target = uri.to_owned();
+            if let Some(state) = get("state") {
+                target = with_query(&target, &[("state", state)]);
+            }
+            redirect(&target)
+        }
+        Some(_) => refuse("invalid_redirect_uri: the post_logout_redirect_uri is not in the Post logout URL list."),
+        None => pages::page(StatusCode::OK, "Signed out", "<h1>Signed out</h1><p>Your session has ended.</p>"),
+    }
+}
+
 #[handler]
 fn discovery(sim: Data<&Arc<Simulator>>) -> Response {
     let issuer = &sim.settings.issuer;
@@ -607,6 +651,7 @@ fn discovery(sim: Data<&Arc<Simulator>>) -> Response {
         "grant_types_supported": ["authorization_code"],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["RS256"],
+        "end_session_endpoint": format!("{issuer}/oidc/logout"),
         "scopes_supported": ["openid", "profile", "email"],
         "token_endpoint_auth_methods_supported": ["client_secret_post"],
         "code_challenge_methods_supported": ["S256"],
@@ -897,6 +942,7 @@ mod tests {
             iss_on_redirect: false,
             webhook_url: None,
             webhook_secret: None,
+            post_logout_redirect_uris: Vec::new(),
         }
     }
 
