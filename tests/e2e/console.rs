@@ -1,0 +1,354 @@
+//! The admin console (`/admin/console`) in a real browser: Debian's Chromium driven by
+//! playwright-core (tests/peers/console.mjs), against `ssobridge serve` with its console on the
+//! operations listener, and against the demo for the event log. Each browser run also reports
+//! CSP violations, uncaught errors and `alert()`s: every test requires none. Screenshots land
+//! in tests/artifacts/console-*.png.
+
+use std::process::Stdio;
+
+use crate::common::tempdir::TempDir;
+use crate::common::{http, Upstream, ADMIN_READ_TOKEN, ADMIN_WRITE_TOKEN};
+use base64::Engine;
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+const POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; \
+img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+/// `ssobridge serve` as deployed: a read and a write admin token, key rotation on, the
+/// operations listener on its own port.
+struct Served {
+    _child: Child,
+    _dir: TempDir,
+    _upstream: Upstream,
+    /// `http://127.0.0.1:PORT` of the operations listener.
+    ops: String,
+}
+
+impl Served {
+    fn console(&self) -> String {
+        format!("{}/admin/console", self.ops)
+    }
+
+    async fn admin(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut request = http().request(method, format!("{}/admin/{path}", self.ops)).bearer_auth(ADMIN_WRITE_TOKEN);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("admin request");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+}
+
+async fn serve() -> Served {
+    let dir = TempDir::new("console");
+    let public_url = "http://127.0.0.1:9";
+    let upstream = Upstream::start(&[format!("{public_url}/callback")]).await;
+    let key = dir.path().join("signing.pem");
+    std::fs::write(&key, ssobridge::tokens::generate_rsa_pem().expect("pem")).expect("write key");
+    let key_encryption_key = base64::engine::general_purpose::STANDARD
+        .encode([uuid::Uuid::new_v4().into_bytes(), uuid::Uuid::new_v4().into_bytes()].concat());
+    let toml = crate::common::broker_toml(public_url, "memory", "console:", &upstream.issuer)
+        + &format!(
+            "[signing]\nkey_file = \"{}\"\nkey_encryption_key = \"{key_encryption_key}\"\n\
+[admin]\nwrite_tokens_sha256 = [\"{}\"]\nread_tokens_sha256 = [\"{}\"]\n",
+            key.display(),
+            ssobridge::tokens::sha256_hex(ADMIN_WRITE_TOKEN),
+            ssobridge::tokens::sha256_hex(ADMIN_READ_TOKEN),
+        );
+    let config = dir.path().join("ssobridge.toml");
+    std::fs::write(&config, toml).expect("write config");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ssobridge"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env(crate::common::PAIRWISE_SALT.0, crate::common::PAIRWISE_SALT.1)
+        .env(crate::common::OPS_LISTEN.0, crate::common::OPS_LISTEN.1)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("run ssobridge serve");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    // The operations listener is logged before the public one, which means ready.
+    let ops = tokio::time::timeout(crate::common::STARTUP_DEADLINE, async {
+        let mut ops = None;
+        while let Ok(Some(line)) = lines.next_line().await {
+            let parsed: Value = serde_json::from_str(&line).unwrap_or_default();
+            let listen = parsed["fields"]["listen"].as_str().map(str::to_owned);
+            if line.contains("operations listener serving") {
+                ops = listen;
+            } else if line.contains("ssobridge serving") {
+                return ops.expect("the operations listener is logged first");
+            }
+        }
+        panic!("serve exited before it was serving (its stderr is above)");
+    })
+    .await
+    .expect("serve starts in time");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Served { _child: child, _dir: dir, _upstream: upstream, ops: format!("http://{ops}") }
+}
+
+fn artifacts() -> String {
+    let dir = crate::common::repo_root().join("tests/artifacts");
+    std::fs::create_dir_all(&dir).expect("artifacts dir");
+    dir.display().to_string()
+}
+
+/// Runs one scenario of console.mjs; its report, which must show a clean page: no CSP
+/// violation, no uncaught error, no dialog the page did not mean to open, the token in no URL
+/// and no Referer, and nothing of the session outside sessionStorage.
+async fn browse(mut input: Value) -> Value {
+    input["artifacts"] = artifacts().into();
+    let output = Command::new("node")
+        .arg(crate::common::peers_dir().join("console.mjs"))
+        .arg(input.to_string())
+        .stderr(Stdio::inherit())
+        .output()
+        .await
+        .expect("run console.mjs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let report: Value =
+        serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap_or_else(|e| panic!("{stdout}: {e}"));
+    assert_eq!(report["ok"], true, "{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+    assert_eq!(report["violations"], json!([]), "no CSP violation: {report}");
+    assert_eq!(report["console_errors"], json!([]), "no error in the console: {report}");
+    assert_eq!(report["page_errors"], json!([]), "no uncaught exception: {report}");
+    assert_eq!(report["dialogs"], json!([]), "no alert/confirm/prompt: {report}");
+    assert_eq!(report["token_in_url"], false, "the token is never in a URL: {report}");
+    assert_eq!(report["referers"], json!([]), "API calls carry no Referer: {report}");
+    let storage = &report["storage"];
+    assert_eq!(storage["local_keys"], json!([]), "nothing in localStorage: {report}");
+    assert_eq!(storage["cookies"], "", "no cookie: {report}");
+    report
+}
+
+fn steps(report: &Value, name: &str) -> Value {
+    report["steps"][name].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_is_three_static_files_under_a_strict_policy() {
+    let served = serve().await;
+    let page = http().get(served.console()).send().await.expect("console");
+    assert_eq!(page.status(), 200);
+    let headers = page.headers().clone();
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    assert_eq!(header("content-security-policy"), POLICY);
+    assert_eq!(header("content-type"), "text/html; charset=utf-8");
+    assert_eq!(header("x-content-type-options"), "nosniff");
+    assert_eq!(header("referrer-policy"), "no-referrer");
+    assert_eq!(header("cache-control"), "no-store");
+    assert_eq!(header("x-frame-options"), "DENY");
+    let html = page.text().await.expect("html");
+    // Nothing the policy would refuse: no inline script, style or handler, in the page itself.
+    let lower = html.to_ascii_lowercase();
+    assert_eq!(lower.matches("<script").count(), 1, "one script element");
+    assert!(lower.contains(r#"<script type="module" src="console/console.js"></script>"#), "{html}");
+    assert!(!lower.contains("<style") && !lower.contains(" style="), "no inline style");
+    assert!(!regex_like_handler(&lower), "no inline event handler");
+    // No token or data in the page: it is the same for everyone, and needs no token to load.
+    assert!(!html.contains(ADMIN_WRITE_TOKEN) && !html.contains(ADMIN_READ_TOKEN));
+
+    for (path, kind) in [("console/console.js", "text/javascript"), ("console/console.css", "text/css")] {
+        let response = http().get(format!("{}/admin/{path}", served.ops)).send().await.expect("asset");
+        assert_eq!(response.status(), 200, "{path}");
+        let h = response.headers();
+        assert!(h["content-type"].to_str().is_ok_and(|t| t.starts_with(kind)), "{path}: {h:?}");
+        assert_eq!(h["content-security-policy"], POLICY, "{path}");
+        assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
+        let body = response.text().await.expect("body");
+        assert!(!body.contains("innerHTML") && !body.contains("outerHTML"), "{path}: no markup from strings");
+        assert!(!body.contains("eval(") && !body.contains("new Function"), "{path}: no code from strings");
+    }
+    // The page's relative file names hold at one address only; the other is sent there.
+    let slash = crate::common::Browser::default().get(&format!("{}/", served.console())).await;
+    assert_eq!(slash.status(), 308);
+    assert_eq!(slash.headers()["location"], "../console");
+    // Not a way around the API: anything else under the console is a 404, and only GET is served.
+    let missing = http().get(format!("{}/admin/console/app.js", served.ops)).send().await.expect("missing");
+    assert_eq!(missing.status(), 404);
+    let post = http().post(served.console()).bearer_auth(ADMIN_WRITE_TOKEN).send().await.expect("post");
+    assert_eq!(post.status(), 405);
+    // Not part of the API's description (whose committed copy a test compares with the code).
+    let spec = served.admin(reqwest::Method::GET, "openapi.json", None).await.1;
+    assert!(!spec.to_string().contains("console"), "the console is not in the OpenAPI document");
+}
+
+/// ` on…=` as an attribute of a tag: an inline event handler.
+fn regex_like_handler(html: &str) -> bool {
+    html.split('<').skip(1).filter_map(|tag| tag.split('>').next()).any(|tag| {
+        tag.split_whitespace().skip(1).any(|attribute| attribute.starts_with("on") && attribute.contains('='))
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_token_manages_clients_routes_and_keys_in_the_console() {
+    let served = serve().await;
+    let report = browse(json!({
+        "scenario": "write",
+        "console_url": served.console(),
+        "token": ADMIN_WRITE_TOKEN,
+        "client_id": "console-app",
+        "route_domain": "console-test.example",
+    }))
+    .await;
+
+    let signed_in = steps(&report, "sign_in");
+    assert_eq!(signed_in["focused_at_start"], "signin-token", "the token field has focus: {signed_in}");
+    assert_eq!(signed_in["role"], "read and write");
+    assert_eq!(signed_in["read_only_note"], false);
+    assert_eq!(report["storage"]["session_keys"].as_array().map(Vec::len), Some(2), "token and role, this tab only");
+
+    let created = steps(&report, "create_client");
+    assert_eq!(created["secret_length"], 43, "a 256-bit secret, base64url: {created}");
+    assert_eq!(created["copied_matches"], true, "the copy button copies it: {created}");
+    assert!(created["warning"].as_str().is_some_and(|w| w.contains("shown this once")), "{created}");
+    assert_eq!(created["focused_in_dialog"], "secret-dialog");
+    assert_eq!(created["secret_left_in_page"], false, "gone from the page once the dialog is closed");
+    assert!(created["row_text"].as_str().is_some_and(|t| t.contains("Console Test App")), "{created}");
+
+    let edited = steps(&report, "edit_client");
+    assert_eq!(edited["id_read_only"], true);
+    assert_eq!(edited["notice"], "Saved client console-app.");
+
+    let stale = steps(&report, "edit_client_changed_meanwhile");
+    assert_eq!(stale["other_admin_status"], 200);
+    assert!(stale["alert"].as_str().is_some_and(|a| a.contains("Someone changed client console-app")), "{stale}");
+    assert_eq!(stale["name_kept"], "Console Test App (edited)", "the stale edit changed nothing");
+
+    let rotated = steps(&report, "rotate_secret");
+    assert_eq!(rotated["new_secret_differs"], true, "{rotated}");
+    // The rotated secret is the one that works now (client_secret_basic at /token reaches the
+    // secret check before anything else: a wrong one is 401 invalid_client).
+    let deleted = steps(&report, "delete_client");
+    assert_eq!(deleted["focused"], "Cancel", "the safe answer has focus: {deleted}");
+    assert_eq!(deleted["api_status_after"], 404, "deleted: {deleted}");
+
+    let route = steps(&report, "edit_route");
+    assert_eq!(route["api"]["connection_id"], "conn_console", "{route}");
+    assert_eq!(route["api"]["include_subdomains"], true, "{route}");
+    assert_eq!(route["api"]["source"], "api", "{route}");
+    assert_eq!(steps(&report, "delete_route")["api_status_after"], 404);
+
+    let keys = steps(&report, "rotate_key");
+    assert_eq!(keys["keys_after"].as_u64(), keys["keys_before"].as_u64().map(|n| n + 1), "{keys}");
+    assert_eq!(keys["rotated_rows"], 1, "{keys}");
+    let listed = served.admin(reqwest::Method::GET, "keys", None).await.1;
+    assert!(listed["items"]
+        .as_array()
+        .is_some_and(|k| k.iter().any(|k| k["source"] == "rotated" && k["active"] == true)));
+
+    let status = steps(&report, "status");
+    let service = status["service"].as_str().unwrap_or_default();
+    assert!(service.contains(env!("CARGO_PKG_VERSION")) && service.contains("memory, reachable"), "{status}");
+
+    let out = steps(&report, "sign_out");
+    assert_eq!(out["storage"]["session_keys"], json!([]), "the token is forgotten: {out}");
+    for shot in ["client-secret", "client-stale", "client-delete", "routes", "keys", "status"] {
+        assert!(std::path::Path::new(&format!("{}/console-{shot}.png", artifacts())).exists(), "{shot}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_token_sees_changes_disabled_and_a_forced_change_refused_in_words() {
+    let served = serve().await;
+    let report = browse(json!({
+        "scenario": "read",
+        "console_url": served.console(),
+        "token": ADMIN_READ_TOKEN,
+        "client_id": crate::common::AUTH0_CLIENT.0,
+    }))
+    .await;
+    let signed_in = steps(&report, "sign_in");
+    assert_eq!(signed_in["role"], "read only", "{signed_in}");
+    assert_eq!(signed_in["read_only_note"], true);
+    let disabled = steps(&report, "disabled");
+    for (control, enabled) in [
+        ("new_client", false),
+        ("view_client", true),
+        ("rotate_secret", false),
+        ("delete_client", false),
+        ("save", false),
+        ("name_field", false),
+        ("new_route", false),
+        ("rotate_rsa", false),
+    ] {
+        assert_eq!(disabled[control], enabled, "{control}: {disabled}");
+    }
+    let refused = steps(&report, "forced_write");
+    assert!(
+        refused["alert"].as_str().is_some_and(|a| a.starts_with("Not allowed (this token is read-only)")),
+        "{refused}"
+    );
+    assert!(
+        report["http_errors"]
+            .as_array()
+            .is_some_and(|e| e.iter().any(|e| e.as_str().is_some_and(|e| e.contains("403")))),
+        "the API itself said 403: {report}"
+    );
+}
+
+/// The attack: an admin (or anyone who can name a client, an organization) stores markup that
+/// would run in another admin's console. It must show as the characters it is, and run nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn markup_in_a_client_name_is_shown_as_text_and_runs_nothing_in_the_console() {
+    let served = serve().await;
+    let name = "<img src=x onerror=alert(1)><script>alert(2)</script>";
+    let (status, _) = served
+        .admin(
+            reqwest::Method::POST,
+            "clients",
+            Some(json!({"client_id": "hostile", "name": name, "redirect_uris": ["https://hostile.example/cb"]})),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let report = browse(json!({
+        "scenario": "hostile",
+        "console_url": served.console(),
+        "token": ADMIN_WRITE_TOKEN,
+        "name": name,
+    }))
+    .await;
+    let list = steps(&report, "list");
+    assert_eq!(list["cell_text"], name, "{list}");
+    assert_eq!(list["images"], 0, "no element was made from it: {list}");
+    assert_eq!(list["scripts"], 1, "the console's own script only: {list}");
+    assert_eq!(steps(&report, "open")["name_field"], name);
+    let organization = steps(&report, "organization");
+    assert!(organization["heading"].as_str().is_some_and(|h| h.contains(name)), "{organization}");
+    assert_eq!(organization["images"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_works_with_the_keyboard_alone() {
+    let served = serve().await;
+    let report = browse(json!({
+        "scenario": "keyboard",
+        "console_url": served.console(),
+        "token": ADMIN_WRITE_TOKEN,
+        "client_id": "keyboard-app",
+    }))
+    .await;
+    let signed_in = steps(&report, "sign_in");
+    assert_eq!(signed_in["focused_at_start"], "signin-token");
+    assert_eq!(signed_in["focused_after"], "clients-title", "focus moves to the section's heading: {signed_in}");
+    let created = steps(&report, "create");
+    assert_eq!(created["focus_visible"], true, "the focused control shows it: {created}");
+    assert_eq!(created["first_field"], "client-client_id", "the dialog takes focus: {created}");
+    assert_eq!(created["focused_in_secret_dialog"], "Copy the secret", "{created}");
+    assert_eq!(created["focused_after"], "New client", "Escape closed the dialog, focus came back: {created}");
+    let deleted = steps(&report, "delete");
+    assert_eq!(deleted["focused_in_confirm"], "Cancel", "{deleted}");
+    assert_eq!(deleted["focused_after_escape"], "Delete client keyboard-app", "{deleted}");
+    assert_eq!(deleted["kept_after_escape"], 1, "Escape cancels: {deleted}");
+    assert_eq!(deleted["confirm_button"], "Delete the client", "{deleted}");
+    assert_eq!(deleted["focused_after_delete"], "clients-title", "focus is not lost with the row: {deleted}");
+    let navigated = steps(&report, "navigate");
+    assert_eq!(navigated["hash"], "#status");
+    assert_eq!(navigated["focused"], "status-title");
+    let (status, _) = served.admin(reqwest::Method::GET, "clients/keyboard-app", None).await;
+    assert_eq!(status, 404, "deleted with the keyboard");
+}
