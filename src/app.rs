@@ -47,6 +47,8 @@ pub struct AppState {
     domain_lookup: Option<CachedLookup>,
     /// The HMAC key of `[scalekit] webhook_secret`.
     webhook_key: Option<Vec<u8>>,
+    /// Login, hand-off, admin and deprovisioning events, shared through the store.
+    pub events: Arc<crate::events::EventLog>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -161,7 +163,9 @@ impl AppState {
                 }]))
             })?;
         let pending_flows = crate::protect::PendingFlows::new(crate::limiter::RateLimiter::for_store(&store), &config);
+        let events = crate::events::EventLog::start(store.clone(), &config.events, pairwise_salt.as_bytes());
         Ok(AppState {
+            events,
             issuer,
             config,
             keys,

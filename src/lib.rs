@@ -10,6 +10,7 @@ pub mod app;
 pub mod clients;
 pub mod config;
 pub mod demo;
+pub mod events;
 pub mod export;
 pub mod http;
 pub mod limiter;

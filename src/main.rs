@@ -4,6 +4,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use clap::error::ErrorKind;
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use ssobridge::admin::{self, AdminTokens};
 use ssobridge::app::{self, AppState, StartError};
 use ssobridge::config::{Config, ConfigError};
@@ -15,174 +17,209 @@ use ssobridge::{demo, telemetry, tokens};
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-const USAGE: &str = "\
-usage:
-  ssobridge serve --config FILE          run the broker
-  ssobridge demo [--port N | --listen ADDR] [--public-url URL]
-                                         run offline: memory store, upstream simulator, sample app, on
-                                         127.0.0.1:8080 (--port N: 127.0.0.1:N; --listen 0.0.0.0:8080 in a
-                                         container); its issuer is http://localhost:PORT unless --public-url
-                                         names the address browsers use (https://, or http:// on loopback)
-  ssobridge simulator --client-secret S --redirect-uri URI [--port N] [--client-id ID]
-                      [--issuer-url URL] [--initiate-login-uri URI] [--organization-metadata KEY=VALUE]
-                      [--iss-on-redirect] [--webhook-url URL --webhook-secret whsec_…]
-                                         run the demo's Scalekit simulator alone on 127.0.0.1:N (default 8090),
-                                         for testing a stack against it; --redirect-uri repeats or takes a comma list;
-                                         {{KEY}} in --initiate-login-uri is each organization's metadata (repeatable);
-                                         its portal's domain changes go to --webhook-url as signed webhooks
-  ssobridge check-config --config FILE   validate a configuration and list every problem
-  ssobridge keys generate --out FILE [--alg RS256|ES256]
-                                         write a new signing key (PKCS#8 PEM): RSA-2048 (default;
-                                         signs RS256 and PS256) or P-256 (ES256, for signing.ec_key_file)
-  ssobridge export-config --config FILE  print the running clients and routes (from the store) as a config file
-  ssobridge admin-token                  print a new admin API token and the SHA-256 to configure
-  ssobridge openapi                      print the admin API's OpenAPI document
+/// The environment's part, shown under the help of every command that reads a config file.
+const ENVIRONMENT_HELP: &str =
+    "Every config key can be overridden as SSOBRIDGE_<SECTION>__<KEY> (e.g. SSOBRIDGE_UPSTREAM__CLIENT_SECRET).";
 
-Every config key can be overridden as SSOBRIDGE_<SECTION>__<KEY> (e.g. SSOBRIDGE_UPSTREAM__CLIENT_SECRET).";
-
-/// `ssobridge simulator`'s flags.
-struct SimulatorOptions {
-    port: u16,
-    issuer_url: Option<String>,
-    client_id: String,
-    client_secret: String,
-    redirect_uris: Vec<String>,
-    initiate_login_uri: Option<String>,
-    organization_metadata: Vec<(String, String)>,
-    iss_on_redirect: bool,
-    webhook_url: Option<String>,
-    webhook_secret: Option<String>,
+/// An OpenID Connect identity broker: enterprise SSO through Scalekit for Auth0, Cognito and Firebase.
+#[derive(Parser)]
+#[command(name = "ssobridge", version, after_help = ENVIRONMENT_HELP)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
 }
 
+#[derive(Subcommand)]
 enum Command {
-    Serve { config: PathBuf },
-    Demo { listen: SocketAddr, public_url: Option<String> },
-    Simulator(SimulatorOptions),
-    CheckConfig { config: PathBuf },
-    KeysGenerate { out: PathBuf, force: bool, key_type: tokens::KeyType },
+    /// Run the broker
+    #[command(after_help = ENVIRONMENT_HELP)]
+    Serve(ConfigFile),
+    /// Run offline: memory store, upstream simulator and sample app, on 127.0.0.1:8080
+    Demo(DemoArgs),
+    /// Run the demo's Scalekit simulator alone, on 127.0.0.1, for testing a stack against it
+    Simulator(SimulatorArgs),
+    /// Validate a configuration and list every problem
+    #[command(after_help = ENVIRONMENT_HELP)]
+    CheckConfig(ConfigFile),
+    /// Signing keys
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Print the running clients and routes (from the store) as a config file
+    #[command(after_help = ENVIRONMENT_HELP)]
+    ExportConfig(ConfigFile),
+    /// Print a new admin API token and the SHA-256 to configure
     AdminToken,
+    /// Print the admin API's OpenAPI document
+    #[command(name = "openapi")]
     OpenApi,
-    ExportConfig { config: PathBuf },
-    Help,
 }
 
-fn parse(args: &[String]) -> Result<Command, String> {
-    let flag = |name: &str| -> Option<&String> { args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)) };
-    let words: Vec<&str> = args.iter().map(String::as_str).collect();
-    match words.as_slice() {
-        [] | ["help" | "--help" | "-h", ..] => Ok(Command::Help),
-        ["serve", ..] => Ok(Command::Serve { config: flag("--config").ok_or("serve needs --config FILE")?.into() }),
-        ["check-config", ..] => {
-            Ok(Command::CheckConfig { config: flag("--config").ok_or("check-config needs --config FILE")?.into() })
-        }
-        ["demo", ..] => {
-            let listen = match (flag("--listen"), flag("--port")) {
-                (Some(_), Some(_)) => return Err("demo takes --listen ADDR or --port N, not both".to_owned()),
-                (Some(a), None) => {
-                    a.parse().map_err(|_| format!("--listen {a} is not an address (e.g. 0.0.0.0:8080)"))?
-                }
-                (None, Some(p)) => SocketAddr::from((
-                    [127, 0, 0, 1],
-                    p.parse::<u16>().map_err(|_| format!("--port {p} is not a port number"))?,
-                )),
-                (None, None) => SocketAddr::from(([127, 0, 0, 1], 8080)),
-            };
-            let public_url = flag("--public-url").map(|u| u.trim_end_matches('/').to_owned());
-            Ok(Command::Demo { listen, public_url })
-        }
-        ["simulator", ..] => {
-            let port = match flag("--port") {
-                Some(p) => p.parse().map_err(|_| format!("--port {p} is not a port number"))?,
-                None => 8090,
-            };
-            // Every --redirect-uri, each possibly a comma list.
-            let redirect_uris: Vec<String> = args
-                .windows(2)
-                .filter(|pair| pair[0] == "--redirect-uri")
-                .flat_map(|pair| pair[1].split(','))
-                .map(str::trim)
-                .filter(|uri| !uri.is_empty())
-                .map(str::to_owned)
-                .collect();
-            if redirect_uris.is_empty() {
-                return Err("simulator needs --redirect-uri URI (the broker's callback)".to_owned());
+#[derive(Args)]
+struct ConfigFile {
+    /// The configuration file (TOML)
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+}
+
+#[derive(Args)]
+struct DemoArgs {
+    /// Listen on 127.0.0.1:N instead of port 8080 (0 picks a free port)
+    #[arg(long, value_name = "N")]
+    port: Option<u16>,
+    /// Listen on ADDR, e.g. 0.0.0.0:8080 in a container
+    // Parsed by `listen_address` with --port, so that each mistake has its own message.
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// The address browsers use, the issuer (https://, or http:// on loopback) [default: http://localhost:PORT]
+    #[arg(long, value_name = "URL")]
+    public_url: Option<String>,
+}
+
+impl DemoArgs {
+    /// The address to bind: --listen, or 127.0.0.1 on --port, or 127.0.0.1:8080.
+    fn listen_address(&self) -> Result<SocketAddr, clap::Error> {
+        match (&self.listen, self.port) {
+            (Some(_), Some(_)) => {
+                Err(usage_error("demo", ErrorKind::ArgumentConflict, "demo takes --listen ADDR or --port N, not both"))
             }
-            // The broker's initiate-login endpoint sits next to its callback.
-            let initiate_login_uri = flag("--initiate-login-uri").cloned().or_else(|| {
-                redirect_uris.first()?.strip_suffix("/callback").map(|base| format!("{base}/initiate-login"))
-            });
-            // Every --organization-metadata KEY=VALUE: what each organization carries.
-            let organization_metadata = args
-                .windows(2)
-                .filter(|pair| pair[0] == "--organization-metadata")
-                .map(|pair| match pair[1].split_once('=') {
-                    Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
-                    _ => Err(format!("--organization-metadata {}: write KEY=VALUE", pair[1])),
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(Command::Simulator(SimulatorOptions {
-                port,
-                issuer_url: flag("--issuer-url").map(|u| u.trim_end_matches('/').to_owned()),
-                client_id: flag("--client-id").cloned().unwrap_or_else(|| "ssobridge".to_owned()),
-                client_secret: flag("--client-secret").ok_or("simulator needs --client-secret SECRET")?.clone(),
-                redirect_uris,
-                initiate_login_uri,
-                organization_metadata,
-                iss_on_redirect: words.contains(&"--iss-on-redirect"),
-                webhook_url: flag("--webhook-url").cloned(),
-                webhook_secret: flag("--webhook-secret").cloned(),
-            }))
+            (Some(address), None) => address.parse().map_err(|_| {
+                let message = format!("--listen {address} is not an address (e.g. 0.0.0.0:8080)");
+                usage_error("demo", ErrorKind::ValueValidation, &message)
+            }),
+            (None, port) => Ok(SocketAddr::from(([127, 0, 0, 1], port.unwrap_or(8080)))),
         }
-        ["keys", "generate", ..] => Ok(Command::KeysGenerate {
-            out: flag("--out").ok_or("keys generate needs --out FILE")?.into(),
-            force: words.contains(&"--force"),
-            key_type: match flag("--alg").map(String::as_str) {
-                None | Some("RS256" | "PS256" | "RSA") => tokens::KeyType::Rsa,
-                Some("ES256" | "EC") => tokens::KeyType::Ec,
-                Some(other) => return Err(format!("--alg {other}: use RS256 (RSA-2048) or ES256 (P-256)")),
-            },
-        }),
-        ["admin-token", ..] => Ok(Command::AdminToken),
-        ["export-config", ..] => {
-            Ok(Command::ExportConfig { config: flag("--config").ok_or("export-config needs --config FILE")?.into() })
-        }
-        ["openapi", ..] => Ok(Command::OpenApi),
-        [other, ..] => Err(format!("unknown command {other}")),
     }
 }
 
+#[derive(Args)]
+struct SimulatorArgs {
+    /// Listen on 127.0.0.1:N (0 picks a free port)
+    #[arg(long, value_name = "N", default_value_t = 8090)]
+    port: u16,
+    /// The broker's client_id at the simulator
+    #[arg(long, value_name = "ID", default_value = "ssobridge")]
+    client_id: String,
+    /// The broker's client_secret (client_secret_post)
+    // A secret may well start with '-'.
+    #[arg(long, value_name = "S", allow_hyphen_values = true)]
+    client_secret: String,
+    /// The broker's callback; repeat it or give a comma list (the first is the default redirect URL)
+    #[arg(long = "redirect-uri", value_name = "URI", required = true, value_delimiter = ',')]
+    redirect_uris: Vec<String>,
+    /// Where portal logins go; {{KEY}} is each organization's metadata [default: the first redirect URI with /callback replaced by /initiate-login]
+    #[arg(long, value_name = "URI")]
+    initiate_login_uri: Option<String>,
+    /// Metadata every organization carries (repeatable)
+    #[arg(long, value_name = "KEY=VALUE", value_parser = metadata_entry)]
+    organization_metadata: Vec<(String, String)>,
+    /// The issuer; a path in it prefixes every endpoint [default: http://127.0.0.1:N]
+    #[arg(long, value_name = "URL")]
+    issuer_url: Option<String>,
+    /// Add RFC 9207 iss to authorization responses (Scalekit does not)
+    #[arg(long)]
+    iss_on_redirect: bool,
+    /// Where the portal's domain changes go as signed webhooks (the broker's /webhooks/scalekit)
+    #[arg(long, value_name = "URL")]
+    webhook_url: Option<String>,
+    /// The webhooks' signing secret
+    #[arg(long, value_name = "whsec_…")]
+    webhook_secret: Option<String>,
+}
+
+impl SimulatorArgs {
+    /// What clap cannot check: a redirect URI left once "a, b," is read as two (list items are
+    /// trimmed, blanks dropped).
+    fn checked(mut self) -> Result<SimulatorArgs, clap::Error> {
+        self.redirect_uris =
+            self.redirect_uris.iter().map(|uri| uri.trim()).filter(|uri| !uri.is_empty()).map(str::to_owned).collect();
+        if self.redirect_uris.is_empty() {
+            let message = "simulator needs --redirect-uri URI (the broker's callback)";
+            return Err(usage_error("simulator", ErrorKind::MissingRequiredArgument, message));
+        }
+        Ok(self)
+    }
+}
+
+/// One `--organization-metadata KEY=VALUE`.
+fn metadata_entry(entry: &str) -> Result<(String, String), String> {
+    match entry.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+        _ => Err("write KEY=VALUE".to_owned()),
+    }
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Write a new signing key (PKCS#8 PEM, readable by its owner only)
+    Generate {
+        /// The file to write
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Replace the file if it exists
+        #[arg(long)]
+        force: bool,
+        /// The key's algorithm
+        #[arg(long, value_enum, default_value_t = KeyAlgorithm::Rs256)]
+        alg: KeyAlgorithm,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum KeyAlgorithm {
+    /// RSA-2048, which signs RS256 and PS256 (signing.key_file)
+    #[value(name = "RS256", alias = "PS256", alias = "RSA")]
+    Rs256,
+    /// EC P-256 (signing.ec_key_file)
+    #[value(name = "ES256", alias = "EC")]
+    Es256,
+}
+
+/// A usage mistake only seen after parsing (flags that exclude each other, a list left empty),
+/// reported as clap reports its own: with the subcommand's usage, exit code 2.
+fn usage_error(subcommand: &str, kind: ErrorKind, message: &str) -> clap::Error {
+    let mut cli = Cli::command();
+    // Building names the subcommand in full for its usage line ("ssobridge demo").
+    cli.build();
+    let mut command = cli.find_subcommand(subcommand).cloned().unwrap_or(cli);
+    command.error(kind, message)
+}
+
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let command = match parse(&args) {
-        Ok(command) => command,
-        Err(message) => {
-            eprintln!("ssobridge: {message}\n\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
+    // Usage mistakes exit with 2, --help and --version with 0.
+    let Cli { command } = Cli::parse();
     let result = match command {
-        Command::Help => {
-            println!("{USAGE}");
-            Ok(())
+        None => Cli::command().print_help().map_err(StartError::Io),
+        Some(Command::CheckConfig(ConfigFile { config })) => return check_config(&config),
+        Some(Command::Keys(KeysCommand::Generate { out, force, alg })) => {
+            let key_type = match alg {
+                KeyAlgorithm::Rs256 => tokens::KeyType::Rsa,
+                KeyAlgorithm::Es256 => tokens::KeyType::Ec,
+            };
+            keys_generate(&out, force, key_type)
         }
-        Command::CheckConfig { config } => return check_config(&config),
-        Command::KeysGenerate { out, force, key_type } => keys_generate(&out, force, key_type),
-        Command::AdminToken => admin_token(),
-        Command::ExportConfig { config } => run_async(async move {
+        Some(Command::AdminToken) => admin_token(),
+        Some(Command::ExportConfig(ConfigFile { config })) => run_async(async move {
             let config = Config::load(&config)?;
             print!("{}", ssobridge::export::export(&config).await?);
             Ok(())
         }),
-        Command::OpenApi => match admin::spec_json() {
+        Some(Command::OpenApi) => match admin::spec_json() {
             Ok(spec) => {
                 println!("{spec}");
                 Ok(())
             }
             Err(error) => Err(StartError::Io(std::io::Error::other(error))),
         },
-        Command::Serve { config } => run_async(serve(config)),
-        Command::Demo { listen, public_url } => run_async(run_demo(listen, public_url)),
-        Command::Simulator(options) => run_async(run_simulator(options)),
+        Some(Command::Serve(ConfigFile { config })) => run_async(serve(config)),
+        Some(Command::Demo(args)) => {
+            let listen = args.listen_address().unwrap_or_else(|error| error.exit());
+            let public_url = args.public_url.map(|url| url.trim_end_matches('/').to_owned());
+            run_async(run_demo(listen, public_url))
+        }
+        Some(Command::Simulator(args)) => {
+            let args = args.checked().unwrap_or_else(|error| error.exit());
+            run_async(run_simulator(args))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -378,23 +415,30 @@ async fn run_demo(listen: SocketAddr, public_url: Option<String>) -> Result<(), 
     .await
 }
 
-async fn run_simulator(options: SimulatorOptions) -> Result<(), StartError> {
+async fn run_simulator(args: SimulatorArgs) -> Result<(), StartError> {
     use ssobridge::demo::simulator::{self, DemoOnly, Simulator, SimulatorSettings};
     let proof = DemoOnly::claim().map_err(|e| StartError::Io(std::io::Error::other(e)))?;
     telemetry::init();
-    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], options.port))).await?;
+    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], args.port))).await?;
     let port = listener.local_addr()?.port();
-    let issuer = options.issuer_url.unwrap_or_else(|| format!("http://127.0.0.1:{port}"));
+    let issuer = match args.issuer_url {
+        Some(url) => url.trim_end_matches('/').to_owned(),
+        None => format!("http://127.0.0.1:{port}"),
+    };
+    // The broker's initiate-login endpoint sits next to its callback.
+    let initiate_login_uri = args
+        .initiate_login_uri
+        .or_else(|| args.redirect_uris.first()?.strip_suffix("/callback").map(|base| format!("{base}/initiate-login")));
     let settings = SimulatorSettings {
         issuer: issuer.clone(),
-        client_id: options.client_id,
-        client_secret: ssobridge::secret::Secret::new(options.client_secret),
-        redirect_uris: options.redirect_uris,
-        initiate_login_uri: options.initiate_login_uri,
-        organization_metadata: options.organization_metadata,
-        iss_on_redirect: options.iss_on_redirect,
-        webhook_url: options.webhook_url,
-        webhook_secret: options.webhook_secret.map(ssobridge::secret::Secret::new),
+        client_id: args.client_id,
+        client_secret: ssobridge::secret::Secret::new(args.client_secret),
+        redirect_uris: args.redirect_uris,
+        initiate_login_uri,
+        organization_metadata: args.organization_metadata,
+        iss_on_redirect: args.iss_on_redirect,
+        webhook_url: args.webhook_url,
+        webhook_secret: args.webhook_secret.map(ssobridge::secret::Secret::new),
     };
     let simulator =
         Simulator::new(proof, settings).map_err(|e| StartError::Io(std::io::Error::other(e.to_string())))?;

@@ -73,6 +73,13 @@ const FAMILIES: &[(&str, Kind, &str, &[&str])] = &[
         &["event", "outcome"],
     ),
     ("ssobridge_route_lookups_total", Kind::Counter, "Route-table misses asked of Scalekit, by outcome.", &["outcome"]),
+    ("ssobridge_events_total", Kind::Counter, "Events recorded in the event log, by type.", &["type"]),
+    (
+        "ssobridge_events_dropped_total",
+        Kind::Counter,
+        "Events lost: the writer could not keep up or the store refused them.",
+        &[],
+    ),
 ];
 
 struct Metrics {

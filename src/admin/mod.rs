@@ -3,6 +3,7 @@
 
 mod clients;
 mod console;
+mod events;
 mod keys;
 mod resource;
 mod routes;
@@ -18,6 +19,7 @@ use poem_openapi::auth::Bearer;
 use poem_openapi::{Object, OpenApiService, SecurityScheme, Tags};
 
 use crate::app::AppState;
+use crate::events::{Event, EventLog, Kind as EventKind, Outcome};
 use crate::tokens::{secrets_equal, sha256_hex};
 
 /// Largest admin request body.
@@ -35,6 +37,9 @@ enum Tag {
     Keys,
     /// Health of the service as the admin API sees it.
     Status,
+    /// The event log: every login attempt, IdP-initiated hand-off, admin change and
+    /// deprovisioning, newest first.
+    Events,
 }
 
 /// What an admin token may do.
@@ -44,10 +49,12 @@ pub enum Role {
     Write,
 }
 
-/// The authenticated caller: role and a short, non-secret label for the audit log.
+/// The authenticated caller: role and a short, non-secret label for the audit log, and the
+/// event log its changes are recorded in.
 pub struct Caller {
     pub role: Role,
     pub label: String,
+    events: Option<Arc<EventLog>>,
 }
 
 /// A bearer admin token. Tokens are configured as their SHA-256 (`[admin]`).
@@ -66,7 +73,11 @@ async fn check_token(req: &Request, bearer: Bearer) -> poem::Result<Caller> {
         }
     }
     match role {
-        Some(role) => Ok(Caller { role, label: format!("token:{}", &presented[..8]) }),
+        Some(role) => Ok(Caller {
+            role,
+            label: format!("token:{}", &presented[..8]),
+            events: req.data::<Arc<EventLog>>().cloned(),
+        }),
         None => Err(poem::Error::from_string("a valid admin bearer token is required", StatusCode::UNAUTHORIZED)),
     }
 }
@@ -177,7 +188,7 @@ fn allowed_methods(path: &str) -> Option<&'static str> {
         ["clients"] | ["routes"] => Some("GET, POST"),
         ["clients", _] | ["routes", _] => Some("GET, PATCH, DELETE"),
         ["clients", _, "secret"] | ["keys", "rotate"] => Some("POST"),
-        ["keys"] | ["status"] | ["openapi.json"] => Some("GET"),
+        ["keys"] | ["status"] | ["openapi.json"] | ["events"] | ["events", _] => Some("GET"),
         _ => None,
     }
 }
@@ -198,7 +209,8 @@ async fn limit_body(mut request: Request) -> poem::Result<Request> {
     }
 }
 
-/// Writes one audit line: who changed what, before and after (secrets never included).
+/// Writes one audit line, who changed what, before and after (secrets never included), and
+/// records the change in the event log.
 pub fn audit(
     caller: &Caller,
     action: &str,
@@ -216,9 +228,16 @@ pub fn audit(
         after = %after.map(|v| v.to_string()).unwrap_or_else(|| "null".into()),
         "admin change"
     );
+    if let Some(events) = &caller.events {
+        let mut event = Event::new(EventKind::Admin, Outcome::Success);
+        event.actor = Some(caller.label.clone());
+        event.action = Some(action.to_owned());
+        event.resource = Some(resource.to_owned());
+        events.record(event);
+    }
 }
 
-type Api = (clients::ClientsApi, routes::RoutesApi, keys::KeysApi, status::StatusApi);
+type Api = (clients::ClientsApi, routes::RoutesApi, keys::KeysApi, status::StatusApi, events::EventsApi);
 
 fn service(state: Arc<AppState>) -> OpenApiService<Api, ()> {
     OpenApiService::new(
@@ -226,7 +245,8 @@ fn service(state: Arc<AppState>) -> OpenApiService<Api, ()> {
             clients::ClientsApi { state: state.clone() },
             routes::RoutesApi { state: state.clone() },
             keys::KeysApi { state: state.clone() },
-            status::StatusApi { state },
+            status::StatusApi { state: state.clone() },
+            events::EventsApi { state },
         ),
         "ssobridge admin API",
         env!("CARGO_PKG_VERSION"),
@@ -285,6 +305,7 @@ pub fn endpoint(state: Arc<AppState>, tokens: AdminTokens) -> BoxEndpoint<'stati
             response.map(IntoResponse::into_response)
         })
         .data(Arc::new(tokens))
+        .data(state.events.clone())
         .catch_all_error(|error| async move { problem_response(error) });
     admin.map_to_response().boxed()
 }

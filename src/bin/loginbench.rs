@@ -23,23 +23,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use clap::Parser;
 use tokio::io::{AsyncBufReadExt, BufReader};
-
-const USAGE: &str = "\
-usage: loginbench [--url http://127.0.0.1:PORT [--server-pid PID]] [--concurrency 1,8,32,64] [--duration-secs 5] [--spawn]
-
-  --url URL            a running ssobridge demo (client demo/demo-secret, its simulator at /simulator)
-  --server-pid PID     with --url: the server's process, to report its CPU time per login (Linux /proc)
-  --spawn              start `ssobridge demo --port 0` (next to this binary) instead; the default without --url
-  --concurrency LIST   logins in flight at once, one keep-alive connection each (default 1,8,32,64)
-  --duration-secs N    how long each login phase runs (default 5; the token phases run at most 3 s each)
-  --alg ALG            the ID token algorithm of client `demo`: RS256 (default), PS256 or ES256; with --spawn
-                       it is configured on the demo, and every ID token's header is checked for it
-  --store URL          with --spawn: the demo's store (default memory), e.g. redis://127.0.0.1:6379/0
-  --pending-flows N    instead of logins: what pending flows cost. Starts its own demos and sends N
-                       unauthenticated /authorize requests that are never finished: typical ones, then
-                       worst-case ones (every parameter at its limit), printing the bytes each flow keeps
-                       and the server's RSS growth; with the pending-flow caps lifted, then at their defaults";
 
 const CLIENT_ID: &str = "demo";
 const CLIENT_SECRET: &str = "demo-secret";
@@ -51,88 +36,64 @@ const MAX_HOPS: usize = 8;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
-#[derive(Clone)]
+/// loginbench: complete demo logins per second, and token requests per second, against a
+/// running ssobridge demo or one it starts itself.
+#[derive(Clone, Parser)]
+#[command(name = "loginbench")]
 struct Options {
+    /// A running ssobridge demo (client demo/demo-secret, its simulator at /simulator)
+    #[arg(long, value_name = "URL", value_parser = without_trailing_slash)]
     url: Option<String>,
+    /// With --url: the server's process, to report its CPU time per login (Linux /proc)
+    // A server loginbench started itself is known already.
+    #[arg(long, value_name = "PID", requires = "url")]
     server_pid: Option<u32>,
+    /// Start `ssobridge demo --port 0` (next to this binary) instead; the default without --url
+    #[arg(long, conflicts_with = "url")]
     spawn: bool,
+    /// Logins in flight at once, one keep-alive connection each
+    #[arg(long, value_name = "LIST", value_delimiter = ',', default_value = "1,8,32,64", value_parser = positive)]
     concurrency: Vec<usize>,
+    /// How long each login phase runs, in seconds (the token phases run at most 3 s each)
+    #[arg(long = "duration-secs", value_name = "N", default_value = "5", value_parser = seconds)]
     duration: Duration,
+    /// The ID token algorithm of client `demo`; with --spawn it is configured on the demo, and
+    /// every ID token's header is checked for it
+    #[arg(long, default_value = "RS256", value_parser = ["RS256", "PS256", "ES256"])]
     alg: String,
+    /// With --spawn: the demo's store (default memory), e.g. redis://127.0.0.1:6379/0
+    #[arg(long, value_name = "URL")]
     store: Option<String>,
+    /// Instead of logins: what N pending flows cost
+    ///
+    /// Starts its own demos and sends N unauthenticated /authorize requests that are never
+    /// finished: typical ones, then worst-case ones (every parameter at its limit), printing the
+    /// bytes each flow keeps and the server's RSS growth; with the pending-flow caps lifted, then
+    /// at their defaults.
+    #[arg(long, value_name = "N")]
     pending_flows: Option<usize>,
     /// Extra environment for the demo this bench starts.
+    #[arg(skip)]
     demo_env: Vec<(String, String)>,
 }
 
-fn options(args: &[String]) -> Result<Options, Error> {
-    let mut options = Options {
-        url: None,
-        server_pid: None,
-        spawn: false,
-        concurrency: vec![1, 8, 32, 64],
-        duration: secs(5),
-        alg: "RS256".to_owned(),
-        store: None,
-        pending_flows: None,
-        demo_env: Vec::new(),
-    };
-    let mut rest = args.iter();
-    while let Some(arg) = rest.next() {
-        let mut value = || rest.next().cloned().ok_or_else(|| format!("{arg} needs a value"));
-        match arg.as_str() {
-            "--url" => options.url = Some(value()?.trim_end_matches('/').to_owned()),
-            "--spawn" => options.spawn = true,
-            "--alg" => {
-                options.alg = value()?;
-                if !["RS256", "PS256", "ES256"].contains(&options.alg.as_str()) {
-                    return Err(format!("--alg: {} is not RS256, PS256 or ES256", options.alg).into());
-                }
-            }
-            "--store" => options.store = Some(value()?),
-            "--pending-flows" => {
-                let text = value()?;
-                options.pending_flows =
-                    Some(text.parse().map_err(|_| format!("--pending-flows: {text:?} is not a number"))?);
-            }
-            "--server-pid" => {
-                let text = value()?;
-                options.server_pid = Some(text.parse().map_err(|_| format!("--server-pid: {text:?} is not a pid"))?);
-            }
-            "--concurrency" => {
-                options.concurrency = value()?
-                    .split(',')
-                    .map(|c| match c.trim().parse::<usize>() {
-                        Ok(n) if n > 0 => Ok(n),
-                        _ => Err(format!("--concurrency: {c:?} is not a positive number")),
-                    })
-                    .collect::<Result<_, _>>()?
-            }
-            "--duration-secs" => {
-                let text = value()?;
-                let seconds: f64 = text.parse().map_err(|_| format!("--duration-secs: {text:?} is not a number"))?;
-                if !(seconds > 0.0 && seconds <= 3600.0) {
-                    return Err("--duration-secs must be between 0 and 3600".into());
-                }
-                options.duration = Duration::from_secs_f64(seconds);
-            }
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                std::process::exit(0);
-            }
-            other => return Err(format!("unknown argument {other}\n\n{USAGE}").into()),
-        }
+fn without_trailing_slash(url: &str) -> Result<String, String> {
+    Ok(url.trim_end_matches('/').to_owned())
+}
+
+fn positive(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err("not a positive number".to_owned()),
     }
-    if options.url.is_some() && options.spawn {
-        return Err("--url and --spawn exclude each other".into());
+}
+
+fn seconds(text: &str) -> Result<Duration, String> {
+    match text.parse::<f64>() {
+        Ok(seconds) if seconds > 0.0 && seconds <= 3600.0 => Ok(Duration::from_secs_f64(seconds)),
+        Ok(_) => Err("must be between 0 and 3600".to_owned()),
+        Err(_) => Err("not a number".to_owned()),
     }
-    if options.url.is_none() {
-        options.spawn = true;
-    }
-    if options.spawn && options.server_pid.is_some() {
-        return Err("--server-pid goes with --url (a server loginbench started is known)".into());
-    }
-    Ok(options)
 }
 
 fn secs(n: u64) -> Duration {
@@ -661,14 +622,10 @@ fn commit() -> String {
 }
 
 fn main() -> std::process::ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let options = match options(&args) {
-        Ok(options) => options,
-        Err(error) => {
-            eprintln!("loginbench: {error}");
-            return std::process::ExitCode::from(2);
-        }
-    };
+    // Usage mistakes exit with 2, --help with 0.
+    let mut options = Options::parse();
+    // Without --url it measures a demo of its own.
+    options.spawn |= options.url.is_none();
     let machine_cores = machine_cores();
     // Pin before the runtime starts its threads: they inherit the mask.
     let pin = options.spawn && machine_cores >= 2 && taskset_works();

@@ -131,7 +131,12 @@ fn set_path(table: &mut toml::Table, path: &[String], raw: &str) -> Result<(), S
 /// The type of a key the file does not set, so that `SSOBRIDGE_TOKENS__CODE_TTL_SECONDS=30`
 /// works without a `[tokens]` section. Everything else is a string.
 fn schema_hint(key: &str) -> Option<toml::Value> {
-    if key.ends_with("_seconds") || key.ends_with("_per_minute") || key.starts_with("pending_flows_") {
+    if key.ends_with("_seconds")
+        || key.ends_with("_hours")
+        || key.ends_with("_per_minute")
+        || key.starts_with("pending_flows_")
+        || key == "max_events"
+    {
         Some(toml::Value::Integer(0))
     } else if matches!(
         key,
@@ -141,6 +146,7 @@ fn schema_hint(key: &str) -> Option<toml::Value> {
             | "allow_private_networks"
             | "ops_on_public_listener"
             | "lookup_on_miss"
+            | "include_email"
     ) {
         Some(toml::Value::Boolean(false))
     } else if matches!(key, "redirect_uris" | "scopes" | "allowed_algorithms" | "drop" | "idp_initiated_issuers") {

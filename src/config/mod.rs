@@ -6,6 +6,7 @@
 mod admin;
 mod clients;
 mod env;
+mod events;
 mod limits;
 mod scalekit;
 mod signing;
@@ -22,6 +23,7 @@ pub use self::admin::AdminConfig;
 pub use self::clients::{AdapterSettings, ClientConfig};
 use self::env::overlay_env;
 pub use self::env::ENV_PREFIX;
+pub use self::events::EventsConfig;
 pub use self::limits::{OutboundConfig, RateLimitConfig};
 pub use self::scalekit::{decode_webhook_secret, ScalekitConfig};
 pub use self::signing::SigningConfig;
@@ -64,6 +66,9 @@ pub struct Config {
     /// Absent: the broker never calls the management API (any OIDC upstream works).
     #[serde(default)]
     pub scalekit: Option<ScalekitConfig>,
+    /// The login event log.
+    #[serde(default)]
+    pub events: EventsConfig,
     /// `SSOBRIDGE_ENV`, read with the rest of the environment (not a key of the file).
     #[serde(skip)]
     pub environment: Environment,
@@ -203,6 +208,7 @@ impl Config {
         };
         problems.extend(clients::problems(&self.clients, &context));
         problems.extend(self.admin.problems());
+        problems.extend(self.events.problems());
         problems.extend(clients::route_problems(&self.routes, &self.clients));
         problems
     }

@@ -19,7 +19,37 @@ pub async fn run<S: Store + 'static>(store: Arc<S>, ns: &str) {
     compare_and_set(&*store, ns).await;
     concurrent_take_has_one_winner(store.clone(), ns).await;
     concurrent_put_new_has_one_winner(store.clone(), ns).await;
-    concurrent_redeem_has_one_winner(store, ns).await;
+    concurrent_redeem_has_one_winner(store.clone(), ns).await;
+    log_appends_trims_and_pages(&*store, ns).await;
+}
+
+async fn log_appends_trims_and_pages<S: Store>(store: &S, ns: &str) {
+    let key = format!("{ns}:log");
+    let first = store.log_append(&key, &[b"a".to_vec(), b"b".to_vec()], 1000, 0).await.expect("append");
+    let second = store.log_append(&key, &[b"c".to_vec()], 1000, 0).await.expect("append");
+    assert_eq!((first.len(), second.len()), (2, 1), "one id per entry");
+    let all = store.log_range(&key, None, 0, 10).await.expect("range");
+    let values: Vec<&[u8]> = all.iter().map(|(_, v)| v.as_slice()).collect();
+    assert_eq!(values, [&b"c"[..], b"b", b"a"], "newest first");
+    assert_eq!(all[0].0, second[0], "ids as appended");
+    let page = store.log_range(&key, Some(&all[0].0), 0, 1).await.expect("range");
+    assert_eq!(page, [all[1].clone()], "before is exclusive, count bounds the page");
+    let (newest_ms, _) = super::parse_log_id(&all[0].0).expect("an id of milliseconds and a sequence");
+    assert!(store.log_range(&key, None, newest_ms + 1, 10).await.expect("range").is_empty(), "since bounds by time");
+    // Trimmed by age: everything older than now goes with the next append.
+    let now_ms = newest_ms + 60_000;
+    store.log_append(&key, &[b"d".to_vec()], 1000, now_ms).await.expect("append");
+    let kept = store.log_range(&key, None, 0, 10).await.expect("range");
+    assert!(kept.len() <= 1, "entries older than keep_since are trimmed: {kept:?}");
+    store.delete(&key).await.expect("delete");
+    // Trimmed by count: Redis trims approximately (whole nodes of 100), so write well past it.
+    for _ in 0..30 {
+        let batch: Vec<Vec<u8>> = (0..100).map(|i| format!("{i}").into_bytes()).collect();
+        store.log_append(&key, &batch, 200, 0).await.expect("append");
+    }
+    let kept = store.log_range(&key, None, 0, 10_000).await.expect("range");
+    assert!((200..=400).contains(&kept.len()), "about max_len kept of 3000: {}", kept.len());
+    store.delete(&key).await.expect("delete");
 }
 
 async fn put_get_take<S: Store>(store: &S, ns: &str) {

@@ -1,6 +1,6 @@
 //! The in-process store: the embedded default for a single instance and the demo.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -21,6 +21,14 @@ pub struct MemoryStore {
 struct Inner {
     entries: Mutex<HashMap<String, Entry>>,
     writes: AtomicU64,
+    logs: Mutex<HashMap<String, Log>>,
+}
+
+/// An append-only log: entries by (milliseconds, sequence), as a Redis stream orders them.
+#[derive(Default)]
+struct Log {
+    entries: BTreeMap<(u64, u64), Vec<u8>>,
+    last: (u64, u64),
 }
 
 struct Entry {
@@ -114,6 +122,7 @@ impl Store for MemoryStore {
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.entries().remove(key);
+        self.inner.logs.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(key);
         Ok(())
     }
 
@@ -163,5 +172,55 @@ impl Store for MemoryStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+
+    async fn log_append(
+        &self,
+        key: &str,
+        entries: &[Vec<u8>],
+        max_len: u64,
+        keep_since_ms: u64,
+    ) -> Result<Vec<String>, StoreError> {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |elapsed| u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX));
+        let mut logs = self.inner.logs.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let log = logs.entry(key.to_owned()).or_default();
+        let mut ids = Vec::with_capacity(entries.len());
+        for entry in entries {
+            // Never backwards, as Redis does when the clock is.
+            log.last = if now_ms > log.last.0 { (now_ms, 0) } else { (log.last.0, log.last.1 + 1) };
+            log.entries.insert(log.last, entry.clone());
+            ids.push(format!("{}-{}", log.last.0, log.last.1));
+        }
+        while log.entries.len() as u64 > max_len || log.entries.keys().next().is_some_and(|(ms, _)| *ms < keep_since_ms)
+        {
+            log.entries.pop_first();
+        }
+        Ok(ids)
+    }
+
+    async fn log_range(
+        &self,
+        key: &str,
+        before: Option<&str>,
+        since_ms: u64,
+        count: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let logs = self.inner.logs.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let Some(log) = logs.get(key) else { return Ok(Vec::new()) };
+        let newest = match before {
+            Some(id) => super::parse_log_id(id)
+                .ok_or_else(|| StoreError::Corrupt { key: key.to_owned(), detail: format!("log id {id:?}") })?,
+            None => (u64::MAX, u64::MAX),
+        };
+        Ok(log
+            .entries
+            .range(..newest)
+            .rev()
+            .take_while(|((ms, _), _)| *ms >= since_ms)
+            .take(count)
+            .map(|((ms, seq), entry)| (format!("{ms}-{seq}"), entry.clone()))
+            .collect())
     }
 }

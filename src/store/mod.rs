@@ -89,6 +89,35 @@ pub trait Store: Send + Sync {
 
     /// Succeeds when the backend answers.
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Appends `entries` to the append-only log under `key` in one round trip and returns
+    /// their ids, which order the log by time (`<milliseconds>-<sequence>`, a Redis stream
+    /// id). The log keeps at most about `max_len` entries and none older than `keep_since_ms`
+    /// (Unix milliseconds): older ones are trimmed on write (Redis trims in whole nodes, so a
+    /// few more may stay for a while).
+    fn log_append(
+        &self,
+        key: &str,
+        entries: &[Vec<u8>],
+        max_len: u64,
+        keep_since_ms: u64,
+    ) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
+
+    /// Up to `count` entries of the log, newest first: those older than the id `before`
+    /// (exclusive; None: from the newest) and not older than `since_ms`.
+    fn log_range(
+        &self,
+        key: &str,
+        before: Option<&str>,
+        since_ms: u64,
+        count: usize,
+    ) -> impl Future<Output = Result<Vec<(String, Vec<u8>)>, StoreError>> + Send;
+}
+
+/// A log entry id as the store writes it: milliseconds and a sequence number.
+pub fn parse_log_id(id: &str) -> Option<(u64, u64)> {
+    let (ms, seq) = id.split_once('-')?;
+    Some((ms.parse().ok()?, seq.parse().ok()?))
 }
 
 /// What [`Store::redeem`] found.
@@ -174,6 +203,26 @@ impl Store for AnyStore {
     ) -> Result<Redeemed, StoreError> {
         dispatch!(self, s => s.redeem(key, marker_key, marker, copy_key, ttl))
     }
+    async fn log_append(
+        &self,
+        key: &str,
+        entries: &[Vec<u8>],
+        max_len: u64,
+        keep_since_ms: u64,
+    ) -> Result<Vec<String>, StoreError> {
+        dispatch!(self, s => s.log_append(key, entries, max_len, keep_since_ms))
+    }
+
+    async fn log_range(
+        &self,
+        key: &str,
+        before: Option<&str>,
+        since_ms: u64,
+        count: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        dispatch!(self, s => s.log_range(key, before, since_ms, count))
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         dispatch!(self, s => s.ping())
     }

@@ -392,6 +392,57 @@ impl Store for RedisStore {
         }
     }
 
+    async fn log_append(
+        &self,
+        key: &str,
+        entries: &[Vec<u8>],
+        max_len: u64,
+        keep_since_ms: u64,
+    ) -> Result<Vec<String>, StoreError> {
+        let stored = self.key(key);
+        let mut pipeline = redis::pipe();
+        for entry in entries {
+            pipeline.cmd("XADD").arg(&stored).arg("MAXLEN").arg("~").arg(max_len).arg("*").arg("e").arg(entry);
+        }
+        pipeline.cmd("XTRIM").arg(&stored).arg("MINID").arg(keep_since_ms).ignore();
+        let mut connection = self.connection.clone();
+        pipeline.query_async(&mut connection).await.map_err(unavailable)
+    }
+
+    async fn log_range(
+        &self,
+        key: &str,
+        before: Option<&str>,
+        since_ms: u64,
+        count: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let newest = before.map_or_else(|| "+".to_owned(), |id| format!("({id}"));
+        let mut connection = self.connection.clone();
+        let reply: Value = redis::cmd("XREVRANGE")
+            .arg(self.key(key))
+            .arg(newest)
+            .arg(since_ms)
+            .arg("COUNT")
+            .arg(count)
+            .query_async(&mut connection)
+            .await
+            .map_err(unavailable)?;
+        let corrupt = || StoreError::Corrupt { key: key.to_owned(), detail: "unexpected XREVRANGE reply".to_owned() };
+        let Value::Array(items) = reply else { return Err(corrupt()) };
+        let mut entries = Vec::with_capacity(items.len());
+        for item in items {
+            // [id, [field, value, ...]]; the entry is the value of field `e`.
+            let Value::Array(pair) = item else { return Err(corrupt()) };
+            let [Value::BulkString(id), Value::Array(fields)] = pair.as_slice() else { return Err(corrupt()) };
+            let entry = fields.chunks(2).find_map(|field| match field {
+                [Value::BulkString(name), Value::BulkString(value)] if name.as_slice() == b"e" => Some(value.clone()),
+                _ => None,
+            });
+            entries.push((String::from_utf8_lossy(id).into_owned(), entry.ok_or_else(corrupt)?));
+        }
+        Ok(entries)
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         let mut connection = self.connection.clone();
         // In a cluster PING goes to one node; every command routes by its own slot anyway.

@@ -8,12 +8,16 @@
 
 use crate::auth0::prism::Prism;
 use crate::auth0::tenant::{FakeTenant, Op, CLIENT_ID, CLIENT_SECRET, CONNECTION, DOMAIN};
-use crate::common::{authorize_url, query, redeem, BrokerSocket, Browser};
+use crate::common::{authorize_url, query, redeem, BrokerSocket, Browser, TestClient};
 use serde_json::{json, Value};
 use ssobridge::tokens::SigningKey;
 use ssobridge_adapter_core::Identity;
 
-const APP: (&str, &str, &str) = ("auth0-app", "auth0-app-secret", "https://tenant.example.auth0.com/login/callback");
+const APP: TestClient = TestClient {
+    client_id: "auth0-app",
+    secret: "auth0-app-secret",
+    redirect_uri: "https://tenant.example.auth0.com/login/callback",
+};
 const EMAIL: &str = "alice@acme.test";
 
 /// The identity Auth0 takes from the broker's ID token when it redeems the code.
@@ -39,7 +43,7 @@ async fn a_login_through_the_broker_reaches_auth0_and_the_returning_login_links_
     let mut prism = Prism::proxy(&tenant.base).await;
     let socket = BrokerSocket::bind().await;
     let upstream = crate::common::Upstream::start(&[socket.callback()]).await;
-    assert_eq!(APP.2, format!("https://{DOMAIN}/login/callback"));
+    assert_eq!(APP.redirect_uri, format!("https://{DOMAIN}/login/callback"));
     // The route marks acme.test as the organization's own domain: only then may the adapter
     // link by email (README, Home realm discovery).
     let toml = crate::common::broker_toml(&socket.url, "memory", "a0:", &upstream.issuer)
@@ -63,9 +67,9 @@ connection = "{CONNECTION}"
 api_base = "{api_base}"
 timeout_seconds = 5
 "#,
-            id = APP.0,
-            secret = APP.1,
-            redirect = APP.2,
+            id = APP.client_id,
+            secret = APP.secret,
+            redirect = APP.redirect_uri,
             api_base = prism.base,
         );
     let broker = socket.serve(&toml, SigningKey::generate_rsa().expect("key")).await;
@@ -79,7 +83,7 @@ timeout_seconds = 5
     let login = || async {
         let browser = Browser::default();
         let start = authorize_url(&broker.url, APP, Some(crate::common::VERIFIER), &[("login_hint", EMAIL)]);
-        let landed = browser.follow_until(&start, APP.2).await.expect("login");
+        let landed = browser.follow_until(&start, APP.redirect_uri).await.expect("login");
         let mut params = query(&landed);
         assert_eq!(params.get("state").map(String::as_str), Some("client-state-123"), "{landed}");
         assert_eq!(params.get("iss"), Some(&broker.url), "{landed}");
@@ -87,7 +91,8 @@ timeout_seconds = 5
         let (status, tokens) = redeem(&broker.url, APP, &code, Some(crate::common::VERIFIER)).await;
         assert_eq!(status, 200, "{tokens}");
         let claims =
-            crate::common::verify_id_token(&broker.url, tokens["id_token"].as_str().expect("id_token"), APP.0).await;
+            crate::common::verify_id_token(&broker.url, tokens["id_token"].as_str().expect("id_token"), APP.client_id)
+                .await;
         let user_id = tenant.login(&identity_in(&claims));
         (claims, user_id)
     };

@@ -4,12 +4,15 @@
 //! (adapters/cognito/tests/support), which also stands in for `AdminLinkProviderForUser`.
 
 use crate::cognito::{attribute, World, PROVIDER, REGION};
-use crate::common::{authorize_url, query, redeem, BrokerSocket, Browser};
+use crate::common::{authorize_url, query, redeem, BrokerSocket, Browser, TestClient};
 use serde_json::Value;
 use ssobridge::tokens::SigningKey;
 
-const APP: (&str, &str, &str) =
-    ("cognito-app", "cognito-app-secret", "https://acme.auth.eu-west-1.amazoncognito.com/oauth2/idpresponse");
+const APP: TestClient = TestClient {
+    client_id: "cognito-app",
+    secret: "cognito-app-secret",
+    redirect_uri: "https://acme.auth.eu-west-1.amazoncognito.com/oauth2/idpresponse",
+};
 
 /// The (provider, subject) pairs a Cognito user's `identities` attribute lists.
 fn linked_subjects(user: &Value) -> Vec<(String, String)> {
@@ -51,9 +54,9 @@ secret_access_key = "{secret_key}"
 endpoint = "{endpoint}"
 timeout_seconds = 5
 "#,
-            id = APP.0,
-            secret = APP.1,
-            redirect = APP.2,
+            id = APP.client_id,
+            secret = APP.secret,
+            redirect = APP.redirect_uri,
             key = world.adapter_creds.key,
             secret_key = world.adapter_creds.secret,
             endpoint = world.proxy.url,
@@ -66,15 +69,18 @@ timeout_seconds = 5
         async move {
             let browser = Browser::default();
             let start = authorize_url(&broker_url, APP, Some(crate::common::VERIFIER), &[("login_hint", email)]);
-            let landed = browser.follow_until(&start, APP.2).await.expect("login");
+            let landed = browser.follow_until(&start, APP.redirect_uri).await.expect("login");
             let mut params = query(&landed);
             assert_eq!(params.get("state").map(String::as_str), Some("client-state-123"), "{landed}");
             let code = params.remove("code").unwrap_or_else(|| panic!("code: {landed}"));
             let (status, tokens) = redeem(&broker_url, APP, &code, Some(crate::common::VERIFIER)).await;
             assert_eq!(status, 200, "{tokens}");
-            let claims =
-                crate::common::verify_id_token(&broker_url, tokens["id_token"].as_str().expect("id_token"), APP.0)
-                    .await;
+            let claims = crate::common::verify_id_token(
+                &broker_url,
+                tokens["id_token"].as_str().expect("id_token"),
+                APP.client_id,
+            )
+            .await;
             assert_eq!(claims["email"], email);
             claims
         }

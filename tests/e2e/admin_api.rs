@@ -1,7 +1,7 @@
 //! The admin API end to end: against running brokers sharing a real Redis, with the full OIDC
 //! flow using what the API created; the negative cases; and the committed spec matching the code.
 
-use crate::common::{authorize_url, query, rp, BrokerSocket, Browser, ADMIN_READ_TOKEN, ADMIN_WRITE_TOKEN};
+use crate::common::{authorize_url, query, rp, BrokerSocket, Browser, TestClient, ADMIN_READ_TOKEN, ADMIN_WRITE_TOKEN};
 use serde_json::{json, Value};
 use ssobridge::tokens::{generate_rsa_pem, SigningKey};
 
@@ -114,7 +114,7 @@ async fn a_client_and_a_route_made_through_the_api_work_for_logins_on_every_inst
         )
         .await;
     assert_eq!(status, 201);
-    let client = ("api-made", secret.as_str(), redirect);
+    let client = TestClient { client_id: "api-made", secret: &secret, redirect_uri: redirect };
     let browser = Browser::default();
     let landed = browser
         .follow_until(&authorize_url(&b.url, client, None, &[("login_hint", "peter@initech.test")]), redirect)
@@ -154,7 +154,13 @@ async fn a_client_and_a_route_made_through_the_api_work_for_logins_on_every_inst
         .await
         .expect("login");
     let code = query(&landed).remove("code").expect("code");
-    let (status, tokens) = crate::common::redeem(&a.url, ("api-made", &new_secret, redirect), &code, None).await;
+    let (status, tokens) = crate::common::redeem(
+        &a.url,
+        TestClient { client_id: "api-made", secret: &new_secret, redirect_uri: redirect },
+        &code,
+        None,
+    )
+    .await;
     assert_eq!(status, 200, "{tokens}");
 
     // Deleted: its logins stop.
@@ -308,8 +314,9 @@ async fn keys_rotate_during_a_login_and_both_tokens_verify() {
     let client = crate::common::AUTH0_CLIENT;
     let browser = Browser::default();
     let start = authorize_url(&broker.url, client, Some(crate::common::VERIFIER), &[("login_hint", "alice@acme.test")]);
-    let code =
-        || async { query(&browser.follow_until(&start, client.2).await.expect("login")).remove("code").expect("code") };
+    let code = || async {
+        query(&browser.follow_until(&start, client.redirect_uri).await.expect("login")).remove("code").expect("code")
+    };
 
     let first_code = code().await;
     let (_, first) = crate::common::redeem(&broker.url, client, &first_code, Some(crate::common::VERIFIER)).await;
@@ -326,7 +333,8 @@ async fn keys_rotate_during_a_login_and_both_tokens_verify() {
     assert_eq!(kid(&second), rotated["kid"].as_str().expect("kid"));
     for token in [&first, &second] {
         let claims =
-            crate::common::verify_id_token(&broker.url, token["id_token"].as_str().expect("id"), client.0).await;
+            crate::common::verify_id_token(&broker.url, token["id_token"].as_str().expect("id"), client.client_id)
+                .await;
         assert_eq!(claims["email"], "alice@acme.test");
     }
     let (_, _, keys) = admin.send(reqwest::Method::GET, "/keys", R, None, None).await;

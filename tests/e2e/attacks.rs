@@ -4,7 +4,7 @@
 use serde_json::{json, Value};
 
 use crate::common::{
-    login_to_client, query, redeem, verify_id_token, Browser, Stack, AUTH0_CLIENT, COGNITO_CLIENT, VERIFIER,
+    login_to_client, query, redeem, verify_id_token, Browser, Stack, TestClient, AUTH0_CLIENT, COGNITO_CLIENT, VERIFIER,
 };
 
 /// Routes of both simulated organizations, their domains verified.
@@ -28,7 +28,8 @@ async fn login_asserting(stack: &Stack, login_hint: &str, claims: Value) -> (Val
     let (status, tokens) = redeem(&stack.broker.url, AUTH0_CLIENT, code, Some(VERIFIER)).await;
     assert_eq!(status, 200, "{tokens}");
     let id_token =
-        verify_id_token(&stack.broker.url, tokens["id_token"].as_str().expect("id_token"), AUTH0_CLIENT.0).await;
+        verify_id_token(&stack.broker.url, tokens["id_token"].as_str().expect("id_token"), AUTH0_CLIENT.client_id)
+            .await;
     let userinfo: Value = crate::common::http()
         .get(format!("{}/userinfo", stack.broker.url))
         .bearer_auth(tokens["access_token"].as_str().expect("access_token"))
@@ -143,8 +144,10 @@ clients = ["auth0-test"]
     Stack::start_with("memory", "t:", extra).await
 }
 
-const LIMITED: (&str, &str, &str) = ("limited", "limited-secret", "https://limited.example/cb");
-const STRICT: (&str, &str, &str) = ("strict", "strict-secret", "https://strict.example/cb");
+const LIMITED: TestClient =
+    TestClient { client_id: "limited", secret: "limited-secret", redirect_uri: "https://limited.example/cb" };
+const STRICT: TestClient =
+    TestClient { client_id: "strict", secret: "strict-secret", redirect_uri: "https://strict.example/cb" };
 
 /// The attacker names, in the request to the broker, an organization or connection the client
 /// may not reach. Refused at /authorize: the upstream is never asked.
@@ -161,16 +164,20 @@ async fn request_selectors_cannot_reach_past_what_the_client_may_reach() {
     ] {
         stack.upstream.reset().await;
         let landed = login_to_client(&stack, client, &params).await;
-        assert_eq!(landed.get("error").map(String::as_str), Some("access_denied"), "{} {params:?}", client.0);
+        assert_eq!(landed.get("error").map(String::as_str), Some("access_denied"), "{} {params:?}", client.client_id);
         assert!(!landed.contains_key("code"));
-        assert!(stack.upstream.requests().await.is_empty(), "the upstream was not asked: {} {params:?}", client.0);
+        assert!(
+            stack.upstream.requests().await.is_empty(),
+            "the upstream was not asked: {} {params:?}",
+            client.client_id
+        );
     }
     // What they may reach still works.
     for (client, params) in
         [(STRICT, [("organization_id", "org_acme")]), (LIMITED, [("login_hint", "alice@acme.test")])]
     {
         let landed = login_to_client(&stack, client, &params).await;
-        assert!(landed.contains_key("code"), "{} {params:?}: {landed:?}", client.0);
+        assert!(landed.contains_key("code"), "{} {params:?}: {landed:?}", client.client_id);
     }
 }
 
@@ -206,8 +213,8 @@ async fn a_step_up_is_honoured_not_faked() {
     let stack = Stack::start().await;
     // openid-client checks auth_time against its maxAge.
     let result = crate::common::rp(&json!({
-        "issuer": stack.broker.url, "client_id": AUTH0_CLIENT.0, "client_secret": AUTH0_CLIENT.1,
-        "redirect_uri": AUTH0_CLIENT.2, "mode": "auth0", "max_age": 300,
+        "issuer": stack.broker.url, "client_id": AUTH0_CLIENT.client_id, "client_secret": AUTH0_CLIENT.secret,
+        "redirect_uri": AUTH0_CLIENT.redirect_uri, "mode": "auth0", "max_age": 300,
         "params": {"login_hint": "alice@acme.test", "prompt": "login", "acr_values": "urn:example:mfa"},
     }))
     .await;
@@ -242,7 +249,8 @@ async fn login_asserting_nothing_more(stack: &Stack) -> (Value, Value) {
     let (status, tokens) = redeem(&stack.broker.url, AUTH0_CLIENT, code, Some(VERIFIER)).await;
     assert_eq!(status, 200, "{tokens}");
     let id_token =
-        verify_id_token(&stack.broker.url, tokens["id_token"].as_str().expect("id_token"), AUTH0_CLIENT.0).await;
+        verify_id_token(&stack.broker.url, tokens["id_token"].as_str().expect("id_token"), AUTH0_CLIENT.client_id)
+            .await;
     (id_token, tokens)
 }
 
@@ -280,7 +288,7 @@ async fn a_remembered_idp_initiated_login_routes_only_its_own_hand_off() {
     assert_eq!(browser.get(&initiate_url(&stack, &token)).await.status(), 302);
     let start =
         crate::common::authorize_url(&stack.broker.url, AUTH0_CLIENT, None, &[("login_hint", "alice@acme.test")]);
-    let landed = browser.follow_until(&start, AUTH0_CLIENT.2).await.expect("login");
+    let landed = browser.follow_until(&start, AUTH0_CLIENT.redirect_uri).await.expect("login");
     assert!(query(&landed).contains_key("code"), "{landed}");
     let sent = stack.upstream.requests().await;
     let sent = sent.last().expect("the upstream was asked");
@@ -338,9 +346,9 @@ async fn the_upstreams_error_text_never_reaches_the_client() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_copy_of_the_store_holds_no_unsalted_client_secret_hash() {
     let stack = Stack::start().await;
-    let (record, _) = stack.broker.state.clients.read(AUTH0_CLIENT.0).await.expect("store").expect("client");
+    let (record, _) = stack.broker.state.clients.read(AUTH0_CLIENT.client_id).await.expect("store").expect("client");
     assert!(record.secret_hash.starts_with("s256$"), "{}", record.secret_hash);
-    assert!(!record.secret_hash.contains(&ssobridge::tokens::sha256_hex(AUTH0_CLIENT.1)));
+    assert!(!record.secret_hash.contains(&ssobridge::tokens::sha256_hex(AUTH0_CLIENT.secret)));
     // And the secret still authenticates.
     let code = login_to_client(&stack, AUTH0_CLIENT, &[("login_hint", "alice@acme.test")]).await;
     let (status, tokens) = redeem(&stack.broker.url, AUTH0_CLIENT, &code["code"], Some(VERIFIER)).await;
@@ -534,7 +542,7 @@ async fn an_oversized_upstream_response_is_refused() {
     let toml = crate::common::broker_toml(&socket.url, "memory", "o:", &issuer);
     let broker = socket.serve(&toml, ssobridge::tokens::SigningKey::generate_rsa().expect("key")).await;
     let url = crate::common::authorize_url(&broker.url, AUTH0_CLIENT, Some(VERIFIER), &[("login_hint", "a@acme.test")]);
-    let landed = Browser::default().follow_until(&url, AUTH0_CLIENT.2).await.expect("back at the client");
+    let landed = Browser::default().follow_until(&url, AUTH0_CLIENT.redirect_uri).await.expect("back at the client");
     let params = query(&landed);
     assert_eq!(params.get("error").map(String::as_str), Some("server_error"), "{landed}");
     assert!(!params.contains_key("code"));
@@ -571,8 +579,8 @@ async fn a_pending_flow_keeps_at_most_2_kb_whatever_the_request_carries() {
         async move {
             let mut url = url::Url::parse(&format!("{broker}/authorize")).expect("url");
             url.query_pairs_mut()
-                .append_pair("client_id", AUTH0_CLIENT.0)
-                .append_pair("redirect_uri", AUTH0_CLIENT.2)
+                .append_pair("client_id", AUTH0_CLIENT.client_id)
+                .append_pair("redirect_uri", AUTH0_CLIENT.redirect_uri)
                 .append_pair("response_type", "code")
                 .append_pair("scope", "openid profile email")
                 .append_pair("code_challenge", &ssobridge::tokens::pkce_s256(VERIFIER))
@@ -657,7 +665,8 @@ async fn pending_flows_are_capped_per_source_and_in_all() {
     }
     assert_eq!(start("192.0.2.12").await.status(), 429, "the ninth in all");
     // A sign-in that completes leaves the count.
-    let landed = Browser::default().follow_until(&upstream_urls[0], AUTH0_CLIENT.2).await.expect("completes");
+    let landed =
+        Browser::default().follow_until(&upstream_urls[0], AUTH0_CLIENT.redirect_uri).await.expect("completes");
     assert!(query(&landed).contains_key("code"), "{landed}");
     assert_eq!(start("192.0.2.12").await.status(), 302, "its place is free");
 }
@@ -690,7 +699,7 @@ async fn an_outsider_cannot_spend_a_clients_rate_limit() {
         let form = [
             ("grant_type", "authorization_code"),
             ("code", "x"),
-            ("client_id", AUTH0_CLIENT.0),
+            ("client_id", AUTH0_CLIENT.client_id),
             ("client_secret", "wrong"),
         ];
         assert_eq!(from("203.0.113.77", http.post(&token).form(&form)).await, 401);
@@ -746,11 +755,10 @@ async fn probing_readiness_costs_the_upstream_nothing() {
     let toml = crate::common::broker_toml(&socket.url, "memory", "rz:", &issuer);
     let broker = socket.serve(&toml, ssobridge::tokens::SigningKey::generate_rsa().expect("key")).await;
     let readyz = format!("{}/readyz", broker.url);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while crate::common::http().get(&readyz).send().await.expect("readyz").status() != 200 {
-        assert!(std::time::Instant::now() < deadline, "ready once the background check ran");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    crate::common::wait_until("ready once the background check ran", std::time::Duration::from_secs(5), || async {
+        crate::common::http().get(&readyz).send().await.expect("readyz").status() == 200
+    })
+    .await;
     let before = fetches.load(Ordering::SeqCst);
     for _ in 0..200 {
         assert_eq!(crate::common::http().get(&readyz).send().await.expect("readyz").status(), 200);
@@ -820,7 +828,8 @@ async fn a_re_signed_idp_initiated_link_is_still_the_used_one() {
         }))
         .expect("sign");
     let link = |token: &str| {
-        let mut url = url::Url::parse(&format!("{}/initiate-login/{}", broker.url, AUTH0_CLIENT.0)).expect("url");
+        let mut url =
+            url::Url::parse(&format!("{}/initiate-login/{}", broker.url, AUTH0_CLIENT.client_id)).expect("url");
         url.query_pairs_mut().append_pair("idp_initiated_login", token);
         url.to_string()
     };

@@ -2,11 +2,12 @@
 //! keyboard only, with and without JavaScript, through the real upstream to the client.
 //! Screenshots land in tests/artifacts/.
 
-use crate::common::{authorize_url, query, Stack, AUTH0_CLIENT};
+use crate::common::{authorize_url, query, Stack, TestClient, AUTH0_CLIENT};
 use serde_json::{json, Value};
 use tokio::process::Command;
 
-const DENY_CLIENT: (&str, &str, &str) = ("deny-test", "deny-test-secret", "https://deny.example/cb");
+const DENY_CLIENT: TestClient =
+    TestClient { client_id: "deny-test", secret: "deny-test-secret", redirect_uri: "https://deny.example/cb" };
 
 const EXTRA: &str = r#"
 [[clients]]
@@ -42,10 +43,10 @@ fn artifact(name: &str) -> String {
     dir.join(name).display().to_string()
 }
 
-async fn sign_in(stack: &Stack, client: (&str, &str, &str), email: &str, javascript: bool, shot: &str) -> Value {
+async fn sign_in(stack: &Stack, client: TestClient<'_>, email: &str, javascript: bool, shot: &str) -> Value {
     browse(json!({
         "start_url": authorize_url(&stack.broker.url, client, None, &[]),
-        "stop_prefix": client.2,
+        "stop_prefix": client.redirect_uri,
         "email": email,
         "javascript": javascript,
         "screenshot": artifact(shot),

@@ -3,6 +3,7 @@
 use std::process::Stdio;
 
 use crate::common::tempdir::TempDir;
+use crate::common::TestClient;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde_json::Value;
@@ -11,8 +12,8 @@ use tokio::process::Command;
 
 fn ssobridge() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_ssobridge"));
-    command.env(crate::common::PAIRWISE_SALT.0, crate::common::PAIRWISE_SALT.1);
-    command.env(crate::common::OPS_LISTEN.0, crate::common::OPS_LISTEN.1);
+    command.env(crate::common::PAIRWISE_SALT.name, crate::common::PAIRWISE_SALT.value);
+    command.env(crate::common::OPS_LISTEN.name, crate::common::OPS_LISTEN.value);
     command
 }
 
@@ -61,6 +62,108 @@ client_secret = "0123456789"
 redirect_uris = ["https://acme.us.auth0.com/login/callback"]
 "#
     )
+}
+
+/// Every verb and the flags scripts, the chart and the README call it with: the contract of
+/// the command line.
+const VERBS: &[(&str, &[&str])] = &[
+    ("serve", &["--config"]),
+    ("demo", &["--port", "--listen", "--public-url"]),
+    (
+        "simulator",
+        &[
+            "--port",
+            "--client-id",
+            "--client-secret",
+            "--redirect-uri",
+            "--initiate-login-uri",
+            "--organization-metadata",
+            "--issuer-url",
+            "--iss-on-redirect",
+            "--webhook-url",
+            "--webhook-secret",
+        ],
+    ),
+    ("check-config", &["--config"]),
+    ("keys generate", &["--out", "--force", "--alg"]),
+    ("export-config", &["--config"]),
+    ("admin-token", &[]),
+    ("openapi", &[]),
+];
+
+#[tokio::test]
+async fn version_prints_the_crate_version() {
+    for flag in ["--version", "-V"] {
+        let out = ssobridge().arg(flag).output().await.expect("run");
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), format!("ssobridge {}\n", env!("CARGO_PKG_VERSION")));
+    }
+}
+
+/// A mistyped flag is a usage error (exit code 2) naming it, never silently ignored.
+#[tokio::test]
+async fn an_unknown_flag_fails_with_exit_code_2_and_names_the_flag() {
+    for args in
+        [&["--frobnicate"][..], &["serve", "--config", "c.toml", "--frobnicate"], &["keys", "generate", "--frobnicate"]]
+    {
+        let out = ssobridge().args(args).output().await.expect("run");
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("'--frobnicate'"), "{args:?}: {out:?}");
+    }
+    // A near miss is pointed at the real flag; an unknown verb is named too.
+    let out = ssobridge().args(["check-config", "--confg", "c.toml"]).output().await.expect("run");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("'--config'"), "{out:?}");
+    let out = ssobridge().arg("sreve").output().await.expect("run");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("'serve'"), "{out:?}");
+}
+
+/// `help VERB` and `VERB --help` print that verb's options on stdout and exit 0; bare
+/// `ssobridge` lists the verbs.
+#[tokio::test]
+async fn help_shows_each_subcommands_options() {
+    let out = ssobridge().output().await.expect("run");
+    assert!(out.status.success(), "{out:?}");
+    let overview = String::from_utf8_lossy(&out.stdout);
+    for (verb, _) in VERBS {
+        let first = verb.split(' ').next().unwrap_or(verb);
+        assert!(overview.lines().any(|l| l.trim_start().starts_with(first)), "{first} listed: {overview}");
+    }
+    for (verb, flags) in VERBS {
+        let words: Vec<&str> = verb.split(' ').collect();
+        let help = ssobridge().arg("help").args(&words).output().await.expect("run");
+        let dash_help = ssobridge().args(&words).arg("--help").output().await.expect("run");
+        assert!(help.status.success() && dash_help.status.success(), "{verb}: {help:?} {dash_help:?}");
+        assert_eq!(help.stdout, dash_help.stdout, "{verb}: the same help either way");
+        let text = String::from_utf8_lossy(&help.stdout);
+        assert!(text.contains(&format!("Usage: ssobridge {verb}")), "{verb}: {text}");
+        for flag in *flags {
+            assert!(text.contains(&format!("{flag} ")) || text.contains(&format!("{flag}\n")), "{verb} {flag}: {text}");
+        }
+    }
+}
+
+/// `--alg` takes the key's algorithm under each name it has ever accepted.
+#[tokio::test]
+async fn keys_generate_takes_every_alg_name() {
+    let dir = TempDir::new("alg");
+    for (alg, label) in
+        [("RS256", "RSA-2048"), ("PS256", "RSA-2048"), ("RSA", "RSA-2048"), ("ES256", "EC P-256"), ("EC", "EC P-256")]
+    {
+        let key = dir.path().join(format!("{alg}.pem"));
+        let out = ssobridge().args(["keys", "generate", "--alg", alg, "--out"]).arg(&key).output().await.expect("run");
+        assert!(out.status.success(), "{alg}: {out:?}");
+        assert!(String::from_utf8_lossy(&out.stdout).contains(label), "{alg}: {out:?}");
+    }
+    let out = ssobridge()
+        .args(["keys", "generate", "--alg", "HS256", "--out"])
+        .arg(dir.path().join("x.pem"))
+        .output()
+        .await
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("HS256"), "{out:?}");
 }
 
 #[tokio::test]
@@ -161,7 +264,7 @@ async fn serve_refuses_an_unset_pairwise_salt_and_a_weak_key_encryption_key() {
         let out = ssobridge()
             .args([command, "--config"])
             .arg(&config)
-            .env_remove(crate::common::PAIRWISE_SALT.0)
+            .env_remove(crate::common::PAIRWISE_SALT.name)
             .output()
             .await
             .expect("run");
@@ -281,7 +384,7 @@ async fn serve_logs_carry_request_ids_and_never_a_secret() {
     let mut stdout = BufReader::new(child.stdout.take().expect("stdout")).lines();
     let mut stderr = BufReader::new(child.stderr.take().expect("stderr")).lines();
     let sink = logs.clone();
-    tokio::spawn(async move {
+    let stdout_reader = tokio::spawn(async move {
         while let Ok(Some(line)) = stdout.next_line().await {
             if line.contains("ssobridge serving") {
                 if let Some(tx) = ready_tx.take() {
@@ -292,7 +395,7 @@ async fn serve_logs_carry_request_ids_and_never_a_secret() {
         }
     });
     let sink = logs.clone();
-    tokio::spawn(async move {
+    let stderr_reader = tokio::spawn(async move {
         while let Ok(Some(line)) = stderr.next_line().await {
             sink.lock().expect("logs").push(line);
         }
@@ -308,7 +411,7 @@ async fn serve_logs_carry_request_ids_and_never_a_secret() {
         Some(crate::common::VERIFIER),
         &[("login_hint", "alice@acme.test")],
     );
-    let landed = browser.follow_until(&start, client.2).await.expect("login");
+    let landed = browser.follow_until(&start, client.redirect_uri).await.expect("login");
     let params = crate::common::query(&landed);
     let code = params.get("code").expect("code").clone();
     let (status, tokens) = crate::common::redeem(&public_url, client, &code, Some(crate::common::VERIFIER)).await;
@@ -324,7 +427,8 @@ async fn serve_logs_carry_request_ids_and_never_a_secret() {
         .status();
     assert_eq!(status, 200);
     let _ = crate::common::redeem(&public_url, client, &code, Some(crate::common::VERIFIER)).await;
-    let _ = crate::common::redeem(&public_url, (client.0, "wrong-secret-value", client.2), &code, None).await;
+    let _ =
+        crate::common::redeem(&public_url, TestClient { secret: "wrong-secret-value", ..client }, &code, None).await;
     // A signed webhook (ignored: no route event) and a forged one.
     let key = ssobridge::webhooks::signature::decode_secret(webhook_secret).expect("secret");
     let body = r#"{"type":"user.login","data":{}}"#;
@@ -346,7 +450,10 @@ async fn serve_logs_carry_request_ids_and_never_a_secret() {
     }
     let _ = child.start_kill();
     let _ = child.wait().await;
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    // Every line is in once the readers reach the end of the closed pipes.
+    for reader in [stdout_reader, stderr_reader] {
+        reader.await.expect("log reader");
+    }
 
     let logs = logs.lock().expect("logs").join("\n");
     let lines: Vec<Value> = logs.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
@@ -362,7 +469,7 @@ async fn serve_logs_carry_request_ids_and_never_a_secret() {
         ("access token", access_token.as_str()),
         ("ID token", id_token.as_str()),
         ("ID token signature", id_token.rsplit('.').next().unwrap_or("")),
-        ("client secret", client.1),
+        ("client secret", client.secret),
         ("upstream client secret", crate::common::UPSTREAM_CLIENT_SECRET),
         ("webhook secret", webhook_secret.trim_start_matches("whsec_")),
         ("downstream PKCE verifier", crate::common::VERIFIER),
@@ -380,9 +487,12 @@ async fn sigterm_finishes_the_request_in_flight_and_exits() {
     // An upstream that accepts and never answers keeps a request in flight for the timeout.
     let stall = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let stall_url = format!("http://{}", stall.local_addr().expect("addr"));
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = accepted.clone();
     let _held = std::thread::spawn(move || {
         let mut open = Vec::new();
         for connection in stall.incoming().flatten().take(16) {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             open.push(connection);
         }
     });
@@ -428,7 +538,12 @@ async fn sigterm_finishes_the_request_in_flight_and_exits() {
         &[("login_hint", "alice@acme.test")],
     );
     let in_flight = tokio::spawn(async move { crate::common::Browser::default().get(&url).await });
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // The request is in flight once the broker, working on it, calls the upstream: the second
+    // connection there (the first is the readiness check's at start; its next is 10 s away).
+    crate::common::wait_until("the request at the upstream", crate::common::STARTUP_DEADLINE, || async {
+        accepted.load(std::sync::atomic::Ordering::SeqCst) >= 2
+    })
+    .await;
     let pid = child.id().expect("pid").to_string();
     let signalled = std::time::Instant::now();
     assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());
@@ -472,7 +587,7 @@ async fn admin_changes_are_audited_without_secrets() {
         .args(["serve", "--config"])
         .arg(&config)
         // The file puts everything on the public listener.
-        .env_remove(crate::common::OPS_LISTEN.0)
+        .env_remove(crate::common::OPS_LISTEN.name)
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
@@ -481,7 +596,7 @@ async fn admin_changes_are_audited_without_secrets() {
     let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     let sink = logs.clone();
-    tokio::spawn(async move {
+    let reader = tokio::spawn(async move {
         let mut ready_tx = Some(ready_tx);
         while let Ok(Some(line)) = lines.next_line().await {
             if line.contains("ssobridge serving") {
@@ -507,7 +622,8 @@ async fn admin_changes_are_audited_without_secrets() {
     let secret = created["client_secret"].as_str().expect("secret").to_owned();
     let _ = child.start_kill();
     let _ = child.wait().await;
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    // Every line is in once the reader reaches the end of the closed pipe.
+    reader.await.expect("log reader");
 
     let logs = logs.lock().expect("logs").join("\n");
     let audit: Vec<Value> = logs
@@ -658,24 +774,25 @@ async fn a_wrong_upstream_secret_is_an_error_in_the_log_at_start() {
     let mut child = ssobridge()
         .args(["serve", "--config"])
         .arg(&config)
-        .env(crate::common::OPS_PUBLIC.0, crate::common::OPS_PUBLIC.1)
+        .env(crate::common::OPS_PUBLIC.name, crate::common::OPS_PUBLIC.value)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .expect("serve");
     let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let mut readers = Vec::new();
     for stream in [
         Box::new(child.stdout.take().expect("stdout")) as Box<dyn tokio::io::AsyncRead + Unpin + Send>,
         Box::new(child.stderr.take().expect("stderr")),
     ] {
         let sink = logs.clone();
-        tokio::spawn(async move {
+        readers.push(tokio::spawn(async move {
             let mut lines = BufReader::new(stream).lines();
             while let Ok(Some(line)) = lines.next_line().await {
                 sink.lock().expect("logs").push(line);
             }
-        });
+        }));
     }
     let refused = |logs: &[String]| {
         logs.iter()
@@ -691,9 +808,14 @@ async fn a_wrong_upstream_secret_is_an_error_in_the_log_at_start() {
     let ready = crate::common::http().get(format!("{public_url}/readyz")).send().await.expect("readyz");
     assert_eq!(ready.status(), 503);
     assert_eq!(ready.json::<Value>().await.expect("json")["credentials"], "unavailable");
+    // Not a synchronisation: the background checks run every 2 s, and this is the window in
+    // which a line per check would show.
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
     let _ = child.start_kill();
     let _ = child.wait().await;
+    for reader in readers {
+        reader.await.expect("log reader");
+    }
     let logs = logs.lock().expect("logs").clone();
     assert_eq!(refused(&logs), 1, "one line, not one per check: {logs:?}");
     assert!(!logs.join("\n").contains(wrong), "the secret itself is never logged");

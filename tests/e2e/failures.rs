@@ -5,7 +5,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
-use std::path::Path;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -13,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use crate::common::tempdir::TempDir;
 use crate::common::{
-    authorize_url, query, redeem, BrokerSocket, Browser, Redis, Stack, Upstream, AUTH0_CLIENT, VERIFIER,
+    authorize_url, query, redeem, BrokerSocket, Browser, Redis, RedisOptions, Stack, TestClient, Upstream,
+    AUTH0_CLIENT, VERIFIER,
 };
 use jsonwebtoken::jwk::JwkSet;
 use serde_json::{json, Value};
@@ -24,9 +24,7 @@ use tokio::process::{Child, Command};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-type Client = (&'static str, &'static str, &'static str);
-
-const COGNITO_CLIENT: Client = crate::common::COGNITO_CLIENT;
+const COGNITO_CLIENT: TestClient = crate::common::COGNITO_CLIENT;
 
 /// The hard bound on any one request or redirect hop: past it, the test fails as a hang.
 const STEP: Duration = Duration::from_secs(15);
@@ -73,8 +71,8 @@ impl Stopwatch {
 }
 
 /// The Auth0 client uses PKCE, the Cognito client does not (as the real ones are set up).
-fn verifier_for(client: Client) -> Option<&'static str> {
-    (client.0 == AUTH0_CLIENT.0).then_some(VERIFIER)
+fn verifier_for(client: TestClient<'_>) -> Option<&'static str> {
+    (client.client_id == AUTH0_CLIENT.client_id).then_some(VERIFIER)
 }
 
 /// `toml` with `line` added to its `[upstream]` table.
@@ -156,17 +154,23 @@ async fn follow(browser: &Browser, url: &str, stop: &str) -> Result<url::Url, St
 
 /// A whole login by redirects, from `broker`'s `/authorize` to the client's redirect URI: the code,
 /// or what the user saw instead.
-async fn login_code(broker: &str, client: Client, email: &str) -> Result<String, String> {
+async fn login_code(broker: &str, client: TestClient<'_>, email: &str) -> Result<String, String> {
     let browser = Browser::default();
     let start = authorize_url(broker, client, verifier_for(client), &[("login_hint", email)]);
-    let landed = follow(&browser, &start, client.2).await?;
+    let landed = follow(&browser, &start, client.redirect_uri).await?;
     let params = query(&landed);
     params.get("code").cloned().ok_or_else(|| format!("the client got no code: {params:?}"))
 }
 
 /// A login from `start_on`'s `/authorize` up to the moment the upstream sends the browser back to
 /// the public callback: that callback URL, not yet delivered.
-async fn to_callback(browser: &Browser, start_on: &str, public_url: &str, client: Client, email: &str) -> String {
+async fn to_callback(
+    browser: &Browser,
+    start_on: &str,
+    public_url: &str,
+    client: TestClient<'_>,
+    email: &str,
+) -> String {
     let start = authorize_url(start_on, client, verifier_for(client), &[("login_hint", email)]);
     let callback =
         follow(browser, &start, &format!("{public_url}/callback")).await.expect("the upstream sends the browser back");
@@ -174,14 +178,14 @@ async fn to_callback(browser: &Browser, start_on: &str, public_url: &str, client
 }
 
 /// `POST /token` with client_secret_post: status, `Cache-Control`, JSON body.
-async fn token_request(broker: &str, client: Client, code: &str) -> (u16, String, Value) {
+async fn token_request(broker: &str, client: TestClient<'_>, code: &str) -> (u16, String, Value) {
     within("POST /token", STEP, async {
         let mut form = vec![
             ("grant_type", "authorization_code"),
             ("code", code),
-            ("redirect_uri", client.2),
-            ("client_id", client.0),
-            ("client_secret", client.1),
+            ("redirect_uri", client.redirect_uri),
+            ("client_id", client.client_id),
+            ("client_secret", client.secret),
         ];
         if let Some(verifier) = verifier_for(client) {
             form.push(("code_verifier", verifier));
@@ -229,14 +233,17 @@ impl Refusal {
 
 /// Checks that `response` is one of the two readable ways of saying "try again later", never a
 /// bare 5xx, a success, or a redirect anywhere else.
-async fn temporarily_unavailable(response: reqwest::Response, client: Client, issuer: &str) -> Refusal {
+async fn temporarily_unavailable(response: reqwest::Response, client: TestClient<'_>, issuer: &str) -> Refusal {
     let status = response.status().as_u16();
     let location = response.headers().get("location").and_then(|v| v.to_str().ok()).map(str::to_owned);
     let content_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
     let body = response.text().await.unwrap_or_default();
     if let Some(location) = location {
         assert!(status == 302 || status == 303, "{status} with a Location: {location}");
-        assert!(location.starts_with(client.2), "an error goes to the registered redirect_uri only: {location}");
+        assert!(
+            location.starts_with(client.redirect_uri),
+            "an error goes to the registered redirect_uri only: {location}"
+        );
         let params = query(&url::Url::parse(&location).expect("location"));
         assert_eq!(params.get("error").map(String::as_str), Some("temporarily_unavailable"), "{location}");
         assert_eq!(params.get("state").map(String::as_str), Some(CLIENT_STATE), "{location}");
@@ -336,9 +343,9 @@ impl ServeProcess {
         );
         std::fs::write(&config, toml).expect("write config");
         let mut child = Command::new(env!("CARGO_BIN_EXE_ssobridge"))
-            .env(crate::common::PAIRWISE_SALT.0, crate::common::PAIRWISE_SALT.1)
-            .env(crate::common::OPS_LISTEN.0, crate::common::OPS_LISTEN.1)
-            .env(crate::common::OPS_PUBLIC.0, crate::common::OPS_PUBLIC.1)
+            .env(crate::common::PAIRWISE_SALT.name, crate::common::PAIRWISE_SALT.value)
+            .env(crate::common::OPS_LISTEN.name, crate::common::OPS_LISTEN.value)
+            .env(crate::common::OPS_PUBLIC.name, crate::common::OPS_PUBLIC.value)
             .args(["serve", "--config"])
             .arg(&config)
             .env("SSOBRIDGE_LOG", "info")
@@ -449,11 +456,12 @@ async fn redis_killed_mid_login_is_a_clear_error_and_logins_work_after_it_restar
     for client in [COGNITO_CLIENT, AUTH0_CLIENT] {
         let code = login_code(&broker, client, "bob@globex.test")
             .await
-            .unwrap_or_else(|seen| panic!("a new {} login after Redis restarted: {seen}", client.0));
+            .unwrap_or_else(|seen| panic!("a new {} login after Redis restarted: {seen}", client.client_id));
         let (status, _, tokens) = token_request(&broker, client, &code).await;
-        assert_eq!(status, 200, "{} redeems after the restart: {tokens}", client.0);
+        assert_eq!(status, 200, "{} redeems after the restart: {tokens}", client.client_id);
         let claims =
-            crate::common::verify_id_token(&broker, tokens["id_token"].as_str().expect("id_token"), client.0).await;
+            crate::common::verify_id_token(&broker, tokens["id_token"].as_str().expect("id_token"), client.client_id)
+                .await;
         assert_eq!(claims["email"], "bob@globex.test");
         let (status, info) = userinfo(&broker, tokens["access_token"].as_str().expect("at")).await;
         assert_eq!((status, info["email"].as_str()), (200, Some("bob@globex.test")), "{info}");
@@ -465,78 +473,16 @@ async fn redis_killed_mid_login_is_a_clear_error_and_logins_work_after_it_restar
     clock.assert_prompt();
 }
 
-/// A redis-server of this file's own: it keeps its data across a kill (append-only file, fsync on
-/// every write), and can be frozen (SIGSTOP: connections stay open, nothing is answered).
-struct DurableRedis {
-    child: Child,
-    port: u16,
-    dir: TempDir,
-}
-
-impl DurableRedis {
-    async fn start() -> DurableRedis {
-        let dir = TempDir::new("failures-redis");
-        let mut last = String::new();
-        for _ in 0..5 {
-            let port = crate::common::free_port();
-            match Self::spawn(port, dir.path()).await {
-                Ok(child) => return DurableRedis { child, port, dir },
-                Err(error) => last = error,
-            }
-        }
-        panic!("redis-server did not start: {last}");
-    }
-
-    async fn spawn(port: u16, dir: &Path) -> Result<Child, String> {
-        let mut child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
-            .args(["--appendonly", "yes", "--appendfsync", "always"])
-            .arg("--dir")
-            .arg(dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| format!("cannot run redis-server: {e}"))?;
-        wait_for_output(&mut child, "Ready to accept connections", None).await?;
-        Ok(child)
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
-    }
-
-    async fn kill(&mut self) {
-        let _ = self.child.kill().await;
-    }
-
-    async fn restart(&mut self) {
-        self.child = Self::spawn(self.port, self.dir.path()).await.expect("redis restart");
-    }
-
-    /// Sends `signal` (`STOP`, `CONT`) to the server process.
-    async fn signal(&self, signal: &str) {
-        let pid = self.child.id().expect("redis-server is running");
-        let status = Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status().await.expect("kill");
-        assert!(status.success(), "kill -{signal} {pid}");
-    }
-}
-
-impl Drop for DurableRedis {
-    fn drop(&mut self) {
-        // Continue a frozen server before kill_on_drop kills it, so that a failed test leaves
-        // nothing stopped behind.
-        if let Some(pid) = self.child.id() {
-            let _ = std::process::Command::new("kill").arg("-CONT").arg(pid.to_string()).status();
-        }
-    }
+/// A redis-server that keeps its data across a kill, and can be frozen.
+async fn durable_redis() -> Redis {
+    Redis::start_with(RedisOptions { durable: true, ..RedisOptions::default() }).await
 }
 
 /// Item 1b: The same outage with a Redis that keeps its data: what failed during the outage consumed
 /// nothing, so the user's reload finishes the login and the client's retry redeems its code.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_outage_consumes_nothing_so_retries_after_it_succeed() {
-    let mut redis = DurableRedis::start().await;
+    let mut redis = durable_redis().await;
     let stack = Stack::start_with_store(&redis.url(), "durable:").await;
     let broker = stack.broker.url.clone();
     let pending_code = login_code(&broker, AUTH0_CLIENT, "alice@acme.test").await.expect("login");
@@ -554,14 +500,15 @@ async fn a_redis_outage_consumes_nothing_so_retries_after_it_succeed() {
     redis.restart().await;
     wait_for_readyz(&broker, 200, Duration::from_secs(20)).await;
 
-    let landed = follow(&browser, &callback, AUTH0_CLIENT.2).await.expect("the reload finishes the login");
+    let landed = follow(&browser, &callback, AUTH0_CLIENT.redirect_uri).await.expect("the reload finishes the login");
     let params = query(&landed);
     let code = params.get("code").unwrap_or_else(|| panic!("a code: {params:?}"));
     assert_eq!(params.get("state").map(String::as_str), Some(CLIENT_STATE));
     for code in [code.as_str(), pending_code.as_str()] {
         let (status, tokens) = redeem(&broker, AUTH0_CLIENT, code, Some(VERIFIER)).await;
         assert_eq!(status, 200, "{tokens}");
-        crate::common::verify_id_token(&broker, tokens["id_token"].as_str().expect("id_token"), AUTH0_CLIENT.0).await;
+        crate::common::verify_id_token(&broker, tokens["id_token"].as_str().expect("id_token"), AUTH0_CLIENT.client_id)
+            .await;
         let (status, error) = redeem(&broker, AUTH0_CLIENT, code, Some(VERIFIER)).await;
         assert_eq!((status, error["error"].as_str()), (400, Some("invalid_grant")), "still single use: {error}");
     }
@@ -575,7 +522,7 @@ async fn a_redis_outage_consumes_nothing_so_retries_after_it_succeed() {
 /// answer still comes within a bound, and once Redis resumes, logins work again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hanging_redis_bounds_every_answer_and_logins_resume_after_it() {
-    let redis = DurableRedis::start().await;
+    let redis = durable_redis().await;
     let stack = Stack::start_with_store(&redis.url(), "frozen:").await;
     let broker = stack.broker.url.clone();
     let code = login_code(&broker, AUTH0_CLIENT, "alice@acme.test").await.expect("login");
@@ -587,17 +534,17 @@ async fn a_hanging_redis_bounds_every_answer_and_logins_resume_after_it() {
     let callback = to_callback(&browser, &broker, &broker, AUTH0_CLIENT, "alice@acme.test").await;
 
     let mut clock = Stopwatch::new(OUTAGE_ANSWER);
-    redis.signal("STOP").await;
+    redis.freeze().await;
     let response = clock.time("the callback with Redis hanging", browser.get(&callback)).await;
     temporarily_unavailable(response, AUTH0_CLIENT, &broker).await;
     redis_outage_answers(&mut clock, &broker, &pending_code, &access_token).await;
 
-    redis.signal("CONT").await;
+    redis.thaw().await;
     wait_for_readyz(&broker, 200, Duration::from_secs(20)).await;
     for client in [COGNITO_CLIENT, AUTH0_CLIENT] {
         let code = login_code(&broker, client, "bob@globex.test")
             .await
-            .unwrap_or_else(|seen| panic!("a {} login after Redis resumed: {seen}", client.0));
+            .unwrap_or_else(|seen| panic!("a {} login after Redis resumed: {seen}", client.client_id));
         let (status, _, tokens) = token_request(&broker, client, &code).await;
         assert_eq!(status, 200, "{tokens}");
         let (status, info) = userinfo(&broker, tokens["access_token"].as_str().expect("at")).await;
@@ -679,7 +626,8 @@ async fn upstream_killed_is_temporarily_unavailable_to_the_client_and_not_ready_
     // The background check (every 10 s for the upstream) notices.
     let ready = wait_for_readyz(&used_url, 503, Duration::from_secs(20)).await;
     assert_eq!((ready["store"].as_str(), ready["upstream"].as_str()), (Some("ok"), Some("unavailable")), "{ready}");
-    assert_eq!(get(&format!("{used_url}/healthz")).await.0, 200);
+    let (status, _) = get(&format!("{used_url}/healthz")).await;
+    assert_eq!(status, 200);
 
     // A broker that never reached the upstream: /authorize tells the client at once.
     let start = authorize_url(&fresh_url, AUTH0_CLIENT, Some(VERIFIER), &[("login_hint", "alice@acme.test")]);
@@ -699,7 +647,8 @@ async fn upstream_killed_is_temporarily_unavailable_to_the_client_and_not_ready_
         let (status, tokens) = redeem(broker, AUTH0_CLIENT, &code, Some(VERIFIER)).await;
         assert_eq!(status, 200, "{tokens}");
         let claims =
-            crate::common::verify_id_token(broker, tokens["id_token"].as_str().expect("id"), AUTH0_CLIENT.0).await;
+            crate::common::verify_id_token(broker, tokens["id_token"].as_str().expect("id"), AUTH0_CLIENT.client_id)
+                .await;
         assert_eq!(claims["email"], "alice@acme.test");
     }
     clock.assert_prompt();
@@ -879,7 +828,8 @@ async fn an_upstream_that_never_answers_bounds_authorize_and_readyz() {
     }
 
     let started = Instant::now();
-    assert_eq!(get(&format!("{}/healthz", broker.url)).await.0, 200);
+    let (status, _) = get(&format!("{}/healthz", broker.url)).await;
+    assert_eq!(status, 200);
     assert!(started.elapsed() < Duration::from_secs(1), "/healthz never waits on the upstream");
 
     let start = authorize_url(&broker.url, AUTH0_CLIENT, Some(VERIFIER), &[("login_hint", "alice@acme.test")]);
@@ -926,7 +876,7 @@ async fn one_of_many(
     let start = authorize_url(start_on, client, verifier_for(client), &[("login_hint", email.as_str())]);
     let callback = follow(&browser, &start, &format!("{public_url}/callback")).await?;
     let delivered = callback.as_str().replacen(public_url.as_str(), callback_on, 1);
-    let params = query(&follow(&browser, &delivered, client.2).await?);
+    let params = query(&follow(&browser, &delivered, client.redirect_uri).await?);
     ensure!(params.get("state").map(String::as_str) == Some(CLIENT_STATE), "login {i}: state {params:?}");
     ensure!(params.get("iss") == Some(&public_url), "login {i}: iss {params:?}");
     let code = params.get("code").cloned().ok_or_else(|| format!("login {i}: no code {params:?}"))?;
@@ -935,7 +885,7 @@ async fn one_of_many(
     ensure!(status == 200, "login {i}: redeem {status} {tokens}");
     let access_token = tokens["access_token"].as_str().ok_or(format!("login {i}: {tokens}"))?.to_owned();
     let id_token = tokens["id_token"].as_str().ok_or(format!("login {i}: {tokens}"))?;
-    let claims = verify_with(&jwks, id_token, &public_url, client.0).map_err(|e| format!("login {i}: {e}"))?;
+    let claims = verify_with(&jwks, id_token, &public_url, client.client_id).map_err(|e| format!("login {i}: {e}"))?;
     ensure!(claims["email"] == email.as_str(), "login {i} got another user's claims: {claims}");
     ensure!(claims["at_hash"] == ssobridge::tokens::at_hash(&access_token).as_str(), "login {i}: at_hash {claims}");
     let sub = claims["sub"].as_str().unwrap_or("").to_owned();
@@ -949,7 +899,7 @@ async fn one_of_many(
     ensure!(status == 400 && error["error"] == "invalid_grant", "login {i}: second redemption {status} {error}");
     let (status, _) = userinfo(redeem_on, &access_token).await;
     ensure!(status == 401, "login {i}: the replay revokes the access token on every instance, got {status}");
-    Ok(Issued { code, access_token, sub, client_id: client.0 })
+    Ok(Issued { code, access_token, sub, client_id: client.client_id })
 }
 
 /// Item 3: 200 logins, 32 at a time, on two instances sharing one Redis: every one completes, every
@@ -1045,7 +995,8 @@ async fn tokens_live_as_configured(store_url: &str, prefix: &str) {
     assert_eq!(tokens["expires_in"], ACCESS_TOKEN_TTL, "{tokens}");
     let access_token = tokens["access_token"].as_str().expect("at").to_owned();
     let claims =
-        crate::common::verify_id_token(&broker, tokens["id_token"].as_str().expect("id_token"), AUTH0_CLIENT.0).await;
+        crate::common::verify_id_token(&broker, tokens["id_token"].as_str().expect("id_token"), AUTH0_CLIENT.client_id)
+            .await;
     let (iat, exp) = (claims["iat"].as_u64().expect("iat"), claims["exp"].as_u64().expect("exp"));
     assert_eq!(exp - iat, ID_TOKEN_TTL, "exp - iat is tokens.id_token_ttl_seconds: {claims}");
     assert!(iat.abs_diff(now()) <= 5, "iat is the broker's now: {iat} vs {}", now());
@@ -1100,7 +1051,7 @@ async fn upstream_clock_skew_is_tolerated_up_to_the_configured_bound_and_no_furt
         upstream.tamper(mode).await;
         let browser = Browser::default();
         let start = authorize_url(&strict_url, AUTH0_CLIENT, Some(VERIFIER), &[("login_hint", "alice@acme.test")]);
-        let landed = follow(&browser, &start, AUTH0_CLIENT.2).await.expect("login");
+        let landed = follow(&browser, &start, AUTH0_CLIENT.redirect_uri).await.expect("login");
         let params = query(&landed);
         assert_eq!(params.get("error").map(String::as_str), Some("access_denied"), "{mode} beyond 540 s: {params:?}");
         assert_eq!(params.get("state").map(String::as_str), Some(CLIENT_STATE));
@@ -1112,9 +1063,12 @@ async fn upstream_clock_skew_is_tolerated_up_to_the_configured_bound_and_no_furt
             .unwrap_or_else(|seen| panic!("{mode} within 660 s is accepted: {seen}"));
         let (status, tokens) = redeem(&tolerant_url, AUTH0_CLIENT, &code, Some(VERIFIER)).await;
         assert_eq!(status, 200, "{tokens}");
-        let claims =
-            crate::common::verify_id_token(&tolerant_url, tokens["id_token"].as_str().expect("id"), AUTH0_CLIENT.0)
-                .await;
+        let claims = crate::common::verify_id_token(
+            &tolerant_url,
+            tokens["id_token"].as_str().expect("id"),
+            AUTH0_CLIENT.client_id,
+        )
+        .await;
         let (iat, auth_time) = (claims["iat"].as_u64().expect("iat"), claims["auth_time"].as_u64().expect("auth_time"));
         assert!(iat.abs_diff(now()) <= 5 && auth_time.abs_diff(now()) <= 5, "{mode}: the broker's own clock: {claims}");
     }

@@ -2,15 +2,15 @@
 //! Auth0 and Cognito drive it, against a real upstream (`oidc-provider`, configured like
 //! Scalekit), on the memory store and on a real Redis.
 
-use crate::common::{query, redeem, rp, Browser, Stack, AUTH0_CLIENT, COGNITO_CLIENT, VERIFIER};
+use crate::common::{query, redeem, rp, Browser, Stack, TestClient, AUTH0_CLIENT, COGNITO_CLIENT, VERIFIER};
 use serde_json::{json, Value};
 
-fn rp_input(stack: &Stack, client: (&str, &str, &str), mode: &str, params: Value) -> Value {
+fn rp_input(stack: &Stack, client: TestClient<'_>, mode: &str, params: Value) -> Value {
     json!({
         "issuer": stack.broker.url,
-        "client_id": client.0,
-        "client_secret": client.1,
-        "redirect_uri": client.2,
+        "client_id": client.client_id,
+        "client_secret": client.secret,
+        "redirect_uri": client.redirect_uri,
         "mode": mode,
         "params": params,
     })
@@ -23,7 +23,7 @@ async fn auth0_style_login_pkce_no_nonce_claims_in_the_id_token() {
     assert_eq!(result["ok"], true, "{result}");
     let claims = &result["id_token_claims"];
     assert_eq!(claims["iss"], stack.broker.url.as_str());
-    assert_eq!(claims["aud"], AUTH0_CLIENT.0);
+    assert_eq!(claims["aud"], AUTH0_CLIENT.client_id);
     assert_eq!(claims["email"], "alice@acme.test");
     assert_eq!(claims["email_verified"], false, "no verified route of org_acme: the broker cannot vouch");
     assert_eq!(claims["name"], "Alice Anders");
@@ -135,16 +135,19 @@ async fn a_login_started_on_one_instance_finishes_on_another_sharing_redis() {
         crate::common::authorize_url(&a.url, AUTH0_CLIENT, Some(VERIFIER), &[("login_hint", "alice@acme.test")]);
     let callback = browser.follow_until(&start, &format!("{public_url}/callback")).await.expect("to callback");
     let on_b = callback.as_str().replacen(&public_url, &b_url, 1);
-    let landed = browser.follow_until(&on_b, AUTH0_CLIENT.2).await.expect("B completes the flow A started");
+    let landed = browser.follow_until(&on_b, AUTH0_CLIENT.redirect_uri).await.expect("B completes the flow A started");
     let params = query(&landed);
     let code = params.get("code").expect("code");
 
     // Redeem on A, read userinfo on B.
     let (status, tokens) = redeem(&a.url, AUTH0_CLIENT, code, Some(VERIFIER)).await;
     assert_eq!(status, 200, "{tokens}");
-    let claims =
-        crate::common::verify_id_token(&public_url, tokens["id_token"].as_str().expect("id_token"), AUTH0_CLIENT.0)
-            .await;
+    let claims = crate::common::verify_id_token(
+        &public_url,
+        tokens["id_token"].as_str().expect("id_token"),
+        AUTH0_CLIENT.client_id,
+    )
+    .await;
     assert_eq!(claims["email"], "alice@acme.test");
     let userinfo: Value = crate::common::http()
         .get(format!("{}/userinfo", b.url))

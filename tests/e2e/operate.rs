@@ -1,5 +1,7 @@
 //! What an operator relies on: metrics, rate limits, security headers.
 
+use std::time::Duration;
+
 use crate::common::{redeem, Browser, Stack, AUTH0_CLIENT, VERIFIER};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -43,7 +45,7 @@ async fn rate_limits_answer_429_with_retry_after_and_defaults_let_a_burst_throug
     assert!(refused.text().await.expect("page").contains("Too many sign-in attempts"));
     let token = crate::common::http()
         .post(format!("{}/token", limited.broker.url))
-        .form(&[("grant_type", "authorization_code"), ("code", "x"), ("client_id", AUTH0_CLIENT.0)])
+        .form(&[("grant_type", "authorization_code"), ("code", "x"), ("client_id", AUTH0_CLIENT.client_id)])
         .send()
         .await
         .expect("token");
@@ -103,27 +105,54 @@ async fn rate_limits_are_shared_by_instances_on_one_redis() {
         crate::common::authorize_url(&stack.broker.url, AUTH0_CLIENT, None, &[("login_hint", "alice@acme.test")])
     };
     let browser = Browser::default();
-    let settle = || tokio::time::sleep(std::time::Duration::from_millis(200));
+    // An instance adds its counts to Redis after answering; each wait below is for Redis to
+    // hold them, after which the next answer an instance gets carries them.
+    let counted = |n: i64| until_counted(redis.url(), "shared-rl:", n);
     away_from_a_window_edge().await;
     for _ in 0..6 {
         assert_eq!(browser.get(&url(&a)).await.status(), 302);
     }
-    settle().await;
+    counted(6).await;
     for _ in 0..4 {
         assert_eq!(browser.get(&url(&b)).await.status(), 302, "B admits the 7th to 10th");
     }
-    settle().await;
+    counted(10).await;
     assert_eq!(browser.get(&url(&b)).await.status(), 429, "the 11th, on B, counts A's six");
     // A judges on the total of its last answer from Redis: it learns of B's requests with the
     // next one, so at most one more request gets through there.
     let a_statuses = [browser.get(&url(&a)).await.status(), {
-        settle().await;
+        counted(12).await;
         browser.get(&url(&a)).await.status()
     }];
     assert_eq!(a_statuses[1], 429, "A counts B's requests too: {a_statuses:?}");
 }
 
-/// Counters are per minute of the clock: a test counting to a limit starts well inside one.
+/// Waits until the deployment under `prefix` has counted `n` requests in Redis.
+async fn until_counted(redis_url: String, prefix: &'static str, n: i64) {
+    let what = format!("{n} requests counted in Redis");
+    crate::common::wait_until(&what, Duration::from_secs(5), || async {
+        requests_counted(&redis_url, prefix).await >= n
+    })
+    .await;
+}
+
+/// The requests per IP this minute, as the deployment under `prefix` has counted them in Redis
+/// (refused ones included).
+async fn requests_counted(redis_url: &str, prefix: &str) -> i64 {
+    let client = redis::Client::open(redis_url).expect("redis client");
+    let mut connection = client.get_multiplexed_async_connection().await.expect("redis connect");
+    let keys: Vec<String> =
+        redis::cmd("KEYS").arg(format!("{prefix}rl:ip:*")).query_async(&mut connection).await.expect("KEYS");
+    let mut total = 0;
+    for key in keys {
+        let count: Option<i64> = redis::cmd("GET").arg(&key).query_async(&mut connection).await.expect("GET");
+        total += count.unwrap_or(0);
+    }
+    total
+}
+
+/// Counters are per minute of the clock: a test counting to a limit starts well inside one
+/// (a wait for the clock, not for an event).
 pub(crate) async fn away_from_a_window_edge() {
     let into_minute = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs() % 60;
     if into_minute >= 50 {

@@ -8,54 +8,17 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::common::tempdir::TempDir;
-use crate::common::{free_port, rp, BrokerSocket, ADMIN_READ_TOKEN, ADMIN_WRITE_TOKEN, AUTH0_CLIENT, COGNITO_CLIENT};
+use crate::common::{
+    rp, wait_until, BrokerSocket, Redis, RedisOptions, TestClient, ADMIN_READ_TOKEN, ADMIN_WRITE_TOKEN, AUTH0_CLIENT,
+    COGNITO_CLIENT,
+};
 use serde_json::{json, Value};
 use ssobridge::config::{StoreConfig, StoreMode};
 use ssobridge::store::{conformance, RedisStore, Store};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
 /// A failover is detected after cluster-node-timeout and done within about twice that.
-const NODE_TIMEOUT_MS: u64 = 1000;
-
-struct Node {
-    port: u16,
-    child: Child,
-}
-
-impl Node {
-    async fn start(dir: &std::path::Path) -> Node {
-        for _ in 0..5 {
-            let (port, bus) = (free_port(), free_port());
-            let spawned = Command::new("redis-server")
-                .args(["--port", &port.to_string(), "--cluster-port", &bus.to_string(), "--bind", "127.0.0.1"])
-                .args(["--cluster-enabled", "yes", "--cluster-node-timeout", &NODE_TIMEOUT_MS.to_string()])
-                .arg("--cluster-config-file")
-                .arg(dir.join(format!("nodes-{port}.conf")))
-                // No persistence; replicas sync at once (the default waits 5 s for more replicas).
-                .args(["--appendonly", "no", "--save", "", "--repl-diskless-sync-delay", "0"])
-                .arg("--dir")
-                .arg(dir)
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::null())
-                .kill_on_drop(true)
-                .spawn();
-            let mut child = match spawned {
-                Ok(child) => child,
-                Err(e) => panic!("cannot run redis-server: {e} (scripts/install-test-deps.sh installs it)"),
-            };
-            match crate::common::wait_for_line(&mut child, "redis-server", |l| {
-                l.contains("Ready to accept connections")
-            })
-            .await
-            {
-                Ok(_) => return Node { port, child },
-                Err(error) => eprintln!("cluster node on {port}: {error}; retrying"),
-            }
-        }
-        panic!("a cluster node did not start");
-    }
-}
+const NODE_TIMEOUT: Duration = Duration::from_millis(1000);
 
 /// One line of `CLUSTER NODES` as a node sees it.
 #[derive(Debug)]
@@ -69,18 +32,17 @@ struct View {
 }
 
 struct Cluster {
-    nodes: Vec<Node>,
-    _dir: TempDir,
+    nodes: Vec<Redis>,
 }
 
 impl Cluster {
     async fn start() -> Cluster {
-        let dir = TempDir::new("cluster");
+        let node = RedisOptions { cluster_node_timeout: Some(NODE_TIMEOUT), ..RedisOptions::default() };
         let mut nodes = Vec::new();
         for _ in 0..6 {
-            nodes.push(Node::start(dir.path()).await);
+            nodes.push(Redis::start_with(node.clone()).await);
         }
-        let cluster = Cluster { nodes, _dir: dir };
+        let cluster = Cluster { nodes };
         let addresses: Vec<String> = cluster.nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
         let output = Command::new("redis-cli")
             .args(["--cluster", "create"])
@@ -93,7 +55,7 @@ impl Cluster {
         let ports: Vec<u16> = cluster.nodes.iter().map(|n| n.port).collect();
         cluster.wait_until_ok(&ports).await;
         // Replicas in sync, so that a failover has a replica to promote.
-        wait_for("every replica in sync", Duration::from_secs(30), || async {
+        wait_until("every replica in sync", Duration::from_secs(30), || async {
             for port in &ports {
                 let info = cli(*port, &["info", "replication"]).await;
                 if info.contains("role:slave") && !info.contains("master_link_status:up") {
@@ -112,7 +74,7 @@ impl Cluster {
     }
 
     async fn wait_until_ok(&self, ports: &[u16]) {
-        wait_for("cluster_state:ok on every node", Duration::from_secs(30), || async {
+        wait_until("cluster_state:ok on every node", Duration::from_secs(30), || async {
             for port in ports {
                 if !cli(*port, &["cluster", "info"]).await.contains("cluster_state:ok") {
                     return false;
@@ -167,7 +129,7 @@ impl Cluster {
     /// Kills the node on `port` (SIGKILL, by its PID).
     async fn kill(&mut self, port: u16) {
         let node = self.nodes.iter_mut().find(|n| n.port == port).expect("node");
-        node.child.kill().await.expect("kill");
+        node.kill().await;
     }
 }
 
@@ -177,16 +139,11 @@ async fn cli(port: u16, args: &[&str]) -> String {
     output.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default()
 }
 
-async fn wait_for<F, Fut>(what: &str, deadline: Duration, check: F)
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    while !check().await {
-        assert!(start.elapsed() < deadline, "{what}: not within {deadline:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+/// A replication offset from `INFO replication`: `master_repl_offset` on a primary (how far
+/// it has written), `slave_repl_offset` on a replica (how far it has applied).
+async fn replication_offset(port: u16, field: &str) -> Option<u64> {
+    let info = cli(port, &["info", "replication"]).await;
+    info.lines().find_map(|line| line.strip_prefix(field)?.strip_prefix(':')?.trim().parse().ok())
 }
 
 fn cluster_config(seeds: &str, prefix: &str) -> StoreConfig {
@@ -245,9 +202,9 @@ async fn listed(broker: &str, what: &str, field: &str) -> Vec<String> {
     body["items"].as_array().expect("items").iter().filter_map(|i| i[field].as_str().map(str::to_owned)).collect()
 }
 
-fn login_input(broker: &str, client: (&str, &str, &str), mode: &str, hint: &str) -> Value {
+fn login_input(broker: &str, client: TestClient<'_>, mode: &str, hint: &str) -> Value {
     json!({
-        "issuer": broker, "client_id": client.0, "client_secret": client.1, "redirect_uri": client.2,
+        "issuer": broker, "client_id": client.client_id, "client_secret": client.secret, "redirect_uri": client.redirect_uri,
         "mode": mode, "params": {"login_hint": hint},
     })
 }
@@ -305,7 +262,7 @@ async fn logins_through_two_brokers_on_a_cluster_survive_a_primary_failover() {
     clients.sort();
     assert_eq!(clients, ["api-made", "auth0-test", "cognito-test"], "config and admin-made clients, from B");
     assert_eq!(listed(&b.url, "routes", "domain").await, ["initech.test"]);
-    let api_client = ("api-made", secret.as_str(), redirect);
+    let api_client = TestClient { client_id: "api-made", secret: &secret, redirect_uri: redirect };
     let result = rp(&login_input(&b.url, api_client, "auth0", "peter@initech.test")).await;
     assert_eq!(result["ok"], true, "{result}");
     assert_eq!(upstream.requests().await.pop().expect("request")["connection_id"], "conn_acme1", "routed");
@@ -341,8 +298,12 @@ async fn logins_through_two_brokers_on_a_cluster_survive_a_primary_failover() {
         .find(|v| v.primary_id == victim_id)
         .map(|v| v.port)
         .expect("the victim's replica");
-    // Writes reach the replica before the primary goes (replication is asynchronous).
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Every write is on the replica before the primary goes (replication is asynchronous).
+    let written = replication_offset(victim, "master_repl_offset").await.expect("the primary's offset");
+    wait_until("the replica has every write", Duration::from_secs(10), || async {
+        replication_offset(replica, "slave_repl_offset").await.is_some_and(|offset| offset >= written)
+    })
+    .await;
     let killed = Instant::now();
     cluster.kill(victim).await;
 
@@ -368,7 +329,7 @@ async fn logins_through_two_brokers_on_a_cluster_survive_a_primary_failover() {
 
     // The replica is promoted...
     let live: Vec<u16> = cluster.nodes.iter().map(|n| n.port).filter(|p| *p != victim).collect();
-    wait_for("the replica promoted", Duration::from_secs(30), || async {
+    wait_until("the replica promoted", Duration::from_secs(30), || async {
         cluster.primary_of(slot, survivor).await == Some(replica)
     })
     .await;

@@ -7,11 +7,11 @@ use std::process::Stdio;
 use std::sync::Arc;
 
 use crate::common::tempdir::TempDir;
-use crate::common::{free_port, rp, BrokerSocket, AUTH0_CLIENT};
+use crate::common::{rp, BrokerSocket, ClientCertificate, Redis, RedisOptions, RedisTls, AUTH0_CLIENT};
 use serde_json::json;
 use ssobridge::config::StoreConfig;
 use ssobridge::store::{conformance, RedisStore, Store, StoreError};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
 /// Runs `openssl ARGS` in `dir`.
 fn openssl(dir: &Path, args: &[&str]) {
@@ -111,50 +111,17 @@ impl Pki {
     }
 }
 
-/// `redis-server` serving TLS only (`--port 0`), with the PKI's server certificate.
-struct TlsRedis {
-    _child: Child,
-    port: u16,
-    _dir: TempDir,
-}
-
-impl TlsRedis {
-    async fn start(pki: &Pki, client_certificates: bool) -> TlsRedis {
-        let dir = TempDir::new("tls-redis");
-        for _ in 0..5 {
-            let port = free_port();
-            let mut child = Command::new("redis-server")
-                .args(["--port", "0", "--tls-port", &port.to_string(), "--bind", "127.0.0.1"])
-                .arg("--tls-cert-file")
-                .arg(pki.path("server.pem"))
-                .arg("--tls-key-file")
-                .arg(pki.path("server.key"))
-                .arg("--tls-ca-cert-file")
-                .arg(pki.path("ca.pem"))
-                .args(["--tls-auth-clients", if client_certificates { "yes" } else { "no" }])
-                .args(["--save", "", "--appendonly", "no"])
-                .arg("--dir")
-                .arg(dir.path())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .kill_on_drop(true)
-                .spawn()
-                .unwrap_or_else(|e| panic!("cannot run redis-server: {e} (scripts/install-test-deps.sh installs it)"));
-            match crate::common::wait_for_line(&mut child, "redis-server", |l| {
-                l.contains("Ready to accept connections")
-            })
-            .await
-            {
-                Ok(_) => return TlsRedis { _child: child, port, _dir: dir },
-                Err(error) => eprintln!("TLS redis on {port}: {error}; retrying"),
-            }
-        }
-        panic!("redis-server with TLS did not start (is it built with TLS?)");
-    }
-
-    fn url(&self) -> String {
-        format!("rediss://127.0.0.1:{}/0", self.port)
-    }
+/// `redis-server` serving TLS only, with the PKI's server certificate; with
+/// `client_certificates`, it requires a client certificate the CA issued.
+async fn tls_redis(pki: &Pki, client_certificates: bool) -> Redis {
+    let tls = RedisTls {
+        ca: pki.path("ca.pem"),
+        server_certificate: pki.path("server.pem"),
+        server_key: pki.path("server.key"),
+        client: client_certificates
+            .then(|| ClientCertificate { certificate: pki.path("client.pem"), key: pki.path("client.key") }),
+    };
+    Redis::start_with(RedisOptions { tls: Some(tls), ..RedisOptions::default() }).await
 }
 
 fn tls_config(url: &str, prefix: &str, ca: Option<PathBuf>) -> StoreConfig {
@@ -164,7 +131,7 @@ fn tls_config(url: &str, prefix: &str, ca: Option<PathBuf>) -> StoreConfig {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn tls_redis_store_conforms() {
     let pki = Pki::new();
-    let redis = TlsRedis::start(&pki, false).await;
+    let redis = tls_redis(&pki, false).await;
     let store = RedisStore::from_config(&tls_config(&redis.url(), "conformance:", Some(pki.path("ca.pem"))))
         .await
         .expect("connect over TLS, trusting the private CA");
@@ -174,7 +141,7 @@ async fn tls_redis_store_conforms() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_login_over_rediss_with_a_private_ca() {
     let pki = Pki::new();
-    let redis = TlsRedis::start(&pki, false).await;
+    let redis = tls_redis(&pki, false).await;
     let socket = BrokerSocket::bind().await;
     let upstream = crate::common::Upstream::start(&[socket.callback()]).await;
     let ca = pki.path("ca.pem");
@@ -182,8 +149,8 @@ async fn a_login_over_rediss_with_a_private_ca() {
         .replace("[store]\n", &format!("[store]\ntls_ca_file = {:?}\n", ca.display().to_string()));
     let broker = socket.serve(&toml, ssobridge::tokens::SigningKey::generate_rsa().expect("key")).await;
     let result = rp(&json!({
-        "issuer": broker.url, "client_id": AUTH0_CLIENT.0, "client_secret": AUTH0_CLIENT.1,
-        "redirect_uri": AUTH0_CLIENT.2, "mode": "auth0", "params": {"login_hint": "alice@acme.test"},
+        "issuer": broker.url, "client_id": AUTH0_CLIENT.client_id, "client_secret": AUTH0_CLIENT.secret,
+        "redirect_uri": AUTH0_CLIENT.redirect_uri, "mode": "auth0", "params": {"login_hint": "alice@acme.test"},
     }))
     .await;
     assert_eq!(result["ok"], true, "{result}");
@@ -195,7 +162,7 @@ async fn a_login_over_rediss_with_a_private_ca() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_certificate_from_another_ca_is_refused_at_start() {
     let pki = Pki::new();
-    let redis = TlsRedis::start(&pki, false).await;
+    let redis = tls_redis(&pki, false).await;
 
     // The library: a clear store error, naming the address (never a password) and the setting.
     let url = format!("rediss://:not-this-password@127.0.0.1:{}/0", redis.port);
@@ -221,8 +188,8 @@ async fn a_server_certificate_from_another_ca_is_refused_at_start() {
     write(&pki.path("other-ca.pem"));
     let pem = ssobridge::tokens::generate_rsa_pem().expect("pem");
     let serve = Command::new(env!("CARGO_BIN_EXE_ssobridge"))
-        .env(crate::common::PAIRWISE_SALT.0, crate::common::PAIRWISE_SALT.1)
-        .env(crate::common::OPS_LISTEN.0, crate::common::OPS_LISTEN.1)
+        .env(crate::common::PAIRWISE_SALT.name, crate::common::PAIRWISE_SALT.value)
+        .env(crate::common::OPS_LISTEN.name, crate::common::OPS_LISTEN.value)
         .args(["serve", "--config"])
         .arg(&config)
         .env("SSOBRIDGE_SIGNING__KEY_PEM", &pem)
@@ -236,8 +203,8 @@ async fn a_server_certificate_from_another_ca_is_refused_at_start() {
 
     write(&pki.path("server.ext"));
     let out = Command::new(env!("CARGO_BIN_EXE_ssobridge"))
-        .env(crate::common::PAIRWISE_SALT.0, crate::common::PAIRWISE_SALT.1)
-        .env(crate::common::OPS_LISTEN.0, crate::common::OPS_LISTEN.1)
+        .env(crate::common::PAIRWISE_SALT.name, crate::common::PAIRWISE_SALT.value)
+        .env(crate::common::OPS_LISTEN.name, crate::common::OPS_LISTEN.value)
         .args(["check-config", "--config"])
         .arg(&config)
         .output()
@@ -250,7 +217,7 @@ async fn a_server_certificate_from_another_ca_is_refused_at_start() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_certificates_when_the_server_requires_them() {
     let pki = Pki::new();
-    let redis = TlsRedis::start(&pki, true).await;
+    let redis = tls_redis(&pki, true).await;
     let mut config = tls_config(&redis.url(), "mtls:", Some(pki.path("ca.pem")));
     assert!(RedisStore::from_config(&config).await.is_err(), "no client certificate: refused by the server");
     config.tls_cert_file = Some(pki.path("client.pem"));

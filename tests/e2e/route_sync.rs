@@ -16,8 +16,8 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
 use crate::common::{
-    authorize_url, query, redeem, verify_id_token, Broker, BrokerSocket, Browser, ADMIN_READ_TOKEN, ADMIN_WRITE_TOKEN,
-    AUTH0_CLIENT, UPSTREAM_CLIENT_ID, UPSTREAM_CLIENT_SECRET, VERIFIER,
+    authorize_url, query, redeem, verify_id_token, Broker, BrokerSocket, Browser, TestClient, ADMIN_READ_TOKEN,
+    ADMIN_WRITE_TOKEN, AUTH0_CLIENT, UPSTREAM_CLIENT_ID, UPSTREAM_CLIENT_SECRET, VERIFIER,
 };
 
 /// The webhook secret of these tests ("test-webhook-secret-0123456789" in base64).
@@ -134,7 +134,7 @@ async fn first_hop(broker: &Broker, email: &str) -> url::Url {
 /// A whole login of `email` through `broker`: the client's callback parameters.
 async fn login(broker: &Broker, email: &str) -> HashMap<String, String> {
     let url = authorize_url(&broker.url, AUTH0_CLIENT, Some(VERIFIER), &[("login_hint", email)]);
-    query(&Browser::default().follow_until(&url, AUTH0_CLIENT.2).await.expect("reach the client"))
+    query(&Browser::default().follow_until(&url, AUTH0_CLIENT.redirect_uri).await.expect("reach the client"))
 }
 
 /// A login that must succeed: the verified ID token's claims.
@@ -143,7 +143,7 @@ async fn signed_in(broker: &Broker, email: &str) -> Value {
     let code = params.get("code").unwrap_or_else(|| panic!("{email} signs in: {params:?}"));
     let (status, tokens) = redeem(&broker.url, AUTH0_CLIENT, code, Some(VERIFIER)).await;
     assert_eq!(status, 200, "{tokens}");
-    verify_id_token(&broker.url, tokens["id_token"].as_str().expect("id_token"), AUTH0_CLIENT.0).await
+    verify_id_token(&broker.url, tokens["id_token"].as_str().expect("id_token"), AUTH0_CLIENT.client_id).await
 }
 
 /// The route table through the admin API, by domain.
@@ -288,11 +288,10 @@ async fn a_sync_reads_every_page_of_organizations_and_of_domains() {
     let sim = Sim::start(0, &[socket.callback()], None).await;
     let broker = broker(socket, "memory", "pages:", &sim.issuer, "sync_interval_seconds = 0", "").await;
     // The readiness check's own client_credentials grant at start (its token is not the API's).
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while broker.state.readiness.report().credentials == "starting" {
-        assert!(Instant::now() < deadline, "the credentials are checked at start");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    crate::common::wait_until("the credentials checked at start", Duration::from_secs(10), || async {
+        broker.state.readiness.report().credentials != "starting"
+    })
+    .await;
     let checks = sim.requests("token");
     assert_eq!(checks, 1, "one grant to check the credentials");
     // 105 more organizations (two pages of 100), and one with 101 more domains (two pages).
@@ -338,8 +337,15 @@ fn sign(id: &str, timestamp: u64, body: &str) -> String {
     ssobridge::webhooks::signature::sign(&key, id, timestamp, body.as_bytes())
 }
 
-/// POSTs `body` to the broker's webhook endpoint with the given headers; the status and answer.
-async fn deliver(broker: &str, headers: &[(&str, String)], body: &str) -> (u16, Value) {
+/// The broker's answer to a webhook delivery.
+struct Delivery {
+    status: u16,
+    /// The JSON body (null when there is none).
+    answer: Value,
+}
+
+/// POSTs `body` to the broker's webhook endpoint with the given headers.
+async fn deliver(broker: &str, headers: &[(&str, String)], body: &str) -> Delivery {
     let mut request = crate::common::http()
         .post(format!("{broker}/webhooks/scalekit"))
         .header("content-type", "application/json")
@@ -349,11 +355,11 @@ async fn deliver(broker: &str, headers: &[(&str, String)], body: &str) -> (u16, 
     }
     let response = request.send().await.expect("deliver");
     let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
+    Delivery { status, answer: response.json().await.unwrap_or(Value::Null) }
 }
 
 /// A correctly signed delivery of `body` as `id`, signed now.
-async fn deliver_signed(broker: &str, id: &str, body: &str) -> (u16, Value) {
+async fn deliver_signed(broker: &str, id: &str, body: &str) -> Delivery {
     let timestamp = now();
     let headers = [
         ("webhook-id", id.to_owned()),
@@ -363,13 +369,10 @@ async fn deliver_signed(broker: &str, id: &str, body: &str) -> (u16, Value) {
     deliver(broker, &headers, body).await
 }
 
-/// Polls `check` every 50 ms until it holds, for at most `within`; says how long it took.
-async fn eventually<F: std::future::Future<Output = bool>>(within: Duration, mut check: impl FnMut() -> F) -> Duration {
+/// Polls `check` until it holds, for at most `within`; says how long it took.
+async fn eventually<F: std::future::Future<Output = bool>>(within: Duration, check: impl FnMut() -> F) -> Duration {
     let started = Instant::now();
-    while !check().await {
-        assert!(started.elapsed() < within, "not within {within:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    crate::common::wait_until("the change", within, check).await;
     started.elapsed()
 }
 
@@ -458,7 +461,7 @@ async fn forged_unsigned_and_stale_webhooks_change_nothing() {
         ("webhook-timestamp", timestamp.to_string()),
         ("webhook-signature", forged),
     ];
-    assert_eq!(deliver(&broker.url, &headers, &body).await.0, 401, "a forged signature");
+    assert_eq!(deliver(&broker.url, &headers, &body).await.status, 401, "a forged signature");
     unchanged().await;
 
     // A genuine delivery whose body the attacker changed on the way.
@@ -469,13 +472,13 @@ async fn forged_unsigned_and_stale_webhooks_change_nothing() {
         ("webhook-timestamp", timestamp.to_string()),
         ("webhook-signature", genuine),
     ];
-    assert_eq!(deliver(&broker.url, &headers, &tampered).await.0, 401, "a body that is not the one signed");
+    assert_eq!(deliver(&broker.url, &headers, &tampered).await.status, 401, "a body that is not the one signed");
     unchanged().await;
 
     // No signature at all, or no headers.
     let headers = [("webhook-id", "msg_unsigned".to_owned()), ("webhook-timestamp", timestamp.to_string())];
-    assert_eq!(deliver(&broker.url, &headers, &body).await.0, 400, "no webhook-signature");
-    assert_eq!(deliver(&broker.url, &[], &body).await.0, 400, "no headers");
+    assert_eq!(deliver(&broker.url, &headers, &body).await.status, 400, "no webhook-signature");
+    assert_eq!(deliver(&broker.url, &[], &body).await.status, 400, "no headers");
     unchanged().await;
 
     // A delivery captured 6 minutes ago, correctly signed then, replayed now.
@@ -485,11 +488,11 @@ async fn forged_unsigned_and_stale_webhooks_change_nothing() {
         ("webhook-timestamp", old.to_string()),
         ("webhook-signature", sign("msg_captured", old, &body)),
     ];
-    assert_eq!(deliver(&broker.url, &headers, &body).await.0, 401, "older than 5 minutes");
+    assert_eq!(deliver(&broker.url, &headers, &body).await.status, 401, "older than 5 minutes");
     unchanged().await;
 
     // The same event, signed by Scalekit now, is applied.
-    let (status, answer) = deliver_signed(&broker.url, "msg_genuine", &body).await;
+    let Delivery { status, answer } = deliver_signed(&broker.url, "msg_genuine", &body).await;
     assert_eq!((status, &answer["status"]), (200, &json!("applied")));
     assert_eq!(sim.requests("domains"), calls + 1);
     assert_eq!(routes(&broker).await["sneaky.example"]["source"], "synced");
@@ -502,7 +505,7 @@ async fn a_redelivered_webhook_is_applied_once() {
     let broker = broker(socket, "memory", "replay:", &sim.issuer, "sync_interval_seconds = 0", "").await;
     sim.add("once.example", "", "admin").await;
     let body = domain_event("organization.domain_dns_verification_success", "org_once_example", "once.example");
-    let (status, answer) = deliver_signed(&broker.url, "msg_once", &body).await;
+    let Delivery { status, answer } = deliver_signed(&broker.url, "msg_once", &body).await;
     assert_eq!((status, &answer["status"]), (200, &json!("applied")));
     assert!(routes(&broker).await.contains_key("once.example"));
     let calls = sim.requests("domains");
@@ -511,20 +514,20 @@ async fn a_redelivered_webhook_is_applied_once() {
     // the same webhook-id, a fresh timestamp and signature). Applied again, it would remove
     // the route; it is acknowledged and changes nothing.
     sim.remove("once.example").await;
-    let (status, answer) = deliver_signed(&broker.url, "msg_once", &body).await;
+    let Delivery { status, answer } = deliver_signed(&broker.url, "msg_once", &body).await;
     assert_eq!((status, &answer["status"]), (200, &json!("duplicate")));
     assert_eq!(sim.requests("domains"), calls, "not applied again");
     assert!(routes(&broker).await.contains_key("once.example"));
 
     // Scalekit's own event for the removal is a new message, and is applied.
     let deleted = domain_event("organization.domain_deleted", "org_once_example", "once.example");
-    let (status, answer) = deliver_signed(&broker.url, "msg_deleted", &deleted).await;
+    let Delivery { status, answer } = deliver_signed(&broker.url, "msg_deleted", &deleted).await;
     assert_eq!((status, &answer["status"]), (200, &json!("applied")));
     assert!(!routes(&broker).await.contains_key("once.example"));
 
     // Types ssobridge does not act on are acknowledged and ignored.
     let login = json!({"type": "user.login", "organization_id": "org_once_example", "data": {}}).to_string();
-    let (status, answer) = deliver_signed(&broker.url, "msg_login", &login).await;
+    let Delivery { status, answer } = deliver_signed(&broker.url, "msg_login", &login).await;
     assert_eq!((status, &answer["status"]), (200, &json!("ignored")));
 }
 
@@ -540,7 +543,7 @@ async fn a_webhook_that_cannot_be_applied_is_left_for_scalekits_retry() {
     // Scalekit's API is down: the change cannot be read, so the delivery fails and is not
     // remembered as done.
     sim.stop().await;
-    let (status, answer) = deliver_signed(&broker.url, "msg_retry", &body).await;
+    let Delivery { status, answer } = deliver_signed(&broker.url, "msg_retry", &body).await;
     assert_eq!((status, &answer["status"]), (503, &json!("retry")));
     // A full sync fails too, changes nothing, and says so in /admin/status and the metrics.
     let failed = broker.state.sync_routes(true).await.expect("a report");
@@ -555,7 +558,7 @@ async fn a_webhook_that_cannot_be_applied_is_left_for_scalekits_retry() {
     // It comes back; Scalekit retries the same message, which is applied then.
     let sim = Sim::start(port, &[callback], None).await;
     sim.add("later.example", "", "admin").await;
-    let (status, answer) = deliver_signed(&broker.url, "msg_retry", &body).await;
+    let Delivery { status, answer } = deliver_signed(&broker.url, "msg_retry", &body).await;
     assert_eq!((status, &answer["status"]), (200, &json!("applied")));
     assert!(routes(&broker).await.contains_key("later.example"));
 }
@@ -568,7 +571,7 @@ async fn without_a_webhook_secret_the_endpoint_does_not_exist() {
         + "\n[scalekit]\nsync_interval_seconds = 0\n";
     let broker = socket.serve(&toml, SigningKey::generate_rsa().expect("key")).await;
     let body = domain_event("organization.domain_created", "org_example_com", "example.com");
-    assert_eq!(deliver_signed(&broker.url, "msg_1", &body).await.0, 404);
+    assert_eq!(deliver_signed(&broker.url, "msg_1", &body).await.status, 404);
 }
 
 /// A client limited to one organization, to show a lookup cannot route past that.
@@ -624,15 +627,19 @@ async fn a_miss_is_asked_of_scalekit_once_and_a_domain_it_does_not_know_stays_he
     assert_eq!(sim.requests("authorize"), authorizations);
 
     // A lookup routes no further than the client may go.
-    let limited = ("limited", "limited-client-secret", "https://limited.example/callback");
+    let limited = TestClient {
+        client_id: "limited",
+        secret: "limited-client-secret",
+        redirect_uri: "https://limited.example/callback",
+    };
     let url = authorize_url(&broker.url, limited, None, &[("login_hint", "someone@lookedup.example")]);
-    let landed = Browser::default().follow_until(&url, limited.2).await.expect("back to the client");
+    let landed = Browser::default().follow_until(&url, limited.redirect_uri).await.expect("back to the client");
     assert_eq!(query(&landed).get("error").map(String::as_str), Some("access_denied"));
     assert_eq!(sim.requests("authorize"), authorizations);
 
     // A route change anywhere (here a webhook) drops the cached answers.
     let body = domain_event("organization.updated", "org_lookedup_example", "lookedup.example");
-    assert_eq!(deliver_signed(&broker.url, "msg_update", &body).await.0, 200);
+    assert_eq!(deliver_signed(&broker.url, "msg_update", &body).await.status, 200);
     first_hop(&broker, "someone@nowhere.example").await;
     assert_eq!(sim.requests("connections"), 3);
 }
@@ -681,7 +688,7 @@ async fn serve_syncs_periodically_and_takes_the_standalone_simulators_webhooks()
     let mut serve = Command::new(env!("CARGO_BIN_EXE_ssobridge"))
         .args(["serve", "--config"])
         .arg(&config)
-        .env(crate::common::PAIRWISE_SALT.0, crate::common::PAIRWISE_SALT.1)
+        .env(crate::common::PAIRWISE_SALT.name, crate::common::PAIRWISE_SALT.value)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
@@ -743,11 +750,12 @@ async fn serve_syncs_periodically_and_takes_the_standalone_simulators_webhooks()
     assert_eq!(page.matches("200 OK").count(), 4, "{page}");
     let browser = Browser::default();
     let url = authorize_url(&public_url, AUTH0_CLIENT, Some(VERIFIER), &[("login_hint", "someone@newco.example")]);
-    let landed = query(&browser.follow_until(&url, AUTH0_CLIENT.2).await.expect("login"));
+    let landed = query(&browser.follow_until(&url, AUTH0_CLIENT.redirect_uri).await.expect("login"));
     let code = landed.get("code").unwrap_or_else(|| panic!("signed in: {landed:?}"));
     let (status_code, tokens) = redeem(&public_url, AUTH0_CLIENT, code, Some(VERIFIER)).await;
     assert_eq!(status_code, 200, "{tokens}");
-    let claims = verify_id_token(&public_url, tokens["id_token"].as_str().expect("id_token"), AUTH0_CLIENT.0).await;
+    let claims =
+        verify_id_token(&public_url, tokens["id_token"].as_str().expect("id_token"), AUTH0_CLIENT.client_id).await;
     assert_eq!(claims["org_id"], "org_newco_example");
 
     let _ = serve.start_kill();

@@ -2,11 +2,13 @@
 //! table row by row (asserting which selector reached the upstream), domain edge cases, and
 //! IdP-initiated login.
 
-use crate::common::{authorize_url, query, Browser, Stack, AUTH0_CLIENT};
+use crate::common::{authorize_url, query, Browser, Stack, TestClient, AUTH0_CLIENT};
 use serde_json::{json, Value};
 
-const DENY_CLIENT: (&str, &str, &str) = ("deny-test", "deny-test-secret", "https://deny.example/cb");
-const DEFAULT_CLIENT: (&str, &str, &str) = ("default-test", "default-test-secret", "https://default.example/cb");
+const DENY_CLIENT: TestClient =
+    TestClient { client_id: "deny-test", secret: "deny-test-secret", redirect_uri: "https://deny.example/cb" };
+const DEFAULT_CLIENT: TestClient =
+    TestClient { client_id: "default-test", secret: "default-test-secret", redirect_uri: "https://default.example/cb" };
 pub(crate) const INITIATE_URI: &str = "https://acme.us.auth0.com/login/initiate";
 
 const ROUTES: &str = r#"
@@ -46,7 +48,7 @@ pub(crate) async fn stack() -> Stack {
     let extra = ROUTES.to_owned();
     let stack = Stack::start_with("memory", "r:", &extra).await;
     // The auth0 client accepts IdP-initiated logins.
-    let client = stack.broker.state.clients.get(AUTH0_CLIENT.0).await.expect("store").expect("client");
+    let client = stack.broker.state.clients.get(AUTH0_CLIENT.client_id).await.expect("store").expect("client");
     assert_eq!(client.record.initiate_login_uri.as_deref(), Some(INITIATE_URI));
     stack
 }
@@ -54,12 +56,12 @@ pub(crate) async fn stack() -> Stack {
 /// Logs in with `params` and returns what the client got and what reached the upstream.
 async fn login(
     stack: &Stack,
-    client: (&str, &str, &str),
+    client: TestClient<'_>,
     params: &[(&str, &str)],
 ) -> (std::collections::HashMap<String, String>, Value) {
     let before = stack.upstream.requests().await.len();
     let landed = Browser::default()
-        .follow_until(&authorize_url(&stack.broker.url, client, None, params), client.2)
+        .follow_until(&authorize_url(&stack.broker.url, client, None, params), client.redirect_uri)
         .await
         .expect("login");
     let requests = stack.upstream.requests().await;
@@ -216,7 +218,7 @@ pub(crate) async fn initiation(stack: &Stack, overrides: Value) -> String {
 
 pub(crate) fn initiate_url(stack: &Stack, token: &str) -> String {
     let mut url = url::Url::parse(&format!("{}/initiate-login", stack.broker.url)).expect("url");
-    url.query_pairs_mut().append_pair("idp_initiated_login", token).append_pair("client_id", AUTH0_CLIENT.0);
+    url.query_pairs_mut().append_pair("idp_initiated_login", token).append_pair("client_id", AUTH0_CLIENT.client_id);
     url.to_string()
 }
 
@@ -237,7 +239,7 @@ async fn idp_initiated_login_hands_off_to_the_client_and_routes_its_authorize() 
     let (got, upstream) = {
         let before = stack.upstream.requests().await.len();
         let start = authorize_url(&stack.broker.url, AUTH0_CLIENT, None, &[("login_hint", "bob@globex.test")]);
-        let landed = browser.follow_until(&start, AUTH0_CLIENT.2).await.expect("login");
+        let landed = browser.follow_until(&start, AUTH0_CLIENT.redirect_uri).await.expect("login");
         let requests = stack.upstream.requests().await;
         assert_eq!(requests.len(), before + 1);
         (query(&landed), requests.last().cloned().expect("request"))
@@ -286,7 +288,7 @@ async fn a_client_without_initiate_login_uri_gets_a_readable_page() {
     let stack = stack().await;
     let token = initiation(&stack, json!({})).await;
     let mut url = url::Url::parse(&format!("{}/initiate-login", stack.broker.url)).expect("url");
-    url.query_pairs_mut().append_pair("idp_initiated_login", &token).append_pair("client_id", DENY_CLIENT.0);
+    url.query_pairs_mut().append_pair("idp_initiated_login", &token).append_pair("client_id", DENY_CLIENT.client_id);
     let response = Browser::default().get(url.as_str()).await;
     assert_eq!(response.status(), 400);
     assert!(response.text().await.expect("page").contains("IdP-initiated login is not enabled for deny-test"));
@@ -326,7 +328,8 @@ async fn the_initiate_login_path_names_the_client() {
     // Tokens with the same claims in the same second are one token: `n` tells these apart.
     let token = initiation(&stack, json!({"n": 1})).await;
 
-    let mixed = browser.get(&initiate_path_url(&stack, AUTH0_CLIENT.0, &token, Some(DENY_CLIENT.0))).await;
+    let mixed =
+        browser.get(&initiate_path_url(&stack, AUTH0_CLIENT.client_id, &token, Some(DENY_CLIENT.client_id))).await;
     assert_eq!(mixed.status(), 400);
     assert!(mixed.text().await.expect("page").contains("names two different applications"));
     let unknown = browser.get(&initiate_path_url(&stack, "nobody", &token, None)).await;
@@ -334,10 +337,11 @@ async fn the_initiate_login_path_names_the_client() {
     assert!(unknown.text().await.expect("page").contains("not registered"));
 
     let token = initiation(&stack, json!({"n": 2})).await;
-    let agreeing = browser.get(&initiate_path_url(&stack, AUTH0_CLIENT.0, &token, Some(AUTH0_CLIENT.0))).await;
+    let agreeing =
+        browser.get(&initiate_path_url(&stack, AUTH0_CLIENT.client_id, &token, Some(AUTH0_CLIENT.client_id))).await;
     assert_eq!(agreeing.status(), 302, "the path and the parameter may agree");
     let token = initiation(&stack, json!({"n": 3})).await;
-    let response = browser.get(&initiate_path_url(&stack, AUTH0_CLIENT.0, &token, None)).await;
+    let response = browser.get(&initiate_path_url(&stack, AUTH0_CLIENT.client_id, &token, None)).await;
     assert_eq!(response.status(), 302);
     let location = url::Url::parse(response.headers()["location"].to_str().expect("location")).expect("url");
     assert!(location.as_str().starts_with(INITIATE_URI), "{location}");
@@ -345,7 +349,7 @@ async fn the_initiate_login_path_names_the_client() {
 
     // The hand-off routes the client's own authorize to the connection the IdP named.
     let start = authorize_url(&stack.broker.url, AUTH0_CLIENT, None, &[("login_hint", "bob@globex.test")]);
-    let landed = browser.follow_until(&start, AUTH0_CLIENT.2).await.expect("login");
+    let landed = browser.follow_until(&start, AUTH0_CLIENT.redirect_uri).await.expect("login");
     assert!(query(&landed).contains_key("code"));
     assert_eq!(stack.upstream.requests().await.pop().expect("request")["connection_id"], "conn_globex2");
 }

@@ -1,7 +1,7 @@
 //! Security properties, each a test against the real upstream: replay, code reuse, redirect
 //! URI and PKCE checks, client authentication, and every way an upstream ID token can be bad.
 
-use crate::common::{authorize_url, query, redeem, Browser, Stack, AUTH0_CLIENT, COGNITO_CLIENT, VERIFIER};
+use crate::common::{authorize_url, query, redeem, Browser, Stack, TestClient, AUTH0_CLIENT, COGNITO_CLIENT, VERIFIER};
 use serde_json::Value;
 
 /// Runs a login to the broker's callback and returns the callback URL (not yet delivered).
@@ -60,7 +60,7 @@ async fn a_reused_code_is_invalid_grant_and_revokes_the_first_access_token() {
 async fn the_token_request_must_repeat_the_redirect_uri_exactly() {
     let stack = Stack::start().await;
     let code = code_for(&stack).await;
-    let other = (AUTH0_CLIENT.0, AUTH0_CLIENT.1, "https://acme.us.auth0.com/login/callback/");
+    let other = TestClient { redirect_uri: "https://acme.us.auth0.com/login/callback/", ..AUTH0_CLIENT };
     let (status, error) = redeem(&stack.broker.url, other, &code, Some(VERIFIER)).await;
     assert_eq!((status, error["error"].as_str()), (400, Some("invalid_grant")), "{error}");
 }
@@ -83,7 +83,7 @@ async fn a_verifier_for_a_code_issued_without_pkce_is_refused() {
     let stack = Stack::start().await;
     let browser = Browser::default();
     let start = authorize_url(&stack.broker.url, COGNITO_CLIENT, None, &[("login_hint", "alice@acme.test")]);
-    let landed = browser.follow_until(&start, COGNITO_CLIENT.2).await.expect("login");
+    let landed = browser.follow_until(&start, COGNITO_CLIENT.redirect_uri).await.expect("login");
     let code = query(&landed).remove("code").expect("code");
     let (status, error) = redeem(&stack.broker.url, COGNITO_CLIENT, &code, Some(VERIFIER)).await;
     assert_eq!((status, error["error"].as_str()), (400, Some("invalid_grant")), "RFC 9700 §2.1.1: {error}");
@@ -93,15 +93,15 @@ async fn a_verifier_for_a_code_issued_without_pkce_is_refused() {
 async fn a_wrong_client_secret_is_401_invalid_client() {
     let stack = Stack::start().await;
     let code = code_for(&stack).await;
-    let wrong = (AUTH0_CLIENT.0, "not-the-secret", AUTH0_CLIENT.2);
+    let wrong = TestClient { secret: "not-the-secret", ..AUTH0_CLIENT };
     let (status, error) = redeem(&stack.broker.url, wrong, &code, Some(VERIFIER)).await;
     assert_eq!((status, error["error"].as_str()), (401, Some("invalid_client")));
 
     // With HTTP Basic the 401 carries a challenge.
     let response = crate::common::http()
         .post(format!("{}/token", stack.broker.url))
-        .basic_auth(AUTH0_CLIENT.0, Some("not-the-secret"))
-        .form(&[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", AUTH0_CLIENT.2)])
+        .basic_auth(AUTH0_CLIENT.client_id, Some("not-the-secret"))
+        .form(&[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", AUTH0_CLIENT.redirect_uri)])
         .send()
         .await
         .expect("token");
@@ -117,7 +117,7 @@ async fn a_wrong_client_secret_is_401_invalid_client() {
 async fn a_code_of_one_client_cannot_be_redeemed_by_another() {
     let stack = Stack::start().await;
     let code = code_for(&stack).await;
-    let thief = (COGNITO_CLIENT.0, COGNITO_CLIENT.1, AUTH0_CLIENT.2);
+    let thief = TestClient { redirect_uri: AUTH0_CLIENT.redirect_uri, ..COGNITO_CLIENT };
     let (status, error) = redeem(&stack.broker.url, thief, &code, Some(VERIFIER)).await;
     assert_eq!((status, error["error"].as_str()), (400, Some("invalid_grant")));
 }
@@ -157,11 +157,21 @@ async fn an_upstream_key_rotation_is_followed_by_refetching_the_jwks() {
 async fn authorize_errors_before_the_client_is_trusted_are_pages() {
     let stack = Stack::start().await;
     let browser = Browser::default();
-    let unknown = authorize_url(&stack.broker.url, ("nobody", "", AUTH0_CLIENT.2), None, &[]);
-    let wrong_redirect = authorize_url(&stack.broker.url, (AUTH0_CLIENT.0, "", "https://evil.example/cb"), None, &[]);
+    let unknown = authorize_url(
+        &stack.broker.url,
+        TestClient { client_id: "nobody", secret: "", redirect_uri: AUTH0_CLIENT.redirect_uri },
+        None,
+        &[],
+    );
+    let wrong_redirect = authorize_url(
+        &stack.broker.url,
+        TestClient { secret: "", redirect_uri: "https://evil.example/cb", ..AUTH0_CLIENT },
+        None,
+        &[],
+    );
     let prefix_redirect = authorize_url(
         &stack.broker.url,
-        (AUTH0_CLIENT.0, "", "https://acme.us.auth0.com/login/callback?x=1"),
+        TestClient { secret: "", redirect_uri: "https://acme.us.auth0.com/login/callback?x=1", ..AUTH0_CLIENT },
         None,
         &[],
     );
@@ -199,7 +209,7 @@ async fn authorize_errors_after_the_client_is_trusted_redirect_with_state_and_is
         let response = browser.get(url.as_str()).await;
         assert_eq!(response.status(), 302, "{expected}");
         let location = url::Url::parse(response.headers()["location"].to_str().expect("loc")).expect("url");
-        assert!(location.as_str().starts_with(AUTH0_CLIENT.2));
+        assert!(location.as_str().starts_with(AUTH0_CLIENT.redirect_uri));
         let params = query(&location);
         assert_eq!(params.get("error").map(String::as_str), Some(*expected), "{overrides:?}");
         assert_eq!(params.get("state").map(String::as_str), Some("client-state-123"));
@@ -217,9 +227,9 @@ async fn token_and_userinfo_responses_are_not_cacheable_and_userinfo_needs_a_val
         .form(&[
             ("grant_type", "authorization_code"),
             ("code", code.as_str()),
-            ("redirect_uri", AUTH0_CLIENT.2),
-            ("client_id", AUTH0_CLIENT.0),
-            ("client_secret", AUTH0_CLIENT.1),
+            ("redirect_uri", AUTH0_CLIENT.redirect_uri),
+            ("client_id", AUTH0_CLIENT.client_id),
+            ("client_secret", AUTH0_CLIENT.secret),
             ("code_verifier", VERIFIER),
         ])
         .send()
@@ -227,11 +237,14 @@ async fn token_and_userinfo_responses_are_not_cacheable_and_userinfo_needs_a_val
         .expect("token");
     assert_eq!(response.headers()["cache-control"], "no-store");
     let tokens: Value = response.json().await.expect("json");
-    let claims =
-        crate::common::verify_id_token(&stack.broker.url, tokens["id_token"].as_str().expect("id"), AUTH0_CLIENT.0)
-            .await;
+    let claims = crate::common::verify_id_token(
+        &stack.broker.url,
+        tokens["id_token"].as_str().expect("id"),
+        AUTH0_CLIENT.client_id,
+    )
+    .await;
     assert_eq!(claims["at_hash"], ssobridge::tokens::at_hash(tokens["access_token"].as_str().expect("at")));
-    assert_eq!(claims["azp"], AUTH0_CLIENT.0);
+    assert_eq!(claims["azp"], AUTH0_CLIENT.client_id);
     assert!(claims["auth_time"].is_u64());
 
     let url = format!("{}/userinfo", stack.broker.url);

@@ -6,7 +6,7 @@
 use std::sync::{Arc, Mutex};
 
 use crate::common::{
-    authorize_url, query, rp, BrokerSocket, Browser, Stack, ADMIN_WRITE_TOKEN, AUTH0_CLIENT, VERIFIER,
+    authorize_url, query, rp, BrokerSocket, Browser, Stack, TestClient, ADMIN_WRITE_TOKEN, AUTH0_CLIENT, VERIFIER,
 };
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
@@ -91,13 +91,14 @@ async fn each_client_gets_id_tokens_in_its_algorithm_and_openid_client_verifies_
     let kids = jwks_kids(&stack.broker.url).await;
 
     for (client_id, secret, alg) in [
-        (AUTH0_CLIENT.0, AUTH0_CLIENT.1, "RS256"),
+        (AUTH0_CLIENT.client_id, AUTH0_CLIENT.secret, "RS256"),
         ("ps-client", "ps-client-secret", "PS256"),
         ("es-client", "es-client-secret", "ES256"),
     ] {
         let mut input = rp_input(&stack.broker.url, client_id);
         input["client_secret"] = json!(secret);
-        input["redirect_uri"] = json!(if client_id == AUTH0_CLIENT.0 { AUTH0_CLIENT.2 } else { REDIRECT });
+        input["redirect_uri"] =
+            json!(if client_id == AUTH0_CLIENT.client_id { AUTH0_CLIENT.redirect_uri } else { REDIRECT });
         input["id_token_signed_response_alg"] = json!(alg);
         let result = rp(&input).await;
         assert_eq!(result["ok"], true, "{client_id}: {result}");
@@ -271,6 +272,12 @@ async fn authenticate(broker: &str, assertion: &str) -> (u16, Value) {
     .await
 }
 
+/// The `error` code of [`authenticate`]'s answer.
+async fn authentication_error(broker: &str, assertion: &str) -> Value {
+    let (_, body) = authenticate(broker, assertion).await;
+    body["error"].clone()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_assertions_are_checked_like_a_careful_authorization_server_would() {
     let first = client_key("RS256", "k1").await;
@@ -299,7 +306,7 @@ async fn client_assertions_are_checked_like_a_careful_authorization_server_would
     assert_eq!((status, body["error"].as_str()), (401, Some("invalid_client")), "replayed: {body}");
     // The issuer is an accepted audience too (RFC 7523 allows either).
     let to_issuer = assertion(Algorithm::RS256, "k1", &rsa, "pk-uri", broker, json!({}));
-    assert_eq!(authenticate(broker, &to_issuer).await.1["error"], "invalid_grant");
+    assert_eq!(authentication_error(broker, &to_issuer).await, "invalid_grant");
 
     let now = jsonwebtoken::get_current_timestamp();
     let refused = [
@@ -370,20 +377,26 @@ async fn client_assertions_are_checked_like_a_careful_authorization_server_would
     // A private_key_jwt client has no secret that works; a secret client no assertion.
     let (status, _) = token_request(broker, &[("grant_type", "authorization_code")], Some(("pk-uri", ""))).await;
     assert_eq!(status, 401);
-    let secret_client = assertion(Algorithm::RS256, "k1", &rsa, AUTH0_CLIENT.0, &token_endpoint, json!({}));
-    assert_eq!(authenticate(broker, &secret_client).await.1["error"], "invalid_client");
+    let secret_client = assertion(Algorithm::RS256, "k1", &rsa, AUTH0_CLIENT.client_id, &token_endpoint, json!({}));
+    assert_eq!(authentication_error(broker, &secret_client).await, "invalid_client");
 
     // The client rotates: its jwks_uri now holds only k2. The unknown kid refetches it (the
-    // broker refetches at most every 2 s, so that unknown kids cannot make it hammer the URI).
+    // broker refetches at most every 2 s, so that unknown kids cannot make it hammer the URI:
+    // the wait lets that interval pass, it is the behaviour under test).
     *document.lock().expect("lock") = json!({"keys": [second.public_jwk]});
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
     let rotated = assertion(Algorithm::ES256, "k2", &ec, "pk-uri", &token_endpoint, json!({}));
-    assert_eq!(authenticate(broker, &rotated).await.1["error"], "invalid_grant", "the new key works at once");
-    assert_eq!(authenticate(broker, &signed(json!({}))).await.1["error"], "invalid_client", "the old key is gone");
+    assert_eq!(authentication_error(broker, &rotated).await, "invalid_grant", "the new key works at once");
+    assert_eq!(authentication_error(broker, &signed(json!({}))).await, "invalid_client", "the old key is gone");
 
     // And a whole login with the rotated key, codes and all.
     let browser = Browser::default();
-    let url = authorize_url(broker, ("pk-uri", "", REDIRECT), Some(VERIFIER), &[("login_hint", "alice@acme.test")]);
+    let url = authorize_url(
+        broker,
+        TestClient { client_id: "pk-uri", secret: "", redirect_uri: REDIRECT },
+        Some(VERIFIER),
+        &[("login_hint", "alice@acme.test")],
+    );
     let code = query(&browser.follow_until(&url, REDIRECT).await.expect("login")).remove("code").expect("code");
     let login = assertion(Algorithm::ES256, "k2", &ec, "pk-uri", &token_endpoint, json!({}));
     let (status, tokens) = token_request(

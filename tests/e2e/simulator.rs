@@ -247,7 +247,8 @@ async fn the_token_endpoint_takes_body_credentials_and_each_code_once() {
     assert_eq!(token(posted, false).await, (401, json!("invalid_client")));
     let mut posted = grant.clone();
     posted.extend([("client_id", UPSTREAM_CLIENT_ID.to_owned()), ("client_secret", UPSTREAM_CLIENT_SECRET.to_owned())]);
-    assert_eq!(token(posted.clone(), false).await.0, 200);
+    let (status, _) = token(posted.clone(), false).await;
+    assert_eq!(status, 200);
     assert_eq!(token(posted, false).await, (400, json!("invalid_grant")), "a code redeems once");
 }
 
@@ -390,12 +391,13 @@ async fn a_broker_against_the_standalone_simulator_completes_logins() {
 
     let browser = Browser::default();
     let start = authorize_url(&broker.url, AUTH0_CLIENT, Some(VERIFIER), &[("login_hint", "alice@example.com")]);
-    let landed = browser.follow_until(&start, AUTH0_CLIENT.2).await.expect("login");
+    let landed = browser.follow_until(&start, AUTH0_CLIENT.redirect_uri).await.expect("login");
     let params = query(&landed);
     let code = params.get("code").unwrap_or_else(|| panic!("a code: {params:?}"));
     let (status, tokens) = redeem(&broker.url, AUTH0_CLIENT, code, Some(VERIFIER)).await;
     assert_eq!(status, 200, "{tokens}");
-    let claims = verify_id_token(&broker.url, tokens["id_token"].as_str().expect("id_token"), AUTH0_CLIENT.0).await;
+    let claims =
+        verify_id_token(&broker.url, tokens["id_token"].as_str().expect("id_token"), AUTH0_CLIENT.client_id).await;
     assert_eq!(claims["email"], "alice@example.com");
     assert_eq!((&claims["org_id"], &claims["connection_id"]), (&json!("org_example_com"), &json!("conn_example_com")));
     assert_eq!(claims["email_verified"], true, "example.com is a verified route of org_example_com");
@@ -404,14 +406,15 @@ async fn a_broker_against_the_standalone_simulator_completes_logins() {
     let landed = browser
         .follow_until(
             &authorize_url(&broker.url, COGNITO_CLIENT, None, &[("login_hint", "carol@example.org")]),
-            COGNITO_CLIENT.2,
+            COGNITO_CLIENT.redirect_uri,
         )
         .await
         .expect("login");
     let code = query(&landed).remove("code").expect("code");
     let (status, tokens) = redeem(&broker.url, COGNITO_CLIENT, &code, None).await;
     assert_eq!(status, 200, "{tokens}");
-    let claims = verify_id_token(&broker.url, tokens["id_token"].as_str().expect("id_token"), COGNITO_CLIENT.0).await;
+    let claims =
+        verify_id_token(&broker.url, tokens["id_token"].as_str().expect("id_token"), COGNITO_CLIENT.client_id).await;
     assert!(claims["sub"].as_str().is_some_and(|s| s.starts_with("conn_example_org;") && !s.contains('@')), "{claims}");
     assert_eq!(claims["name"], "Carol Jones", "carol's IdP sends no name: the broker makes it of hers: {claims}");
 
@@ -441,7 +444,7 @@ async fn a_broker_against_the_standalone_simulator_completes_logins() {
 async fn the_initiate_login_path_template_names_the_client() {
     let socket = BrokerSocket::bind().await;
     let template = format!("{}/initiate-login/{{{{ssobridge_client}}}}", socket.url);
-    let metadata = format!("ssobridge_client={}", COGNITO_CLIENT.0);
+    let metadata = format!("ssobridge_client={}", COGNITO_CLIENT.client_id);
     let sim = Simulator::start(
         &socket.callback(),
         &["--initiate-login-uri", &template, "--organization-metadata", &metadata],

@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use crate::common::tempdir::TempDir;
 use crate::common::{
-    authorize_url, query, verify_id_token, Browser, Redis, Upstream, AUTH0_CLIENT, COGNITO_CLIENT, STARTUP_DEADLINE,
-    VERIFIER,
+    authorize_url, query, verify_id_token, Browser, Redis, TestClient, Upstream, AUTH0_CLIENT, COGNITO_CLIENT,
+    STARTUP_DEADLINE, VERIFIER,
 };
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
@@ -152,9 +152,9 @@ impl Instance {
             // Nothing from the test's environment: an SSOBRIDGE_ variable would override the file.
             .env_clear()
             .env("SSOBRIDGE_LOG", "info")
-            .env(crate::common::PAIRWISE_SALT.0, crate::common::PAIRWISE_SALT.1)
+            .env(crate::common::PAIRWISE_SALT.name, crate::common::PAIRWISE_SALT.value)
             // Two instances on one host: each its own operations port (containers each have 9090).
-            .env(crate::common::OPS_LISTEN.0, crate::common::OPS_LISTEN.1)
+            .env(crate::common::OPS_LISTEN.name, crate::common::OPS_LISTEN.value)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)
@@ -382,7 +382,7 @@ impl Proxy {
 
     /// A whole login: /authorize, the upstream, /callback, /token, /userinfo, all but the
     /// upstream through the proxy.
-    async fn login(&self, client: (&str, &str, &str), email: &str) -> Login {
+    async fn login(&self, client: TestClient<'_>, email: &str) -> Login {
         let browser = Browser::default();
         let start = authorize_url(&self.url, client, Some(VERIFIER), &[("login_hint", email)]);
         let response = browser.get(&start).await;
@@ -396,7 +396,7 @@ impl Proxy {
     async fn finish(
         &self,
         browser: &Browser,
-        client: (&str, &str, &str),
+        client: TestClient<'_>,
         email: &str,
         authorize: String,
         mut next: String,
@@ -404,7 +404,7 @@ impl Proxy {
         let callback_url = format!("{}/callback", self.url);
         let mut callback = None;
         for _ in 0..20 {
-            if next.starts_with(client.2) {
+            if next.starts_with(client.redirect_uri) {
                 break;
             }
             let response = browser.get(&next).await;
@@ -417,7 +417,7 @@ impl Proxy {
                 None => panic!("{status} at {next}: {}", response.text().await.unwrap_or_default()),
             };
         }
-        assert!(next.starts_with(client.2), "the login did not reach the client: {next}");
+        assert!(next.starts_with(client.redirect_uri), "the login did not reach the client: {next}");
         let callback = callback.expect("the login went through /callback");
         let params = query(&url::Url::parse(&next).expect("redirect_uri"));
         assert_eq!(params.get("state").map(String::as_str), Some("client-state-123"), "{params:?}");
@@ -430,9 +430,9 @@ impl Proxy {
             .form(&[
                 ("grant_type", "authorization_code"),
                 ("code", code),
-                ("redirect_uri", client.2),
-                ("client_id", client.0),
-                ("client_secret", client.1),
+                ("redirect_uri", client.redirect_uri),
+                ("client_id", client.client_id),
+                ("client_secret", client.secret),
                 ("code_verifier", VERIFIER),
             ])
             .send()
@@ -442,7 +442,7 @@ impl Proxy {
         assert_eq!(response.status(), 200, "/token");
         let tokens: Value = response.json().await.expect("token json");
         let id_token = tokens["id_token"].as_str().expect("id_token");
-        let claims = verify_id_token(&self.url, id_token, client.0).await;
+        let claims = verify_id_token(&self.url, id_token, client.client_id).await;
         assert_eq!(claims["email"], email);
 
         let access_token = tokens["access_token"].as_str().expect("access_token");
@@ -510,7 +510,7 @@ async fn logins_through_the_proxy_are_spread_over_both_instances() {
                 } else {
                     (COGNITO_CLIENT, "bob@globex.test")
                 };
-                logins.push((client.0, proxy.login(client, email).await));
+                logins.push((client.client_id, proxy.login(client, email).await));
             }
             logins
         });
@@ -545,7 +545,7 @@ async fn logins_through_the_proxy_are_spread_over_both_instances() {
 
     // One signing key, one salt: the same user gets the same pairwise sub from either instance.
     let subs: HashSet<&str> =
-        logins.iter().filter(|(client, _)| *client == AUTH0_CLIENT.0).map(|(_, l)| l.sub.as_str()).collect();
+        logins.iter().filter(|(client, _)| *client == AUTH0_CLIENT.client_id).map(|(_, l)| l.sub.as_str()).collect();
     assert_eq!(subs.len(), 1, "one pairwise sub for alice whichever instance answered: {subs:?}");
 
     // nginx's view agrees: requests went to both addresses. Its log has paths, never the query

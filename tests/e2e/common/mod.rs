@@ -17,14 +17,22 @@ use tokio::process::{Child, Command};
 
 pub const STARTUP_DEADLINE: Duration = Duration::from_secs(30);
 
+/// An environment variable the tests give `ssobridge` processes.
+#[derive(Clone, Copy, Debug)]
+pub struct EnvVar {
+    pub name: &'static str,
+    pub value: &'static str,
+}
+
 /// The pairwise salt every `ssobridge serve` of the tests gets (serve refuses to run without one).
-pub const PAIRWISE_SALT: (&str, &str) = ("SSOBRIDGE_TOKENS__PAIRWISE_SALT", "test-pairwise-salt-0123456789");
+pub const PAIRWISE_SALT: EnvVar =
+    EnvVar { name: "SSOBRIDGE_TOKENS__PAIRWISE_SALT", value: "test-pairwise-salt-0123456789" };
 
 /// The operations listener of a `ssobridge serve` the tests start: a free port (several run at
 /// once), not the default 127.0.0.1:9090.
-pub const OPS_LISTEN: (&str, &str) = ("SSOBRIDGE_ADMIN__LISTEN", "127.0.0.1:0");
+pub const OPS_LISTEN: EnvVar = EnvVar { name: "SSOBRIDGE_ADMIN__LISTEN", value: "127.0.0.1:0" };
 /// `/readyz` and `/metrics` on the public listener too, for tests that probe them there.
-pub const OPS_PUBLIC: (&str, &str) = ("SSOBRIDGE_ADMIN__OPS_ON_PUBLIC_LISTENER", "true");
+pub const OPS_PUBLIC: EnvVar = EnvVar { name: "SSOBRIDGE_ADMIN__OPS_ON_PUBLIC_LISTENER", value: "true" };
 
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -64,56 +72,24 @@ pub async fn wait_for_line(child: &mut Child, what: &str, ready: impl Fn(&str) -
     Ok(found)
 }
 
-/// A real `redis-server` on a free loopback port, with no persistence.
-pub struct Redis {
-    child: Child,
-    pub port: u16,
-    dir: tempdir::TempDir,
-}
-
-impl Redis {
-    pub async fn start() -> Redis {
-        let dir = tempdir::TempDir::new("redis");
-        for _ in 0..5 {
-            let port = free_port();
-            match Self::spawn(port, &dir.path).await {
-                Ok(child) => return Redis { child, port, dir },
-                Err(error) if error.starts_with("cannot run") => {
-                    panic!("{error} (scripts/install-test-deps.sh installs it)")
-                }
-                Err(error) => eprintln!("redis on {port}: {error}; retrying"),
-            }
-        }
-        panic!("redis-server did not start (is it installed? scripts/install-test-deps.sh installs it)");
-    }
-
-    async fn spawn(port: u16, dir: &Path) -> Result<Child, String> {
-        let mut child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| format!("cannot run redis-server: {e}"))?;
-        wait_for_line(&mut child, "redis-server", |l| l.contains("Ready to accept connections")).await?;
-        Ok(child)
-    }
-
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
-    }
-
-    /// Kills the server (for failure tests); `restart` brings it back on the same port.
-    pub async fn kill(&mut self) {
-        let _ = self.child.kill().await;
-    }
-
-    pub async fn restart(&mut self) {
-        self.child = Self::spawn(self.port, &self.dir.path).await.expect("redis restart");
+/// Polls `condition` until it holds; fails naming `what` once `deadline` has passed.
+pub async fn wait_until<F, Fut>(what: &str, deadline: Duration, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = std::time::Instant::now();
+    while !condition().await {
+        assert!(started.elapsed() < deadline, "{what}: not within {deadline:?}");
+        tokio::time::sleep(POLL_INTERVAL).await;
     }
 }
+
+/// How often [`wait_until`] asks again.
+const POLL_INTERVAL: Duration = Duration::from_millis(50);
+
+pub mod redis_server;
+pub use redis_server::{ClientCertificate, Redis, RedisOptions, RedisTls};
 
 /// A fresh temporary directory, removed on drop.
 pub mod tempdir {
@@ -323,11 +299,25 @@ impl Drop for Broker {
 pub const ADMIN_READ_TOKEN: &str = "admin-read-token-for-tests";
 pub const ADMIN_WRITE_TOKEN: &str = "admin-write-token-for-tests";
 
+/// A downstream client registered with the broker under test, as its relying party knows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TestClient<'a> {
+    pub client_id: &'a str,
+    pub secret: &'a str,
+    pub redirect_uri: &'a str,
+}
+
 /// Downstream clients the tests register.
-pub const AUTH0_CLIENT: (&str, &str, &str) =
-    ("auth0-test", "auth0-test-secret", "https://acme.us.auth0.com/login/callback");
-pub const COGNITO_CLIENT: (&str, &str, &str) =
-    ("cognito-test", "cognito-test-secret", "https://acme.auth.us-east-1.amazoncognito.com/oauth2/idpresponse");
+pub const AUTH0_CLIENT: TestClient = TestClient {
+    client_id: "auth0-test",
+    secret: "auth0-test-secret",
+    redirect_uri: "https://acme.us.auth0.com/login/callback",
+};
+pub const COGNITO_CLIENT: TestClient = TestClient {
+    client_id: "cognito-test",
+    secret: "cognito-test-secret",
+    redirect_uri: "https://acme.auth.us-east-1.amazoncognito.com/oauth2/idpresponse",
+};
 
 /// A broker configuration for tests: the given issuer, store and upstream, the two clients.
 pub fn broker_toml(public_url: &str, store_url: &str, key_prefix: &str, upstream_issuer: &str) -> String {
@@ -354,12 +344,12 @@ client_secret = "{cgs}"
 redirect_uris = ["{cgr}"]
 subject = "upstream"
 "#,
-        a0 = AUTH0_CLIENT.0,
-        a0s = AUTH0_CLIENT.1,
-        a0r = AUTH0_CLIENT.2,
-        cg = COGNITO_CLIENT.0,
-        cgs = COGNITO_CLIENT.1,
-        cgr = COGNITO_CLIENT.2,
+        a0 = AUTH0_CLIENT.client_id,
+        a0s = AUTH0_CLIENT.secret,
+        a0r = AUTH0_CLIENT.redirect_uri,
+        cg = COGNITO_CLIENT.client_id,
+        cgs = COGNITO_CLIENT.secret,
+        cgr = COGNITO_CLIENT.redirect_uri,
     )
 }
 
@@ -480,17 +470,12 @@ pub fn query(url: &url::Url) -> HashMap<String, String> {
 }
 
 /// An authorize URL for `client` with PKCE `verifier` and extra `params`.
-pub fn authorize_url(
-    broker: &str,
-    client: (&str, &str, &str),
-    verifier: Option<&str>,
-    params: &[(&str, &str)],
-) -> String {
+pub fn authorize_url(broker: &str, client: TestClient<'_>, verifier: Option<&str>, params: &[(&str, &str)]) -> String {
     let mut url = url::Url::parse(&format!("{broker}/authorize")).expect("url");
     {
         let mut q = url.query_pairs_mut();
-        q.append_pair("client_id", client.0)
-            .append_pair("redirect_uri", client.2)
+        q.append_pair("client_id", client.client_id)
+            .append_pair("redirect_uri", client.redirect_uri)
             .append_pair("response_type", "code")
             .append_pair("scope", "openid profile email")
             .append_pair("state", "client-state-123");
@@ -510,23 +495,23 @@ pub const VERIFIER: &str = "test-verifier-0123456789-0123456789-0123456789";
 /// Runs a login by redirects up to the client's redirect_uri and returns that URL's parameters.
 pub async fn login_to_client(
     stack: &Stack,
-    client: (&str, &str, &str),
+    client: TestClient<'_>,
     params: &[(&str, &str)],
 ) -> HashMap<String, String> {
     let browser = Browser::default();
     let url = authorize_url(&stack.broker.url, client, Some(VERIFIER), params);
-    let landed = browser.follow_until(&url, client.2).await.expect("reach the client");
+    let landed = browser.follow_until(&url, client.redirect_uri).await.expect("reach the client");
     query(&landed)
 }
 
 /// Redeems a code at `/token` with client_secret_post.
-pub async fn redeem(broker: &str, client: (&str, &str, &str), code: &str, verifier: Option<&str>) -> (u16, Value) {
+pub async fn redeem(broker: &str, client: TestClient<'_>, code: &str, verifier: Option<&str>) -> (u16, Value) {
     let mut form = vec![
         ("grant_type", "authorization_code"),
         ("code", code),
-        ("redirect_uri", client.2),
-        ("client_id", client.0),
-        ("client_secret", client.1),
+        ("redirect_uri", client.redirect_uri),
+        ("client_id", client.client_id),
+        ("client_secret", client.secret),
     ];
     if let Some(verifier) = verifier {
         form.push(("code_verifier", verifier));
