@@ -8,9 +8,11 @@
 //           read:     {client_id}              a client that exists
 //           hostile:  {name}                   the name of a client that exists
 //           keyboard: {client_id}
-//           events:   {organization, success_url, failure_url, stop_prefix}
-//                     two /authorize URLs of the demo, one that signs in and one that fails
-//                     in `organization`, and the client's redirect URI they end at}
+//           events:   {organization, and either success_url, failure_url, stop_prefix: two
+//                     /authorize URLs of the demo, one that signs in and one that fails in
+//                     `organization`, and the client's redirect URI they end at; or signal:
+//                     true: the script prints a line READY once the organization's view is
+//                     open, and the test records a failed then a successful login itself}
 //   Scenarios:
 //   - write: sign in; create a client (its secret shown once, copied), edit it, edit it again
 //     while someone else changes it (412), rotate its secret, delete it; create, edit and
@@ -19,8 +21,9 @@
 //   - hostile: the client list with a client whose name is markup.
 //   - keyboard: sign in, create and delete a client with the keyboard alone.
 //   - events: the per-organization view open, a successful then a failed login in another
-//     tab; when the failure appears, and what the page shows of it; the event log filtered by
-//     the organization; the export.
+//     tab (or recorded by the test); when the failure appears (seen_at, ms since the epoch),
+//     and what the page shows of it; its details; the event log filtered by the organization
+//     and failures; the export.
 //   stdout, one JSON line: {ok, error, steps: {name: observations}, violations (CSP, from
 //   securitypolicyviolation events), console_errors (violations too), http_errors (the 4xx
 //   answers the browser logs), page_errors (uncaught exceptions), dialogs (alert/confirm
@@ -201,6 +204,11 @@ async function writeScenario(page) {
     await alert.filter({ hasText: /./ }).waitFor({ timeout: TIMEOUT });
     await shot(page, 'client-stale');
     const observed = { other_admin_status: other.status, alert: await text(alert) };
+    // Reload shows their version.
+    await alert.getByRole('button', { name: `Reload client ${id}` }).click();
+    await page.locator('#client-dialog .dialog-alert:empty').waitFor({ state: 'attached' });
+    await page.locator('#client-require_pkce:checked').waitFor({ timeout: TIMEOUT });
+    observed.reloaded_name = await page.locator('#client-name').inputValue();
     await page.keyboard.press('Escape');
     await page.locator('#client-dialog').waitFor({ state: 'hidden' });
     observed.name_kept = (await apiCall('GET', `clients/${id}`)).body?.name;
@@ -463,26 +471,41 @@ async function eventsScenario(page, context) {
     await other.close();
     return end;
   };
-  await step('success_login', async () => {
-    const end = await login(input.success_url);
-    await page.locator('#org-table tbody tr').first().waitFor({ timeout: TIMEOUT });
-    return { ended_at: end.url.replace(/code=[^&]+/, 'code=…') };
-  });
-  await step('failed_login', async () => {
-    const end = await login(input.failure_url);
-    const failure = page.locator('#org-table tbody tr.failure').first();
-    await failure.waitFor({ timeout: TIMEOUT });
-    const seenAt = await page.evaluate(() => window.__failureSeenAt);
-    await shot(page, 'organization');
-    const rows = await page.locator('#org-table tbody tr').evaluateAll((trs) => trs.map((tr) => [...tr.cells].map((td) => td.textContent.trim())));
-    return {
-      ended_at: end.url,
-      visible_after_ms: seenAt - end.at,
-      first_row: rows[0],
-      rows,
-      summary: await text(page.locator('#org-summary')),
-    };
-  });
+  const rowsOf = (table) =>
+    page.locator(`#${table} tbody tr`).evaluateAll((trs) => trs.map((tr) => [...tr.cells].map((td) => td.textContent.trim())));
+  if (input.signal) {
+    // The test records the events itself once the view is open: a failure, then a success.
+    await step('failed_login', async () => {
+      process.stdout.write('READY\n');
+      await page.locator('#org-table tbody tr.failure').first().waitFor({ timeout: TIMEOUT });
+      await page.locator('#org-table tbody tr').nth(1).waitFor({ timeout: TIMEOUT });
+      await shot(page, 'organization');
+      return {
+        seen_at: await page.evaluate(() => window.__failureSeenAt),
+        rows: await rowsOf('org-table'),
+        summary: await text(page.locator('#org-summary')),
+      };
+    });
+  } else {
+    await step('success_login', async () => {
+      const end = await login(input.success_url);
+      await page.locator('#org-table tbody tr').first().waitFor({ timeout: TIMEOUT });
+      return { ended_at: end.url.replace(/code=[^&]+/, 'code=…') };
+    });
+    await step('failed_login', async () => {
+      const end = await login(input.failure_url);
+      await page.locator('#org-table tbody tr.failure').first().waitFor({ timeout: TIMEOUT });
+      const seenAt = await page.evaluate(() => window.__failureSeenAt);
+      await shot(page, 'organization');
+      return {
+        ended_at: end.url,
+        seen_at: seenAt,
+        visible_after_ms: seenAt - end.at,
+        rows: await rowsOf('org-table'),
+        summary: await text(page.locator('#org-summary')),
+      };
+    });
+  }
   await step('details', async () => {
     await page.locator('#org-table tbody tr.failure').first().getByRole('button').click();
     await page.locator('#event-dialog').waitFor({ state: 'visible' });
@@ -504,8 +527,7 @@ async function eventsScenario(page, context) {
     await page.locator('#events-table tbody tr.failure').first().waitFor({ timeout: TIMEOUT });
     await page.waitForTimeout(600); // one more refresh: only what the filters keep stays
     await shot(page, 'events');
-    const rows = await page.locator('#events-table tbody tr').evaluateAll((trs) => trs.map((tr) => [...tr.cells].map((td) => td.textContent.trim())));
-    return { rows };
+    return { rows: await rowsOf('events-table') };
   });
   await step('export', async () => {
     const [download] = await Promise.all([

@@ -258,6 +258,7 @@ function show(name) {
 
 function route() {
   stopPolling();
+  for (const dialog of document.querySelectorAll('dialog[open]')) dialog.close();
   showAlert('');
   $('notice').textContent = '';
   const signedIn = token !== null;
@@ -369,7 +370,18 @@ function lines(text) {
 
 /** Shows a failed save in the dialog, marking the fields its JSON Pointers name. */
 function formFailure(form, error, what) {
-  form.querySelector('.dialog-alert').textContent = explain(error, what);
+  const alert = form.querySelector('.dialog-alert');
+  alert.textContent = explain(error, what);
+  if (error instanceof ApiError && error.status === 412 && editing) {
+    // Their version, in the form again (what was typed here is lost, as the message says).
+    const { kind, id } = editing;
+    alert.append(' ', button('Reload', `Reload ${kind} ${id}`, () => {
+      form.closest('dialog').close();
+      if (kind === 'client') editClient(id);
+      else editRoute(id);
+    }));
+    return;
+  }
   const invalid = [];
   for (const { pointer } of error.problem?.errors ?? []) {
     const field = pointer.split('/')[1];
@@ -802,11 +814,10 @@ $('keys-refresh').addEventListener('click', () => loadKeys());
 // ---------------------------------------------------------------------------------------
 // Events: the log with its filters, and the per-organization view.
 
-// What each failure reason means, for the reasons a login fails most; others show as sent.
+// What the reasons a login fails most often mean; any other reason shows as it is sent.
 const REASONS = {
   access_denied: 'the identity provider denied the sign-in',
   domain_not_found: 'single sign-on is not set up for this email domain',
-  unknown_domain: 'no route for this email domain, and the client refuses unknown domains',
   invalid_user_domain: "the user's email domain is not allowed by the organization's single sign-on",
   no_active_connections: "the organization's single sign-on is not active",
   connection_not_active: "the organization's single sign-on connection is not active",
@@ -816,9 +827,13 @@ const REASONS = {
   invalid_organization_id: 'the upstream does not know this organization',
   invalid_connection_id: 'the upstream does not know this connection',
   login_required: 'the user must sign in again at their identity provider',
-  upstream_unavailable: 'the upstream (Scalekit) could not be reached',
   invalid_id_token: "the identity provider's token was invalid",
-  link_refused: 'the adapter refused to link the user to an existing account',
+  state_expired: 'the sign-in expired before the user came back from their identity provider',
+  nonce_mismatch: "the identity provider's token did not belong to this sign-in",
+  organization_mismatch: 'the upstream answered for another organization than the login was routed to',
+  adapter_refused: "the downstream system's adapter refused to link the user",
+  deprovisioned: 'the user was deprovisioned from their directory',
+  rate_limited: 'too many sign-in attempts from the same place',
 };
 
 function reasonText(reason) {
@@ -1005,7 +1020,10 @@ async function openEvent(id) {
     const list = $('event-facts');
     list.replaceChildren();
     $('event-title').textContent = `${body.outcome === 'failure' ? 'Failed' : 'Successful'} ${body.type} event`;
-    for (const [name, value] of Object.entries(body)) {
+    const first = ['time', 'type', 'outcome', 'reason', 'organization', 'connection', 'client', 'routed_by'];
+    const names = [...first.filter((n) => n in body), ...Object.keys(body).filter((n) => !first.includes(n))];
+    for (const name of names) {
+      const value = body[name];
       let shown = value;
       if (name === 'time') shown = time(value);
       else if (name === 'reason') shown = reasonText(value);
