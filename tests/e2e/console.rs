@@ -279,6 +279,11 @@ async fn a_write_token_manages_clients_routes_and_keys_in_the_console() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_token_sees_changes_disabled_and_a_forced_change_refused_in_words() {
     let served = serve().await;
+    // More clients than a page holds (50): the rest come with "Load more clients".
+    for n in 0..50 {
+        let client = json!({"client_id": format!("page-{n:02}"), "redirect_uris": ["https://page.example/cb"]});
+        assert_eq!(served.admin(reqwest::Method::POST, "clients", Some(client)).await.0, 201);
+    }
     let report = browse(json!({
         "scenario": "read",
         "console_url": served.console(),
@@ -289,6 +294,10 @@ async fn a_read_token_sees_changes_disabled_and_a_forced_change_refused_in_words
     let signed_in = steps(&report, "sign_in");
     assert_eq!(signed_in["role"], "read only", "{signed_in}");
     assert_eq!(signed_in["read_only_note"], true);
+    let paging = steps(&report, "paging");
+    assert_eq!(paging["first_page"], 50, "{paging}");
+    assert_eq!(paging["more_visible"], true, "{paging}");
+    assert_eq!(paging["after_more"], 52, "the config's two and the fifty: {paging}");
     let disabled = steps(&report, "disabled");
     for (control, enabled) in [
         ("new_client", false),
@@ -313,6 +322,10 @@ async fn a_read_token_sees_changes_disabled_and_a_forced_change_refused_in_words
             .is_some_and(|e| e.iter().any(|e| e.as_str().is_some_and(|e| e.contains("403")))),
         "the API itself said 403: {report}"
     );
+    let refused = steps(&report, "token_refused");
+    assert!(refused["message"].as_str().is_some_and(|m| m.starts_with("The token was not accepted")), "{refused}");
+    assert_eq!(refused["session_keys"], json!([]), "the refused token is forgotten: {refused}");
+    assert_eq!(refused["nav_hidden"], true);
 }
 
 /// The attack: an admin (or anyone who can name a client, an organization) stores markup that
@@ -396,8 +409,30 @@ async fn a_failed_login_is_on_screen_within_a_second_found_by_organization_with_
         crate::common::broker_toml(&socket.url, "memory", "ev:", &upstream.issuer) + "[events]\ninclude_email = true\n";
     let broker = socket.serve_with_admin(&toml, ssobridge::tokens::SigningKey::generate_rsa().expect("key")).await;
     let organization = "org_acme";
+    let login = |outcome, organization: &str, email: &str| {
+        let mut event = Event::new(Kind::Login, outcome);
+        event.client = Some(crate::common::AUTH0_CLIENT.client_id.to_owned());
+        event.organization = Some(organization.to_owned());
+        event.connection = Some("conn_acme1".to_owned());
+        event.routed_by = Some("login_hint".to_owned());
+        event.duration_ms = Some(412);
+        broker.state.events.identify(&mut event, Some(email));
+        event
+    };
+    // Earlier events: a success of the organization, a failure of another one; the page then
+    // follows the log from its newest event.
+    broker.state.events.record(login(Outcome::Success, organization, "bob@acme.test"));
+    let mut elsewhere = login(Outcome::Failure, "org_globex", "eve@globex.test");
+    elsewhere.reason = Some("access_denied".to_owned());
+    broker.state.events.record(elsewhere);
+    let log = broker.state.events.clone();
+    crate::common::wait_until("the earlier events in the log", std::time::Duration::from_secs(5), || {
+        let log = log.clone();
+        async move { log.page(&ssobridge::events::Filter::default(), 10, None).await.is_ok_and(|p| p.events.len() == 2) }
+    })
+    .await;
     let recorded_at = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let (state, at) = (broker.state.clone(), recorded_at.clone());
+    let at = recorded_at.clone();
     let report = browse_with(
         json!({
             "scenario": "events",
@@ -406,22 +441,12 @@ async fn a_failed_login_is_on_screen_within_a_second_found_by_organization_with_
             "organization": organization,
             "signal": true,
         }),
-        move || {
-            let login = |outcome, email: &str| {
-                let mut event = Event::new(Kind::Login, outcome);
-                event.client = Some(crate::common::AUTH0_CLIENT.client_id.to_owned());
-                event.organization = Some(organization.to_owned());
-                event.connection = Some("conn_acme1".to_owned());
-                event.routed_by = Some("login_hint".to_owned());
-                event.duration_ms = Some(412);
-                state.events.identify(&mut event, Some(email));
-                event
-            };
-            let mut failure = login(Outcome::Failure, "dave@acme.test");
+        || {
+            let mut failure = login(Outcome::Failure, organization, "dave@acme.test");
             failure.reason = Some("user_not_active".to_owned());
             at.store(now_ms(), std::sync::atomic::Ordering::SeqCst);
-            state.events.record(failure);
-            state.events.record(login(Outcome::Success, "alice@acme.test"));
+            broker.state.events.record(failure);
+            broker.state.events.record(login(Outcome::Success, organization, "alice@acme.test"));
         },
     )
     .await;
@@ -433,14 +458,14 @@ async fn a_failed_login_is_on_screen_within_a_second_found_by_organization_with_
         .saturating_sub(recorded_at.load(std::sync::atomic::Ordering::SeqCst));
     assert!(after < 1000, "on screen {after} ms after it was recorded: {seen}");
     let rows = seen["rows"].as_array().expect("rows");
-    assert_eq!(rows.len(), 2, "{seen}");
-    // Outcome, time, reason, user, client, connection, duration: the failure first.
-    assert_eq!(rows[0][0], "failure", "{seen}");
+    // Outcome, time, reason, user, client, connection, duration: the failure first, then the
+    // successes newest first; nothing of the other organization.
+    let column = |i: usize| rows.iter().map(|row| row[i].clone()).collect::<Vec<_>>();
+    assert_eq!(column(0), ["failure", "success", "success"], "{seen}");
+    assert_eq!(column(3), ["dave@acme.test", "alice@acme.test", "bob@acme.test"], "{seen}");
     assert_eq!(rows[0][2], "user_not_active: the user is deactivated at their identity provider", "{seen}");
-    assert_eq!(rows[0][3], "dave@acme.test");
     assert_eq!(rows[0][4], crate::common::AUTH0_CLIENT.client_id);
-    assert_eq!(rows[1][0], "success", "{seen}");
-    assert_eq!(seen["summary"], "1 failed and 1 successful of the last 2 logins.");
+    assert_eq!(seen["summary"], "1 failed and 2 successful of the last 3 logins.");
 
     let details = steps(&report, "details");
     assert_eq!(details["title"], "Failed login event", "{details}");
@@ -467,6 +492,89 @@ async fn a_failed_login_is_on_screen_within_a_second_found_by_organization_with_
     for shot in ["organization", "event-details", "events"] {
         assert!(std::path::Path::new(&format!("{}/console-{shot}.png", artifacts())).exists(), "{shot}");
     }
+}
+
+/// The event log follows the log incrementally: twice a second it reads the log's newest id
+/// (one entry) and, only when that moved, the events after the newest it has; new events go on
+/// top while the rows already shown stay the same rows (the same DOM nodes), the row the reader
+/// scrolled to stays where it was on screen, and the focused Details button keeps focus.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_event_log_adds_new_events_on_top_keeping_the_readers_rows_place_and_focus() {
+    use ssobridge::events::{Event, Kind, Outcome};
+    let socket = crate::common::BrokerSocket::bind().await;
+    let upstream = Upstream::start(&[socket.callback()]).await;
+    let toml = crate::common::broker_toml(&socket.url, "memory", "live:", &upstream.issuer)
+        + "[events]\ninclude_email = true\n";
+    let broker = socket.serve_with_admin(&toml, ssobridge::tokens::SigningKey::generate_rsa().expect("key")).await;
+    let login = |outcome, n: usize| {
+        let mut event = Event::new(Kind::Login, outcome);
+        event.client = Some(crate::common::AUTH0_CLIENT.client_id.to_owned());
+        event.organization = Some(format!("org_{n:03}"));
+        if outcome == Outcome::Failure {
+            event.reason = Some("access_denied".to_owned());
+        }
+        broker.state.events.identify(&mut event, Some(&format!("user{n:03}@acme.test")));
+        event
+    };
+    // More than a page (50) before the page opens.
+    for n in 0..80 {
+        broker.state.events.record(login(Outcome::Success, n));
+    }
+    let log = broker.state.events.clone();
+    crate::common::wait_until("the earlier events in the log", std::time::Duration::from_secs(5), || {
+        let log = log.clone();
+        async move { log.page(&ssobridge::events::Filter::default(), 100, None).await.is_ok_and(|p| p.events.len() == 80) }
+    })
+    .await;
+    let report = browse_with(
+        json!({"scenario": "live", "console_url": format!("{}/admin/console", broker.url), "token": ADMIN_READ_TOKEN}),
+        || {
+            for n in 80..83 {
+                broker.state.events.record(login(if n == 81 { Outcome::Failure } else { Outcome::Success }, n));
+            }
+        },
+    )
+    .await;
+
+    let opened = steps(&report, "opened");
+    assert_eq!(opened["rows"], 50, "{opened}");
+    assert_eq!(opened["more_visible"], true, "{opened}");
+    let before = steps(&report, "before");
+    assert!(before["scroll_y"].as_f64().is_some_and(|y| y > 0.0), "scrolled down: {before}");
+    assert!(before["focused"].as_str().is_some_and(|f| f.starts_with("Details of the success login at")), "{before}");
+    let arrived = steps(&report, "arrived");
+    assert_eq!(arrived["rows"], 53, "{arrived}");
+    assert_eq!(arrived["kept"], 50, "the rows shown are the same rows: {arrived}");
+    // Time, type, outcome, organization, client, reason, user, duration: newest first.
+    let new_rows = arrived["new_rows"].as_array().expect("new rows");
+    let column = |i: usize| new_rows.iter().map(|row| row[i].clone()).collect::<Vec<_>>();
+    assert_eq!(column(6), ["user082@acme.test", "user081@acme.test", "user080@acme.test"], "{arrived}");
+    assert_eq!(column(2), ["success", "failure", "success"], "{arrived}");
+    let moved = arrived["top"].as_f64().unwrap_or(f64::MAX) - before["top"].as_f64().unwrap_or_default();
+    assert!(moved.abs() <= 1.0, "the row read stays where it was on screen ({moved} px): {before} {arrived}");
+    assert_eq!(arrived["focused"], before["focused"], "focus stays on the same button: {arrived}");
+    assert!(arrived["announced"].as_str().is_some_and(|a| a.contains("new event")), "{arrived}");
+
+    // The requests: the first load (the log's newest id, then the newest page), then polls that
+    // read the newest id alone, and after it moved, only what is newer.
+    let requests = steps(&report, "all_requests");
+    let requests = requests.as_array().expect("requests");
+    assert_eq!(requests[0]["query"], json!({"limit": "1"}), "{requests:?}");
+    assert_eq!(requests[1]["query"], json!({"limit": "50"}), "{requests:?}");
+    let polls = &requests[2..];
+    assert!(polls.len() >= 5, "twice a second for the seconds the page was open: {requests:?}");
+    for poll in polls {
+        let query = &poll["query"];
+        let head = query == &json!({"limit": "1"}) && poll["items"] == 1;
+        // `since` is in milliseconds: the events of the newest one shown's millisecond come
+        // again (here the 80 earlier events may all have been written in one).
+        let newer =
+            query["since"].is_string() && query["limit"] == "200" && poll["items"].as_u64().is_some_and(|n| n <= 83);
+        assert!(head || newer, "a poll reads the newest id or what is newer, never a page again: {poll}");
+    }
+    let newer = polls.iter().filter(|p| p["query"]["since"].is_string()).count();
+    assert!((1..=3).contains(&newer), "what is newer is read when the newest id moved, not before: {requests:?}");
+    assert!(std::path::Path::new(&format!("{}/console-events-live.png", artifacts())).exists());
 }
 
 /// Issue 17's test of done: in the demo, a login that fails at the upstream (`dave@example.org`

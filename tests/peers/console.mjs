@@ -13,13 +13,20 @@
 //                     `organization`, and the client's redirect URI they end at; or signal:
 //                     true: the script prints a line READY once the organization's view is
 //                     open, and the test records a failed then a successful login itself}
+//           live:     {} the log holds more events than a page; the script prints READY once
+//                     it has scrolled and focused, and the test records three newer events
 //   Scenarios:
 //   - write: sign in; create a client (its secret shown once, copied), edit it, edit it again
 //     while someone else changes it (412), rotate its secret, delete it; create, edit and
 //     delete a route; rotate the RSA key; show the status; sign out.
-//   - read: sign in with a read token; what is disabled; a forced write answers 403 readably.
+//   - read: sign in with a read token; the next page of clients; what is disabled; a forced
+//     write answers 403 readably; a token no longer accepted returns to sign-in.
 //   - hostile: the client list with a client whose name is markup.
 //   - keyboard: sign in, create and delete a client with the keyboard alone.
+//   - live: the event log open, scrolled down a page's way with a row's Details button
+//     focused; three newer events arrive: which rows are the same DOM nodes as before, where
+//     the focused row is on screen before and after, what keeps focus, and every request the
+//     page made to /admin/events with its query and how many events it answered.
 //   - events: the per-organization view open, a successful then a failed login in another
 //     tab (or recorded by the test); when the failure appears (seen_at, ms since the epoch),
 //     and what the page shows of it; its details; the event log filtered by the organization
@@ -60,6 +67,7 @@ const shot = (page, name) => page.screenshot({ path: path.join(input.artifacts, 
 async function step(name, fn) {
   try {
     result.steps[name] = (await fn()) ?? true;
+    return result.steps[name];
   } catch (error) {
     throw new Error(`${name}: ${error?.message ?? error}`);
   }
@@ -299,6 +307,16 @@ async function writeScenario(page) {
 
 async function readScenario(page) {
   await step('sign_in', () => signIn(page, input.token));
+  await step('paging', async () => {
+    const rows = page.locator('#clients-table tbody tr');
+    const first = await rows.count();
+    const more = page.getByRole('button', { name: 'Load more clients' });
+    const visible = await more.isVisible();
+    await more.click();
+    await rows.nth(first).waitFor({ timeout: TIMEOUT });
+    await more.waitFor({ state: 'hidden' });
+    return { first_page: first, more_visible: visible, after_more: await rows.count() };
+  });
   await step('disabled', async () => {
     const id = input.client_id;
     await shot(page, 'read-only');
@@ -336,6 +354,18 @@ async function readScenario(page) {
     await page.keyboard.press('Escape');
     await page.locator('#confirm-dialog').waitFor({ state: 'hidden' });
     return observed;
+  });
+  await step('token_refused', async () => {
+    // The token stops being accepted (removed from the configuration): back to sign-in.
+    await page.evaluate(() => sessionStorage.setItem('ssobridge.console.token', 'a-token-nobody-configured'));
+    await page.reload();
+    await page.locator('#signin-token').waitFor({ state: 'visible', timeout: TIMEOUT });
+    await page.locator('#signin-error').filter({ hasText: /./ }).waitFor();
+    return {
+      message: await text(page.locator('#signin-error')),
+      session_keys: await page.evaluate(() => Object.keys(sessionStorage)),
+      nav_hidden: await page.locator('#nav').isHidden(),
+    };
   });
 }
 
@@ -438,6 +468,68 @@ async function keyboardScenario(page) {
   });
 }
 
+async function liveScenario(page) {
+  await step('sign_in', () => signIn(page, input.token));
+  const requests = [];
+  page.on('response', async (response) => {
+    const url = new URL(response.url());
+    if (!url.pathname.endsWith('/admin/events')) return;
+    const body = await response.json().catch(() => null);
+    requests.push({ query: Object.fromEntries(url.searchParams), items: body?.items?.length ?? null, status: response.status() });
+  });
+  const rows = page.locator('#events-table tbody tr');
+  await step('opened', async () => {
+    await page.getByRole('link', { name: 'Event log' }).click();
+    await rows.nth(49).waitFor({ timeout: TIMEOUT });
+    await page.waitForTimeout(1200); // a few quiet polls
+    return { rows: await rows.count(), more_visible: await page.locator('#events-more').isVisible() };
+  });
+  await step('before', async () => {
+    const quiet = requests.length;
+    // The reader's place: the 20th row at the top of the window, its Details button focused
+    // from the keyboard.
+    const observed = await page.evaluate(() => {
+      const trs = [...document.querySelectorAll('#events-table tbody tr')];
+      trs.forEach((tr, i) => { tr.dataset.mark = String(i); });
+      trs[20].scrollIntoView({ block: 'start' });
+      return { scroll_y: window.scrollY };
+    });
+    await page.locator('#events-table tbody tr[data-mark="20"] button').focus();
+    return {
+      ...observed,
+      requests_so_far: quiet,
+      focused: await focusedName(page),
+      top: await page.locator('#events-table tbody tr[data-mark="20"]').evaluate((tr) => tr.getBoundingClientRect().top),
+    };
+  });
+  const polled = requests.length;
+  await step('arrived', async () => {
+    process.stdout.write('READY\n');
+    await rows.nth(52).waitFor({ timeout: TIMEOUT });
+    const arrived = Date.now();
+    await page.waitForTimeout(1200); // a few polls after the new events
+    const observed = await page.evaluate(() => {
+      const trs = [...document.querySelectorAll('#events-table tbody tr')];
+      return {
+        rows: trs.length,
+        kept: trs.filter((tr) => tr.dataset.mark !== undefined).length,
+        new_rows: trs.filter((tr) => tr.dataset.mark === undefined).map((tr) => [...tr.cells].map((td) => td.textContent.trim())),
+        top: document.querySelector('#events-table tbody tr[data-mark="20"]').getBoundingClientRect().top,
+        announced: document.getElementById('events-news').textContent,
+      };
+    });
+    await shot(page, 'events-live');
+    return {
+      ...observed,
+      focused: await focusedName(page),
+      focus_visible: await focusVisible(page),
+      polls: requests.slice(polled),
+      arrived_at: arrived,
+    };
+  });
+  await step('all_requests', () => requests);
+}
+
 async function eventsScenario(page, context) {
   const organization = input.organization;
   await step('sign_in', () => signIn(page, input.token));
@@ -476,9 +568,11 @@ async function eventsScenario(page, context) {
   if (input.signal) {
     // The test records the events itself once the view is open: a failure, then a success.
     await step('failed_login', async () => {
+      // The earlier login is on screen: the page now follows the log for newer events.
+      await page.locator('#org-table tbody tr').first().waitFor({ timeout: TIMEOUT });
       process.stdout.write('READY\n');
       await page.locator('#org-table tbody tr.failure').first().waitFor({ timeout: TIMEOUT });
-      await page.locator('#org-table tbody tr').nth(1).waitFor({ timeout: TIMEOUT });
+      await page.locator('#org-table tbody tr').nth(2).waitFor({ timeout: TIMEOUT });
       await shot(page, 'organization');
       return {
         seen_at: await page.evaluate(() => window.__failureSeenAt),
@@ -557,7 +651,7 @@ try {
   const page = await context.newPage();
   page.setDefaultTimeout(TIMEOUT);
   watch(page);
-  const scenarios = { write: writeScenario, read: readScenario, hostile: hostileScenario, keyboard: keyboardScenario, events: eventsScenario };
+  const scenarios = { write: writeScenario, read: readScenario, hostile: hostileScenario, keyboard: keyboardScenario, events: eventsScenario, live: liveScenario };
   const scenario = scenarios[input.scenario];
   if (!scenario) throw new Error(`unknown scenario ${input.scenario}`);
   try {

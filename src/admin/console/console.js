@@ -885,8 +885,6 @@ function eventFilters() {
   };
 }
 
-const eventsState = { filters: {}, items: [], cursor: null, busy: false };
-
 function who(event) {
   return event.email ?? (event.email_hash ? `hash ${String(event.email_hash).slice(0, 12)}…` : null) ?? event.actor ?? event.subject ?? '';
 }
@@ -943,20 +941,104 @@ async function fetchEvents(filters, cursor) {
   return body;
 }
 
+// Live updates ask only for what is newer than the newest event seen. Log ids are `<ms>-<seq>`
+// and only grow (a Redis stream's, and the memory store's alike), and `since` is compared with
+// their milliseconds: a poll first reads the log's newest id (one entry), and only when that
+// moved reads what the filters select from the previous newest on, a few entries. Reading the
+// head first means every event up to it is in what is read next: none is skipped.
+const NEWER_LIMIT = 200; // more than this between two polls: start again from the newest page
+const MAX_ROWS = 500; // live rows kept (older ones are a "Load older events" away)
+
+function idParts(id) {
+  const [ms, seq] = String(id).split('-').map(Number);
+  return [ms || 0, seq || 0];
+}
+
+/** Orders events newest first, by id. */
+function byNewest(a, b) {
+  const [am, as] = idParts(a.id);
+  const [bm, bs] = idParts(b.id);
+  return bm - am || bs - as;
+}
+
+function newer(id, than) {
+  return than === null || byNewest({ id }, { id: than }) < 0;
+}
+
+/** The log's newest event id (any event), where live updates go on from; null when empty. */
+async function logHead() {
+  const page = await fetchEvents({ limit: 1 });
+  return page.items[0]?.id ?? null;
+}
+
+/** The newest page `filters` select, and the log's head it is current up to. */
+async function fetchLatest(filters, limit) {
+  const head = await logHead();
+  const page = await fetchEvents(limit ? { ...filters, limit } : filters);
+  return { page, head: page.items[0] && newer(page.items[0].id, head) ? page.items[0].id : head };
+}
+
+/** What `filters` select after `anchor` (a log id, or null for an empty log), newest first,
+ * and the new anchor; null when more came than one poll brings. */
+async function fetchNewer(filters, anchor) {
+  const head = await logHead();
+  if (head === null || !newer(head, anchor)) return { items: [], head: anchor };
+  const from = new Date(anchor === null ? 0 : idParts(anchor)[0]).toISOString();
+  const since = filters.since && filters.since > from ? filters.since : from;
+  const page = await fetchEvents({ ...filters, since, limit: NEWER_LIMIT });
+  if (page.next_cursor) return null;
+  const items = page.items.filter((e) => newer(e.id, anchor));
+  return { items, head: items[0] && newer(items[0].id, head) ? items[0].id : head };
+}
+
+/** Merges `fresh` into `items` (both newest first), without repeats. */
+function merge(items, fresh) {
+  const seen = new Set(items.map((e) => e.id));
+  return [...fresh.filter((e) => !seen.has(e.id)), ...items].sort(byNewest);
+}
+
+/** Runs `change` (which adds rows above) keeping the rows the reader is looking at where they
+ * are on screen: when the table's first row is scrolled out of view, the page scrolls by what
+ * was added above the first row in view. When the table's top is in view, new rows show. */
+function keepingScroll(tbody, change) {
+  const rows = [...tbody.rows];
+  const first = rows[0];
+  // The first row wholly in view is the one being read (rows may change height when new
+  // rows change the columns' widths).
+  const anchor = first && first.getBoundingClientRect().top < 0 ? rows.find((tr) => tr.getBoundingClientRect().top >= 0) : null;
+  const before = anchor?.getBoundingClientRect().top;
+  change();
+  if (anchor?.isConnected) window.scrollBy(0, anchor.getBoundingClientRect().top - before);
+}
+
+const eventsState = { filters: {}, items: [], cursor: null, anchor: null, loaded: false, busy: false, cap: MAX_ROWS, generation: 0 };
+
 async function refreshEvents() {
   if (eventsState.busy) return;
   eventsState.busy = true;
+  const generation = eventsState.generation;
   try {
-    const page = await fetchEvents(eventsState.filters);
-    // The newest page replaces the head of the list; pages loaded further back are kept.
-    const fresh = new Set(page.items.map((e) => e.id));
-    const oldest = page.items.at(-1)?.time;
-    const older = page.next_cursor
-      ? eventsState.items.filter((e) => !fresh.has(e.id) && oldest !== undefined && e.time <= oldest)
-      : [];
-    if (!older.length) eventsState.cursor = page.next_cursor ?? null;
-    eventsState.items = [...page.items, ...older];
-    renderRows($('events-table').tBodies[0], eventsState.items, eventRow);
+    const filters = eventsState.filters;
+    const fresh = eventsState.loaded ? await fetchNewer(filters, eventsState.anchor) : null;
+    if (generation !== eventsState.generation) return;
+    const tbody = $('events-table').tBodies[0];
+    if (fresh === null) {
+      // The first load, or more arrived than a poll brings: the newest page again.
+      const { page, head } = await fetchLatest(filters);
+      if (generation !== eventsState.generation) return;
+      Object.assign(eventsState, { items: page.items, cursor: page.next_cursor ?? null, anchor: head, loaded: true, cap: MAX_ROWS });
+    } else if (fresh.items.length) {
+      $('events-news').textContent = `${fresh.items.length} new ${fresh.items.length === 1 ? 'event' : 'events'}`;
+      eventsState.items = merge(eventsState.items, fresh.items);
+      eventsState.anchor = fresh.head;
+      if (eventsState.items.length > eventsState.cap) {
+        eventsState.items.length = eventsState.cap;
+        eventsState.cursor = eventsState.items.at(-1).id; // "Load older events" goes on from the last row kept
+      }
+    } else {
+      eventsState.anchor = fresh.head;
+    }
+    keepingScroll(tbody, () => renderRows(tbody, eventsState.items, eventRow));
     $('events-more').hidden = !eventsState.cursor;
     $('view-events').querySelector('.empty').hidden = eventsState.items.length > 0;
     $('events-updated').textContent = `Updated ${new Date().toLocaleTimeString()}`;
@@ -964,15 +1046,15 @@ async function refreshEvents() {
   } catch (error) {
     if (!(error instanceof ApiError && error.status === 401)) showAlert(explain(error, 'the event log'));
   } finally {
-    eventsState.busy = false;
+    if (generation === eventsState.generation) eventsState.busy = false;
   }
 }
 
 function startEvents() {
-  eventsState.filters = eventFilters();
-  eventsState.items = [];
-  eventsState.cursor = null;
+  eventsState.generation += 1;
+  Object.assign(eventsState, { filters: eventFilters(), items: [], cursor: null, anchor: null, loaded: false, busy: false, cap: MAX_ROWS });
   $('events-table').tBodies[0].replaceChildren();
+  $('view-events').querySelector('.empty').hidden = true;
   refreshEvents();
   startPolling(refreshEvents, () => $('events-live').checked);
 }
@@ -985,12 +1067,17 @@ $('events-clear').addEventListener('click', () => {
   $('events-filter').reset();
   startEvents();
 });
-$('events-refresh').addEventListener('click', () => refreshEvents());
+$('events-refresh').addEventListener('click', () => {
+  eventsState.loaded = false; // a full reload
+  refreshEvents();
+});
 $('events-more').addEventListener('click', () =>
   attempt(async () => {
+    const generation = eventsState.generation;
     const page = await fetchEvents(eventsState.filters, eventsState.cursor);
-    const seen = new Set(eventsState.items.map((e) => e.id));
-    eventsState.items.push(...page.items.filter((e) => !seen.has(e.id)));
+    if (generation !== eventsState.generation) return;
+    eventsState.items = merge(eventsState.items, page.items);
+    eventsState.cap = Math.max(MAX_ROWS, eventsState.items.length); // what the reader loaded stays
     eventsState.cursor = page.next_cursor ?? null;
     renderRows($('events-table').tBodies[0], eventsState.items, eventRow);
     $('events-more').hidden = !eventsState.cursor;
@@ -1037,7 +1124,7 @@ async function openEvent(id) {
 
 // The last logins of one organization, failures first.
 
-const orgState = { organization: null, busy: false };
+const orgState = { organization: null, items: [], anchor: null, loaded: false, busy: false };
 
 function startOrg([organization]) {
   const result = $('org-result');
@@ -1047,11 +1134,13 @@ function startOrg([organization]) {
     return;
   }
   $('org-id').value = organization;
-  if (orgState.organization !== organization) $('org-table').tBodies[0].replaceChildren();
-  orgState.organization = organization;
+  if (orgState.organization !== organization) {
+    $('org-table').tBodies[0].replaceChildren();
+    $('org-summary').textContent = '';
+    Object.assign(orgState, { organization, items: [], anchor: null, loaded: false, busy: false });
+  }
   result.hidden = false;
   $('org-heading').textContent = `The last ${ORG_LOGINS} logins of ${organization}, failures first`;
-  $('org-all').href = '#events';
   refreshOrg();
   startPolling(refreshOrg, () => $('org-live').checked);
 }
@@ -1076,20 +1165,31 @@ async function refreshOrg() {
   if (!organization || orgState.busy) return;
   orgState.busy = true;
   try {
-    const page = await fetchEvents({ organization, type: 'login', limit: ORG_LOGINS });
+    const filters = { organization, type: 'login' };
+    const fresh = orgState.loaded ? await fetchNewer(filters, orgState.anchor) : null;
     if (orgState.organization !== organization) return;
-    const failures = page.items.filter((e) => e.outcome === 'failure');
-    const successes = page.items.filter((e) => e.outcome !== 'failure');
-    renderRows($('org-table').tBodies[0], [...failures, ...successes], orgRow);
-    $('org-summary').textContent = page.items.length
-      ? `${failures.length} failed and ${successes.length} successful of the last ${page.items.length} logins.`
+    if (fresh === null) {
+      const { page, head } = await fetchLatest(filters, ORG_LOGINS);
+      if (orgState.organization !== organization) return;
+      Object.assign(orgState, { items: page.items, anchor: head, loaded: true });
+    } else {
+      orgState.items = merge(orgState.items, fresh.items).slice(0, ORG_LOGINS);
+      orgState.anchor = fresh.head;
+    }
+    const items = orgState.items;
+    const failures = items.filter((e) => e.outcome === 'failure');
+    const successes = items.filter((e) => e.outcome !== 'failure');
+    const tbody = $('org-table').tBodies[0];
+    keepingScroll(tbody, () => renderRows(tbody, [...failures, ...successes], orgRow));
+    $('org-summary').textContent = items.length
+      ? `${failures.length} failed and ${successes.length} successful of the last ${items.length} logins.`
       : '';
-    $('view-org').querySelector('.empty').hidden = page.items.length > 0;
+    $('view-org').querySelector('.empty').hidden = items.length > 0;
     showAlert('');
   } catch (error) {
     if (!(error instanceof ApiError && error.status === 401)) showAlert(explain(error, 'the event log'));
   } finally {
-    orgState.busy = false;
+    if (orgState.organization === organization) orgState.busy = false;
   }
 }
 
@@ -1098,7 +1198,10 @@ $('org-form').addEventListener('submit', (event) => {
   const organization = $('org-id').value.trim();
   if (organization) location.hash = `#org/${encodeURIComponent(organization)}`;
 });
-$('org-refresh').addEventListener('click', () => refreshOrg());
+$('org-refresh').addEventListener('click', () => {
+  orgState.loaded = false; // a full reload
+  refreshOrg();
+});
 $('org-all').addEventListener('click', () => {
   $('events-filter').reset();
   $('events-organization').value = orgState.organization ?? '';
