@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use ssobridge_adapter_core::{Adapter, AdapterError, BoxFuture, Identity, LinkOutcome};
+use ssobridge_adapter_core::{Adapter, AdapterError, BoxFuture, Entitlements, Identity, LinkOutcome, UserChange};
 
 use crate::config::{AdapterSettings, ClientConfig};
 use crate::model::ClientSpec;
@@ -81,6 +81,27 @@ impl Adapter for Unavailable {
     }
 
     fn link<'a>(&'a self, _identity: &'a Identity) -> BoxFuture<'a, Result<LinkOutcome, AdapterError>> {
+        Box::pin(async move { Err(AdapterError::Misconfigured { detail: self.1.clone() }) })
+    }
+
+    fn disable<'a>(&'a self, _user_id: &'a str) -> BoxFuture<'a, Result<UserChange, AdapterError>> {
+        Box::pin(async move { Err(AdapterError::Misconfigured { detail: self.1.clone() }) })
+    }
+
+    fn enable<'a>(&'a self, _user_id: &'a str) -> BoxFuture<'a, Result<UserChange, AdapterError>> {
+        Box::pin(async move { Err(AdapterError::Misconfigured { detail: self.1.clone() }) })
+    }
+
+    fn delete<'a>(&'a self, _user_id: &'a str) -> BoxFuture<'a, Result<UserChange, AdapterError>> {
+        Box::pin(async move { Err(AdapterError::Misconfigured { detail: self.1.clone() }) })
+    }
+
+    fn set_roles<'a>(
+        &'a self,
+        _user_id: &'a str,
+        _entitlements: &'a Entitlements,
+        _managed: &'a [String],
+    ) -> BoxFuture<'a, Result<UserChange, AdapterError>> {
         Box::pin(async move { Err(AdapterError::Misconfigured { detail: self.1.clone() }) })
     }
 }

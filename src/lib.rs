@@ -7,19 +7,26 @@
 
 pub mod admin;
 pub mod app;
+pub mod client_assertion;
 pub mod clients;
+pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod events;
 pub mod export;
 pub mod http;
+pub mod jobs;
+pub mod lifecycle;
 pub mod limiter;
+pub mod login;
 pub mod model;
 pub mod oidc;
+pub mod ops;
 pub mod pages;
-pub mod protect;
+pub mod people;
 pub mod routing;
 pub mod secret;
+pub mod state;
 pub mod store;
 pub mod telemetry;
 pub mod tokens;

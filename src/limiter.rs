@@ -10,13 +10,16 @@
 //! the instances admit within one round trip of each other. While the store is down each
 //! instance goes on limiting with its own counts, and adds them to the store once it is back.
 //! With the memory store (one process) the counts stay in the process.
+//!
+//! [`PendingFlows`] counts this way how many sign-ins are pending, to cap what an outsider can
+//! make the broker keep.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use crate::store::{AnyStore, Store};
+use crate::store::{keys, AnyStore, Store};
 
 /// Counters for fixed windows, keyed by name (the name includes the window).
 #[derive(Clone)]
@@ -146,6 +149,63 @@ impl Inner {
                     return;
                 }
             }
+        }
+    }
+}
+
+/// Pending flows (and requests waiting at the home-realm page) counted per source address and
+/// in all, each counter per flow-lifetime window: a flow counts in the window it started in
+/// and leaves the count when it is taken, so the pending ones are the two newest windows'.
+/// Flows that are never taken expire from the count with their window. Counting adds no
+/// store round trip (the counters above).
+pub struct PendingFlows {
+    limiter: RateLimiter,
+    per_ip: u64,
+    total: u64,
+    window_secs: u64,
+}
+
+impl PendingFlows {
+    pub fn new(limiter: RateLimiter, config: &crate::config::Config) -> PendingFlows {
+        PendingFlows {
+            limiter,
+            per_ip: config.rate_limits.pending_flows_per_ip,
+            total: config.rate_limits.pending_flows_total,
+            window_secs: config.tokens.flow_ttl_seconds.max(1),
+        }
+    }
+
+    fn keys(window: u64, ip: &str) -> [String; 2] {
+        [keys::pending_flows_from(ip, window), keys::pending_flows(window)]
+    }
+
+    /// Counts one more pending flow from `ip`; its ticket (to [`PendingFlows::release`] when
+    /// the flow is taken), or how many seconds to wait when a cap is reached.
+    pub fn admit(&self, ip: &str) -> Result<String, u64> {
+        let now = crate::clock::now_secs();
+        let window = now / self.window_secs;
+        let ttl = Duration::from_secs(2 * self.window_secs + 1);
+        let [ip_key, all_key] = Self::keys(window, ip);
+        let [previous_ip, previous_all] = Self::keys(window.saturating_sub(1), ip);
+        let from_ip = self.limiter.add(&ip_key, window, ttl, 1) + self.limiter.count(&previous_ip);
+        let in_all = self.limiter.add(&all_key, window, ttl, 1) + self.limiter.count(&previous_all);
+        let over = |count: i64, cap: u64| cap > 0 && count > cap as i64;
+        if over(from_ip, self.per_ip) || over(in_all, self.total) {
+            self.limiter.add(&ip_key, window, ttl, -1);
+            self.limiter.add(&all_key, window, ttl, -1);
+            crate::telemetry::count("ssobridge_rate_limited_total", &[("limit", "pending_flows")]);
+            return Err(self.window_secs - now % self.window_secs);
+        }
+        Ok(format!("{window}|{ip}"))
+    }
+
+    /// The flow of `ticket` was taken: it no longer counts.
+    pub fn release(&self, ticket: &str) {
+        let Some((window, ip)) = ticket.split_once('|') else { return };
+        let Ok(window) = window.parse::<u64>() else { return };
+        let ttl = Duration::from_secs(2 * self.window_secs + 1);
+        for key in Self::keys(window, ip) {
+            self.limiter.add(&key, window, ttl, -1);
         }
     }
 }

@@ -7,8 +7,9 @@ use std::process::ExitCode;
 use clap::error::ErrorKind;
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use ssobridge::admin::{self, AdminTokens};
-use ssobridge::app::{self, AppState, StartError};
+use ssobridge::app;
 use ssobridge::config::{Config, ConfigError};
+use ssobridge::state::{self, AppState, StartError};
 use ssobridge::{demo, telemetry, tokens};
 
 /// jemalloc instead of the system allocator: a login makes hundreds of small allocations
@@ -242,7 +243,7 @@ fn check_config(path: &std::path::Path) -> ExitCode {
             }
             ExitCode::FAILURE
         }
-        Ok(config) => match app::load_signing_key(&config) {
+        Ok(config) => match state::load_signing_key(&config) {
             Ok(key) => {
                 // No log subscriber here: check-config's reader is the terminal.
                 for name in &config.ignored_env {
@@ -325,7 +326,7 @@ async fn serve(path: PathBuf) -> Result<(), StartError> {
     if !problems.is_empty() {
         return Err(StartError::Config(ConfigError::Invalid(problems)));
     }
-    let key = app::load_signing_key(&config)?.ok_or_else(|| {
+    let key = state::load_signing_key(&config)?.ok_or_else(|| {
         StartError::Config(ConfigError::Invalid(vec![ssobridge::config::Problem {
             key: "signing.key_file".to_owned(),
             message: "a signing key is required in serve mode (ssobridge keys generate --out signing.pem)".to_owned(),
@@ -334,7 +335,8 @@ async fn serve(path: PathBuf) -> Result<(), StartError> {
     let listen = config.listen;
     // The upstream is checked in the background from now on; /readyz says how it went.
     let state = AppState::new(config, key).await?;
-    let _sync = app::spawn_route_sync(state.clone());
+    ssobridge::lifecycle::spawn_worker(&state);
+    let _sync = state::spawn_route_sync(state.clone());
     let admin_config = state.config.admin.clone();
     let admin = admin_config.enabled().then(|| {
         let tokens = AdminTokens {
@@ -392,7 +394,7 @@ async fn run_demo(listen: SocketAddr, public_url: Option<String>) -> Result<(), 
     // also calls itself at this URL (its simulator is the upstream), so it must reach it too.
     let public_url = public_url.unwrap_or_else(|| format!("http://localhost:{}", bound.port()));
     let demo = demo::build(&public_url, bound).await?;
-    let _sync = app::spawn_route_sync(demo.state.clone());
+    let _sync = state::spawn_route_sync(demo.state.clone());
     // Scripts and tests read the URL off this first line.
     println!("ssobridge demo listening on {public_url}");
     println!("  bound to:                    {bound}");

@@ -73,6 +73,12 @@ const FAMILIES: &[(&str, Kind, &str, &[&str])] = &[
         &["event", "outcome"],
     ),
     ("ssobridge_route_lookups_total", Kind::Counter, "Route-table misses asked of Scalekit, by outcome.", &["outcome"]),
+    (
+        "ssobridge_jobs_total",
+        Kind::Counter,
+        "Attempts of queued jobs, by kind and outcome (done, retry, failed).",
+        &["kind", "outcome"],
+    ),
     ("ssobridge_events_total", Kind::Counter, "Events recorded in the event log, by type.", &["type"]),
     (
         "ssobridge_events_dropped_total",

@@ -7,7 +7,7 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 
 use super::{audit, problem, AdminToken, Problem, Role, Tag};
-use crate::app::AppState;
+use crate::state::AppState;
 use crate::tokens::{KeyInfo, KeyType, RingError};
 
 /// Which kind of key to rotate.

@@ -4,6 +4,7 @@
 mod clients;
 mod console;
 mod events;
+mod jobs;
 mod keys;
 mod resource;
 mod routes;
@@ -18,8 +19,8 @@ use poem::{Endpoint, EndpointExt, IntoResponse, Request, Response, Route};
 use poem_openapi::auth::Bearer;
 use poem_openapi::{Object, OpenApiService, SecurityScheme, Tags};
 
-use crate::app::AppState;
 use crate::events::{Event, EventLog, Kind as EventKind, Outcome};
+use crate::state::AppState;
 use crate::tokens::{secrets_equal, sha256_hex};
 
 /// Largest admin request body.
@@ -40,6 +41,9 @@ enum Tag {
     /// The event log: every login attempt, IdP-initiated hand-off, admin change and
     /// deprovisioning, newest first.
     Events,
+    /// Work owed to downstreams and clients (deprovisioning, roles, back-channel logouts),
+    /// retried until done; what keeps failing waits here for an operator.
+    Jobs,
 }
 
 /// What an admin token may do.
@@ -188,7 +192,9 @@ fn allowed_methods(path: &str) -> Option<&'static str> {
         ["clients"] | ["routes"] => Some("GET, POST"),
         ["clients", _] | ["routes", _] => Some("GET, PATCH, DELETE"),
         ["clients", _, "secret"] | ["keys", "rotate"] => Some("POST"),
-        ["keys"] | ["status"] | ["openapi.json"] | ["events"] | ["events", _] => Some("GET"),
+        ["keys"] | ["status"] | ["openapi.json"] | ["events"] | ["events", _] | ["jobs"] => Some("GET"),
+        ["jobs", _] => Some("GET, DELETE"),
+        ["jobs", _, "retry"] => Some("POST"),
         _ => None,
     }
 }
@@ -237,7 +243,7 @@ pub fn audit(
     }
 }
 
-type Api = (clients::ClientsApi, routes::RoutesApi, keys::KeysApi, status::StatusApi, events::EventsApi);
+type Api = (clients::ClientsApi, routes::RoutesApi, keys::KeysApi, status::StatusApi, events::EventsApi, jobs::JobsApi);
 
 fn service(state: Arc<AppState>) -> OpenApiService<Api, ()> {
     OpenApiService::new(
@@ -246,7 +252,8 @@ fn service(state: Arc<AppState>) -> OpenApiService<Api, ()> {
             routes::RoutesApi { state: state.clone() },
             keys::KeysApi { state: state.clone() },
             status::StatusApi { state: state.clone() },
-            events::EventsApi { state },
+            events::EventsApi { state: state.clone() },
+            jobs::JobsApi { state },
         ),
         "ssobridge admin API",
         env!("CARGO_PKG_VERSION"),

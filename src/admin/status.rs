@@ -6,8 +6,8 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use super::{AdminToken, Problem, Tag};
-use crate::app::AppState;
 use crate::routing::sync::{Changes, RouteCounts, SyncReport, WebhookRecord};
+use crate::state::AppState;
 use crate::store::{get_json, keys, Store};
 
 pub struct StatusApi {
@@ -224,7 +224,7 @@ impl StatusApi {
         let store_reachable = self.state.store.ping().await.is_ok();
         let upstream_discovery_reachable = self.state.upstream.discover().await.is_ok();
         let keys = self.state.keys.list().await.unwrap_or_default();
-        let now = crate::oidc::callback::now_secs();
+        let now = crate::clock::now_secs();
         let route_sync = match &self.state.config.scalekit {
             Some(settings) => Some(Box::new(RouteSyncStatus {
                 interval_seconds: settings.sync_interval_seconds,

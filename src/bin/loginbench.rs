@@ -883,7 +883,7 @@ async fn pending_flows(options: &Options, pin: bool, n: usize) -> Result<(), Err
 
 /// The stored size of a typical and of a worst-case flow, as the broker serializes it.
 fn stored_sizes(state_len: usize) -> String {
-    use ssobridge::oidc::authorize::{AuthorizationRequest, Flow, Reauthentication};
+    use ssobridge::login::{AuthorizationRequest, Flow, Reauthentication};
     use ssobridge::routing::{RoutedBy, Selectors, Target};
     let flow =
         |state: String, nonce: Option<String>, reauthentication: Reauthentication, target: Target, routed_by| Flow {

@@ -14,11 +14,11 @@ use poem::{get, handler, EndpointExt, Request, Response, Route};
 use serde_json::Value;
 
 use self::simulator::{DemoOnly, Simulator, SimulatorSettings, ORGS, USERS};
-use crate::app::{AppState, StartError};
 use crate::config::{Config, ConfigError};
 use crate::oidc::error::{redirect, with_query};
 use crate::oidc::params::Params;
 use crate::pages::{self, escape};
+use crate::state::{AppState, StartError};
 use crate::tokens::{pkce_s256, random_token, SigningKey};
 
 pub const DEMO_CLIENT_ID: &str = "demo";
@@ -74,6 +74,12 @@ client_secret = "{DEMO_CLIENT_SECRET}"
 redirect_uris = ["{DEMO_EXTERNAL_REDIRECT}", "{public_url}/demo/callback"]
 name = "ssobridge demo app"
 initiate_login_uri = "{public_url}/demo/initiate"
+# The portal's directory sends groups: these become the app's roles.
+[clients.claims]
+groups = true
+[clients.claims.group_roles]
+Engineering = ["editor"]
+Admins = ["admin"]
 {routes}
 [scalekit]
 # Routes from the simulator's organizations: a sync at start and every minute, and at once on
@@ -107,11 +113,11 @@ pub async fn build(public_url: &str, listen: SocketAddr) -> Result<Demo, StartEr
             // organization's metadata (Scalekit allows no query string in registered URLs).
             initiate_login_uri: Some(format!(
                 "{public_url}{}/{{{{{}}}}}",
-                crate::routing::idp_initiated::PATH,
-                crate::routing::idp_initiated::CLIENT_METADATA_KEY
+                crate::oidc::initiate_login::PATH,
+                crate::oidc::initiate_login::CLIENT_METADATA_KEY
             )),
             organization_metadata: vec![(
-                crate::routing::idp_initiated::CLIENT_METADATA_KEY.to_owned(),
+                crate::oidc::initiate_login::CLIENT_METADATA_KEY.to_owned(),
                 DEMO_CLIENT_ID.to_owned(),
             )],
             iss_on_redirect: false,
@@ -124,6 +130,7 @@ pub async fn build(public_url: &str, listen: SocketAddr) -> Result<Demo, StartEr
     // The memory store unless SSOBRIDGE_STORE__URL names another (loginbench measures Redis so).
     let store = crate::store::AnyStore::connect(&config.store).await?;
     let state = AppState::with_store(config, SigningKey::generate_rsa()?, store).await?;
+    crate::lifecycle::spawn_worker(&state);
     let client = Arc::new(DemoClient {
         public_url: public_url.to_owned(),
         pending: Mutex::new(HashMap::new()),

@@ -238,9 +238,3 @@ pub fn rfc3339_millis(ms: u64) -> String {
         .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
         .unwrap_or_default()
 }
-
-/// Unix milliseconds of an RFC 3339 time.
-pub fn parse_rfc3339_ms(value: &str) -> Option<u64> {
-    let time = time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc3339).ok()?;
-    u64::try_from(time.unix_timestamp_nanos() / 1_000_000).ok()
-}

@@ -1,6 +1,6 @@
 //! Reading the log: filters, cursor paging (newest first), one event by id, the export.
 
-use super::{parse_rfc3339_ms, Event, EventLog, Kind, Outcome, LOG_KEY};
+use super::{Event, EventLog, Kind, Outcome, LOG_KEY};
 use crate::store::{parse_log_id, Store, StoreError};
 
 /// Entries read per store round trip while filtering.
@@ -28,13 +28,6 @@ impl Filter {
             && same(&self.client, &event.client)
             && same(&self.organization, &event.organization)
             && same(&self.reason, &event.reason)
-    }
-
-    /// `since`/`until` from RFC 3339; the name of the one that is not a time on error.
-    pub fn times(&mut self, since: Option<&str>, until: Option<&str>) -> Result<(), &'static str> {
-        self.since_ms = since.map(|s| parse_rfc3339_ms(s).ok_or("since")).transpose()?;
-        self.until_ms = until.map(|u| parse_rfc3339_ms(u).ok_or("until")).transpose()?;
-        Ok(())
     }
 }
 

@@ -75,11 +75,71 @@ pub struct ClaimMapping {
     /// Static claims added to every token of this client.
     #[serde(default)]
     pub add: BTreeMap<String, Value>,
+    /// `upstream = "claim"`: a claim of the upstream ID token beyond the fixed ones (a custom
+    /// attribute of the connection) passed to the client under the name `claim`.
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
+    /// Emit the user's directory groups as `groups` and their roles as `roles`.
+    #[serde(default)]
+    pub groups: bool,
+    /// A directory group (or a role Scalekit's directory mapping gives) to the application
+    /// roles it grants. These roles are the ones the broker manages downstream; emitted as
+    /// `roles`.
+    #[serde(default)]
+    pub group_roles: BTreeMap<String, Vec<String>>,
 }
 
 impl ClaimMapping {
     pub fn is_empty(&self) -> bool {
         *self == ClaimMapping::default()
+    }
+
+    /// Whether the client takes groups or roles: then the broker keeps them in its tokens and
+    /// downstream.
+    pub fn wants_entitlements(&self) -> bool {
+        self.groups || !self.group_roles.is_empty()
+    }
+
+    /// Every role the broker manages for this client (the values of `group_roles`), sorted,
+    /// once each.
+    pub fn managed_roles(&self) -> Vec<String> {
+        let roles: std::collections::BTreeSet<&String> = self.group_roles.values().flatten().collect();
+        roles.into_iter().cloned().collect()
+    }
+
+    /// The roles `groups` and the directory's own `roles` grant through `group_roles`, sorted.
+    pub fn roles_for<'a>(&self, names: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+        let mut roles = std::collections::BTreeSet::new();
+        for name in names {
+            if let Some(granted) = self.group_roles.get(name) {
+                roles.extend(granted.iter().cloned());
+            }
+        }
+        roles.into_iter().collect()
+    }
+}
+
+/// What happens downstream when a user's directory deactivates or deletes them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Deprovision {
+    /// The downstream user is disabled (and their sessions ended where the downstream can);
+    /// reactivation enables them again.
+    #[default]
+    Disable,
+    /// The downstream user is deleted; a later login creates them again.
+    Delete,
+    /// The downstream is left alone (the broker still refuses the user's logins).
+    None,
+}
+
+impl Deprovision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Deprovision::Disable => "disable",
+            Deprovision::Delete => "delete",
+            Deprovision::None => "none",
+        }
     }
 }
 
@@ -235,6 +295,9 @@ pub struct ClientSpec {
     /// also be written as a JSON string.
     #[serde(default, deserialize_with = "json_or_string")]
     pub jwks: Option<Value>,
+    /// What a user's deactivation in their directory does downstream.
+    #[serde(default)]
+    pub deprovision: Deprovision,
 }
 
 /// A JSON value, or a string holding one (TOML has no nested JSON).
@@ -266,6 +329,9 @@ pub struct Rules<'a> {
     pub adapter_settings: bool,
 }
 
+/// The longest group or role name (downstreams' limits: Cognito group names are 128).
+pub const MAX_ENTITLEMENT_CHARS: usize = 128;
+
 /// At most this many redirect URIs, of at most this many characters.
 pub const MAX_REDIRECT_URIS: usize = 20;
 pub const MAX_URI_LEN: usize = 2000;
@@ -290,6 +356,7 @@ impl ClientSpec {
             token_endpoint_auth_method: TokenAuthMethod::default(),
             jwks_uri: None,
             jwks: None,
+            deprovision: Deprovision::default(),
         }
     }
 
@@ -386,6 +453,23 @@ impl ClientSpec {
         for name in self.claims.add.keys() {
             if PROTECTED_CLAIMS.contains(&name.as_str()) {
                 problem("claims/add", None, format!("{name} is a protocol claim"));
+            }
+        }
+        for (from, to) in &self.claims.attributes {
+            if PROTECTED_CLAIMS.contains(&from.as_str()) || PROTECTED_CLAIMS.contains(&to.as_str()) {
+                problem("claims/attributes", None, format!("{from} -> {to} touches a protocol claim"));
+            } else if from.is_empty() || to.is_empty() || from.len() > 100 || to.len() > 100 {
+                problem("claims/attributes", None, format!("{from} -> {to}: names of 1 to 100 characters"));
+            }
+        }
+        for (group, roles) in &self.claims.group_roles {
+            let bad = |name: &str| name.trim().is_empty() || name.chars().count() > MAX_ENTITLEMENT_CHARS;
+            if bad(group) || roles.is_empty() || roles.iter().any(|role| bad(role)) {
+                problem(
+                    "claims/group_roles",
+                    None,
+                    format!("{group}: a group and at least one role, each 1 to {MAX_ENTITLEMENT_CHARS} characters"),
+                );
             }
         }
         problems

@@ -8,8 +8,8 @@ pub mod route;
 pub mod url;
 
 pub use client::{
-    AdapterKind, ClaimMapping, ClientSpec, Fallback, FieldProblem, KeyType, Rules, SigningAlgorithm, SubjectMode,
-    TokenAuthMethod, PROTECTED_CLAIMS,
+    AdapterKind, ClaimMapping, ClientSpec, Deprovision, Fallback, FieldProblem, KeyType, Rules, SigningAlgorithm,
+    SubjectMode, TokenAuthMethod, PROTECTED_CLAIMS,
 };
 pub use email::{email_domain, normalize_domain, split_email, InvalidDomain};
 pub use route::{Route, RouteSource};

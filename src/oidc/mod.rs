@@ -1,10 +1,16 @@
-//! The provider face: ssobridge as an OpenID Provider to downstream clients (Auth0, Cognito).
+//! The provider face: ssobridge as an OpenID Provider to downstream clients (Auth0, Cognito),
+//! over HTTP. Each handler reads its request, calls one step of the login (`crate::login`) and
+//! answers with what it returns; `error` is where failures become responses, `protect` what
+//! guards the public endpoints.
 
 pub mod authorize;
 pub mod callback;
-pub mod client_assertion;
+mod cookie;
 pub mod error;
+pub mod home_realm;
+pub mod initiate_login;
 pub mod params;
+pub mod protect;
 pub mod token;
 pub mod userinfo;
 
@@ -18,7 +24,7 @@ use serde_json::json;
 use crate::tokens::SigningAlgorithm;
 
 use self::error::json_response;
-use crate::app::AppState;
+use crate::state::AppState;
 
 /// Every public OIDC endpoint.
 pub fn routes() -> Route {
@@ -27,18 +33,15 @@ pub fn routes() -> Route {
         .at("/jwks", get(jwks))
         .at("/authorize", get(authorize::authorize).post(authorize::authorize))
         .at("/callback", get(callback::callback))
-        .at(crate::routing::idp_initiated::PATH, get(crate::routing::idp_initiated::initiate))
-        .at(
-            format!("{}/:client_id", crate::routing::idp_initiated::PATH),
-            get(crate::routing::idp_initiated::initiate_for_client),
-        )
-        .at(crate::routing::page::SUBMIT_PATH, post(crate::routing::page::submit_email))
+        .at(initiate_login::PATH, get(initiate_login::initiate))
+        .at(format!("{}/:client_id", initiate_login::PATH), get(initiate_login::initiate_for_client))
+        .at(home_realm::SUBMIT_PATH, post(home_realm::submit_email))
         .at("/token", post(token::token))
         .at("/userinfo", get(userinfo::userinfo).post(userinfo::userinfo))
 }
 
 /// OpenID Connect Discovery 1.0 §3: only what is really implemented.
-pub fn discovery_document(issuer: &str) -> serde_json::Value {
+fn discovery_document(issuer: &str) -> serde_json::Value {
     json!({
         "issuer": issuer,
         "authorization_endpoint": format!("{issuer}/authorize"),
@@ -54,7 +57,7 @@ pub fn discovery_document(issuer: &str) -> serde_json::Value {
         "id_token_signing_alg_values_supported": ["RS256", "PS256"],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
         "token_endpoint_auth_signing_alg_values_supported":
-            client_assertion::ALGORITHMS.iter().map(|alg| format!("{alg:?}")).collect::<Vec<_>>(),
+            crate::client_assertion::ALGORITHMS.iter().map(|alg| format!("{alg:?}")).collect::<Vec<_>>(),
         "code_challenge_methods_supported": ["S256"],
         "claims_supported": [
             "iss", "sub", "aud", "exp", "iat", "auth_time", "acr", "nonce", "azp", "at_hash",
@@ -69,7 +72,7 @@ pub fn discovery_document(issuer: &str) -> serde_json::Value {
 
 #[handler]
 async fn discovery(state: Data<&Arc<AppState>>) -> Response {
-    let mut document = state.discovery.clone();
+    let mut document = discovery_document(&state.issuer);
     document["id_token_signing_alg_values_supported"] =
         json!(state.keys.algorithms().await.into_iter().map(SigningAlgorithm::name).collect::<Vec<_>>());
     cacheable(json_response(StatusCode::OK, &document))

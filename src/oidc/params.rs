@@ -1,6 +1,8 @@
 //! Request parameters as the protocol sees them: form-urlencoded, each at most once
 //! (RFC 6749 §3.1), bounded in size.
 
+use crate::routing::{LoginHint, Selectors};
+
 /// Longest value accepted for a parameter not named in [`max_len`].
 pub const MAX_PARAM_LEN: usize = 2048;
 
@@ -70,9 +72,30 @@ impl Params {
     }
 }
 
-/// RFC 7636 §4.1/§4.2: 43 to 128 characters of `[A-Za-z0-9-._~]`.
-pub fn is_pkce_value(value: &str) -> bool {
-    (43..=128).contains(&value.len()) && value.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+// Reading the selectors is the provider face's: which request parameters name them is a
+// matter of the protocol and its clients, not of routing.
+impl Selectors {
+    /// Reads the selectors, also under the names Auth0's `upstream_params` and Scalekit's SDK
+    /// use (`organization`, `connection`, `domain`).
+    pub fn from_params(params: &Params) -> Result<Selectors, ParamError> {
+        let owned = |names: &[&str]| first_of(params, names).map(|v| v.map(str::to_owned));
+        Ok(Selectors {
+            connection_id: owned(&["connection_id", "connection"])?,
+            organization_id: owned(&["organization_id", "organization"])?,
+            domain_hint: owned(&["domain_hint", "domain"])?,
+            login_hint: owned(&["login_hint"])?.map(LoginHint::from),
+        })
+    }
+}
+
+/// The first of `names` that is present.
+fn first_of<'p>(params: &'p Params, names: &[&str]) -> Result<Option<&'p str>, ParamError> {
+    for name in names {
+        if let Some(value) = params.get(name)? {
+            return Ok(Some(value));
+        }
+    }
+    Ok(None)
 }
 
 #[cfg(test)]
@@ -86,13 +109,5 @@ mod tests {
         assert_eq!(params.get("b"), Ok(None));
         assert_eq!(params.get("missing"), Ok(None));
         assert_eq!(params.get("c"), Err(ParamError::Repeated("c".into())));
-    }
-
-    #[test]
-    fn pkce_syntax() {
-        assert!(is_pkce_value(&"a".repeat(43)));
-        assert!(!is_pkce_value(&"a".repeat(42)));
-        assert!(!is_pkce_value(&"a".repeat(129)));
-        assert!(!is_pkce_value(&format!("{}+", "a".repeat(43))));
     }
 }

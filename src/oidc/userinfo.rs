@@ -1,4 +1,5 @@
-//! `GET|POST /userinfo` (OIDC Core §5.3): the same user claims the ID token carries.
+//! `GET|POST /userinfo` (OIDC Core §5.3): the access token read from the request, its claims
+//! from the login.
 
 use std::sync::Arc;
 
@@ -7,11 +8,9 @@ use poem::web::Data;
 use poem::{handler, Body, Request, Response};
 use serde_json::Value;
 
-use super::error::{bearer_error, json_response, OidcError};
+use super::error::{bearer_error, json_response, userinfo_error};
 use super::params::{Params, MAX_BODY_BYTES};
-use super::token::{access_token_key, AccessGrant};
-use crate::app::AppState;
-use crate::store::get_json;
+use crate::state::AppState;
 
 #[handler]
 pub async fn userinfo(req: &Request, body: Body, state: Data<&Arc<AppState>>) -> Response {
@@ -32,22 +31,8 @@ pub async fn userinfo(req: &Request, body: Body, state: Data<&Arc<AppState>>) ->
     let Some(token) = header_token.or(body_token) else {
         return bearer_error("an access token is required");
     };
-    let Some(key) = access_token_key(&token) else {
-        return bearer_error("the access token is invalid, expired or revoked");
-    };
-    match get_json::<_, AccessGrant>(&state.store, &key).await {
-        Ok(Some(grant)) => {
-            let mut claims = grant.claims;
-            claims.insert("sub".into(), Value::String(grant.sub));
-            json_response(StatusCode::OK, &Value::Object(claims))
-        }
-        Ok(None) => bearer_error("the access token is invalid, expired or revoked"),
-        Err(error) => {
-            let error: OidcError = error.into();
-            json_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                &serde_json::json!({"error": error.code.as_str(), "error_description": error.description}),
-            )
-        }
+    match crate::login::userinfo(&state, &token).await {
+        Ok(claims) => json_response(StatusCode::OK, &Value::Object(claims)),
+        Err(error) => userinfo_error(&error),
     }
 }

@@ -4,11 +4,12 @@
 //! `domain_hint`, then the domain of `login_hint`, then the client's configured default.
 //! What goes upstream is the single strongest selector (a domain without a route as both
 //! `domain_hint` and `domain`), plus `login_hint` when given.
+//!
+//! Routing decides and answers: [`decide`] and [`check_arrival`] read the route table (and, on
+//! a miss, Scalekit's lookup) and call nothing above them; the login layer acts on what they
+//! answer.
 
-pub mod cookie;
-pub mod idp_initiated;
 pub mod lookup;
-pub mod page;
 pub mod sync;
 pub mod table;
 
@@ -16,13 +17,12 @@ use serde::{Deserialize, Serialize};
 
 pub use self::lookup::{DomainLookup, Lookup, NoLookup};
 pub use self::table::{Route, RouteCache, RouteIndex, RouteSource, RouteTable};
-use crate::clients::ClientRecord;
-use crate::model::Fallback;
 use crate::model::{normalize_domain, split_email};
-use crate::oidc::params::{ParamError, Params};
+use crate::model::{ClientSpec, Fallback};
 use crate::store::{Store, StoreError};
 
 /// The routing selectors of a downstream request (short names: kept with pending requests).
+/// The provider face reads them from the request (`oidc::params`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Selectors {
     #[serde(rename = "cn", alias = "connection_id", default, skip_serializing_if = "Option::is_none")]
@@ -32,39 +32,57 @@ pub struct Selectors {
     #[serde(rename = "d", alias = "domain_hint", default, skip_serializing_if = "Option::is_none")]
     pub domain_hint: Option<String>,
     #[serde(rename = "l", alias = "login_hint", default, skip_serializing_if = "Option::is_none")]
-    pub login_hint: Option<String>,
-}
-
-/// The first of `names` that is present.
-fn first_of<'p>(params: &'p Params, names: &[&str]) -> Result<Option<&'p str>, ParamError> {
-    for name in names {
-        if let Some(value) = params.get(name)? {
-            return Ok(Some(value));
-        }
-    }
-    Ok(None)
+    pub login_hint: Option<LoginHint>,
 }
 
 impl Selectors {
-    /// Reads the selectors, also under the names Auth0's `upstream_params` and Scalekit's SDK
-    /// use (`organization`, `connection`, `domain`).
-    pub fn from_params(params: &Params) -> Result<Selectors, ParamError> {
-        let owned = |names: &[&str]| first_of(params, names).map(|v| v.map(str::to_owned));
-        Ok(Selectors {
-            connection_id: owned(&["connection_id", "connection"])?,
-            organization_id: owned(&["organization_id", "organization"])?,
-            domain_hint: owned(&["domain_hint", "domain"])?,
-            login_hint: owned(&["login_hint"])?,
-        })
-    }
-
     pub fn is_empty(&self) -> bool {
         *self == Selectors::default()
     }
 
     /// The domain of `login_hint`, if it is an email address.
     pub fn login_hint_domain(&self) -> Option<&str> {
-        self.login_hint.as_deref().and_then(split_email).map(|(_, domain)| domain)
+        self.login_hint.as_ref().and_then(LoginHint::domain)
+    }
+}
+
+/// A `login_hint` (OIDC Core §3.1.2.1), read once: the text as given (by the client, by an
+/// IdP-initiated login, or typed at the home-realm page), and its domain when it is an email
+/// address. Stored as the text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
+pub struct LoginHint {
+    text: String,
+    /// Where the domain starts in `text`, when `text` is one email address.
+    domain_at: Option<usize>,
+}
+
+impl From<String> for LoginHint {
+    fn from(text: String) -> LoginHint {
+        let domain_at = split_email(&text).map(|(local, _)| local.len() + 1);
+        LoginHint { text, domain_at }
+    }
+}
+
+impl From<LoginHint> for String {
+    fn from(hint: LoginHint) -> String {
+        hint.text
+    }
+}
+
+impl LoginHint {
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The domain as given (not normalized), when the hint is an email address.
+    pub fn domain(&self) -> Option<&str> {
+        self.text.get(self.domain_at?..)
+    }
+
+    /// Whether `other` names the same user (addresses compare without case).
+    pub fn same_user(&self, other: &LoginHint) -> bool {
+        self.text.eq_ignore_ascii_case(&other.text)
     }
 }
 
@@ -106,7 +124,7 @@ pub enum Decision {
 /// Whether `client` may reach `organization`: its own `allowed_organizations`, then the route
 /// table (an organization whose routes all belong to other clients is theirs); with `fallback =
 /// "deny"` only what a route, the client's default or its allowed list names.
-fn reachable(client: &ClientRecord, index: &RouteIndex, organization: &str) -> bool {
+fn reachable(client: &ClientSpec, index: &RouteIndex, organization: &str) -> bool {
     let named = client.allowed_organizations.iter().any(|o| o == organization)
         || client.default_organization_id.as_deref() == Some(organization);
     client.allows_organization(organization)
@@ -124,13 +142,12 @@ fn reachable(client: &ClientRecord, index: &RouteIndex, organization: &str) -> b
 pub async fn decide<S: Store, L: DomainLookup>(
     table: &RouteTable<'_, S>,
     lookup: &L,
-    client: &ClientRecord,
+    client: &ClientSpec,
     selectors: &Selectors,
 ) -> Result<Decision, StoreError> {
-    let login_hint = selectors.login_hint.clone();
     let upstream = |mut params: Vec<(&'static str, String)>, routed_by, target: Target| {
-        if let Some(hint) = &login_hint {
-            params.push(("login_hint", hint.clone()));
+        if let Some(hint) = &selectors.login_hint {
+            params.push(("login_hint", hint.as_str().to_owned()));
         }
         Decision::Upstream { params, routed_by, target }
     };
@@ -242,7 +259,7 @@ pub enum Stray {
 /// login in another organization.
 pub async fn check_arrival<S: Store>(
     table: &RouteTable<'_, S>,
-    client: &ClientRecord,
+    client: &ClientSpec,
     target: &Target,
     organization: Option<&str>,
     connection: Option<&str>,

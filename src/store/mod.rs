@@ -277,8 +277,10 @@ pub mod keys {
     pub const ROUTES: &str = "route:";
     /// Clients, by id: `client:<client_id>`.
     pub const CLIENTS: &str = "client:";
+    /// Work owed to a downstream or a client, by id: `job:<id>` ([`crate::jobs`]).
+    pub const JOBS: &str = "job:";
     /// The prefixes `scan_prefix` may list. Each must end with `:`.
-    pub const COLLECTIONS: &[&str] = &[ROUTES, CLIENTS];
+    pub const COLLECTIONS: &[&str] = &[ROUTES, CLIENTS, JOBS];
     /// A counter every route write bumps: instances drop their route cache when it moves.
     /// Not under `route:`, which lists routes only.
     pub const ROUTES_GENERATION: &str = "routes-generation";
@@ -294,6 +296,17 @@ pub mod keys {
     /// then `done`, so that a redelivery changes nothing.
     pub fn webhook(id_hash: &str) -> String {
         format!("webhook:{id_hash}")
+    }
+
+    /// What a customer's directory last said of a user (active, groups, roles), by the
+    /// SHA-256 of organization and lower-cased email ([`crate::lifecycle::directory`]).
+    pub fn directory_user(person: &str) -> String {
+        format!("diruser:{person}")
+    }
+    /// Who a user is downstream (the upstream subjects they signed in as, their user at each
+    /// client's adapter), by the same hash: written at each login.
+    pub fn person(person: &str) -> String {
+        format!("person:{person}")
     }
 
     pub fn flow(upstream_state: &str) -> String {
@@ -332,5 +345,31 @@ pub mod keys {
     /// A `private_key_jwt` assertion's `jti`, kept until the assertion expires (single use).
     pub fn client_assertion(client_id: &str, jti_hash: &str) -> String {
         format!("jti:{client_id}:{jti_hash}")
+    }
+    /// An IdP-initiated login token already spent, by the SHA-256 of its signed part.
+    pub fn initiation_used(token_hash: &str) -> String {
+        format!("idp-used:{token_hash}")
+    }
+    /// Present while the store holds what the configuration seeded into it.
+    pub const SEEDED: &str = "seeded";
+
+    /// Requests per minute from one source address, in the minute `window`.
+    pub fn requests_from(source: &str, window: u64) -> String {
+        format!("rl:ip:{source}:{window}")
+    }
+    /// Requests per minute of one client (from one source at `/authorize`), in the minute `window`.
+    pub fn requests_of(client_id: &str, source: Option<&str>, window: u64) -> String {
+        match source {
+            Some(source) => format!("rl:client:{client_id}:{source}:{window}"),
+            None => format!("rl:client:{client_id}:{window}"),
+        }
+    }
+    /// Pending flows started from one source address in the flow-lifetime `window`.
+    pub fn pending_flows_from(source: &str, window: u64) -> String {
+        format!("pf:ip:{source}:{window}")
+    }
+    /// Pending flows started in all in the flow-lifetime `window`.
+    pub fn pending_flows(window: u64) -> String {
+        format!("pf:all:{window}")
     }
 }

@@ -487,7 +487,7 @@ mod tests {
         let code_hash = crate::tokens::sha256_hex("some code");
         let tag = keys::login_tag(&code_hash);
         let access_token = format!("{tag}the-rest-of-the-token");
-        let access_key = crate::oidc::token::access_token_key(&access_token).expect("key");
+        let access_key = crate::login::records::access_token_key(&access_token).expect("key");
         assert_eq!(cluster(&keys::code(&code_hash)), cluster(&keys::code_used(&code_hash)));
         assert_eq!(cluster(&keys::code(&code_hash)), cluster(&access_key), "one slot for the /token step");
     }

@@ -1,4 +1,5 @@
-//! From a verified identity to the claims a downstream client receives.
+//! From a verified identity to the claims a downstream client receives: the user's, and the
+//! ID token's protocol claims around them.
 
 use serde_json::{Map, Value};
 use ssobridge_adapter_core::Identity;
@@ -30,6 +31,48 @@ impl ClaimScopes {
 pub fn pairwise_subject(client_id: &str, upstream_subject: &str, salt: &str) -> String {
     let input = format!("{}\u{0}{}\u{0}{}", client_id, upstream_subject, salt);
     super::sha256_hex(&input)
+}
+
+/// The protocol claims of an ID token (OIDC Core §2, §3.1.3.6), about a user whose claims are
+/// assembled by [`user_claims`].
+pub struct ProtocolClaims<'a> {
+    pub issuer: &'a str,
+    pub subject: &'a str,
+    /// The audience, and the authorized party.
+    pub client_id: &'a str,
+    pub issued_at: u64,
+    /// Seconds the ID token is valid for.
+    pub lifetime: u64,
+    pub auth_time: u64,
+    /// The upstream's `acr`, as it said it.
+    pub acr: Option<&'a str>,
+    /// The access token issued with the ID token, bound to it by `at_hash`.
+    pub access_token: &'a str,
+    /// The client's nonce, echoed only when it sent one: Auth0 rejects an unexpected nonce.
+    pub nonce: Option<&'a str>,
+}
+
+/// An ID token's claims: `user_claims` and the protocol claims, which win.
+pub fn id_token_claims(user_claims: Map<String, Value>, protocol: &ProtocolClaims<'_>) -> Map<String, Value> {
+    let mut claims = user_claims;
+    let mut set = |name: &str, value: Value| {
+        claims.insert(name.to_owned(), value);
+    };
+    set("iss", protocol.issuer.into());
+    set("sub", protocol.subject.into());
+    set("aud", protocol.client_id.into());
+    set("azp", protocol.client_id.into());
+    set("iat", protocol.issued_at.into());
+    set("exp", (protocol.issued_at + protocol.lifetime).into());
+    set("auth_time", protocol.auth_time.into());
+    if let Some(acr) = protocol.acr {
+        set("acr", acr.into());
+    }
+    set("at_hash", super::at_hash(protocol.access_token).into());
+    if let Some(nonce) = protocol.nonce {
+        set("nonce", nonce.into());
+    }
+    claims
 }
 
 /// The user claims (everything but the protocol claims): standard claims allowed by `scopes`,

@@ -10,7 +10,7 @@ use aws_lc_rs::digest;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 
-pub use self::claims::{pairwise_subject, user_claims, ClaimScopes};
+pub use self::claims::{id_token_claims, pairwise_subject, user_claims, ClaimScopes, ProtocolClaims};
 pub use self::keys::{generate_pem, generate_rsa_pem, KeyType, SigningAlgorithm, SigningKey};
 pub use self::ring::{KeyInfo, KeyRing, RingError};
 pub use self::seal::Sealer;
@@ -66,6 +66,12 @@ pub fn secret_matches_hash(presented: &str, stored: &str) -> bool {
 
 pub use crate::model::client::is_secret_hash;
 
+/// RFC 7636 §4.1/§4.2: 43 to 128 characters of `[A-Za-z0-9-._~]`, the syntax of a PKCE
+/// verifier and of an S256 challenge alike.
+pub fn is_pkce_value(value: &str) -> bool {
+    (43..=128).contains(&value.len()) && value.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+}
+
 /// RFC 7636 §4.2: `BASE64URL(SHA256(ASCII(code_verifier)))`.
 pub fn pkce_s256(verifier: &str) -> String {
     URL_SAFE_NO_PAD.encode(digest::digest(&digest::SHA256, verifier.as_bytes()))
@@ -97,6 +103,14 @@ mod tests {
             pkce_s256("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
             "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
         );
+    }
+
+    #[test]
+    fn pkce_syntax() {
+        assert!(is_pkce_value(&"a".repeat(43)));
+        assert!(!is_pkce_value(&"a".repeat(42)));
+        assert!(!is_pkce_value(&"a".repeat(129)));
+        assert!(!is_pkce_value(&format!("{}+", "a".repeat(43))));
     }
 
     #[test]

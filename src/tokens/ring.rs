@@ -104,10 +104,6 @@ pub struct KeyRing {
     loaded: RwLock<Arc<Loaded>>,
 }
 
-fn now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-}
-
 impl KeyRing {
     /// `configured`: the RSA key of the configuration; `configured_ec`: its P-256 key, if any.
     /// `encryption_key`: any secret string; its SHA-256 is the AES-256-GCM key.
@@ -191,7 +187,7 @@ impl KeyRing {
             Some(bytes) => serde_json::from_slice(bytes).map_err(|e| RingError::Unseal(e.to_string()))?,
             None => StoredRing::default(),
         };
-        let now = now();
+        let now = crate::clock::now_secs();
         let live = |retired: Option<u64>| retired.is_none_or(|at| at + self.overlap > now);
         let mut published = Vec::new();
         let mut infos = Vec::new();
@@ -295,7 +291,7 @@ impl KeyRing {
             Some(bytes) => serde_json::from_slice(bytes).map_err(|e| RingError::Unseal(e.to_string()))?,
             None => StoredRing::default(),
         };
-        let now = now();
+        let now = crate::clock::now_secs();
         for key in ring.keys.iter_mut().filter(|k| k.kty == kty && k.retired_at.is_none()) {
             key.retired_at = Some(now);
         }

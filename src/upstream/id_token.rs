@@ -8,7 +8,8 @@ use serde::{Deserialize, Deserializer};
 
 use super::UpstreamError;
 
-/// The upstream claims the broker reads. Unknown claims are ignored.
+/// The upstream claims the broker reads. The others are kept in `other`, for a client's
+/// `claims.attributes` (custom attributes of a connection).
 #[derive(Debug, Clone, Deserialize)]
 pub struct UpstreamClaims {
     pub sub: String,
@@ -47,6 +48,8 @@ pub struct UpstreamClaims {
     pub organization_id: Option<String>,
     #[serde(default)]
     pub connection_id: Option<String>,
+    #[serde(flatten)]
+    pub other: serde_json::Map<String, serde_json::Value>,
 }
 
 impl UpstreamClaims {

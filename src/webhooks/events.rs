@@ -9,8 +9,8 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::app::AppState;
 use crate::routing::sync::{remove_organization, sync_organization, Changes, SyncError};
+use crate::state::AppState;
 use crate::store::StoreError;
 
 /// What an event type does.
@@ -20,6 +20,12 @@ pub enum Action {
     SyncOrganization,
     /// Delete the organization's synced routes (it is gone at Scalekit).
     RemoveOrganization,
+    /// Record what the directory says of a user and queue the downstream work
+    /// ([`crate::lifecycle::directory`]).
+    DirectoryUser,
+    /// Acknowledged: membership arrives on `user_updated` (a full set of groups and roles, also
+    /// for each member of a deleted group), and a directory switched off deprovisions no one.
+    DirectoryNotice,
 }
 
 /// The dispatch table. Domain events change routes directly; SSO events change which
@@ -37,6 +43,14 @@ pub const EVENTS: &[(&str, Action)] = &[
     ("organization.created", Action::SyncOrganization),
     ("organization.updated", Action::SyncOrganization),
     ("organization.deleted", Action::RemoveOrganization),
+    (crate::lifecycle::directory::USER_CREATED, Action::DirectoryUser),
+    (crate::lifecycle::directory::USER_UPDATED, Action::DirectoryUser),
+    (crate::lifecycle::directory::USER_DELETED, Action::DirectoryUser),
+    ("organization.directory.group_created", Action::DirectoryNotice),
+    ("organization.directory.group_updated", Action::DirectoryNotice),
+    ("organization.directory.group_deleted", Action::DirectoryNotice),
+    ("organization.directory_enabled", Action::DirectoryNotice),
+    ("organization.directory_disabled", Action::DirectoryNotice),
 ];
 
 /// The envelope of §8.2; `data` as sent.
@@ -46,6 +60,9 @@ pub struct Event {
     pub kind: String,
     #[serde(default)]
     pub organization_id: Option<String>,
+    /// RFC 3339: orders deliveries of one directory user, which may arrive in any order.
+    #[serde(default)]
+    pub occurred_at: Option<String>,
     #[serde(default)]
     pub data: Value,
 }
@@ -72,7 +89,16 @@ impl Event {
 
 #[derive(Debug)]
 pub enum Outcome {
-    Applied { organization_id: String, changes: Changes },
+    Applied {
+        organization_id: String,
+        changes: Changes,
+    },
+    /// A directory event recorded (`change`: `deprovisioned`, `reactivated`, `updated`,
+    /// `noted`), its downstream work queued.
+    Recorded {
+        organization_id: String,
+        change: &'static str,
+    },
     Ignored(&'static str),
 }
 
@@ -82,6 +108,8 @@ pub enum ApplyError {
     Sync(#[from] SyncError),
     #[error("{0}")]
     Store(#[from] StoreError),
+    #[error("{0}")]
+    Directory(#[from] crate::lifecycle::directory::DirectoryError),
 }
 
 /// Does what the table says for `event`, now.
@@ -96,6 +124,19 @@ pub async fn apply(state: &AppState, event: &Event) -> Result<Outcome, ApplyErro
     let Some(organization_id) = event.organization() else {
         return Ok(Outcome::Ignored("the event names no organization"));
     };
+    match action {
+        Action::DirectoryUser => {
+            use crate::lifecycle::directory::{apply_user_event, UserEventOutcome};
+            return Ok(match apply_user_event(state, &event.kind, event.occurred_at.as_deref(), &event.data).await? {
+                UserEventOutcome::Changed { organization_id, change } => Outcome::Recorded { organization_id, change },
+                UserEventOutcome::Ignored(why) => Outcome::Ignored(why),
+            });
+        }
+        Action::DirectoryNotice => {
+            return Ok(Outcome::Recorded { organization_id: organization_id.to_owned(), change: "noted" })
+        }
+        Action::SyncOrganization | Action::RemoveOrganization => {}
+    }
     let Some(api) = &state.scalekit else {
         return Ok(Outcome::Ignored("[scalekit] is not configured"));
     };
@@ -103,6 +144,7 @@ pub async fn apply(state: &AppState, event: &Event) -> Result<Outcome, ApplyErro
     let changes = match action {
         Action::SyncOrganization => sync_organization(api, &table, organization_id).await?,
         Action::RemoveOrganization => remove_organization(&table, organization_id).await?,
+        Action::DirectoryUser | Action::DirectoryNotice => return Ok(Outcome::Ignored("not a route event")),
     };
     // Every instance drops its route cache and lookup answers now, also when no route changed
     // (an SSO connection did, which the miss lookup may have cached).

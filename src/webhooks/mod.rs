@@ -17,7 +17,7 @@ pub mod events;
 pub mod signature;
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use poem::http::StatusCode;
 use poem::web::Data;
@@ -26,8 +26,9 @@ use serde_json::json;
 
 use self::events::{Event, Outcome};
 use self::signature::SignatureError;
-use crate::app::AppState;
+use crate::clock::now_secs;
 use crate::routing::sync::WebhookRecord;
+use crate::state::AppState;
 use crate::store::{keys, Store, StoreError};
 
 pub const PATH: &str = "/webhooks/scalekit";
@@ -39,10 +40,6 @@ const PENDING_TTL: Duration = Duration::from_secs(60);
 /// How long a done `webhook-id` is remembered: Scalekit (Svix) retries one message for about a
 /// day (research/scalekit.md §8.1), each time freshly signed; far beyond the 5-minute tolerance.
 const DONE_TTL: Duration = Duration::from_secs(48 * 3600);
-
-fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-}
 
 fn answer(status: StatusCode, outcome: &str) -> Response {
     crate::oidc::error::json_response(status, &json!({ "status": outcome }))
@@ -154,6 +151,11 @@ pub async fn scalekit(req: &Request, body: Body, state: Data<&Arc<AppState>>) ->
                     if let Ok(bytes) = serde_json::to_vec(&record) {
                         let _ = state.store.set(keys::WEBHOOK_LAST, &bytes).await;
                     }
+                    answer(StatusCode::OK, "applied")
+                }
+                Outcome::Recorded { organization_id, change } => {
+                    count(label, "applied");
+                    tracing::info!(webhook_id = id, event = %event.kind, organization_id = %organization_id, change, "directory event recorded");
                     answer(StatusCode::OK, "applied")
                 }
                 Outcome::Ignored(why) => {

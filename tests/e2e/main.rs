@@ -28,6 +28,7 @@ mod cli;
 mod console;
 mod dashboards;
 mod demo;
+mod events;
 mod failures;
 mod fuzz_parsers;
 mod login;

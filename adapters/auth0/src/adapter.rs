@@ -4,7 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use serde_json::{Map, Value};
-use ssobridge_adapter_core::{Adapter, AdapterError, BoxFuture, Identity, LinkOutcome};
+use ssobridge_adapter_core::{Adapter, AdapterError, BoxFuture, Entitlements, Identity, LinkOutcome, UserChange};
 use tokio::time::Instant;
 use tracing::Instrument;
 
@@ -26,9 +26,11 @@ const EXISTING_EMAIL_UNVERIFIED: &str = "An account with your email address alre
 
 /// Links ssobridge logins to the users of one Auth0 tenant through the Management API.
 pub struct Auth0Adapter {
-    api: Api,
-    connection: String,
-    budget: Duration,
+    pub(crate) api: Api,
+    pub(crate) connection: String,
+    pub(crate) budget: Duration,
+    /// Whether roles are also assigned as Auth0 roles (`auth0.assign_roles`).
+    pub(crate) assign_roles: bool,
 }
 
 impl fmt::Debug for Auth0Adapter {
@@ -51,6 +53,7 @@ impl Auth0Adapter {
             api: Api::new(http, tokens, settings.api_url.clone()),
             connection: settings.connection,
             budget: settings.timeout * BUDGET_IN_TIMEOUTS,
+            assign_roles: settings.assign_roles,
         })
     }
 
@@ -261,4 +264,56 @@ impl Adapter for Auth0Adapter {
             .instrument(span),
         )
     }
+
+    fn disable<'a>(&'a self, user_id: &'a str) -> BoxFuture<'a, Result<UserChange, AdapterError>> {
+        audited("disable", user_id, self.disable_user(user_id))
+    }
+
+    fn enable<'a>(&'a self, user_id: &'a str) -> BoxFuture<'a, Result<UserChange, AdapterError>> {
+        audited("enable", user_id, self.enable_user(user_id))
+    }
+
+    fn delete<'a>(&'a self, user_id: &'a str) -> BoxFuture<'a, Result<UserChange, AdapterError>> {
+        audited("delete", user_id, self.delete_user(user_id))
+    }
+
+    fn set_roles<'a>(
+        &'a self,
+        user_id: &'a str,
+        entitlements: &'a Entitlements,
+        managed: &'a [String],
+    ) -> BoxFuture<'a, Result<UserChange, AdapterError>> {
+        audited("set_roles", user_id, self.set_user_roles(user_id, entitlements, managed))
+    }
+}
+
+/// Runs one operation on a downstream user inside its span and leaves one line of what it came
+/// to: an audit line when it changed the user, a warning or an error when it failed.
+fn audited<'a>(
+    action: &'static str,
+    user_id: &'a str,
+    operation: impl std::future::Future<Output = Result<UserChange, AdapterError>> + Send + 'a,
+) -> BoxFuture<'a, Result<UserChange, AdapterError>> {
+    let span = tracing::info_span!("adapter.user", adapter = "auth0", action, downstream_user_id = user_id);
+    Box::pin(
+        async move {
+            let result = operation.await;
+            match &result {
+                Ok(change) => tracing::info!(
+                    audit = true,
+                    action,
+                    adapter = "auth0",
+                    downstream_user_id = user_id,
+                    outcome = ?change,
+                    "auth0: {action} done"
+                ),
+                Err(error @ AdapterError::Misconfigured { .. }) => {
+                    tracing::error!(action, %error, "auth0: {action} failed: misconfigured")
+                }
+                Err(error) => tracing::warn!(action, %error, "auth0: {action} failed; retry later"),
+            }
+            result
+        }
+        .instrument(span),
+    )
 }

@@ -149,7 +149,34 @@ impl Api {
         self.base.join(path).map_err(|e| misconfigured(format!("bad Management API URL for {path}: {e}")))
     }
 
+    /// One call; a 403 (a scope the application lacks) is a misconfiguration.
     async fn call(
+        &self,
+        what: &str,
+        method: Method,
+        url: &Url,
+        body: Option<&Value>,
+        deadline: Instant,
+    ) -> Result<Exchange, AdapterError> {
+        let exchange = self.exchange(what, method, url, body, deadline).await?;
+        match exchange.status {
+            StatusCode::FORBIDDEN => Err(Self::forbidden(what, &exchange)),
+            _ => Ok(exchange),
+        }
+    }
+
+    /// Auth0's 403 names the scopes it expected ("Insufficient scope, expected any of: …").
+    fn forbidden(what: &str, exchange: &Exchange) -> AdapterError {
+        misconfigured(format!(
+            "{what}: the Management API refused ({}); grant the application the scopes listed in \
+             deploy/recipes/auth0.md",
+            exchange.message()
+        ))
+    }
+
+    /// One call with the token handled: 401 fetches a new token once; every other answer is
+    /// the caller's to read.
+    async fn exchange(
         &self,
         what: &str,
         method: Method,
@@ -181,13 +208,6 @@ impl Api {
                 StatusCode::UNAUTHORIZED => {
                     return Err(misconfigured(format!(
                         "{what}: the Management API refused a fresh token ({})",
-                        exchange.message()
-                    )))
-                }
-                StatusCode::FORBIDDEN => {
-                    return Err(misconfigured(format!(
-                        "{what}: the Management API refused ({}); the application needs read:users, \
-                         update:users and update:users_app_metadata",
                         exchange.message()
                     )))
                 }
@@ -300,6 +320,149 @@ impl Api {
             _ => Err(Self::unexpected(what, &exchange)),
         }
     }
+}
+
+/// An Auth0 role (RBAC): roles are assigned by id, named by the broker.
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct Role {
+    pub id: String,
+    pub name: String,
+}
+
+/// Roles per page: the most Auth0 allows.
+const ROLES_PER_PAGE: &str = "100";
+/// A user with more than this many roles is not one the adapter pages through further.
+const MAX_ROLE_PAGES: u32 = 10;
+
+/// What a best-effort call came to.
+#[derive(Debug)]
+pub(crate) enum BestEffort {
+    Done,
+    /// Auth0 would not (a scope the application lacks, a feature of another plan, a user
+    /// gone): the caller logs it and goes on.
+    Refused {
+        status: StatusCode,
+        message: String,
+    },
+}
+
+impl Api {
+    /// Sets `blocked` (an administrator's block: no sign-in until lifted). `None` when there
+    /// is no such user.
+    pub(crate) async fn set_blocked(
+        &self,
+        user_id: &str,
+        blocked: bool,
+        deadline: Instant,
+    ) -> Result<Option<()>, AdapterError> {
+        let what = if blocked { "block user" } else { "unblock user" };
+        let url = self.url(&format!("users/{}", segment(user_id)))?;
+        let exchange = self.call(what, Method::PATCH, &url, Some(&json!({ "blocked": blocked })), deadline).await?;
+        match exchange.status {
+            StatusCode::OK => Ok(Some(())),
+            StatusCode::NOT_FOUND => Ok(None),
+            _ => Err(Self::unexpected(what, &exchange)),
+        }
+    }
+
+    /// Deletes the user. Auth0 documents no 404 here (deleting a missing user succeeds); one
+    /// is read as "already gone" all the same.
+    pub(crate) async fn delete_user(&self, user_id: &str, deadline: Instant) -> Result<Option<()>, AdapterError> {
+        let what = "delete user";
+        let url = self.url(&format!("users/{}", segment(user_id)))?;
+        let exchange = self.call(what, Method::DELETE, &url, None, deadline).await?;
+        match exchange.status {
+            StatusCode::NO_CONTENT | StatusCode::OK => Ok(Some(())),
+            StatusCode::NOT_FOUND => Ok(None),
+            _ => Err(Self::unexpected(what, &exchange)),
+        }
+    }
+
+    /// `DELETE /users/{id}/sessions` or `/refresh-tokens`: accepted (202) and carried out
+    /// asynchronously. Available on Auth0's Enterprise plans only, hence best effort.
+    pub(crate) async fn revoke(
+        &self,
+        user_id: &str,
+        what_kind: Revocable,
+        deadline: Instant,
+    ) -> Result<BestEffort, AdapterError> {
+        let (what, path) = match what_kind {
+            Revocable::Sessions => ("delete sessions", "sessions"),
+            Revocable::RefreshTokens => ("delete refresh tokens", "refresh-tokens"),
+        };
+        let url = self.url(&format!("users/{}/{path}", segment(user_id)))?;
+        let exchange = self.exchange(what, Method::DELETE, &url, None, deadline).await?;
+        match exchange.status {
+            StatusCode::ACCEPTED | StatusCode::NO_CONTENT | StatusCode::OK => Ok(BestEffort::Done),
+            status => Ok(BestEffort::Refused { status, message: exchange.message() }),
+        }
+    }
+
+    /// The user's roles; `None` when there is no such user.
+    pub(crate) async fn user_roles(&self, user_id: &str, deadline: Instant) -> Result<Option<Vec<Role>>, AdapterError> {
+        let what = "get user roles";
+        let mut roles = Vec::new();
+        for page in 0..MAX_ROLE_PAGES {
+            let mut url = self.url(&format!("users/{}/roles", segment(user_id)))?;
+            url.query_pairs_mut().append_pair("per_page", ROLES_PER_PAGE).append_pair("page", &page.to_string());
+            let exchange = self.call(what, Method::GET, &url, None, deadline).await?;
+            let batch: Vec<Role> = match exchange.status {
+                StatusCode::OK => {
+                    exchange.json().map_err(|e| misconfigured(format!("{what}: unreadable roles: {e}")))?
+                }
+                StatusCode::NOT_FOUND => return Ok(None),
+                _ => return Err(Self::unexpected(what, &exchange)),
+            };
+            let last = batch.len() < 100;
+            roles.extend(batch);
+            if last {
+                break;
+            }
+        }
+        Ok(Some(roles))
+    }
+
+    /// The tenant's role named exactly `name`. Auth0's `name_filter` ignores case and may
+    /// match more than the name, so the answer is compared here.
+    pub(crate) async fn role_named(&self, name: &str, deadline: Instant) -> Result<Option<Role>, AdapterError> {
+        let what = "get roles";
+        let mut url = self.url("roles")?;
+        url.query_pairs_mut().append_pair("name_filter", name).append_pair("per_page", ROLES_PER_PAGE);
+        let exchange = self.call(what, Method::GET, &url, None, deadline).await?;
+        match exchange.status {
+            StatusCode::OK => {
+                let roles: Vec<Role> =
+                    exchange.json().map_err(|e| misconfigured(format!("{what}: unreadable roles: {e}")))?;
+                Ok(roles.into_iter().find(|r| r.name == name))
+            }
+            _ => Err(Self::unexpected(what, &exchange)),
+        }
+    }
+
+    /// Assigns (`POST`) or removes (`DELETE`) roles by id; `None` when there is no such user.
+    pub(crate) async fn change_roles(
+        &self,
+        user_id: &str,
+        assign: bool,
+        role_ids: &[String],
+        deadline: Instant,
+    ) -> Result<Option<()>, AdapterError> {
+        let (what, method) = if assign { ("assign roles", Method::POST) } else { ("remove roles", Method::DELETE) };
+        let url = self.url(&format!("users/{}/roles", segment(user_id)))?;
+        let exchange = self.call(what, method, &url, Some(&json!({ "roles": role_ids })), deadline).await?;
+        match exchange.status {
+            StatusCode::NO_CONTENT | StatusCode::OK => Ok(Some(())),
+            StatusCode::NOT_FOUND => Ok(None),
+            _ => Err(Self::unexpected(what, &exchange)),
+        }
+    }
+}
+
+/// What `DELETE /users/{id}/…` ends.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Revocable {
+    Sessions,
+    RefreshTokens,
 }
 
 #[cfg(test)]

@@ -39,6 +39,26 @@
 //! a refused link (409, or 400 for a secondary already merged by a racing login) is re-read,
 //! not reported.
 //!
+//! # After the login: disable, enable, delete, roles
+//!
+//! The [`Adapter`] operations on a user take the id a `link` reported:
+//!
+//! - `disable`: `PATCH /users/{id} {"blocked": true}` (Auth0 then refuses the user's logins),
+//!   then, best effort, `DELETE /users/{id}/sessions` and `DELETE /users/{id}/refresh-tokens`
+//!   (Enterprise plans; when Auth0 refuses them the block stands and a warning says so; access
+//!   tokens already issued live until they expire);
+//! - `enable`: `{"blocked": false}`; `delete`: `DELETE /users/{id}`;
+//! - `set_roles`: `app_metadata.roles` (only the managed names change) and `app_metadata.groups`,
+//!   first-level merged, written only when they change; with `assign_roles` also the tenant's
+//!   Auth0 roles of the same names (assigned and removed by id; a missing role is
+//!   `Misconfigured` and nothing is written).
+//!
+//! An id `oidc|CONNECTION|SUB` that a later login linked into an older account (so it no longer
+//! exists) is followed to that account. A first login's user does not exist until Auth0 redeems
+//! the broker's code: an operation on it before then is `NotFound` (retry it later). Scopes:
+//! `deploy/recipes/auth0.md`.
+//!
+//! [`Adapter`]: ssobridge_adapter_core::Adapter
 //! [`Identity::subject`]: ssobridge_adapter_core::Identity::subject
 //! [`Identity::email_verified`]: ssobridge_adapter_core::Identity::email_verified
 
@@ -47,8 +67,10 @@
 mod adapter;
 mod api;
 mod http;
+mod lifecycle;
 mod settings;
 mod token;
 
 pub use adapter::Auth0Adapter;
+pub use lifecycle::{GROUPS_KEY, ROLES_KEY};
 pub use settings::Auth0Settings;

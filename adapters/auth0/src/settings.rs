@@ -24,6 +24,7 @@ const MAX_TIMEOUT_SECONDS: u64 = 60;
 /// connection = "ssobridge"            # the name of the Auth0 OIDC connection that is ssobridge
 /// # api_base = "http://127.0.0.1:4010"  # optional: another base URL for /oauth/token and /api/v2
 /// # timeout_seconds = 10
+/// # assign_roles = false              # true: also assign the Auth0 roles named like the user's roles
 /// ```
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -44,6 +45,11 @@ pub struct Auth0Settings {
     /// Bound on each HTTP exchange (default 10 s); a whole sign-in is bounded by three times it.
     #[serde(default)]
     pub timeout_seconds: Option<u64>,
+    /// Whether writing a user's roles also assigns (and removes) the tenant's Auth0 roles of
+    /// the same names, besides `app_metadata.roles` (needs `read:roles`, `read:role_members`,
+    /// `create:role_members`, `delete:role_members`; the roles must exist). Off by default.
+    #[serde(default)]
+    pub assign_roles: Option<bool>,
 }
 
 impl fmt::Debug for Auth0Settings {
@@ -56,6 +62,7 @@ impl fmt::Debug for Auth0Settings {
             .field("connection", &self.connection)
             .field("api_base", &self.api_base)
             .field("timeout_seconds", &self.timeout_seconds)
+            .field("assign_roles", &self.assign_roles)
             .finish()
     }
 }
@@ -71,6 +78,7 @@ pub(crate) struct Validated {
     pub api_url: Url,
     pub audience: String,
     pub timeout: Duration,
+    pub assign_roles: bool,
 }
 
 fn misconfigured(detail: impl Into<String>) -> AdapterError {
@@ -142,6 +150,7 @@ impl Auth0Settings {
             api_url,
             audience: format!("https://{domain}/api/v2/"),
             timeout: Duration::from_secs(timeout_seconds),
+            assign_roles: self.assign_roles.unwrap_or(false),
         })
     }
 }
@@ -159,6 +168,7 @@ mod tests {
             connection: "ssobridge".into(),
             api_base: None,
             timeout_seconds: None,
+            assign_roles: None,
         }
     }
 

@@ -10,7 +10,7 @@ use common::tenant::{FakeTenant, Fault, Op};
 use common::{adapter, downstream_id, identity, run_id, settings};
 use serde_json::json;
 use ssobridge_adapter_auth0::Auth0Adapter;
-use ssobridge_adapter_core::{Adapter, AdapterError, LinkOutcome};
+use ssobridge_adapter_core::{Adapter, AdapterError, Entitlements, LinkOutcome, UserChange};
 
 fn fresh_email(tag: &str) -> String {
     format!("{tag}-{}@acme.example", run_id())
@@ -467,4 +467,170 @@ async fn app_metadata_is_merged_and_written_only_when_it_changes() {
     adapter.link(&moved).await.expect("moved");
     assert_eq!(tenant.user(&user).expect("user")["app_metadata"]["org_id"], "org_new");
     assert_eq!(tenant.count(Op::PatchUser), 2);
+}
+
+// --- the user's later life --------------------------------------------------------------
+
+fn strings(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+/// A user as the broker knows one after a completed first login: Auth0 created it.
+async fn signed_in(tenant: &FakeTenant, tag: &str) -> (ssobridge_adapter_core::Identity, String) {
+    let who = identity(tag, &fresh_email(tag), true);
+    adapter(&tenant.base).link(&who).await.expect("first login");
+    let user_id = tenant.login(&who);
+    (who, user_id)
+}
+
+#[tokio::test]
+async fn disabling_blocks_the_user_ends_its_sessions_and_auth0_refuses_the_next_login() {
+    let tenant = FakeTenant::start().await;
+    let (who, user_id) = signed_in(&tenant, "blocked").await;
+    assert_eq!(tenant.sessions_of(&user_id), (1, 1));
+    let adapter = adapter(&tenant.base);
+
+    assert_eq!(adapter.disable(&user_id).await, Ok(UserChange::Applied));
+    assert_eq!(tenant.user(&user_id).expect("user")["blocked"], true);
+    assert_eq!(tenant.sessions_of(&user_id), (0, 0), "sessions and refresh tokens deleted");
+    assert_eq!(tenant.try_login(&who), Err("user is blocked".to_owned()));
+    let log = tenant.log();
+    let calls: Vec<&str> = log.iter().rev().take(3).map(|l| l.split('?').next().unwrap_or("")).collect();
+    let encoded = user_id.replace('|', "%7C");
+    assert_eq!(
+        calls,
+        [
+            format!("DELETE /api/v2/users/{encoded}/refresh-tokens"),
+            format!("DELETE /api/v2/users/{encoded}/sessions"),
+            format!("PATCH /api/v2/users/{encoded}"),
+        ]
+    );
+
+    assert_eq!(adapter.enable(&user_id).await, Ok(UserChange::Applied));
+    assert_eq!(tenant.user(&user_id).expect("user")["blocked"], false);
+    assert_eq!(tenant.try_login(&who), Ok(user_id));
+}
+
+#[tokio::test]
+async fn a_tenant_that_refuses_the_session_endpoints_still_blocks_and_says_so() {
+    // Session and refresh-token deletion are Enterprise features with their own scopes.
+    let tenant = FakeTenant::start().await;
+    tenant.set_scopes(&["read:users", "update:users", "update:users_app_metadata", "delete:users"]);
+    let (who, user_id) = signed_in(&tenant, "no-sessions-api").await;
+    let recorder = common::Recorder::default();
+    let result = {
+        // A current-thread test: the adapter's events all reach this subscriber.
+        let _guard = tracing::subscriber::set_default(recorder.clone());
+        adapter(&tenant.base).disable(&user_id).await
+    };
+    assert_eq!(result, Ok(UserChange::Applied), "the block is what counts");
+    assert_eq!(tenant.user(&user_id).expect("user")["blocked"], true);
+    assert_eq!(tenant.try_login(&who), Err("user is blocked".to_owned()));
+    assert_eq!(tenant.sessions_of(&user_id), (1, 1), "Auth0 kept them");
+    let warnings: Vec<String> = recorder.lines().into_iter().filter(|l| l.starts_with("WARN")).collect();
+    assert_eq!(warnings.len(), 2, "one warning per refused endpoint: {:?}", recorder.lines());
+    assert!(warnings[0].contains("Sessions") && warnings[0].contains("delete:sessions"), "{warnings:?}");
+    assert!(warnings[1].contains("RefreshTokens") && warnings[1].contains("status=403"), "{warnings:?}");
+}
+
+#[tokio::test]
+async fn a_missing_scope_for_deleting_is_misconfigured_and_names_it() {
+    let tenant = FakeTenant::start().await;
+    tenant.set_scopes(&["read:users", "update:users"]);
+    let (_, user_id) = signed_in(&tenant, "no-delete-scope").await;
+    match adapter(&tenant.base).delete(&user_id).await {
+        Err(AdapterError::Misconfigured { detail }) => assert!(detail.contains("delete:users"), "{detail}"),
+        other => panic!("expected Misconfigured, got {other:?}"),
+    }
+    assert!(tenant.user(&user_id).is_some());
+}
+
+#[tokio::test]
+async fn the_id_of_an_sso_user_linked_into_an_older_account_reaches_that_account() {
+    // The first login reported oidc|ssobridge|SUB (Auth0 created it); the next one linked it
+    // into the password account, and that id no longer exists. The broker may still hold it.
+    let tenant = FakeTenant::start().await;
+    let email = fresh_email("stale");
+    let primary = tenant.create_database_user(&email, true);
+    let who = identity("stale", &email, true);
+    let adapter = adapter(&tenant.base);
+    let first = adapter.link(&who).await.expect("first login");
+    let stale = downstream_id(&first).to_owned();
+    tenant.login(&who);
+    assert!(is_linked_to(&adapter.link(&who).await.expect("returning login"), &primary));
+    assert!(tenant.user(&stale).is_none(), "merged away");
+
+    assert_eq!(adapter.disable(&stale).await, Ok(UserChange::Applied));
+    assert_eq!(tenant.user(&primary).expect("primary")["blocked"], true, "the account itself is blocked");
+    assert_eq!(tenant.try_login(&who), Err("user is blocked".to_owned()));
+    let roles = Entitlements { groups: strings(&["eng"]), roles: strings(&["editor"]) };
+    assert_eq!(adapter.set_roles(&stale, &roles, &strings(&["editor"])).await, Ok(UserChange::Applied));
+    assert_eq!(tenant.user(&primary).expect("primary")["app_metadata"]["roles"], json!(["editor"]));
+    assert_eq!(adapter.delete(&stale).await, Ok(UserChange::Applied));
+    assert!(tenant.user(&primary).is_none(), "the account holding the identity is deleted");
+    assert_eq!(adapter.delete(&stale).await, Ok(UserChange::NotFound));
+}
+
+#[tokio::test]
+async fn a_first_logins_user_is_not_found_until_auth0_has_created_it() {
+    let tenant = FakeTenant::start().await;
+    let who = identity("not-yet", &fresh_email("not-yet"), true);
+    let adapter = adapter(&tenant.base);
+    let created = adapter.link(&who).await.expect("first login");
+    assert!(matches!(created, LinkOutcome::Created { .. }));
+    let user_id = downstream_id(&created).to_owned();
+    let roles = Entitlements { groups: Vec::new(), roles: strings(&["viewer"]) };
+    let managed = strings(&["viewer"]);
+    assert_eq!(adapter.set_roles(&user_id, &roles, &managed).await, Ok(UserChange::NotFound), "retry later");
+    tenant.login(&who);
+    assert_eq!(adapter.set_roles(&user_id, &roles, &managed).await, Ok(UserChange::Applied));
+    assert_eq!(tenant.user(&user_id).expect("user")["app_metadata"]["roles"], json!(["viewer"]));
+}
+
+#[tokio::test]
+async fn roles_go_into_app_metadata_beside_the_applications_keys_and_only_when_they_change() {
+    let tenant = FakeTenant::start().await;
+    let (_, user_id) = signed_in(&tenant, "metadata-roles").await;
+    tenant.set_app_metadata(&user_id, json!({"plan": "gold", "roles": ["owner"], "org_id": "org_test"}));
+    let adapter = adapter(&tenant.base);
+    let managed = strings(&["viewer", "editor"]);
+    let roles = Entitlements { groups: strings(&["eng"]), roles: strings(&["editor"]) };
+    assert_eq!(adapter.set_roles(&user_id, &roles, &managed).await, Ok(UserChange::Applied));
+    assert_eq!(
+        tenant.user(&user_id).expect("user")["app_metadata"],
+        json!({"plan": "gold", "roles": ["owner", "editor"], "groups": ["eng"], "org_id": "org_test"})
+    );
+    let patches = tenant.count(Op::PatchUser);
+    assert_eq!(adapter.set_roles(&user_id, &roles, &managed).await, Ok(UserChange::Applied));
+    assert_eq!(tenant.count(Op::PatchUser), patches, "unchanged roles are not written again");
+    assert_eq!(
+        (tenant.count(Op::UserRoles), tenant.count(Op::ListRoles)),
+        (0, 0),
+        "no Auth0 roles without assign_roles"
+    );
+}
+
+#[tokio::test]
+async fn a_role_auth0_does_not_have_is_misconfigured_and_nothing_is_written() {
+    let tenant = FakeTenant::start().await;
+    tenant.create_role("viewer");
+    // A role named like it, so that only the exact name counts (name_filter matches loosely).
+    tenant.create_role("editor-in-chief");
+    let (_, user_id) = signed_in(&tenant, "missing-role").await;
+    let mut config = settings(&tenant.base);
+    config.assign_roles = Some(true);
+    let adapter = Auth0Adapter::new(config).expect("settings");
+    let managed = strings(&["viewer", "editor"]);
+    let before = tenant.user(&user_id);
+    let roles = Entitlements { groups: Vec::new(), roles: strings(&["viewer", "editor"]) };
+    match adapter.set_roles(&user_id, &roles, &managed).await {
+        Err(AdapterError::Misconfigured { detail }) => assert!(detail.contains("\"editor\""), "{detail}"),
+        other => panic!("expected Misconfigured, got {other:?}"),
+    }
+    assert_eq!(tenant.user(&user_id), before, "nothing was written");
+    assert!(tenant.role_names_of(&user_id).is_empty());
+
+    let roles = Entitlements { groups: Vec::new(), roles: strings(&["viewer"]) };
+    assert_eq!(adapter.set_roles(&user_id, &roles, &managed).await, Ok(UserChange::Applied));
+    assert_eq!(tenant.role_names_of(&user_id), ["viewer"]);
 }

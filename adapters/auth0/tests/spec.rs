@@ -1,6 +1,7 @@
 //! Shape checks against tests/fixtures/auth0-management.yaml, with Prism:
 //! - as a mock answering from the spec's examples: every request the adapter makes on its way
-//!   through token, search, get user, users-by-email, link and update must validate;
+//!   through token, search, get user, users-by-email, link and update, and then disable,
+//!   enable, roles and delete, must validate;
 //! - as a validating proxy in front of the fake tenant: the conformance suite and the races,
 //!   rate limits and conflicts of behaviour.rs, with every request *and* every answer of the
 //!   fake tenant checked against the spec.
@@ -16,7 +17,7 @@ use common::tenant::{FakeTenant, Fault, Op};
 use common::{downstream_id, identity, run_id, settings, TenantHarness};
 use serde_json::json;
 use ssobridge_adapter_auth0::Auth0Adapter;
-use ssobridge_adapter_core::{Adapter, LinkOutcome};
+use ssobridge_adapter_core::{Adapter, Entitlements, LinkOutcome, UserChange};
 
 fn assert_no_violations(prism: &Prism) {
     let violations = prism.violations();
@@ -55,6 +56,21 @@ async fn requests_validate_against_the_spec_examples() {
     let other = identity("other-sub", "prism.user@example.com", false);
     let _ = adapter.link(&other).await;
 
+    // The user's later life, on the OIDC user of the examples: block (and end its sessions),
+    // unblock, roles in app_metadata and as Auth0 roles (the examples hold viewer, the tenant
+    // has editor), delete.
+    let mut config = settings(&prism.base);
+    config.connection = "acme-sso".into();
+    config.assign_roles = Some(true);
+    let lifecycle = Auth0Adapter::new(config).expect("settings");
+    let user = "oidc|acme-sso|prism-sub";
+    let (viewer, editor) = ("viewer".to_owned(), "editor".to_owned());
+    let roles = Entitlements { groups: vec!["eng".into()], roles: vec![editor.clone()] };
+    assert_eq!(lifecycle.disable(user).await, Ok(UserChange::Applied));
+    assert_eq!(lifecycle.enable(user).await, Ok(UserChange::Applied));
+    assert_eq!(lifecycle.set_roles(user, &roles, &[viewer, editor]).await, Ok(UserChange::Applied));
+    assert_eq!(lifecycle.delete(user).await, Ok(UserChange::Applied));
+
     prism.settle().await;
     assert_no_violations(&prism);
     for operation in ["post /oauth/token", "get /api/v2/users ", "get /api/v2/users-by-email", "get /api/v2/users/oidc"]
@@ -63,6 +79,18 @@ async fn requests_validate_against_the_spec_examples() {
     }
     assert!(saw(&prism, "post /api/v2/users/auth0%7C5f7c8ec7c33c6c004bbafe82/identities"), "{}", prism.log());
     assert!(saw(&prism, "patch /api/v2/users/auth0%7C5f7c8ec7c33c6c004bbafe82"), "{}", prism.log());
+    for operation in [
+        "patch /api/v2/users/oidc%7Cacme-sso%7Cprism-sub ",
+        "delete /api/v2/users/oidc%7Cacme-sso%7Cprism-sub/sessions",
+        "delete /api/v2/users/oidc%7Cacme-sso%7Cprism-sub/refresh-tokens",
+        "get /api/v2/users/oidc%7Cacme-sso%7Cprism-sub/roles",
+        "get /api/v2/roles",
+        "post /api/v2/users/oidc%7Cacme-sso%7Cprism-sub/roles",
+        "delete /api/v2/users/oidc%7Cacme-sso%7Cprism-sub/roles",
+        "delete /api/v2/users/oidc%7Cacme-sso%7Cprism-sub ",
+    ] {
+        assert!(saw(&prism, operation), "no {operation} request reached Prism:\n{}", prism.log());
+    }
 
     // The check itself: a link request with a field Auth0 does not accept is reported.
     let response = http()

@@ -1,6 +1,8 @@
-//! The six Cognito operations the adapter uses, with their request and answer shapes
-//! (API reference: `AdminGetUser`, `ListUsers`, `AdminCreateUser`, `AdminUpdateUserAttributes`,
-//! `AdminLinkProviderForUser`, `DescribeUserPool`).
+//! The Cognito operations the adapter uses, with their request and answer shapes (API
+//! reference): for sign-ins `AdminGetUser`, `ListUsers`, `AdminCreateUser`,
+//! `AdminUpdateUserAttributes`, `AdminLinkProviderForUser`, `DescribeUserPool`; for the user's
+//! later life `AdminUserGlobalSignOut`, `AdminDisableUser`, `AdminEnableUser`, `AdminDeleteUser`,
+//! `AdminListGroupsForUser`, `AdminAddUserToGroup`, `AdminRemoveUserFromGroup`, `CreateGroup`.
 
 use std::collections::BTreeMap;
 
@@ -183,8 +185,37 @@ struct LinkRequest<'a> {
     source_user: ProviderUser<'a>,
 }
 
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct GroupsForUserRequest<'a> {
+    user_pool_id: &'a str,
+    username: &'a str,
+    limit: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_token: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct MembershipRequest<'a> {
+    user_pool_id: &'a str,
+    username: &'a str,
+    group_name: &'a str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct CreateGroupRequest<'a> {
+    user_pool_id: &'a str,
+    group_name: &'a str,
+    description: &'a str,
+}
+
 #[derive(Deserialize)]
 struct Empty {}
+
+/// `AdminListGroupsForUser` pages hold at most 60 groups; a user is in at most 100.
+const MAX_GROUP_PAGES: usize = 5;
 
 /// The pool an adapter works on, with the client that reaches it.
 #[derive(Debug)]
@@ -312,6 +343,97 @@ impl Pool {
             },
         };
         let _: Empty = self.client.call("AdminLinkProviderForUser", &request, deadline).await?;
+        Ok(())
+    }
+}
+
+impl Pool {
+    /// One of the operations on a single user that answer nothing (`{}`).
+    async fn on_user(&self, action: &'static str, username: &str, deadline: Instant) -> Result<(), CognitoError> {
+        let _: Empty = self.client.call(action, &UserRequest { user_pool_id: &self.id, username }, deadline).await?;
+        Ok(())
+    }
+
+    /// Invalidates the user's ID, access and refresh tokens (not the managed-login cookie).
+    pub(crate) async fn global_sign_out(&self, username: &str, deadline: Instant) -> Result<(), CognitoError> {
+        self.on_user("AdminUserGlobalSignOut", username, deadline).await
+    }
+
+    /// Stops the user signing in and revokes their access tokens.
+    pub(crate) async fn disable(&self, username: &str, deadline: Instant) -> Result<(), CognitoError> {
+        self.on_user("AdminDisableUser", username, deadline).await
+    }
+
+    pub(crate) async fn enable(&self, username: &str, deadline: Instant) -> Result<(), CognitoError> {
+        self.on_user("AdminEnableUser", username, deadline).await
+    }
+
+    pub(crate) async fn delete(&self, username: &str, deadline: Instant) -> Result<(), CognitoError> {
+        self.on_user("AdminDeleteUser", username, deadline).await
+    }
+
+    /// The names of the groups the user is in.
+    pub(crate) async fn groups_of(&self, username: &str, deadline: Instant) -> Result<Vec<String>, CognitoError> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct Group {
+            group_name: String,
+        }
+        #[derive(Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct Answer {
+            #[serde(default)]
+            groups: Vec<Group>,
+            #[serde(default)]
+            next_token: Option<String>,
+        }
+        let mut names = Vec::new();
+        let mut token: Option<String> = None;
+        for _ in 0..MAX_GROUP_PAGES {
+            let request =
+                GroupsForUserRequest { user_pool_id: &self.id, username, limit: 60, next_token: token.as_deref() };
+            let answer: Answer = self.client.call("AdminListGroupsForUser", &request, deadline).await?;
+            names.extend(answer.groups.into_iter().map(|g| g.group_name));
+            match answer.next_token.filter(|t| !t.is_empty()) {
+                Some(next) => token = Some(next),
+                None => break,
+            }
+        }
+        Ok(names)
+    }
+
+    pub(crate) async fn add_to_group(
+        &self,
+        username: &str,
+        group: &str,
+        deadline: Instant,
+    ) -> Result<(), CognitoError> {
+        let request = MembershipRequest { user_pool_id: &self.id, username, group_name: group };
+        let _: Empty = self.client.call("AdminAddUserToGroup", &request, deadline).await?;
+        Ok(())
+    }
+
+    pub(crate) async fn remove_from_group(
+        &self,
+        username: &str,
+        group: &str,
+        deadline: Instant,
+    ) -> Result<(), CognitoError> {
+        let request = MembershipRequest { user_pool_id: &self.id, username, group_name: group };
+        let _: Empty = self.client.call("AdminRemoveUserFromGroup", &request, deadline).await?;
+        Ok(())
+    }
+
+    /// Creates an empty group (no IAM role, no precedence): a name the pool's tokens can carry.
+    pub(crate) async fn create_group(&self, group: &str, deadline: Instant) -> Result<(), CognitoError> {
+        #[derive(Deserialize)]
+        struct Created {}
+        let request = CreateGroupRequest {
+            user_pool_id: &self.id,
+            group_name: group,
+            description: "A role managed by ssobridge",
+        };
+        let _: Created = self.client.call("CreateGroup", &request, deadline).await?;
         Ok(())
     }
 }

@@ -27,11 +27,21 @@
 //!
 //! In a pool whose usernames are email addresses (`UsernameAttributes: [email]`) the user is
 //! created under the email instead; Cognito keeps emails unique there, which plays the same part.
+//!
+//! After the login, the [`Adapter`] operations act on the username `link` reported:
+//! `disable` = `AdminUserGlobalSignOut` (ID, access and refresh tokens invalidated) then
+//! `AdminDisableUser`; `enable` = `AdminEnableUser`; `delete` = `AdminDeleteUser`; `set_roles`
+//! makes the user's membership in the pool groups named like the managed roles equal the roles
+//! given (`AdminListGroupsForUser`, `AdminAddUserToGroup`, `AdminRemoveUserFromGroup`; a missing
+//! group is created with `create_groups`, else reported), never touching other groups; the
+//! application sees them in `cognito:groups`. Directory groups are not written to Cognito. The
+//! IAM actions are in `iam-policy.json`.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::await_holding_lock)]
 
 mod api;
 mod client;
 mod error;
+mod lifecycle;
 mod settings;
 
 use std::fmt::Write as _;
@@ -39,7 +49,7 @@ use std::time::Duration;
 
 use serde_json::Map;
 use sha2::{Digest, Sha256};
-use ssobridge_adapter_core::{Adapter, AdapterError, BoxFuture, Identity, LinkOutcome};
+use ssobridge_adapter_core::{Adapter, AdapterError, BoxFuture, Entitlements, Identity, LinkOutcome, UserChange};
 use tokio::sync::OnceCell;
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -64,6 +74,8 @@ pub struct CognitoAdapter {
     budget: Duration,
     /// Read once per process: how usernames work in the pool, and whether its schema fits.
     facts: OnceCell<PoolFacts>,
+    /// Whether a missing group of a managed role is created (`cognito.create_groups`).
+    create_groups: bool,
 }
 
 impl CognitoAdapter {
@@ -76,6 +88,7 @@ impl CognitoAdapter {
             provider: settings.identity_provider_name.clone(),
             budget: settings.timeout * BUDGET_TIMEOUTS,
             facts: OnceCell::new(),
+            create_groups: settings.create_groups,
         })
     }
 }
@@ -121,6 +134,58 @@ impl Adapter for CognitoAdapter {
             .instrument(span),
         )
     }
+
+    fn disable<'a>(&'a self, user_id: &'a str) -> BoxFuture<'a, Result<UserChange, AdapterError>> {
+        audited("disable", user_id, self.disable_user(user_id))
+    }
+
+    fn enable<'a>(&'a self, user_id: &'a str) -> BoxFuture<'a, Result<UserChange, AdapterError>> {
+        audited("enable", user_id, self.enable_user(user_id))
+    }
+
+    fn delete<'a>(&'a self, user_id: &'a str) -> BoxFuture<'a, Result<UserChange, AdapterError>> {
+        audited("delete", user_id, self.delete_user(user_id))
+    }
+
+    fn set_roles<'a>(
+        &'a self,
+        user_id: &'a str,
+        entitlements: &'a Entitlements,
+        managed: &'a [String],
+    ) -> BoxFuture<'a, Result<UserChange, AdapterError>> {
+        audited("set_roles", user_id, self.set_user_roles(user_id, entitlements, managed))
+    }
+}
+
+/// Runs one operation on a downstream user inside its span and leaves one line of what it came
+/// to: an audit line when it changed the user, a warning or an error when it failed.
+fn audited<'a>(
+    action: &'static str,
+    user_id: &'a str,
+    operation: impl std::future::Future<Output = Result<UserChange, AdapterError>> + Send + 'a,
+) -> BoxFuture<'a, Result<UserChange, AdapterError>> {
+    let span = tracing::info_span!("adapter.user", adapter = "cognito", action, downstream_user_id = user_id);
+    Box::pin(
+        async move {
+            let result = operation.await;
+            match &result {
+                Ok(change) => tracing::info!(
+                    audit = true,
+                    action,
+                    adapter = "cognito",
+                    downstream_user_id = user_id,
+                    outcome = ?change,
+                    "cognito: {action} done"
+                ),
+                Err(error @ AdapterError::Misconfigured { .. }) => {
+                    tracing::error!(action, %error, "cognito: {action} failed: misconfigured")
+                }
+                Err(error) => tracing::warn!(action, %error, "cognito: {action} failed; retry later"),
+            }
+            result
+        }
+        .instrument(span),
+    )
 }
 
 /// Whether the outcome is a new user or one that already existed.
@@ -395,6 +460,7 @@ mod tests {
             session_token: Some("very-secret-token".into()),
             endpoint: None,
             timeout_seconds: None,
+            create_groups: None,
         })
         .unwrap();
         let shown = format!("{adapter:?}");
@@ -446,6 +512,7 @@ mod tests {
             session_token: None,
             endpoint: None,
             timeout_seconds: None,
+            create_groups: None,
         })
         .unwrap()
     }

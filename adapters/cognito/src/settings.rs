@@ -28,6 +28,7 @@ const MAX_PROVIDER_NAME_CHARS: usize = 32;
 /// # session_token = "..."                # with temporary credentials
 /// # endpoint = "https://cognito-idp.eu-west-1.amazonaws.com"  # a VPC endpoint, or moto in tests
 /// # timeout_seconds = 10
+/// # create_groups = false              # true: create a missing group for a managed role
 /// ```
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -53,6 +54,11 @@ pub struct CognitoSettings {
     /// Bound on each HTTP exchange (default 10 s); a whole sign-in is bounded by three times it.
     #[serde(default)]
     pub timeout_seconds: Option<u64>,
+    /// Whether writing a user's roles creates a pool group that does not exist yet (needs
+    /// `cognito-idp:CreateGroup`). Off by default: a missing group is then reported as a
+    /// misconfiguration naming it, for an administrator to create.
+    #[serde(default)]
+    pub create_groups: Option<bool>,
 }
 
 impl fmt::Debug for CognitoSettings {
@@ -67,6 +73,7 @@ impl fmt::Debug for CognitoSettings {
             .field("session_token", &self.session_token.as_ref().map(|_| "[redacted]"))
             .field("endpoint", &self.endpoint)
             .field("timeout_seconds", &self.timeout_seconds)
+            .field("create_groups", &self.create_groups)
             .finish()
     }
 }
@@ -83,6 +90,7 @@ pub(crate) struct Validated {
     /// Where every JSON 1.1 request is POSTed: the service root, path `/`.
     pub endpoint: Url,
     pub timeout: Duration,
+    pub create_groups: bool,
 }
 
 fn misconfigured(detail: impl Into<String>) -> AdapterError {
@@ -185,6 +193,7 @@ impl CognitoSettings {
             session_token,
             endpoint,
             timeout: Duration::from_secs(timeout_seconds),
+            create_groups: self.create_groups.unwrap_or(false),
         })
     }
 }
@@ -204,6 +213,7 @@ mod tests {
             session_token: Some("very-secret-token".into()),
             endpoint: None,
             timeout_seconds: None,
+            create_groups: None,
         }
     }
 

@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use ssobridge_adapter_cognito::CognitoAdapter;
-use ssobridge_adapter_core::conformance::{self, identity, Harness};
-use ssobridge_adapter_core::{Adapter, AdapterError, BoxFuture, LinkOutcome};
-use support::{attribute, silent_listener, unique, Canned, Creds, World, PROVIDER, REGION};
+use ssobridge_adapter_core::conformance::{self, identity, Harness, Outage};
+use ssobridge_adapter_core::{Adapter, AdapterError, BoxFuture, Entitlements, LinkOutcome, UserChange};
+use support::{attribute, silent_listener, unique, Canned, Creds, LogRecorder, World, PROVIDER, REGION};
 
 struct MotoHarness<'w> {
     world: &'w World,
@@ -18,18 +18,29 @@ struct MotoHarness<'w> {
     email_is_username: bool,
     adapter: CognitoAdapter,
     unreachable: CognitoAdapter,
+    misconfigured: CognitoAdapter,
 }
+
+/// Credentials moto does not know (a key id of no IAM user, with some secret).
+const UNKNOWN_KEY: &str = "AKIAUNKNOWNKEY000001";
+const WRONG_SECRET: &str = "not-the-secret-key";
 
 impl<'w> MotoHarness<'w> {
     fn new(world: &'w World, pool_id: &str, email_is_username: bool) -> MotoHarness<'w> {
+        LogRecorder::global();
         let unreachable =
             CognitoAdapter::new(world.settings(pool_id, &world.adapter_creds, &silent_listener(), 1)).unwrap();
+        // The groups of the suite's roles do not exist: the adapter creates them.
+        let mut settings = world.settings(pool_id, &world.adapter_creds, &world.proxy.url, 5);
+        settings.create_groups = Some(true);
+        let wrong = Creds { key: UNKNOWN_KEY.into(), secret: WRONG_SECRET.into(), token: None };
         MotoHarness {
             world,
             pool_id: pool_id.to_owned(),
             email_is_username,
-            adapter: world.adapter(pool_id, &world.adapter_creds),
+            adapter: CognitoAdapter::new(settings).unwrap(),
             unreachable,
+            misconfigured: world.adapter(pool_id, &wrong),
         }
     }
 }
@@ -75,6 +86,55 @@ impl Harness for MotoHarness<'_> {
 
     fn user_record<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Option<Value>> {
         Box::pin(self.world.find_user(&self.pool_id, id))
+    }
+
+    fn misconfigured_adapter(&self) -> &CognitoAdapter {
+        &self.misconfigured
+    }
+
+    fn user_disabled<'a>(&'a self, id: &'a str) -> BoxFuture<'a, bool> {
+        Box::pin(async move { self.world.get_user(&self.pool_id, id).await["Enabled"] == false })
+    }
+
+    fn user_roles<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Vec<String>> {
+        Box::pin(self.world.groups_of(&self.pool_id, id))
+    }
+
+    fn user_groups<'a>(&'a self, _id: &'a str) -> BoxFuture<'a, Option<Vec<String>>> {
+        // Directory groups are not written to Cognito (see the adapter's lifecycle docs).
+        Box::pin(async { None })
+    }
+
+    fn grant_role_directly<'a>(&'a self, id: &'a str, role: &'a str) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            if !self.world.pool_groups(&self.pool_id).await.iter().any(|g| g == role) {
+                self.world.create_group(&self.pool_id, role).await;
+            }
+            self.world.add_to_group(&self.pool_id, id, role).await;
+        })
+    }
+
+    fn fail_next(&self, requests: usize, outage: Outage) {
+        for _ in 0..requests {
+            self.world.proxy.inject(match outage {
+                Outage::RateLimited => {
+                    Canned { status: 429, kind: "ThrottlingException".into(), retry_after: Some("1".into()) }
+                }
+                Outage::Unavailable => Canned { status: 503, kind: "ServiceUnavailable".into(), retry_after: None },
+            });
+        }
+    }
+
+    fn end_outage(&self) {
+        self.world.proxy.clear_faults();
+    }
+
+    fn secrets(&self) -> Vec<String> {
+        vec![self.world.adapter_creds.secret.clone(), self.world.admin.secret.clone(), WRONG_SECRET.to_owned()]
+    }
+
+    fn log_lines(&self) -> Vec<String> {
+        LogRecorder::global().lines()
     }
 }
 
@@ -162,9 +222,13 @@ async fn check_the_pool_after_conformance(harness: &MotoHarness<'_>, run_id: &st
         }
     }
     assert!(!destinations.is_empty());
-    // moto authorized every call against the recipe's policy.
+    // moto authorized every call of the adapter's principal against the recipe's policy (the
+    // suite's adapter with unknown credentials is refused, as it should be).
+    let principal = format!("Credential={}/", harness.world.adapter_creds.key);
     for record in harness.world.proxy.records() {
-        assert_ne!(record.status, 403, "{} was denied: the IAM policy lacks it", record.action);
+        if record.header("authorization").is_some_and(|a| a.contains(&principal)) {
+            assert_ne!(record.status, 403, "{} was denied: the IAM policy lacks it", record.action);
+        }
     }
 }
 
@@ -372,4 +436,110 @@ async fn bad_credentials_missing_permissions_and_wrong_pools_are_misconfigured()
     for pool in [&pool, &bare_pool] {
         assert!(world.usernames_with_email(pool, &email).await.is_empty(), "nothing was created");
     }
+
+    // A principal with the sign-in statement only: it signs users in, but disabling, deleting
+    // and writing roles are refused, naming the action that is missing.
+    let mut policy: Value = serde_json::from_str(&support::adapter_policy()).unwrap();
+    policy["Statement"] = json!([policy["Statement"][0].clone()]);
+    let signer =
+        support::iam_user(&world.aws, &world.admin, &format!("signer-{}", unique()), &policy.to_string()).await;
+    let adapter = world.adapter(&pool, &signer);
+    let username = downstream_id(&adapter.link(&who).await.expect("signs in"));
+    let roles = Entitlements { groups: Vec::new(), roles: vec!["viewer".to_owned()] };
+    let managed = vec!["viewer".to_owned()];
+    for (what, result, action) in [
+        ("disable", adapter.disable(&username).await, "AdminUserGlobalSignOut"),
+        ("enable", adapter.enable(&username).await, "AdminEnableUser"),
+        ("delete", adapter.delete(&username).await, "AdminDeleteUser"),
+        ("set_roles", adapter.set_roles(&username, &roles, &managed).await, "AdminListGroupsForUser"),
+    ] {
+        match result {
+            Err(AdapterError::Misconfigured { detail }) => {
+                assert!(detail.contains("AccessDenied") && detail.contains(action), "{what}: {detail}")
+            }
+            other => panic!("{what} without the permission is Misconfigured, got {other:?}"),
+        }
+    }
+    assert_eq!(world.get_user(&pool, &username).await["Enabled"], true, "nothing was changed");
+}
+
+fn strings(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disabling_signs_the_user_out_and_enabling_does_not_bring_its_sessions_back() {
+    let world = World::start().await;
+    let pool = world.create_pool(false, true).await;
+    let app = world.create_app_client(&pool).await;
+    let adapter = world.adapter(&pool, &world.adapter_creds);
+    let who = identity(&format!("disable-{}", unique()), &format!("disable-{}@example.com", unique()), true);
+    let username = downstream_id(&adapter.link(&who).await.unwrap());
+    let session = world.sign_in_with_password(&pool, &app, &username).await;
+    let refresh_token = session["RefreshToken"].as_str().unwrap().to_owned();
+    world.refresh(&pool, &app, &refresh_token).await.expect("the session works before");
+
+    assert_eq!(adapter.disable(&username).await.unwrap(), UserChange::Applied);
+    assert_eq!(world.get_user(&pool, &username).await["Enabled"], false);
+    let actions: Vec<String> = world.proxy.records().into_iter().map(|r| r.action).collect();
+    assert_eq!(actions[actions.len() - 2..], ["AdminUserGlobalSignOut", "AdminDisableUser"], "{actions:?}");
+    let refused = world.refresh(&pool, &app, &refresh_token).await.expect_err("the session ended");
+    assert!(refused.contains("NotAuthorizedException"), "{refused}");
+    // The same job again (a retried webhook): the same result.
+    assert_eq!(adapter.disable(&username).await.unwrap(), UserChange::Applied);
+    match adapter.link(&who).await {
+        Err(AdapterError::Refused { reason }) => assert!(reason.contains("disabled"), "{reason}"),
+        other => panic!("a disabled user is not signed in to, got {other:?}"),
+    }
+
+    assert_eq!(adapter.enable(&username).await.unwrap(), UserChange::Applied);
+    assert_eq!(world.get_user(&pool, &username).await["Enabled"], true);
+    // Enabled again, yet the refresh token from before stays refused: it was signed out.
+    let refused = world.refresh(&pool, &app, &refresh_token).await.expect_err("the old session stays ended");
+    assert!(refused.contains("NotAuthorizedException"), "{refused}");
+    world.sign_in_with_password(&pool, &app, &username).await;
+    assert_eq!(downstream_id(&adapter.link(&who).await.unwrap()), username, "signs in again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roles_become_pool_groups_in_the_users_tokens_and_other_groups_stay() {
+    let world = World::start().await;
+    let pool = world.create_pool(false, true).await;
+    let app = world.create_app_client(&pool).await;
+    for group in ["viewer", "editor", "app-admins"] {
+        world.create_group(&pool, group).await;
+    }
+    let adapter = world.adapter(&pool, &world.adapter_creds);
+    let who = identity(&format!("roles-{}", unique()), &format!("roles-{}@example.com", unique()), true);
+    let username = downstream_id(&adapter.link(&who).await.unwrap());
+    world.add_to_group(&pool, &username, "app-admins").await;
+    let managed = strings(&["viewer", "editor", "admin"]);
+
+    let wanted = Entitlements { groups: strings(&["eng"]), roles: strings(&["viewer", "editor"]) };
+    assert_eq!(adapter.set_roles(&username, &wanted, &managed).await.unwrap(), UserChange::Applied);
+    assert_eq!(world.groups_of(&pool, &username).await, ["app-admins", "editor", "viewer"]);
+    let tokens = world.sign_in_with_password(&pool, &app, &username).await;
+    let mut groups: Vec<String> =
+        serde_json::from_value(support::jwt_claims(tokens["IdToken"].as_str().unwrap())["cognito:groups"].clone())
+            .unwrap();
+    groups.sort();
+    assert_eq!(groups, ["app-admins", "editor", "viewer"], "the application sees the roles in its tokens");
+
+    // A role whose group the pool lacks: reported, naming the group, and nothing half-done.
+    let wanted = Entitlements { groups: Vec::new(), roles: strings(&["admin"]) };
+    match adapter.set_roles(&username, &wanted, &managed).await {
+        Err(AdapterError::Misconfigured { detail }) => assert!(detail.contains("\"admin\""), "{detail}"),
+        other => panic!("a missing group is Misconfigured, got {other:?}"),
+    }
+    assert_eq!(world.groups_of(&pool, &username).await, ["app-admins", "editor", "viewer"]);
+
+    // With create_groups the adapter makes it (CreateGroup is in the policy's last statement).
+    let mut settings = world.settings(&pool, &world.adapter_creds, &world.proxy.url, 5);
+    settings.create_groups = Some(true);
+    let creating = CognitoAdapter::new(settings).unwrap();
+    assert_eq!(creating.set_roles(&username, &wanted, &managed).await.unwrap(), UserChange::Applied);
+    assert_eq!(world.groups_of(&pool, &username).await, ["admin", "app-admins"]);
+    assert_eq!(world.pool_groups(&pool).await, ["admin", "app-admins", "editor", "viewer"]);
+    assert_eq!(creating.set_roles(&username, &wanted, &managed).await.unwrap(), UserChange::Applied);
+    assert_eq!(world.groups_of(&pool, &username).await, ["admin", "app-admins"], "twice, the same");
 }

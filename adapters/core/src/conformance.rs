@@ -1,6 +1,11 @@
 //! The behaviour every adapter must have, as one suite each adapter's tests run against its
 //! real peer (moto, the Firebase Auth emulator, a Management API server).
 //!
+//! The lifecycle checks read the result back from the peer, as a user of the downstream would
+//! see it: after `disable` the peer says the user is disabled, after `delete` it has no such
+//! user, after `set_roles` it lists exactly the roles (and the application's own role is
+//! still there); an outage or throttling in between is waited out or reported `Transient`.
+//!
 //! A failing check panics with what went wrong: this module is test support.
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
 
@@ -10,7 +15,22 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::{Adapter, AdapterError, BoxFuture, Identity, LinkOutcome};
+use crate::{Adapter, AdapterError, BoxFuture, Entitlements, Identity, LinkOutcome, UserChange};
+
+/// The role names the suite's broker manages; a harness whose downstream needs roles to exist
+/// beforehand (Auth0 roles) creates these and [`UNMANAGED_ROLE`].
+pub const MANAGED_ROLES: [&str; 3] = ["conformance-viewer", "conformance-editor", "conformance-admin"];
+/// A role the application gave the user itself: the broker must never take it away.
+pub const UNMANAGED_ROLE: &str = "conformance-app-owned";
+
+/// How the downstream fails for a while.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outage {
+    /// HTTP 429 (or the downstream's throttling error) with `Retry-After: 1`.
+    RateLimited,
+    /// HTTP 503, no `Retry-After`.
+    Unavailable,
+}
 
 /// What the suite needs from a test harness around one adapter and its downstream.
 pub trait Harness: Sync {
@@ -39,6 +59,40 @@ pub trait Harness: Sync {
     /// is no such user: two reads compare equal only if nothing (attributes, links, identities)
     /// was written to the user in between.
     fn user_record<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Option<Value>>;
+
+    /// An adapter whose credentials the downstream refuses (a wrong secret or key).
+    fn misconfigured_adapter(&self) -> &Self::Adapter;
+
+    /// Whether the downstream shows the user as disabled (Cognito `AdminGetUser` `Enabled:
+    /// false`, Firebase `disabled`, Auth0 `blocked`). Panics when there is no such user.
+    fn user_disabled<'a>(&'a self, id: &'a str) -> BoxFuture<'a, bool>;
+
+    /// The role names the downstream shows for the user, sorted (Cognito groups, Firebase's
+    /// `roles` claim, Auth0's `app_metadata.roles` and Auth0 roles).
+    fn user_roles<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Vec<String>>;
+
+    /// The directory groups the downstream shows for the user, sorted; `None` for a
+    /// downstream the adapter writes no groups to (Cognito).
+    fn user_groups<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Option<Vec<String>>>;
+
+    /// Gives the user `role` the way the application or an administrator would, directly in
+    /// the downstream, outside the broker's management.
+    fn grant_role_directly<'a>(&'a self, id: &'a str, role: &'a str) -> BoxFuture<'a, ()>;
+
+    /// The next `requests` requests the adapter (not the harness) sends are answered with
+    /// `outage` instead of reaching the downstream.
+    fn fail_next(&self, requests: usize, outage: Outage);
+
+    /// Ends what [`Harness::fail_next`] started: the downstream answers again.
+    fn end_outage(&self);
+
+    /// The secrets the adapters hold (client secrets, keys, the tokens they obtain, or
+    /// markers of them): none may appear in an error or a log line.
+    fn secrets(&self) -> Vec<String>;
+
+    /// Every log line written in this process so far (the harness records them), span
+    /// fields included.
+    fn log_lines(&self) -> Vec<String>;
 
     /// The longest an adapter call may take against the unreachable downstream.
     fn timeout_bound(&self) -> Duration {
@@ -79,6 +133,14 @@ pub async fn run<H: Harness>(harness: &H, run_id: &str) {
     pre_registered_unverified_account_is_never_taken_over(harness, run_id).await;
     unverified_identity_never_gets_its_email_as_an_address(harness, run_id).await;
     an_unreachable_downstream_is_transient_and_bounded(harness, run_id).await;
+    disable_blocks_the_user_and_enable_lifts_it(harness, run_id).await;
+    delete_removes_the_user_and_a_gone_user_is_an_outcome(harness, run_id).await;
+    roles_reach_the_user_and_the_applications_own_role_stays(harness, run_id).await;
+    a_role_the_broker_does_not_manage_is_refused_and_nothing_is_written(harness, run_id).await;
+    lifecycle_calls_to_an_unreachable_downstream_are_transient_and_bounded(harness, run_id).await;
+    throttling_is_waited_out_and_an_outage_is_transient_until_it_ends(harness, run_id).await;
+    refused_credentials_are_misconfigured(harness, run_id).await;
+    no_secret_is_logged_or_reported(harness).await;
 }
 
 pub async fn idempotent_first_and_returning_login<H: Harness>(harness: &H, run_id: &str) {
@@ -215,4 +277,190 @@ async fn join<A: Future, B: Future>(a: A, b: B) -> (A::Output, B::Output) {
         }
     })
     .await
+}
+
+fn managed() -> Vec<String> {
+    MANAGED_ROLES.iter().map(|r| r.to_string()).collect()
+}
+
+fn strings(names: &[&str]) -> Vec<String> {
+    names.iter().map(|n| n.to_string()).collect()
+}
+
+fn sorted(mut names: Vec<String>) -> Vec<String> {
+    names.sort();
+    names
+}
+
+/// A user as the broker knows one: linked at a login, its downstream id kept.
+async fn signed_in_user<H: Harness>(harness: &H, tag: &str, run_id: &str) -> String {
+    let email = format!("{tag}-{run_id}@conformance.example");
+    let outcome = harness.adapter().link(&identity(&format!("{tag}-{run_id}"), &email, true)).await;
+    downstream_id(&outcome.expect("the login links or creates the user")).to_owned()
+}
+
+pub async fn disable_blocks_the_user_and_enable_lifts_it<H: Harness>(harness: &H, run_id: &str) {
+    let user = signed_in_user(harness, "disable", run_id).await;
+    assert!(!harness.user_disabled(&user).await, "a new user is enabled");
+    for attempt in ["first", "repeated"] {
+        let result = harness.adapter().disable(&user).await;
+        assert_eq!(result, Ok(UserChange::Applied), "{attempt} disable");
+        assert!(harness.user_disabled(&user).await, "{attempt} disable: the downstream shows the user disabled");
+    }
+    for attempt in ["first", "repeated"] {
+        let result = harness.adapter().enable(&user).await;
+        assert_eq!(result, Ok(UserChange::Applied), "{attempt} enable");
+        assert!(!harness.user_disabled(&user).await, "{attempt} enable: the downstream shows the user enabled");
+    }
+    assert!(harness.user_record(&user).await.is_some(), "disabling keeps the user");
+}
+
+pub async fn delete_removes_the_user_and_a_gone_user_is_an_outcome<H: Harness>(harness: &H, run_id: &str) {
+    let user = signed_in_user(harness, "delete", run_id).await;
+    assert_eq!(harness.adapter().delete(&user).await, Ok(UserChange::Applied), "delete");
+    assert!(harness.user_record(&user).await.is_none(), "the downstream has no such user any more");
+    match harness.adapter().delete(&user).await {
+        Ok(UserChange::NotFound | UserChange::Applied) => {}
+        other => panic!("deleting a user already gone succeeds, got {other:?}"),
+    }
+    let roles = Entitlements { groups: strings(&["g"]), roles: strings(&[MANAGED_ROLES[0]]) };
+    assert_eq!(harness.adapter().disable(&user).await, Ok(UserChange::NotFound), "disable of a gone user");
+    assert_eq!(harness.adapter().enable(&user).await, Ok(UserChange::NotFound), "enable of a gone user");
+    assert_eq!(harness.adapter().set_roles(&user, &roles, &managed()).await, Ok(UserChange::NotFound), "set_roles");
+    assert!(harness.user_record(&user).await.is_none(), "nothing brought the user back");
+}
+
+pub async fn roles_reach_the_user_and_the_applications_own_role_stays<H: Harness>(harness: &H, run_id: &str) {
+    let user = signed_in_user(harness, "roles", run_id).await;
+    harness.grant_role_directly(&user, UNMANAGED_ROLE).await;
+    let [viewer, editor, admin] = MANAGED_ROLES;
+    let steps: [(&[&str], &[&str]); 3] =
+        [(&[viewer, editor], &["eng", "eng-leads"]), (&[admin], &["eng-leads"]), (&[], &[])];
+    for (roles, groups) in steps {
+        let wanted = Entitlements { groups: strings(groups), roles: strings(roles) };
+        for attempt in ["first", "repeated"] {
+            let result = harness.adapter().set_roles(&user, &wanted, &managed()).await;
+            assert_eq!(result, Ok(UserChange::Applied), "{attempt} set_roles {roles:?}");
+            let mut expected = strings(roles);
+            expected.push(UNMANAGED_ROLE.to_owned());
+            assert_eq!(
+                harness.user_roles(&user).await,
+                sorted(expected),
+                "{attempt} set_roles {roles:?}: exactly these managed roles, and the application's own"
+            );
+            if let Some(shown) = harness.user_groups(&user).await {
+                assert_eq!(shown, sorted(strings(groups)), "{attempt} set_roles: the groups");
+            }
+        }
+    }
+}
+
+pub async fn a_role_the_broker_does_not_manage_is_refused_and_nothing_is_written<H: Harness>(
+    harness: &H,
+    run_id: &str,
+) {
+    let user = signed_in_user(harness, "unmanaged", run_id).await;
+    let before = harness.user_roles(&user).await;
+    let wanted = Entitlements { groups: strings(&["g"]), roles: strings(&[MANAGED_ROLES[0], "not-managed"]) };
+    match harness.adapter().set_roles(&user, &wanted, &managed()).await {
+        Err(AdapterError::Misconfigured { detail }) => assert!(detail.contains("not-managed"), "{detail}"),
+        other => panic!("a role outside the managed ones is Misconfigured, got {other:?}"),
+    }
+    assert_eq!(harness.user_roles(&user).await, before, "nothing was written");
+}
+
+pub async fn lifecycle_calls_to_an_unreachable_downstream_are_transient_and_bounded<H: Harness>(
+    harness: &H,
+    run_id: &str,
+) {
+    let user = format!("down-{run_id}");
+    let roles = Entitlements { groups: Vec::new(), roles: strings(&[MANAGED_ROLES[0]]) };
+    let managed = managed();
+    let down = harness.unreachable_adapter();
+    let calls: [(&str, BoxFuture<'_, Result<UserChange, AdapterError>>); 4] = [
+        ("disable", down.disable(&user)),
+        ("enable", down.enable(&user)),
+        ("delete", down.delete(&user)),
+        ("set_roles", down.set_roles(&user, &roles, &managed)),
+    ];
+    for (what, call) in calls {
+        let started = Instant::now();
+        let result = call.await;
+        assert!(
+            matches!(result, Err(AdapterError::Transient { .. })),
+            "{what}: an outage is Transient, got {result:?}"
+        );
+        assert!(started.elapsed() <= harness.timeout_bound(), "{what}: no hang, took {:?}", started.elapsed());
+    }
+}
+
+pub async fn throttling_is_waited_out_and_an_outage_is_transient_until_it_ends<H: Harness>(harness: &H, run_id: &str) {
+    let user = signed_in_user(harness, "throttled", run_id).await;
+    // One throttled answer (Retry-After: 1): the adapter waits it out within the call.
+    harness.fail_next(1, Outage::RateLimited);
+    let started = Instant::now();
+    let result = harness.adapter().disable(&user).await;
+    harness.end_outage();
+    assert_eq!(result, Ok(UserChange::Applied), "disable after a 429");
+    assert!(started.elapsed() >= Duration::from_millis(900), "Retry-After honoured: {:?}", started.elapsed());
+    assert!(harness.user_disabled(&user).await, "the retried disable reached the downstream");
+
+    harness.fail_next(1, Outage::Unavailable);
+    let result = harness.adapter().enable(&user).await;
+    harness.end_outage();
+    assert_eq!(result, Ok(UserChange::Applied), "enable after a 503");
+    assert!(!harness.user_disabled(&user).await, "the retried enable reached the downstream");
+
+    // A longer outage: Transient, and the same call succeeds once the downstream is back
+    // (what the broker's queue does with a Transient job).
+    let wanted = Entitlements { groups: strings(&["eng"]), roles: strings(&[MANAGED_ROLES[1]]) };
+    harness.fail_next(1000, Outage::Unavailable);
+    let result = harness.adapter().set_roles(&user, &wanted, &managed()).await;
+    harness.end_outage();
+    assert!(matches!(result, Err(AdapterError::Transient { .. })), "a lasting outage is Transient, got {result:?}");
+    assert_eq!(harness.adapter().set_roles(&user, &wanted, &managed()).await, Ok(UserChange::Applied), "retried");
+    assert_eq!(harness.user_roles(&user).await, strings(&[MANAGED_ROLES[1]]), "the retried roles arrived");
+    harness.fail_next(1000, Outage::Unavailable);
+    let result = harness.adapter().disable(&user).await;
+    harness.end_outage();
+    assert!(matches!(result, Err(AdapterError::Transient { .. })), "a lasting outage is Transient, got {result:?}");
+    assert_eq!(harness.adapter().disable(&user).await, Ok(UserChange::Applied), "the retried disable");
+    assert!(harness.user_disabled(&user).await, "disabled once the downstream is back");
+}
+
+pub async fn refused_credentials_are_misconfigured<H: Harness>(harness: &H, run_id: &str) {
+    let user = signed_in_user(harness, "credentials", run_id).await;
+    let roles = Entitlements { groups: Vec::new(), roles: strings(&[MANAGED_ROLES[0]]) };
+    let managed = managed();
+    let wrong = harness.misconfigured_adapter();
+    let calls: [(&str, BoxFuture<'_, Result<UserChange, AdapterError>>); 4] = [
+        ("disable", wrong.disable(&user)),
+        ("enable", wrong.enable(&user)),
+        ("delete", wrong.delete(&user)),
+        ("set_roles", wrong.set_roles(&user, &roles, &managed)),
+    ];
+    for (what, call) in calls {
+        match call.await {
+            Err(AdapterError::Misconfigured { detail }) => {
+                for secret in harness.secrets() {
+                    assert!(!detail.contains(&secret), "{what}: a secret in the error: {detail}");
+                }
+            }
+            other => panic!("{what} with refused credentials is Misconfigured, got {other:?}"),
+        }
+    }
+    assert!(harness.user_record(&user).await.is_some(), "nothing was deleted");
+    assert!(!harness.user_disabled(&user).await, "nothing was disabled");
+}
+
+pub async fn no_secret_is_logged_or_reported<H: Harness>(harness: &H) {
+    let secrets = harness.secrets();
+    assert!(!secrets.is_empty(), "the harness names the secrets to look for");
+    let lines = harness.log_lines();
+    assert!(!lines.is_empty(), "the harness records the log");
+    for line in lines {
+        for secret in &secrets {
+            assert!(!line.contains(secret.as_str()), "a secret was logged: {line}");
+        }
+    }
 }

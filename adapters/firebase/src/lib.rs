@@ -9,10 +9,19 @@
 //! account would hand it the person's SSO identity (pre-account takeover), so that login is
 //! refused instead. The token goes into the broker's token response as `firebase_token`, never into the ID
 //! token: it is a bearer credential for the Firebase project.
+//!
+//! After the login, the [`Adapter`] operations act on the uid `link` reported: `disable` =
+//! `accounts:update {disableUser: true, validSince: now}` (sign-in and token refresh refused,
+//! earlier ID tokens fail `verifyIdToken(…, checkRevoked)`); `enable` = `{disableUser: false}`;
+//! `delete` = `accounts:delete`; `set_roles` writes the custom claims [`ROLES_CLAIM`] (only the
+//! managed names change) and [`GROUPS_CLAIM`], keeping every other claim, within Firebase's
+//! 1000-character limit (past it: `Misconfigured`, nothing written). The claims reach the
+//! application's ID tokens at their next refresh (within the hour) or sign-in.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::await_holding_lock)]
 
 mod credentials;
 mod http;
+mod lifecycle;
 mod settings;
 mod token;
 mod toolkit;
@@ -24,7 +33,7 @@ use aws_lc_rs::digest::{digest, SHA256};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use serde_json::{Map, Value};
-use ssobridge_adapter_core::{Adapter, AdapterError, BoxFuture, Identity, LinkOutcome};
+use ssobridge_adapter_core::{Adapter, AdapterError, BoxFuture, Entitlements, Identity, LinkOutcome, UserChange};
 use tracing::Instrument as _;
 
 use crate::credentials::{Credentials, ServiceAccount};
@@ -33,6 +42,7 @@ use crate::settings::{Endpoint, Resolved};
 use crate::token::{check_developer_claims, CustomTokenMinter, MAX_CLAIMS_BYTES};
 use crate::toolkit::{Account, CallError, NewAccount, Toolkit};
 
+pub use crate::lifecycle::{GROUPS_CLAIM, ROLES_CLAIM};
 pub use crate::settings::FirebaseSettings;
 
 /// The token-response field that carries the custom token.
@@ -324,6 +334,58 @@ impl Adapter for FirebaseAdapter {
             .instrument(span),
         )
     }
+
+    fn disable<'a>(&'a self, user_id: &'a str) -> BoxFuture<'a, Result<UserChange, AdapterError>> {
+        audited("disable", user_id, self.bounded(self.disable_user(user_id)))
+    }
+
+    fn enable<'a>(&'a self, user_id: &'a str) -> BoxFuture<'a, Result<UserChange, AdapterError>> {
+        audited("enable", user_id, self.bounded(self.enable_user(user_id)))
+    }
+
+    fn delete<'a>(&'a self, user_id: &'a str) -> BoxFuture<'a, Result<UserChange, AdapterError>> {
+        audited("delete", user_id, self.bounded(self.delete_user(user_id)))
+    }
+
+    fn set_roles<'a>(
+        &'a self,
+        user_id: &'a str,
+        entitlements: &'a Entitlements,
+        managed: &'a [String],
+    ) -> BoxFuture<'a, Result<UserChange, AdapterError>> {
+        audited("set_roles", user_id, self.bounded(self.set_user_roles(user_id, entitlements, managed)))
+    }
+}
+
+/// Runs one operation on a downstream user inside its span and leaves one line of what it came
+/// to: an audit line when it changed the user, a warning or an error when it failed.
+fn audited<'a>(
+    action: &'static str,
+    user_id: &'a str,
+    operation: impl std::future::Future<Output = Result<UserChange, AdapterError>> + Send + 'a,
+) -> BoxFuture<'a, Result<UserChange, AdapterError>> {
+    let span = tracing::info_span!("adapter.user", adapter = "firebase", action, downstream_user_id = user_id);
+    Box::pin(
+        async move {
+            let result = operation.await;
+            match &result {
+                Ok(change) => tracing::info!(
+                    audit = true,
+                    action,
+                    adapter = "firebase",
+                    downstream_user_id = user_id,
+                    outcome = ?change,
+                    "firebase: {action} done"
+                ),
+                Err(error @ AdapterError::Misconfigured { .. }) => {
+                    tracing::error!(action, %error, "firebase: {action} failed: misconfigured")
+                }
+                Err(error) => tracing::warn!(action, %error, "firebase: {action} failed; retry later"),
+            }
+            result
+        }
+        .instrument(span),
+    )
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
-//! The three Identity Toolkit v1 admin calls the adapter needs, as the Admin SDKs make them:
+//! The Identity Toolkit v1 admin calls the adapter makes, as the Admin SDKs make them:
 //! `POST …/projects/{project}[/tenants/{tenant}]/accounts` (create, with our own `localId`),
-//! `…/accounts:lookup` (by uid and email) and `…/accounts:update` (custom attributes).
+//! `…/accounts:lookup` (by uid and email), `…/accounts:update` (custom attributes, disabling,
+//! revoking refresh tokens) and `…/accounts:delete`.
 
 use reqwest::header::AUTHORIZATION;
 use reqwest::StatusCode;
@@ -60,6 +61,24 @@ pub(crate) struct NewAccount<'a> {
 struct UpdateAttributes<'a> {
     local_id: &'a str,
     custom_attributes: &'a str,
+}
+
+/// `accounts:update` for sign-in access: `disableUser` (the Admin SDKs' `disabled`), and
+/// `validSince`, UNIX seconds before which the account's refresh tokens and ID tokens are
+/// refused (the Admin SDKs' `revokeRefreshTokens`). An int64, so a string in Google's JSON.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct UpdateAccess<'a> {
+    local_id: &'a str,
+    disable_user: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    valid_since: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct DeleteAccount<'a> {
+    local_id: &'a str,
 }
 
 /// Google's error body: `{"error": {"code": 400, "message": "EMAIL_EXISTS", "status": …}}`.
@@ -145,6 +164,26 @@ impl Toolkit {
     ) -> Result<(), CallError> {
         let body = UpdateAttributes { local_id: uid, custom_attributes: attributes };
         self.call(deadline, "accounts:update", &body).await.map(drop)
+    }
+
+    /// Disables or enables sign-in; `revoke_before` (UNIX seconds) also ends every session
+    /// that started before it: refresh tokens stop working, and ID tokens issued earlier fail
+    /// `verifyIdToken(…, checkRevoked)`. Tokens minted within that same second survive (the
+    /// timestamp has a resolution of one second).
+    pub(crate) async fn set_access(
+        &self,
+        deadline: Deadline,
+        uid: &str,
+        disabled: bool,
+        revoke_before: Option<u64>,
+    ) -> Result<(), CallError> {
+        let body =
+            UpdateAccess { local_id: uid, disable_user: disabled, valid_since: revoke_before.map(|s| s.to_string()) };
+        self.call(deadline, "accounts:update", &body).await.map(drop)
+    }
+
+    pub(crate) async fn delete(&self, deadline: Deadline, uid: &str) -> Result<(), CallError> {
+        self.call(deadline, "accounts:delete", &DeleteAccount { local_id: uid }).await.map(drop)
     }
 
     /// POSTs `body` to `{base}/{method}`; on a 401 in production the cached access token is

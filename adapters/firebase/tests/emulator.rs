@@ -11,15 +11,27 @@ use std::time::{Duration, Instant};
 use common::*;
 use jsonwebtoken::{Algorithm, Validation};
 use serde_json::{json, Value};
-use ssobridge_adapter_core::conformance::{self, Harness};
-use ssobridge_adapter_core::{Adapter, AdapterError, BoxFuture, LinkOutcome};
+use ssobridge_adapter_core::conformance::{self, Harness, Outage};
+use ssobridge_adapter_core::{Adapter, AdapterError, BoxFuture, Entitlements, LinkOutcome, UserChange};
 use ssobridge_adapter_firebase::{firebase_uid, FirebaseAdapter};
 
 struct EmulatorHarness {
+    /// Reaches the emulator through `proxy`, which can answer as an outage instead.
     adapter: FirebaseAdapter,
     unreachable: FirebaseAdapter,
+    /// In production mode, with a service account key Google's token endpoint refuses.
+    misconfigured: FirebaseAdapter,
     api: EmulatorApi,
+    proxy: FaultProxy,
+    _tokens: TokenServer,
     _blackhole: Blackhole,
+}
+
+fn sorted_strings(value: &Value) -> Vec<String> {
+    let mut names: Vec<String> =
+        value.as_array().map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect()).unwrap_or_default();
+    names.sort();
+    names
 }
 
 impl Harness for EmulatorHarness {
@@ -60,9 +72,64 @@ impl Harness for EmulatorHarness {
         // timeout_seconds = 2 for the unreachable adapter, plus scheduling slack.
         Duration::from_secs(4)
     }
+
+    fn misconfigured_adapter(&self) -> &FirebaseAdapter {
+        &self.misconfigured
+    }
+
+    fn user_disabled<'a>(&'a self, id: &'a str) -> BoxFuture<'a, bool> {
+        Box::pin(async move { self.api.user(id).await.expect("the account exists")["disabled"] == true })
+    }
+
+    fn user_roles<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Vec<String>> {
+        Box::pin(async move { sorted_strings(&self.claims(id).await["roles"]) })
+    }
+
+    fn user_groups<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Option<Vec<String>>> {
+        Box::pin(async move { Some(sorted_strings(&self.claims(id).await["groups"])) })
+    }
+
+    fn grant_role_directly<'a>(&'a self, id: &'a str, role: &'a str) -> BoxFuture<'a, ()> {
+        // What the application's back end does with the Admin SDK's setCustomUserClaims.
+        Box::pin(async move {
+            let mut claims = self.claims(id).await;
+            let mut roles = claims["roles"].as_array().cloned().unwrap_or_default();
+            roles.push(json!(role));
+            claims["roles"] = Value::Array(roles);
+            self.api.update(json!({"localId": id, "customAttributes": claims.to_string()})).await;
+        })
+    }
+
+    fn fail_next(&self, requests: usize, outage: Outage) {
+        let fault = match outage {
+            Outage::RateLimited => Fault { status: 429, retry_after: Some("1") },
+            Outage::Unavailable => Fault { status: 503, retry_after: None },
+        };
+        self.proxy.fail_next(&vec![fault; requests]);
+    }
+
+    fn end_outage(&self) {
+        self.proxy.clear_faults();
+    }
+
+    fn secrets(&self) -> Vec<String> {
+        // A line from the middle of the service account's private key.
+        let (pem, _) = service_account_key();
+        pem.lines().skip(5).take(3).map(str::to_owned).collect()
+    }
+
+    fn log_lines(&self) -> Vec<String> {
+        LogRecorder::global().lines()
+    }
 }
 
 impl EmulatorHarness {
+    /// The account's custom claims, as the Admin SDK's getUser shows them.
+    async fn claims(&self, uid: &str) -> Value {
+        let account = self.api.user(uid).await.expect("the account exists");
+        serde_json::from_str(account["customAttributes"].as_str().unwrap_or("{}")).unwrap()
+    }
+
     async fn uids_with_email(&self, email: &str, verified_only: bool) -> Vec<String> {
         let users = self.api.all_users().await;
         users
@@ -107,14 +174,34 @@ async fn adapter_against_the_auth_emulator() {
     racing_first_logins_collide_on_the_uid(&emulator, &run).await;
     rate_limits_are_retried_after_retry_after(&emulator, &run).await;
     production_mode_fetches_and_caches_an_access_token(&emulator, &run).await;
+    disable_ends_the_session_and_enable_lets_the_user_back(&emulator, &run).await;
+    roles_reach_the_id_token_at_the_next_refresh(&emulator, &run).await;
+    claims_past_firebases_limit_are_refused_and_nothing_is_written(&emulator, &run).await;
 }
 
 async fn conformance_suite(emulator: &Emulator, run: &str) {
+    LogRecorder::global();
     let blackhole = Blackhole::start().await;
+    let proxy = FaultProxy::start(&emulator.host).await;
+    let tokens = TokenServer::start("key-id-refused").await;
+    tokens.reply_with(TokenReply::Refuse);
+    let (pem, _) = service_account_key();
+    let misconfigured = FirebaseAdapter::new(settings(json!({
+        "project_id": PROJECT_ID,
+        "service_account_email": SERVICE_ACCOUNT,
+        "private_key": pem,
+        "token_uri": tokens.uri(),
+        "api_base": format!("{}/identitytoolkit.googleapis.com", proxy.server.base),
+        "timeout_seconds": 5,
+    })))
+    .expect("production adapter");
     let harness = EmulatorHarness {
-        adapter: emulator_adapter(&emulator.host, None, 10),
+        adapter: emulator_adapter(&proxy.host(), None, 10),
         unreachable: emulator_adapter(&format!("127.0.0.1:{}", blackhole.port), None, 2),
+        misconfigured,
         api: emulator.api(),
+        proxy,
+        _tokens: tokens,
         _blackhole: blackhole,
     };
     conformance::run(&harness, run).await;
@@ -396,4 +483,83 @@ async fn production_mode_fetches_and_caches_an_access_token(emulator: &Emulator,
         Err(AdapterError::Misconfigured { detail }) => assert!(detail.contains("invalid_grant"), "{detail}"),
         other => panic!("a refused service account is Misconfigured, got {other:?}"),
     }
+}
+
+fn strings(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+}
+
+async fn disable_ends_the_session_and_enable_lets_the_user_back(emulator: &Emulator, run: &str) {
+    let api = emulator.api();
+    let adapter = emulator_adapter(&emulator.host, None, 10);
+    let who = conformance::identity(&format!("session-{run}"), &format!("session-{run}@claims.example"), true);
+    let outcome = adapter.link(&who).await.expect("link");
+    let uid = uid_of(&outcome);
+    let (_, refresh_token) = api.start_session(&custom_token_of(&outcome)).await.expect("signed in");
+    let before = unix_now();
+
+    assert_eq!(adapter.disable(&uid).await.expect("disable"), UserChange::Applied);
+    let account = api.user(&uid).await.expect("account");
+    assert_eq!(account["disabled"], true, "{account}");
+    let valid_since: u64 = account["validSince"].as_str().expect("validSince").parse().unwrap();
+    assert!(valid_since >= before, "refresh tokens revoked from now on: {valid_since} < {before}");
+    assert_eq!(api.refresh_session(&refresh_token).await.expect_err("session ended"), "USER_DISABLED");
+    let unused_token = custom_token_of(&outcome);
+    assert_eq!(api.sign_in_with_custom_token(&unused_token).await.expect_err("no new session"), "USER_DISABLED");
+    match adapter.link(&who).await {
+        Err(AdapterError::Refused { reason }) => assert!(reason.contains("disabled"), "{reason}"),
+        other => panic!("a disabled account is not signed in to, got {other:?}"),
+    }
+
+    assert_eq!(adapter.enable(&uid).await.expect("enable"), UserChange::Applied);
+    assert_eq!(api.user(&uid).await.expect("account")["disabled"], json!(false));
+    let again = adapter.link(&who).await.expect("signs in again");
+    assert_eq!(uid_of(&again), uid);
+    api.sign_in_with_custom_token(&custom_token_of(&again)).await.expect("a new session");
+}
+
+async fn roles_reach_the_id_token_at_the_next_refresh(emulator: &Emulator, run: &str) {
+    let api = emulator.api();
+    let adapter = emulator_adapter(&emulator.host, None, 10);
+    let email = format!("token-roles-{run}@claims.example");
+    let existing = api.sign_up_verified(&email).await;
+    api.update(json!({"localId": existing, "customAttributes": r#"{"plan":"gold","roles":["owner"]}"#})).await;
+    let who = conformance::identity(&format!("token-roles-{run}"), &email, true);
+    let outcome = adapter.link(&who).await.expect("link");
+    let (claims, refresh_token) = api.start_session(&custom_token_of(&outcome)).await.expect("signed in");
+    assert_eq!(claims["roles"], json!(["owner"]));
+
+    // A group change arriving by webhook: the signed-in user's next token carries it.
+    let managed = strings(&["viewer", "editor"]);
+    let wanted = Entitlements { groups: strings(&["eng", "eng-leads"]), roles: strings(&["editor"]) };
+    assert_eq!(adapter.set_roles(&existing, &wanted, &managed).await.expect("set roles"), UserChange::Applied);
+    let claims = api.refresh_session(&refresh_token).await.expect("refreshed");
+    assert_eq!(claims["roles"], json!(["owner", "editor"]), "the application's own role is kept");
+    assert_eq!(claims["groups"], json!(["eng", "eng-leads"]));
+    assert_eq!(claims["plan"], "gold");
+    assert_eq!(claims["org_id"], "org_test");
+
+    let wanted = Entitlements { groups: Vec::new(), roles: Vec::new() };
+    adapter.set_roles(&existing, &wanted, &managed).await.expect("set roles");
+    let claims = api.refresh_session(&refresh_token).await.expect("refreshed");
+    assert_eq!((claims["roles"].clone(), claims["groups"].clone()), (json!(["owner"]), json!([])));
+}
+
+async fn claims_past_firebases_limit_are_refused_and_nothing_is_written(emulator: &Emulator, run: &str) {
+    let api = emulator.api();
+    let adapter = emulator_adapter(&emulator.host, None, 10);
+    let who = conformance::identity(&format!("big-{run}"), &format!("big-{run}@claims.example"), true);
+    let uid = uid_of(&adapter.link(&who).await.expect("link"));
+    let before = api.user(&uid).await.expect("account");
+    let groups: Vec<String> = (0..80).map(|n| format!("directory-group-{n:03}")).collect();
+    let wanted = Entitlements { groups, roles: Vec::new() };
+    match adapter.set_roles(&uid, &wanted, &[]).await {
+        Err(AdapterError::Misconfigured { detail }) => assert!(detail.contains("1000"), "{detail}"),
+        other => panic!("claims over 1000 characters are refused, got {other:?}"),
+    }
+    assert_eq!(api.user(&uid).await.expect("account")["customAttributes"], before["customAttributes"]);
 }

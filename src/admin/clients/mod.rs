@@ -13,9 +13,9 @@ use poem_openapi::OpenApi;
 pub use self::view::*;
 use super::resource::{self, Collection, Failure, IfMatch};
 use super::{AdminToken, FieldError, Tag};
-use crate::app::AppState;
 use crate::clients::{ClientRecord, ClientRegistry};
 use crate::model::{ClientSpec, FieldProblem, Rules};
+use crate::state::AppState;
 use crate::store::StoreError;
 use crate::tokens::{hash_secret, random_token, SigningAlgorithm};
 

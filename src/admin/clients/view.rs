@@ -54,6 +54,18 @@ pub enum Subject {
     Upstream,
 }
 
+/// What a user's deactivation in their directory does to the client's downstream user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "lowercase")]
+pub enum Deprovision {
+    /// Disabled (sessions ended where the downstream can); reactivation enables them.
+    Disable,
+    /// Deleted; a later login creates them again.
+    Delete,
+    /// Left alone downstream (the broker still refuses their logins).
+    None,
+}
+
 /// Per-client claim rewriting.
 #[derive(Debug, Clone, Default, Object)]
 pub struct Claims {
@@ -66,6 +78,17 @@ pub struct Claims {
     /// Static claims added to every token.
     #[oai(default)]
     pub add: BTreeMap<String, serde_json::Value>,
+    /// `upstream: claim`: a claim of the upstream ID token beyond the fixed ones (a custom
+    /// attribute) passed on as `claim`.
+    #[oai(default)]
+    pub attributes: BTreeMap<String, String>,
+    /// Emit the user's directory groups as `groups` and their roles as `roles`.
+    #[oai(default)]
+    pub groups: bool,
+    /// A directory group (or a Scalekit directory role) to the application roles it grants:
+    /// emitted as `roles` and written downstream (the roles the broker manages).
+    #[oai(default)]
+    pub group_roles: BTreeMap<String, Vec<String>>,
 }
 
 /// A registered client. The secret is never returned after creation or rotation.
@@ -98,6 +121,7 @@ pub struct Client {
     /// The client's public keys (a JWK Set), for `private_key_jwt`.
     #[oai(skip_serializing_if_is_none)]
     pub jwks: Option<serde_json::Value>,
+    pub deprovision: Deprovision,
     /// `config` (seeded from the file at every start: the file wins) or `api`.
     pub source: String,
 }
@@ -126,6 +150,7 @@ fn client_example() -> Client {
         token_endpoint_auth_method: AuthMethod::ClientSecretBasic,
         jwks_uri: None,
         jwks: None,
+        deprovision: Deprovision::Disable,
         source: "api".into(),
     }
 }
@@ -173,6 +198,9 @@ pub struct ClientCreate {
     /// A JWK Set of public keys; `private_key_jwt` only, or `jwks_uri`.
     #[oai(nullable)]
     pub jwks: Option<serde_json::Value>,
+    /// `disable` when absent.
+    #[oai(nullable)]
+    pub deprovision: Option<Deprovision>,
 }
 
 impl poem_openapi::types::Example for ClientCreate {
@@ -199,6 +227,7 @@ fn create_example() -> ClientCreate {
         token_endpoint_auth_method: None,
         jwks_uri: None,
         jwks: None,
+        deprovision: None,
     }
 }
 
@@ -236,6 +265,8 @@ pub struct ClientPatch {
     pub jwks_uri: MaybeUndefined<Text>,
     #[oai(nullable)]
     pub jwks: MaybeUndefined<serde_json::Value>,
+    #[oai(nullable)]
+    pub deprovision: MaybeUndefined<Deprovision>,
 }
 
 impl poem_openapi::types::Example for ClientPatch {
@@ -261,6 +292,7 @@ fn patch_example() -> ClientPatch {
         token_endpoint_auth_method: MaybeUndefined::Undefined,
         jwks_uri: MaybeUndefined::Undefined,
         jwks: MaybeUndefined::Undefined,
+        deprovision: MaybeUndefined::Undefined,
     }
 }
 

@@ -13,9 +13,9 @@ use poem_openapi::OpenApi;
 pub use self::view::*;
 use super::resource::{self, Collection, Failure, IfMatch};
 use super::{AdminToken, FieldError, Tag};
-use crate::app::AppState;
 use crate::model::{normalize_domain, Route as RouteSpec, RouteSource};
 use crate::routing::RouteTable;
+use crate::state::AppState;
 use crate::store::{AnyStore, StoreError};
 
 pub struct RoutesApi {

@@ -43,7 +43,13 @@ fn display_name(event_type: &str) -> String {
 
 impl Simulator {
     /// Sends one event to the webhook endpoint, if there is one, and records what happened.
-    async fn send(&self, event_type: &str, object: &str, organization_id: &str, data: Value) -> Option<Delivery> {
+    pub(super) async fn send(
+        &self,
+        event_type: &str,
+        object: &str,
+        organization_id: &str,
+        data: Value,
+    ) -> Option<Delivery> {
         let (Some(url), Some(secret)) = (&self.settings.webhook_url, &self.settings.webhook_secret) else {
             return None;
         };
@@ -177,7 +183,7 @@ pub(super) fn admin_section(sim: &Simulator) -> String {
     )
 }
 
-fn result_page(sim: &Simulator, title: &str, done: &str, deliveries: &[Delivery]) -> Response {
+pub(super) fn result_page(sim: &Simulator, title: &str, done: &str, deliveries: &[Delivery]) -> Response {
     let sent: String = deliveries
         .iter()
         .map(|d| format!("<li><code>{}</code>: {}</li>", escape(&d.event_type), escape(&d.result)))
@@ -195,7 +201,7 @@ fn result_page(sim: &Simulator, title: &str, done: &str, deliveries: &[Delivery]
     pages::page(StatusCode::OK, title, &body)
 }
 
-async fn form(body: Body) -> Option<Params> {
+pub(super) async fn form(body: Body) -> Option<Params> {
     body.into_bytes_limit(16 * 1024).await.ok().map(|bytes| Params::parse(&bytes))
 }
 

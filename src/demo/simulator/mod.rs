@@ -28,6 +28,7 @@
 mod api;
 pub mod directory;
 mod events;
+mod people;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -372,6 +373,8 @@ pub struct Simulator {
     requests: Mutex<HashMap<&'static str, u64>>,
     /// The last webhooks sent, newest last, for the portal.
     deliveries: Mutex<VecDeque<events::Delivery>>,
+    /// Directory users the portal changed.
+    people: Mutex<Vec<people::DirectoryUser>>,
     http: reqwest::Client,
 }
 
@@ -390,8 +393,18 @@ impl Simulator {
             api_tokens: Mutex::new(HashMap::new()),
             requests: Mutex::new(HashMap::new()),
             deliveries: Mutex::new(VecDeque::new()),
+            people: Mutex::new(Vec::new()),
             http,
         })
+    }
+
+    fn people(&self) -> std::sync::MutexGuard<'_, Vec<people::DirectoryUser>> {
+        self.people.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The organization a domain belongs to, whatever its verification status.
+    fn organization_of_domain(&self, domain: &str) -> Option<String> {
+        self.directory().iter().find(|o| o.domains.iter().any(|d| d.domain == domain)).map(|o| o.id.clone())
     }
 
     fn directory(&self) -> std::sync::MutexGuard<'_, Vec<Org>> {
@@ -436,6 +449,7 @@ impl Simulator {
             .at("/portal/error", get(portal_error))
             .at("/portal/domains", post(events::add_domain))
             .at("/portal/domains/delete", post(events::remove_domain))
+            .at("/portal/directory", post(people::change))
             .at("/api/v1/organizations", get(api::organizations))
             .at("/api/v1/organizations/:organization_id/domains", get(api::domains))
             .at("/api/v1/connections", get(api::connections))
@@ -485,7 +499,7 @@ impl Simulator {
     }
 
     fn now() -> u64 {
-        crate::oidc::callback::now_secs()
+        crate::clock::now_secs()
     }
 
     /// An `idp_initiated_login` token as the docs show it (docs:sso/guides/idp-init-sso):
@@ -789,8 +803,9 @@ fn portal(sim: Data<&Arc<Simulator>>) -> Response {
         .collect();
     let body = format!(
         "<h1>IdP portal (simulated)</h1><p>Your company's app launcher. Each card signs you in to the application \
-without visiting it first (IdP-initiated login), or makes the identity provider fail.</p>{cards}{admin}",
+without visiting it first (IdP-initiated login), or makes the identity provider fail.</p>{cards}{admin}{people}",
         admin = events::admin_section(&sim),
+        people = people::section(&sim),
     );
     pages::page(StatusCode::OK, "IdP portal (simulated)", &body)
 }
@@ -860,7 +875,7 @@ pub async fn serve(
     simulator: Arc<Simulator>,
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<(), crate::app::StartError> {
+) -> Result<(), crate::state::StartError> {
     let path = url::Url::parse(&simulator.settings.issuer).map(|u| u.path().trim_end_matches('/').to_owned());
     let path = path.unwrap_or_default();
     let routes = Route::new().nest(if path.is_empty() { "/" } else { path.as_str() }, simulator.routes());

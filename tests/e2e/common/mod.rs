@@ -9,8 +9,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use ssobridge::app::{self, AppState};
+use ssobridge::app;
 use ssobridge::config::Config;
+use ssobridge::state::AppState;
 use ssobridge::tokens::SigningKey;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};

@@ -5,14 +5,14 @@
 pub mod prism;
 pub mod tenant;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use ssobridge_adapter_auth0::{Auth0Adapter, Auth0Settings};
-use ssobridge_adapter_core::conformance::{self, Harness};
-use ssobridge_adapter_core::{Adapter, AdapterError, BoxFuture, Identity, LinkOutcome};
-use tenant::FakeTenant;
+use ssobridge_adapter_core::conformance::{self, Harness, Outage};
+use ssobridge_adapter_core::{Adapter, AdapterError, BoxFuture, Entitlements, Identity, LinkOutcome, UserChange};
+use tenant::{FakeTenant, Fault};
 
 pub use tenant::{CLIENT_ID, CLIENT_SECRET, CONNECTION, DOMAIN};
 
@@ -25,6 +25,7 @@ pub fn settings(base: &str) -> Auth0Settings {
         connection: CONNECTION.to_owned(),
         api_base: Some(base.to_owned()),
         timeout_seconds: Some(5),
+        assign_roles: None,
     }
 }
 
@@ -118,6 +119,37 @@ impl Adapter for LoginThroughAuth0 {
             self.adapter.link(identity).await
         })
     }
+
+    fn disable<'a>(&'a self, user_id: &'a str) -> BoxFuture<'a, Result<UserChange, AdapterError>> {
+        self.adapter.disable(user_id)
+    }
+
+    fn enable<'a>(&'a self, user_id: &'a str) -> BoxFuture<'a, Result<UserChange, AdapterError>> {
+        self.adapter.enable(user_id)
+    }
+
+    fn delete<'a>(&'a self, user_id: &'a str) -> BoxFuture<'a, Result<UserChange, AdapterError>> {
+        self.adapter.delete(user_id)
+    }
+
+    fn set_roles<'a>(
+        &'a self,
+        user_id: &'a str,
+        entitlements: &'a Entitlements,
+        managed: &'a [String],
+    ) -> BoxFuture<'a, Result<UserChange, AdapterError>> {
+        self.adapter.set_roles(user_id, entitlements, managed)
+    }
+}
+
+/// A client secret the fake tenant does not accept.
+pub const WRONG_SECRET: &str = "not-the-m2m-secret";
+
+fn sorted_strings(value: &Value) -> Vec<String> {
+    let mut names: Vec<String> =
+        value.as_array().map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect()).unwrap_or_default();
+    names.sort();
+    names
 }
 
 /// The shared conformance suite's view of the fake tenant.
@@ -125,24 +157,45 @@ pub struct TenantHarness {
     pub tenant: Arc<FakeTenant>,
     adapter: LoginThroughAuth0,
     unreachable: LoginThroughAuth0,
+    misconfigured: LoginThroughAuth0,
     _hole: BlackHole,
 }
 
 impl TenantHarness {
-    /// `api_base` is where the adapter sends its requests: the tenant itself, or Prism.
+    /// `api_base` is where the adapter sends its requests: the tenant itself, or Prism. The
+    /// adapter assigns Auth0 roles too (`assign_roles`): the tenant gets the suite's roles.
     pub async fn new(tenant: Arc<FakeTenant>, api_base: &str) -> TenantHarness {
+        LogRecorder::global();
         let hole = BlackHole::start().await;
         let mut unreachable = settings(&hole.base);
         unreachable.timeout_seconds = Some(1);
+        let mut roles = settings(api_base);
+        roles.assign_roles = Some(true);
+        for role in conformance::MANAGED_ROLES.into_iter().chain([conformance::UNMANAGED_ROLE]) {
+            tenant.create_role(role);
+        }
+        let mut wrong = settings(api_base);
+        wrong.client_secret = WRONG_SECRET.to_owned();
         TenantHarness {
-            adapter: LoginThroughAuth0 { adapter: adapter(api_base), tenant: Some(tenant.clone()) },
+            adapter: LoginThroughAuth0 {
+                adapter: Auth0Adapter::new(roles).expect("valid settings"),
+                tenant: Some(tenant.clone()),
+            },
             unreachable: LoginThroughAuth0 {
                 adapter: Auth0Adapter::new(unreachable).expect("valid settings"),
+                tenant: None,
+            },
+            misconfigured: LoginThroughAuth0 {
+                adapter: Auth0Adapter::new(wrong).expect("valid settings"),
                 tenant: None,
             },
             tenant,
             _hole: hole,
         }
+    }
+
+    fn metadata(&self, id: &str) -> Value {
+        self.tenant.user(id).expect("the user exists")["app_metadata"].clone()
     }
 }
 
@@ -178,6 +231,60 @@ impl Harness for TenantHarness {
         // Budget of the unreachable adapter: three exchange timeouts of 1 s, plus slack.
         Duration::from_secs(5)
     }
+
+    fn misconfigured_adapter(&self) -> &LoginThroughAuth0 {
+        &self.misconfigured
+    }
+
+    fn user_disabled<'a>(&'a self, id: &'a str) -> BoxFuture<'a, bool> {
+        Box::pin(async move { self.tenant.user(id).expect("the user exists")["blocked"] == true })
+    }
+
+    fn user_roles<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Vec<String>> {
+        // Both places the adapter writes roles to must agree.
+        Box::pin(async move {
+            let in_metadata = sorted_strings(&self.metadata(id)["roles"]);
+            assert_eq!(self.tenant.role_names_of(id), in_metadata, "Auth0 roles and app_metadata.roles differ");
+            in_metadata
+        })
+    }
+
+    fn user_groups<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Option<Vec<String>>> {
+        Box::pin(async move { Some(sorted_strings(&self.metadata(id)["groups"])) })
+    }
+
+    fn grant_role_directly<'a>(&'a self, id: &'a str, role: &'a str) -> BoxFuture<'a, ()> {
+        // An administrator assigns the role, and an Action of the application notes it.
+        Box::pin(async move {
+            let mut metadata = self.metadata(id);
+            let mut roles = metadata["roles"].as_array().cloned().unwrap_or_default();
+            roles.push(json!(role));
+            metadata["roles"] = Value::Array(roles);
+            self.tenant.set_app_metadata(id, metadata);
+            self.tenant.assign_role_directly(id, role);
+        })
+    }
+
+    fn fail_next(&self, requests: usize, outage: Outage) {
+        let fault = match outage {
+            Outage::RateLimited => Fault::rate_limited(&[("retry-after", "1"), ("x-ratelimit-remaining", "0")]),
+            Outage::Unavailable => Fault::server_error(503),
+        };
+        self.tenant.fail_any_next(requests, fault);
+    }
+
+    fn end_outage(&self) {
+        self.tenant.clear_faults();
+    }
+
+    fn secrets(&self) -> Vec<String> {
+        // The fake tenant's Management API tokens all start so.
+        vec![CLIENT_SECRET.to_owned(), WRONG_SECRET.to_owned(), "mgmt-token-".to_owned()]
+    }
+
+    fn log_lines(&self) -> Vec<String> {
+        LogRecorder::global().lines()
+    }
 }
 
 /// Collects every event as `LEVEL field=value …`, to read what an audit line says.
@@ -211,5 +318,62 @@ impl tracing::Subscriber for Recorder {
 impl Recorder {
     pub fn lines(&self) -> Vec<String> {
         self.0.lock().expect("lines").clone()
+    }
+}
+
+/// Every event and span of the process as `LEVEL field=value …` (spans as `SPAN name …`),
+/// so that a test can check what was logged (the conformance suite looks for secrets).
+#[derive(Clone, Default)]
+pub struct LogRecorder(Arc<Mutex<Vec<String>>>);
+
+struct FieldLine(String);
+
+impl tracing::field::Visit for FieldLine {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.0.push_str(&format!(" {}={:?}", field.name(), value));
+    }
+}
+
+impl tracing::Subscriber for LogRecorder {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, span: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        let mut line = FieldLine(format!("SPAN {}", span.metadata().name()));
+        span.record(&mut line);
+        let mut lines = self.0.lock().unwrap();
+        lines.push(line.0);
+        tracing::span::Id::from_u64(lines.len() as u64)
+    }
+    fn record(&self, _: &tracing::span::Id, values: &tracing::span::Record<'_>) {
+        let mut line = FieldLine("SPAN record".to_owned());
+        values.record(&mut line);
+        self.0.lock().unwrap().push(line.0);
+    }
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        let mut line = FieldLine(event.metadata().level().to_string());
+        event.record(&mut line);
+        self.0.lock().unwrap().push(line.0);
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+impl LogRecorder {
+    /// The process-wide recorder, installed as the global subscriber on first use.
+    pub fn global() -> &'static LogRecorder {
+        static RECORDER: OnceLock<LogRecorder> = OnceLock::new();
+        RECORDER.get_or_init(|| {
+            let recorder = LogRecorder::default();
+            // Fails only if another global subscriber is set already; then this one stays
+            // empty and the suite's "the harness records the log" check says so.
+            let _ = tracing::subscriber::set_global_default(recorder.clone());
+            recorder
+        })
+    }
+
+    pub fn lines(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
     }
 }

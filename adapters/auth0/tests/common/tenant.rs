@@ -13,7 +13,14 @@
 //! - linking (`POST /users/{primary}/identities`) finds the secondary as `provider|user_id`,
 //!   moves its identities into the primary (with `profileData`), removes it, and answers 409
 //!   when the primary already holds the identity, 400 when the secondary is gone;
-//! - PATCH merges `app_metadata` at its first level (null removes a key);
+//! - PATCH merges `app_metadata` at its first level (null removes a key) and sets `blocked`; a
+//!   blocked user's login is refused ("user is blocked"), as Auth0 does;
+//! - a login opens a session and issues a refresh token; `DELETE /users/{id}/sessions` and
+//!   `/refresh-tokens` end them (202: Auth0 does it asynchronously, the model at once);
+//!   `DELETE /users/{id}` answers 204 whether or not the user exists (Auth0 documents no 404);
+//! - roles (RBAC) are tenant objects `{id, name}` assigned to users by id; `GET /roles`'s
+//!   `name_filter` matches case-insensitively and as a substring (Auth0 does not document
+//!   whether it is exact, so the model takes the loosest reading);
 //! - tokens come from the client-credentials grant, expire, and carry scopes the endpoints
 //!   check (401 / 403 with Auth0's error shape); faults (429 + headers, 5xx) can be queued.
 #![allow(dead_code)]
@@ -33,7 +40,18 @@ pub const DOMAIN: &str = "tenant.example.auth0.com";
 pub const CLIENT_ID: &str = "m2m-client";
 pub const CLIENT_SECRET: &str = "m2m-secret-value-never-logged";
 pub const CONNECTION: &str = "ssobridge";
-pub const ALL_SCOPES: &[&str] = &["read:users", "update:users", "update:users_app_metadata"];
+pub const ALL_SCOPES: &[&str] = &[
+    "read:users",
+    "update:users",
+    "update:users_app_metadata",
+    "delete:users",
+    "delete:sessions",
+    "delete:refresh_tokens",
+    "read:roles",
+    "read:role_members",
+    "create:role_members",
+    "delete:role_members",
+];
 
 /// Which endpoint a request hit, for counting and for fault injection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -44,6 +62,13 @@ pub enum Op {
     GetUser,
     PatchUser,
     Link,
+    DeleteUser,
+    DeleteSessions,
+    DeleteRefreshTokens,
+    UserRoles,
+    AssignRoles,
+    RemoveRoles,
+    ListRoles,
 }
 
 #[derive(Debug, Clone)]
@@ -79,9 +104,30 @@ struct StoredUser {
     name: Option<String>,
     identities: Vec<Value>,
     app_metadata: Map<String, Value>,
+    /// `None` until an administrator blocked or unblocked the user.
+    blocked: Option<bool>,
+    sessions: usize,
+    refresh_tokens: usize,
+    /// Ids of the Auth0 roles assigned to the user.
+    roles: Vec<String>,
 }
 
 impl StoredUser {
+    fn new(user_id: String, email: Option<String>, email_verified: bool, identity: Value) -> StoredUser {
+        StoredUser {
+            user_id,
+            email,
+            email_verified,
+            name: None,
+            identities: vec![identity],
+            app_metadata: Map::new(),
+            blocked: None,
+            sessions: 0,
+            refresh_tokens: 0,
+            roles: Vec::new(),
+        }
+    }
+
     fn to_json(&self) -> Value {
         let mut user = json!({
             "user_id": self.user_id,
@@ -89,6 +135,9 @@ impl StoredUser {
             "identities": self.identities,
             "app_metadata": self.app_metadata,
         });
+        if let Some(blocked) = self.blocked {
+            user["blocked"] = json!(blocked);
+        }
         if let Some(email) = &self.email {
             user["email"] = json!(email);
         }
@@ -134,6 +183,10 @@ struct State {
     /// `METHOD path?query` of every request, oldest first.
     log: Vec<String>,
     next: u64,
+    /// Faults for whichever request comes next (but the token), after the per-operation ones.
+    faults_any: VecDeque<Fault>,
+    /// The tenant's Auth0 roles: (id, name).
+    roles: Vec<(String, String)>,
 }
 
 /// The fake tenant; the server stops when this is dropped.
@@ -196,6 +249,8 @@ impl FakeTenant {
             counts: HashMap::new(),
             log: Vec::new(),
             next: 0,
+            faults_any: VecDeque::new(),
+            roles: Vec::new(),
         }));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind fake tenant");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
@@ -237,6 +292,21 @@ impl FakeTenant {
         }
     }
 
+    /// The next `n` Management API requests, whatever the operation, get `fault` (an outage).
+    pub fn fail_any_next(&self, n: usize, fault: Fault) {
+        let mut state = self.state();
+        for _ in 0..n {
+            state.faults_any.push_back(fault.clone());
+        }
+    }
+
+    /// Ends every queued fault: the tenant answers normally again.
+    pub fn clear_faults(&self) {
+        let mut state = self.state();
+        state.faults_any.clear();
+        state.faults.clear();
+    }
+
     /// The next `n` requests to `op` are answered only once all `n` have arrived: two racing
     /// sign-ins then both read the state before either writes.
     pub fn line_up(&self, op: Op, n: usize) {
@@ -270,16 +340,12 @@ impl FakeTenant {
     pub fn create_database_user(&self, email: &str, verified: bool) -> String {
         let mut state = self.state();
         let id = Self::next_hex(&mut state);
-        let user = StoredUser {
-            user_id: format!("auth0|{id}"),
-            email: Some(email.to_lowercase()),
-            email_verified: verified,
-            name: None,
-            identities: vec![
-                json!({"connection": "Username-Password-Authentication", "user_id": id, "provider": "auth0", "isSocial": false}),
-            ],
-            app_metadata: Map::new(),
-        };
+        let user = StoredUser::new(
+            format!("auth0|{id}"),
+            Some(email.to_lowercase()),
+            verified,
+            json!({"connection": "Username-Password-Authentication", "user_id": id, "provider": "auth0", "isSocial": false}),
+        );
         let user_id = user.user_id.clone();
         state.users.push(user);
         user_id
@@ -289,16 +355,12 @@ impl FakeTenant {
     pub fn create_social_user(&self, email: &str, verified: bool) -> String {
         let mut state = self.state();
         let id = Self::next_hex(&mut state);
-        let user = StoredUser {
-            user_id: format!("google-oauth2|{id}"),
-            email: Some(email.to_owned()),
-            email_verified: verified,
-            name: None,
-            identities: vec![
-                json!({"connection": "google-oauth2", "user_id": id, "provider": "google-oauth2", "isSocial": true}),
-            ],
-            app_metadata: Map::new(),
-        };
+        let user = StoredUser::new(
+            format!("google-oauth2|{id}"),
+            Some(email.to_owned()),
+            verified,
+            json!({"connection": "google-oauth2", "user_id": id, "provider": "google-oauth2", "isSocial": true}),
+        );
         let user_id = user.user_id.clone();
         state.users.push(user);
         user_id
@@ -315,24 +377,70 @@ impl FakeTenant {
     /// identity signs in, or Auth0 creates `oidc|CONNECTION|SUB` from the ID token's claims.
     /// Returns the user id the application gets.
     pub fn login(&self, identity: &Identity) -> String {
+        self.try_login(identity).expect("Auth0 signs the user in")
+    }
+
+    /// [`FakeTenant::login`], refused for a blocked user as Auth0 refuses it (`unauthorized`,
+    /// "user is blocked"). A login opens a session with a refresh token.
+    pub fn try_login(&self, identity: &Identity) -> Result<String, String> {
         let mut state = self.state();
         let identity_user_id = format!("{CONNECTION}|{}", identity.subject);
-        if let Some(user) = state.users.iter().find(|u| u.holds("oidc", CONNECTION, &identity_user_id)) {
-            return user.user_id.clone();
-        }
-        let user = StoredUser {
-            user_id: format!("oidc|{identity_user_id}"),
-            email: identity.email.clone(),
-            email_verified: identity.email_verified,
-            name: identity.name.clone(),
-            identities: vec![
-                json!({"connection": CONNECTION, "user_id": identity_user_id, "provider": "oidc", "isSocial": false}),
-            ],
-            app_metadata: Map::new(),
+        let index = match state.users.iter().position(|u| u.holds("oidc", CONNECTION, &identity_user_id)) {
+            Some(index) => index,
+            None => {
+                let mut user = StoredUser::new(
+                    format!("oidc|{identity_user_id}"),
+                    identity.email.clone(),
+                    identity.email_verified,
+                    json!({"connection": CONNECTION, "user_id": identity_user_id, "provider": "oidc", "isSocial": false}),
+                );
+                user.name = identity.name.clone();
+                state.users.push(user);
+                state.users.len() - 1
+            }
         };
-        let user_id = user.user_id.clone();
-        state.users.push(user);
-        user_id
+        let user = &mut state.users[index];
+        if user.blocked == Some(true) {
+            return Err("user is blocked".to_owned());
+        }
+        user.sessions += 1;
+        user.refresh_tokens += 1;
+        Ok(user.user_id.clone())
+    }
+
+    /// The user's open sessions and live refresh tokens.
+    pub fn sessions_of(&self, user_id: &str) -> (usize, usize) {
+        let state = self.state();
+        let user = state.users.iter().find(|u| u.user_id == user_id).expect("user");
+        (user.sessions, user.refresh_tokens)
+    }
+
+    /// An Auth0 role (RBAC) of the tenant; returns its id.
+    pub fn create_role(&self, name: &str) -> String {
+        let mut state = self.state();
+        let id = format!("rol_{}", &Self::next_hex(&mut state)[8..]);
+        state.roles.push((id.clone(), name.to_owned()));
+        id
+    }
+
+    /// Assigns a role the way an administrator does in the dashboard.
+    pub fn assign_role_directly(&self, user_id: &str, name: &str) {
+        let mut state = self.state();
+        let id = state.roles.iter().find(|(_, n)| n == name).expect("role").0.clone();
+        let user = state.users.iter_mut().find(|u| u.user_id == user_id).expect("user");
+        if !user.roles.contains(&id) {
+            user.roles.push(id);
+        }
+    }
+
+    /// The names of the Auth0 roles assigned to the user, sorted.
+    pub fn role_names_of(&self, user_id: &str) -> Vec<String> {
+        let state = self.state();
+        let user = state.users.iter().find(|u| u.user_id == user_id).expect("user");
+        let mut names: Vec<String> =
+            state.roles.iter().filter(|(id, _)| user.roles.contains(id)).map(|(_, n)| n.clone()).collect();
+        names.sort();
+        names
     }
 
     /// Ids of every user whose root email equals `email`, ignoring case.
@@ -523,21 +631,36 @@ async fn handle(req: &Request, body: Body, Data(state): Data<&Arc<Mutex<State>>>
     let path = req.uri().path().to_owned();
     let query = req.uri().query().map(str::to_owned);
     let method = req.method().clone();
-    let op = match (&method, path.as_str()) {
-        (&Method::POST, "/oauth/token") => Op::Token,
-        (&Method::GET, "/api/v2/users") => Op::Search,
-        (&Method::GET, "/api/v2/users-by-email") => Op::ByEmail,
-        (&Method::POST, p) if p.starts_with("/api/v2/users/") && p.ends_with("/identities") => Op::Link,
-        (&Method::GET, p) if p.starts_with("/api/v2/users/") => Op::GetUser,
-        (&Method::PATCH, p) if p.starts_with("/api/v2/users/") => Op::PatchUser,
+    let user_path = path.strip_prefix("/api/v2/users/").map(|rest| rest.split('/').collect::<Vec<_>>());
+    let op = match (&method, path.as_str(), user_path.as_deref()) {
+        (&Method::POST, "/oauth/token", _) => Op::Token,
+        (&Method::GET, "/api/v2/users", _) => Op::Search,
+        (&Method::GET, "/api/v2/users-by-email", _) => Op::ByEmail,
+        (&Method::GET, "/api/v2/roles", _) => Op::ListRoles,
+        (&Method::POST, _, Some([_, "identities"])) => Op::Link,
+        (&Method::GET, _, Some([_])) => Op::GetUser,
+        (&Method::PATCH, _, Some([_])) => Op::PatchUser,
+        (&Method::DELETE, _, Some([_])) => Op::DeleteUser,
+        (&Method::DELETE, _, Some([_, "sessions"])) => Op::DeleteSessions,
+        (&Method::DELETE, _, Some([_, "refresh-tokens"])) => Op::DeleteRefreshTokens,
+        (&Method::GET, _, Some([_, "roles"])) => Op::UserRoles,
+        (&Method::POST, _, Some([_, "roles"])) => Op::AssignRoles,
+        (&Method::DELETE, _, Some([_, "roles"])) => Op::RemoveRoles,
         _ => return api_error(404, "Not Found", "no such endpoint in the fake tenant", "not_found"),
     };
+    // The user id, percent-decoded: the first segment after /api/v2/users/.
+    let user_id =
+        user_path.as_ref().and_then(|segments| segments.first()).map(|raw| percent_decode(raw)).unwrap_or_default();
     let body = body.into_vec().await.unwrap_or_default();
     let (fault, delay, gate) = {
         let mut s = state.lock().expect("state");
         *s.counts.entry(op).or_default() += 1;
         s.log.push(format!("{method} {path}{}", query.as_deref().map(|q| format!("?{q}")).unwrap_or_default()));
-        let fault = s.faults.get_mut(&op).and_then(VecDeque::pop_front);
+        let fault = match s.faults.get_mut(&op).and_then(VecDeque::pop_front) {
+            Some(fault) => Some(fault),
+            None if op != Op::Token => s.faults_any.pop_front(),
+            None => None,
+        };
         let gate = match s.gates.get_mut(&op) {
             Some((left, barrier)) if *left > 0 => {
                 *left -= 1;
@@ -578,17 +701,26 @@ async fn handle(req: &Request, body: Body, Data(state): Data<&Arc<Mutex<State>>>
         Some((expires, scopes)) if Instant::now() < expires => scopes,
         _ => return api_error(401, "Unauthorized", "Invalid token.", "invalid_token"),
     };
-    let needed: &[&str] = match op {
-        Op::Search | Op::ByEmail | Op::GetUser => &["read:users"],
-        Op::PatchUser => &["update:users", "update:users_app_metadata"],
-        Op::Link => &["update:users"],
-        Op::Token => &[],
+    // (scopes, whether all of them are needed) as Auth0's 403 answers state them.
+    let (needed, all): (&[&str], bool) = match op {
+        Op::Search | Op::ByEmail | Op::GetUser => (&["read:users"], false),
+        Op::PatchUser => (&["update:users", "update:users_app_metadata"], false),
+        Op::Link => (&["update:users"], false),
+        Op::DeleteUser => (&["delete:users"], false),
+        Op::DeleteSessions => (&["delete:sessions"], false),
+        Op::DeleteRefreshTokens => (&["delete:refresh_tokens"], false),
+        Op::UserRoles => (&["read:users", "read:roles", "read:role_members"], true),
+        Op::ListRoles => (&["read:roles"], false),
+        Op::AssignRoles => (&["update:users", "create:role_members"], false),
+        Op::RemoveRoles => (&["update:users", "delete:role_members"], false),
+        Op::Token => (&[], false),
     };
-    if !needed.iter().any(|n| scopes.iter().any(|s| s == n)) {
+    let granted = |n: &&str| scopes.iter().any(|s| s == n);
+    if !(if all { needed.iter().all(granted) } else { needed.iter().any(granted) }) {
         return api_error(
             403,
             "Forbidden",
-            &format!("Insufficient scope, expected any of: {}", needed.join(",")),
+            &format!("Insufficient scope, expected {} of: {}", if all { "all" } else { "any" }, needed.join(",")),
             "insufficient_scope",
         );
     }
@@ -613,20 +745,28 @@ async fn handle(req: &Request, body: Body, Data(state): Data<&Arc<Mutex<State>>>
             reply(200, Value::Array(users))
         }
         Op::GetUser => {
-            let id = percent_decode(&path["/api/v2/users/".len()..]);
+            let id = user_id;
             match s.users.iter().find(|u| u.user_id == id) {
                 Some(user) => reply(200, user.to_json()),
                 None => api_error(404, "Not Found", "The user does not exist.", "inexistent_user"),
             }
         }
         Op::PatchUser => {
-            let id = percent_decode(&path["/api/v2/users/".len()..]);
+            let id = user_id;
             let Ok(patch) = serde_json::from_slice::<Value>(&body) else {
                 return api_error(400, "Bad Request", "Invalid request payload JSON format", "invalid_body");
+            };
+            let blocked = match patch.get("blocked") {
+                None => None,
+                Some(Value::Bool(b)) => Some(*b),
+                Some(_) => return api_error(400, "Bad Request", "Payload validation error: blocked", "invalid_body"),
             };
             let Some(user) = s.users.iter_mut().find(|u| u.user_id == id) else {
                 return api_error(404, "Not Found", "The user does not exist.", "inexistent_user");
             };
+            if blocked.is_some() {
+                user.blocked = blocked;
+            }
             if let Some(changes) = patch.get("app_metadata").and_then(Value::as_object) {
                 for (key, value) in changes {
                     if value.is_null() {
@@ -638,12 +778,85 @@ async fn handle(req: &Request, body: Body, Data(state): Data<&Arc<Mutex<State>>>
             }
             reply(200, user.to_json())
         }
-        Op::Link => {
-            let id = percent_decode(&path["/api/v2/users/".len()..path.len() - "/identities".len()]);
-            link(&mut s, &id, &body)
+        Op::Link => link(&mut s, &user_id, &body),
+        Op::DeleteUser => {
+            s.users.retain(|u| u.user_id != user_id);
+            empty(204)
+        }
+        Op::DeleteSessions | Op::DeleteRefreshTokens => {
+            let Some(user) = s.users.iter_mut().find(|u| u.user_id == user_id) else {
+                return api_error(404, "Not Found", "User not found", "inexistent_user");
+            };
+            if op == Op::DeleteSessions {
+                user.sessions = 0;
+            } else {
+                user.refresh_tokens = 0;
+            }
+            empty(202)
+        }
+        Op::UserRoles => {
+            let Some(user) = s.users.iter().find(|u| u.user_id == user_id) else {
+                return api_error(404, "Not Found", "User not found.", "inexistent_user");
+            };
+            let held: Vec<Value> = s
+                .roles
+                .iter()
+                .filter(|(id, _)| user.roles.contains(id))
+                .map(|(id, name)| json!({"id": id, "name": name, "description": ""}))
+                .collect();
+            reply(200, Value::Array(page(held, &params)))
+        }
+        Op::ListRoles => {
+            let filter = params.get("name_filter").map(|f| f.to_lowercase()).unwrap_or_default();
+            let roles: Vec<Value> = s
+                .roles
+                .iter()
+                .filter(|(_, name)| name.to_lowercase().contains(&filter))
+                .map(|(id, name)| json!({"id": id, "name": name, "description": ""}))
+                .collect();
+            reply(200, Value::Array(page(roles, &params)))
+        }
+        Op::AssignRoles | Op::RemoveRoles => {
+            let ids = match serde_json::from_slice::<Value>(&body) {
+                Ok(Value::Object(body)) if body.len() == 1 => match body.get("roles") {
+                    Some(Value::Array(ids)) if !ids.is_empty() => {
+                        ids.iter().filter_map(Value::as_str).map(str::to_owned).collect::<Vec<_>>()
+                    }
+                    _ => return api_error(400, "Bad Request", "Payload validation error: roles", "invalid_body"),
+                },
+                _ => return api_error(400, "Bad Request", "Payload validation error: roles", "invalid_body"),
+            };
+            if ids.iter().any(|id| !s.roles.iter().any(|(known, _)| known == id)) {
+                return api_error(400, "Bad Request", "One or more of the roles do not exist.", "invalid_body");
+            }
+            let Some(user) = s.users.iter_mut().find(|u| u.user_id == user_id) else {
+                return api_error(404, "Not Found", "The user does not exist.", "inexistent_user");
+            };
+            if op == Op::AssignRoles {
+                for id in ids {
+                    if !user.roles.contains(&id) {
+                        user.roles.push(id);
+                    }
+                }
+            } else {
+                user.roles.retain(|id| !ids.contains(id));
+            }
+            empty(204)
         }
         Op::Token => unreachable!(),
     }
+}
+
+/// An answer without a body (202, 204).
+fn empty(status: u16) -> Response {
+    Response::builder().status(StatusCode::from_u16(status).expect("status")).finish()
+}
+
+/// `page` / `per_page` (default 50, at most 100) of a list, as Auth0 pages.
+fn page(items: Vec<Value>, params: &HashMap<String, String>) -> Vec<Value> {
+    let per_page = params.get("per_page").and_then(|p| p.parse::<usize>().ok()).unwrap_or(50).clamp(1, 100);
+    let page = params.get("page").and_then(|p| p.parse::<usize>().ok()).unwrap_or(0);
+    items.into_iter().skip(page * per_page).take(per_page).collect()
 }
 
 fn token(s: &mut State, body: &[u8]) -> Response {

@@ -13,7 +13,7 @@ use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_credential_types::Credentials;
@@ -602,6 +602,7 @@ impl World {
             session_token: creds.token.clone(),
             endpoint: Some(endpoint.into()),
             timeout_seconds: Some(timeout_seconds),
+            create_groups: None,
         }
     }
 
@@ -663,7 +664,181 @@ impl World {
     }
 }
 
+impl World {
+    /// An app client that signs users in with their password through the Admin API, as an
+    /// application's back end does.
+    pub async fn create_app_client(&self, pool_id: &str) -> String {
+        let answer = self
+            .aws
+            .cognito_ok(
+                &self.admin,
+                "CreateUserPoolClient",
+                json!({"UserPoolId": pool_id, "ClientName": format!("app-{}", unique()),
+                    "ExplicitAuthFlows": ["ALLOW_ADMIN_USER_PASSWORD_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"]}),
+            )
+            .await;
+        answer["UserPoolClient"]["ClientId"].as_str().unwrap().to_owned()
+    }
+
+    /// Gives the user a permanent password and signs it in; returns `AuthenticationResult`
+    /// (`IdToken`, `AccessToken`, `RefreshToken`).
+    pub async fn sign_in_with_password(&self, pool_id: &str, client_id: &str, username: &str) -> Value {
+        let password = "Correct-horse-battery-9";
+        self.aws
+            .cognito_ok(
+                &self.admin,
+                "AdminSetUserPassword",
+                json!({"UserPoolId": pool_id, "Username": username, "Password": password, "Permanent": true}),
+            )
+            .await;
+        let answer = self
+            .aws
+            .cognito_ok(
+                &self.admin,
+                "AdminInitiateAuth",
+                json!({"UserPoolId": pool_id, "ClientId": client_id, "AuthFlow": "ADMIN_USER_PASSWORD_AUTH",
+                    "AuthParameters": {"USERNAME": username, "PASSWORD": password}}),
+            )
+            .await;
+        answer["AuthenticationResult"].clone()
+    }
+
+    /// Trades a refresh token for new tokens; the error's `__type` when Cognito refuses.
+    pub async fn refresh(&self, pool_id: &str, client_id: &str, refresh_token: &str) -> Result<Value, String> {
+        let (status, answer) = self
+            .aws
+            .cognito(
+                &self.admin,
+                "AdminInitiateAuth",
+                json!({"UserPoolId": pool_id, "ClientId": client_id, "AuthFlow": "REFRESH_TOKEN_AUTH",
+                    "AuthParameters": {"REFRESH_TOKEN": refresh_token}}),
+            )
+            .await;
+        match status {
+            200 => Ok(answer["AuthenticationResult"].clone()),
+            _ => Err(format!("{} {}", answer["__type"].as_str().unwrap_or("?"), answer["message"])),
+        }
+    }
+
+    pub async fn create_group(&self, pool_id: &str, group: &str) {
+        self.aws.cognito_ok(&self.admin, "CreateGroup", json!({"UserPoolId": pool_id, "GroupName": group})).await;
+    }
+
+    pub async fn add_to_group(&self, pool_id: &str, username: &str, group: &str) {
+        self.aws
+            .cognito_ok(
+                &self.admin,
+                "AdminAddUserToGroup",
+                json!({"UserPoolId": pool_id, "Username": username, "GroupName": group}),
+            )
+            .await;
+    }
+
+    /// The user's groups as the pool lists them, sorted.
+    pub async fn groups_of(&self, pool_id: &str, username: &str) -> Vec<String> {
+        let answer = self
+            .aws
+            .cognito_ok(&self.admin, "AdminListGroupsForUser", json!({"UserPoolId": pool_id, "Username": username}))
+            .await;
+        let mut groups: Vec<String> =
+            answer["Groups"].as_array().unwrap().iter().map(|g| g["GroupName"].as_str().unwrap().to_owned()).collect();
+        groups.sort();
+        groups
+    }
+
+    /// The pool's groups, sorted.
+    pub async fn pool_groups(&self, pool_id: &str) -> Vec<String> {
+        let answer = self.aws.cognito_ok(&self.admin, "ListGroups", json!({"UserPoolId": pool_id})).await;
+        let mut groups: Vec<String> =
+            answer["Groups"].as_array().unwrap().iter().map(|g| g["GroupName"].as_str().unwrap().to_owned()).collect();
+        groups.sort();
+        groups
+    }
+}
+
+/// The claims of a JWT Cognito issued (read, not verified: the harness only looks).
+pub fn jwt_claims(jwt: &str) -> Value {
+    let payload = jwt.split('.').nth(1).unwrap();
+    let mut bytes = Vec::new();
+    let mut buffer = 0u32;
+    let mut bits = 0;
+    for c in payload.bytes() {
+        let value = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'-' | b'+' => 62,
+            b'_' | b'/' => 63,
+            _ => continue,
+        };
+        buffer = (buffer << 6) | u32::from(value);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            bytes.push((buffer >> bits) as u8);
+        }
+    }
+    serde_json::from_slice(&bytes).unwrap()
+}
+
 /// The value of one attribute in an `AdminGetUser` answer.
 pub fn attribute(user: &Value, name: &str) -> Option<String> {
     user["UserAttributes"].as_array()?.iter().find(|a| a["Name"] == name)?["Value"].as_str().map(str::to_owned)
+}
+
+/// Every event and span of the process as `LEVEL field=value …` (spans as `SPAN name …`),
+/// so that a test can check what was logged (the conformance suite looks for secrets).
+#[derive(Clone, Default)]
+pub struct LogRecorder(Arc<Mutex<Vec<String>>>);
+
+struct FieldLine(String);
+
+impl tracing::field::Visit for FieldLine {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.0.push_str(&format!(" {}={:?}", field.name(), value));
+    }
+}
+
+impl tracing::Subscriber for LogRecorder {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, span: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        let mut line = FieldLine(format!("SPAN {}", span.metadata().name()));
+        span.record(&mut line);
+        let mut lines = self.0.lock().unwrap();
+        lines.push(line.0);
+        tracing::span::Id::from_u64(lines.len() as u64)
+    }
+    fn record(&self, _: &tracing::span::Id, values: &tracing::span::Record<'_>) {
+        let mut line = FieldLine("SPAN record".to_owned());
+        values.record(&mut line);
+        self.0.lock().unwrap().push(line.0);
+    }
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        let mut line = FieldLine(event.metadata().level().to_string());
+        event.record(&mut line);
+        self.0.lock().unwrap().push(line.0);
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+impl LogRecorder {
+    /// The process-wide recorder, installed as the global subscriber on first use.
+    pub fn global() -> &'static LogRecorder {
+        static RECORDER: OnceLock<LogRecorder> = OnceLock::new();
+        RECORDER.get_or_init(|| {
+            let recorder = LogRecorder::default();
+            // Fails only if another global subscriber is set already; then this one stays
+            // empty and the suite's "the harness records the log" check says so.
+            let _ = tracing::subscriber::set_global_default(recorder.clone());
+            recorder
+        })
+    }
+
+    pub fn lines(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
+    }
 }

@@ -239,6 +239,39 @@ impl EmulatorApi {
         body["tenantId"].as_str().expect("tenantId").to_owned()
     }
 
+    /// Exchanges a custom token as the Firebase client SDK does; returns the ID token's claims
+    /// and the session's refresh token.
+    pub async fn start_session(&self, token: &str) -> Result<(Value, String), String> {
+        let mut body = json!({"token": token, "returnSecureToken": true});
+        if let Some(t) = &self.tenant_id {
+            body["tenantId"] = json!(t);
+        }
+        let url = format!("{}/v1/accounts:signInWithCustomToken?key=fake-api-key", self.root);
+        let response = self.http.post(&url).json(&body).send().await.expect("signInWithCustomToken");
+        let status = response.status();
+        let body: Value = response.json().await.expect("json");
+        if !status.is_success() {
+            return Err(body["error"]["message"].as_str().unwrap_or("?").to_owned());
+        }
+        let refresh = body["refreshToken"].as_str().expect("refreshToken").to_owned();
+        Ok((jwt_payload(body["idToken"].as_str().expect("idToken")), refresh))
+    }
+
+    /// Trades a refresh token for a new ID token as the client SDK does when its token nears
+    /// expiry (securetoken.googleapis.com); returns the new ID token's claims.
+    pub async fn refresh_session(&self, refresh_token: &str) -> Result<Value, String> {
+        let root = self.root.replace("identitytoolkit.googleapis.com", "securetoken.googleapis.com");
+        let url = format!("{root}/v1/token?key=fake-api-key");
+        let form = [("grant_type", "refresh_token"), ("refresh_token", refresh_token)];
+        let response = self.http.post(&url).form(&form).send().await.expect("securetoken");
+        let status = response.status();
+        let body: Value = response.json().await.expect("json");
+        if !status.is_success() {
+            return Err(body["error"]["message"].as_str().unwrap_or("?").to_owned());
+        }
+        Ok(jwt_payload(body["id_token"].as_str().expect("id_token")))
+    }
+
     /// Exchanges a custom token as the Firebase client SDK does; returns the ID token's claims.
     pub async fn sign_in_with_custom_token(&self, token: &str) -> Result<Value, String> {
         let mut body = json!({"token": token, "returnSecureToken": true});
@@ -463,6 +496,12 @@ impl FaultProxy {
     pub fn clear(&self) {
         self.state.seen.lock().unwrap().clear();
     }
+
+    /// Ends every injected fault: requests reach the emulator again.
+    pub fn clear_faults(&self) {
+        self.state.faults.lock().unwrap().clear();
+        *self.state.always.lock().unwrap() = None;
+    }
 }
 
 /// How the stand-in token endpoint answers.
@@ -597,5 +636,62 @@ impl TokenServer {
 
     pub fn reply_with(&self, reply: TokenReply) {
         *self.state.reply.lock().unwrap() = reply;
+    }
+}
+
+/// Every event and span of the process as `LEVEL field=value …` (spans as `SPAN name …`),
+/// so that a test can check what was logged (the conformance suite looks for secrets).
+#[derive(Clone, Default)]
+pub struct LogRecorder(Arc<Mutex<Vec<String>>>);
+
+struct FieldLine(String);
+
+impl tracing::field::Visit for FieldLine {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.0.push_str(&format!(" {}={:?}", field.name(), value));
+    }
+}
+
+impl tracing::Subscriber for LogRecorder {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, span: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        let mut line = FieldLine(format!("SPAN {}", span.metadata().name()));
+        span.record(&mut line);
+        let mut lines = self.0.lock().unwrap();
+        lines.push(line.0);
+        tracing::span::Id::from_u64(lines.len() as u64)
+    }
+    fn record(&self, _: &tracing::span::Id, values: &tracing::span::Record<'_>) {
+        let mut line = FieldLine("SPAN record".to_owned());
+        values.record(&mut line);
+        self.0.lock().unwrap().push(line.0);
+    }
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        let mut line = FieldLine(event.metadata().level().to_string());
+        event.record(&mut line);
+        self.0.lock().unwrap().push(line.0);
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+impl LogRecorder {
+    /// The process-wide recorder, installed as the global subscriber on first use.
+    pub fn global() -> &'static LogRecorder {
+        static RECORDER: OnceLock<LogRecorder> = OnceLock::new();
+        RECORDER.get_or_init(|| {
+            let recorder = LogRecorder::default();
+            // Fails only if another global subscriber is set already; then this one stays
+            // empty and the suite's "the harness records the log" check says so.
+            let _ = tracing::subscriber::set_global_default(recorder.clone());
+            recorder
+        })
+    }
+
+    pub fn lines(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
     }
 }

@@ -10,7 +10,8 @@ use std::time::Duration;
 use poem::http::{header, HeaderValue, StatusCode};
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response};
 
-use crate::app::AppState;
+use crate::state::AppState;
+use crate::store::keys;
 
 const WINDOW_SECS: u64 = 60;
 
@@ -44,7 +45,7 @@ impl<E: Endpoint> Endpoint for ProtectEndpoint<E> {
             let source = client_ip(&req, state.config.rate_limits.trust_forwarded_for);
             // Counting adds no store round trip ([`crate::limiter`]); store trouble blocks no login.
             if let Err(retry_after) =
-                count(&state, &format!("rl:ip:{source}"), state.config.rate_limits.per_ip_per_minute)
+                count(&state, |window| keys::requests_from(&source, window), state.config.rate_limits.per_ip_per_minute)
             {
                 return Ok(too_many(req.uri().path(), "ip", retry_after));
             }
@@ -65,15 +66,15 @@ impl<E: Endpoint> Endpoint for ProtectEndpoint<E> {
     }
 }
 
-/// Counts one request under `key` in this minute; past `limit`, the seconds until the next.
-pub fn count(state: &AppState, key: &str, limit: u64) -> Result<(), u64> {
+/// Counts one request under the key of this minute; past `limit`, the seconds until the next.
+fn count(state: &AppState, key: impl Fn(u64) -> String, limit: u64) -> Result<(), u64> {
     if limit == 0 {
         return Ok(());
     }
-    let now = crate::oidc::callback::now_secs();
+    let now = crate::clock::now_secs();
     let window = now / WINDOW_SECS;
     let ttl = Duration::from_secs(WINDOW_SECS + 1);
-    if state.limiter.hit(&format!("{key}:{window}"), window, ttl) > limit {
+    if state.limiter.hit(&key(window), window, ttl) > limit {
         return Err(WINDOW_SECS - now % WINDOW_SECS);
     }
     Ok(())
@@ -82,11 +83,7 @@ pub fn count(state: &AppState, key: &str, limit: u64) -> Result<(), u64> {
 /// A client's own per-minute budget, counted once the client is known: at `/authorize` per
 /// source address too, at `/token` after it authenticated.
 pub fn count_client(state: &AppState, client_id: &str, source: Option<&str>) -> Result<(), u64> {
-    let key = match source {
-        Some(source) => format!("rl:client:{client_id}:{source}"),
-        None => format!("rl:client:{client_id}"),
-    };
-    count(state, &key, state.config.rate_limits.per_client_per_minute)
+    count(state, |window| keys::requests_of(client_id, source, window), state.config.rate_limits.per_client_per_minute)
 }
 
 /// Where a request comes from, as the limits count it: the peer address, or behind a trusted
@@ -110,67 +107,10 @@ pub fn client_ip(req: &Request, trust_forwarded_for: bool) -> String {
     }
 }
 
-/// Pending flows (and requests waiting at the home-realm page) counted per source address and
-/// in all, each counter per flow-lifetime window: a flow counts in the window it started in
-/// and leaves the count when it is taken, so the pending ones are the two newest windows'.
-/// Flows that are never taken expire from the count with their window. Counting adds no
-/// store round trip ([`crate::limiter`]).
-pub struct PendingFlows {
-    limiter: crate::limiter::RateLimiter,
-    per_ip: u64,
-    total: u64,
-    window_secs: u64,
-}
-
-impl PendingFlows {
-    pub fn new(limiter: crate::limiter::RateLimiter, config: &crate::config::Config) -> PendingFlows {
-        PendingFlows {
-            limiter,
-            per_ip: config.rate_limits.pending_flows_per_ip,
-            total: config.rate_limits.pending_flows_total,
-            window_secs: config.tokens.flow_ttl_seconds.max(1),
-        }
-    }
-
-    fn keys(window: u64, ip: &str) -> [String; 2] {
-        [format!("pf:ip:{ip}:{window}"), format!("pf:all:{window}")]
-    }
-
-    /// Counts one more pending flow from `ip`; its ticket (to [`PendingFlows::release`] when
-    /// the flow is taken), or how many seconds to wait when a cap is reached.
-    pub fn admit(&self, ip: &str) -> Result<String, u64> {
-        let now = crate::oidc::callback::now_secs();
-        let window = now / self.window_secs;
-        let ttl = Duration::from_secs(2 * self.window_secs + 1);
-        let [ip_key, all_key] = Self::keys(window, ip);
-        let [previous_ip, previous_all] = Self::keys(window.saturating_sub(1), ip);
-        let from_ip = self.limiter.add(&ip_key, window, ttl, 1) + self.limiter.count(&previous_ip);
-        let in_all = self.limiter.add(&all_key, window, ttl, 1) + self.limiter.count(&previous_all);
-        let over = |count: i64, cap: u64| cap > 0 && count > cap as i64;
-        if over(from_ip, self.per_ip) || over(in_all, self.total) {
-            self.limiter.add(&ip_key, window, ttl, -1);
-            self.limiter.add(&all_key, window, ttl, -1);
-            crate::telemetry::count("ssobridge_rate_limited_total", &[("limit", "pending_flows")]);
-            return Err(self.window_secs - now % self.window_secs);
-        }
-        Ok(format!("{window}|{ip}"))
-    }
-
-    /// The flow of `ticket` was taken: it no longer counts.
-    pub fn release(&self, ticket: &str) {
-        let Some((window, ip)) = ticket.split_once('|') else { return };
-        let Ok(window) = window.parse::<u64>() else { return };
-        let ttl = Duration::from_secs(2 * self.window_secs + 1);
-        for key in Self::keys(window, ip) {
-            self.limiter.add(&key, window, ttl, -1);
-        }
-    }
-}
-
 pub fn too_many(path: &str, which: &'static str, retry_after: u64) -> Response {
     crate::telemetry::count("ssobridge_rate_limited_total", &[("limit", which)]);
     let mut response = if path == "/token" {
-        crate::oidc::error::json_response(
+        super::error::json_response(
             StatusCode::TOO_MANY_REQUESTS,
             &serde_json::json!({"error": "temporarily_unavailable", "error_description": "too many requests; retry later"}),
         )

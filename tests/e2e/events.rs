@@ -1,0 +1,118 @@
+//! The event log as an operator reads it: through the admin API, shared by every instance on
+//! one Redis, filtered and paged newest first, exported as NDJSON, never holding a secret.
+
+use crate::common::{broker_toml, BrokerSocket, Redis, Upstream, ADMIN_READ_TOKEN, ADMIN_WRITE_TOKEN};
+use serde_json::{json, Value};
+use ssobridge::tokens::SigningKey;
+
+async fn get(broker: &str, path: &str) -> (u16, Value) {
+    let response = crate::common::http()
+        .get(format!("{broker}/admin{path}"))
+        .bearer_auth(ADMIN_READ_TOKEN)
+        .send()
+        .await
+        .expect("admin request");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn create_route(broker: &str, domain: &str) -> Value {
+    let response = crate::common::http()
+        .post(format!("{broker}/admin/routes"))
+        .bearer_auth(ADMIN_WRITE_TOKEN)
+        .json(&json!({"domain": domain, "organization_id": "org_events"}))
+        .send()
+        .await
+        .expect("create route");
+    assert_eq!(response.status().as_u16(), 201);
+    response.json().await.expect("route")
+}
+
+/// Polls the log until `wanted` events of `query` are there (events are written in the
+/// background, within milliseconds).
+async fn events(broker: &str, query: &str, wanted: usize) -> Value {
+    let started = std::time::Instant::now();
+    loop {
+        let page = get(broker, &format!("/events?{query}")).await.1;
+        if page["items"].as_array().is_some_and(|items| items.len() >= wanted) {
+            return page;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(5), "{wanted} events of {query}: {page}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn admin_changes_on_one_instance_are_events_every_instance_reads_newest_first() {
+    let redis = Redis::start().await;
+    let (a_socket, b_socket) = (BrokerSocket::bind().await, BrokerSocket::bind().await);
+    let upstream = Upstream::start(&[a_socket.callback(), b_socket.callback()]).await;
+    let a_toml = broker_toml(&a_socket.url, &redis.url(), "ev:", &upstream.issuer);
+    let b_toml = broker_toml(&b_socket.url, &redis.url(), "ev:", &upstream.issuer);
+    let a = a_socket.serve_with_admin(&a_toml, SigningKey::generate_rsa().expect("key")).await;
+    let b = b_socket.serve_with_admin(&b_toml, SigningKey::generate_rsa().expect("key")).await;
+
+    for domain in ["one.example", "two.example", "three.example", "four.example", "five.example"] {
+        create_route(&a.url, domain).await;
+    }
+    let page = events(&b.url, "type=admin&limit=200", 5).await;
+    let resources: Vec<&str> =
+        page["items"].as_array().expect("items").iter().filter_map(|e| e["resource"].as_str()).collect();
+    assert_eq!(resources, ["five.example", "four.example", "three.example", "two.example", "one.example"], "{page}");
+    let newest = &page["items"][0];
+    assert_eq!(newest["action"], "route.create");
+    assert_eq!(newest["outcome"], "success");
+    assert!(newest["actor"].as_str().is_some_and(|a| a.starts_with("token:") && !a.contains(ADMIN_WRITE_TOKEN)));
+
+    // One by id, on either instance.
+    let id = newest["id"].as_str().expect("id");
+    let (status, one) = get(&a.url, &format!("/events/{id}")).await;
+    assert_eq!((status, &one), (200, newest));
+    assert_eq!(get(&a.url, "/events/1-0").await.0, 404, "an id the log does not hold");
+    assert_eq!(get(&a.url, "/events/not-an-id").await.0, 404);
+
+    // Paging: two at a time, newest first, nothing twice, nothing left out.
+    let mut seen = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let (status, page) = get(&b.url, &format!("/events?type=admin&limit=2&cursor={cursor}")).await;
+        assert_eq!(status, 200, "{page}");
+        let items = page["items"].as_array().expect("items");
+        assert!(items.len() <= 2);
+        seen.extend(items.iter().map(|e| e["resource"].as_str().unwrap_or_default().to_owned()));
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = next.to_owned(),
+            None => break,
+        }
+    }
+    assert_eq!(seen, resources, "pages of two add up to the log");
+
+    // Filters: a time window in the future holds nothing; a bad time is a 400 naming it.
+    let (status, page) = get(&a.url, "/events?since=2999-01-01T00:00:00Z").await;
+    assert_eq!((status, page["items"].as_array().map(Vec::len)), (200, Some(0)), "{page}");
+    let (status, page) = get(&a.url, "/events?until=yesterday").await;
+    assert_eq!(status, 400, "{page}");
+    assert!(page["detail"].as_str().is_some_and(|d| d.contains("until")), "{page}");
+    let (_, page) = get(&a.url, "/events?type=login").await;
+    assert_eq!(page["items"].as_array().map(Vec::len), Some(0), "no logins happened: {page}");
+
+    // The export: one JSON event per line, the same events.
+    let response = crate::common::http()
+        .get(format!("{}/admin/events/export?type=admin", a.url))
+        .bearer_auth(ADMIN_READ_TOKEN)
+        .send()
+        .await
+        .expect("export");
+    assert_eq!(response.status().as_u16(), 200);
+    let content_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    assert!(content_type.starts_with("application/x-ndjson"), "{content_type}");
+    let body = response.text().await.expect("body");
+    let lines: Vec<Value> = body.lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect();
+    assert_eq!(lines.len(), 5, "{body}");
+    assert_eq!(lines[0]["resource"], "five.example");
+    assert!(!body.contains(ADMIN_WRITE_TOKEN) && !body.contains(ADMIN_READ_TOKEN), "no token in events");
+
+    // Reading needs a token.
+    let anonymous = crate::common::http().get(format!("{}/admin/events", a.url)).send().await.expect("request");
+    assert_eq!(anonymous.status().as_u16(), 401);
+}
