@@ -13,6 +13,7 @@
 //                     `organization`, and the client's redirect URI they end at; or signal:
 //                     true: the script prints a line READY once the organization's view is
 //                     open, and the test records a failed then a successful login itself}
+//           jobs:     {failed_id, pending_id}  two jobs in the queue
 //           live:     {} the log holds more events than a page; the script prints READY once
 //                     it has scrolled and focused, and the test records three newer events
 //   Scenarios:
@@ -23,6 +24,8 @@
 //     write answers 403 readably; a token no longer accepted returns to sign-in.
 //   - hostile: the client list with a client whose name is markup.
 //   - keyboard: sign in, create and delete a client with the keyboard alone.
+//   - jobs: the Jobs view: the queue, failed only, retry the failed job, delete the pending
+//     one after confirming.
 //   - live: the event log open, scrolled down a page's way with a row's Details button
 //     focused; three newer events arrive: which rows are the same DOM nodes as before, where
 //     the focused row is on screen before and after, what keeps focus, and every request the
@@ -468,6 +471,42 @@ async function keyboardScenario(page) {
   });
 }
 
+async function jobsScenario(page) {
+  const { failed_id: failed, pending_id: pending } = input;
+  const rowsOf = () =>
+    page.locator('#jobs-table tbody tr').evaluateAll((trs) => trs.map((tr) => [...tr.cells].map((td) => td.textContent.trim())));
+  await step('sign_in', () => signIn(page, input.token));
+  await step('list', async () => {
+    await page.getByRole('link', { name: 'Jobs' }).click();
+    await row(page, 'jobs-table', failed).waitFor({ timeout: TIMEOUT });
+    await shot(page, 'jobs');
+    return { rows: await rowsOf(), summary: await text(page.locator('#jobs-summary')), focused: await focusedId(page) };
+  });
+  await step('failed_only', async () => {
+    await page.getByLabel('Show').selectOption('failed');
+    await row(page, 'jobs-table', pending).waitFor({ state: 'detached', timeout: TIMEOUT });
+    const rows = await rowsOf();
+    await page.getByLabel('Show').selectOption('');
+    await row(page, 'jobs-table', pending).waitFor({ timeout: TIMEOUT });
+    return { rows };
+  });
+  await step('retry', async () => {
+    await page.getByRole('button', { name: `Retry job ${failed}` }).click();
+    await page.locator('#notice').filter({ hasText: failed }).waitFor({ timeout: TIMEOUT });
+    await row(page, 'jobs-table', failed).locator('.state-pending').waitFor({ timeout: TIMEOUT });
+    return { notice: await text(page.locator('#notice')), row: (await rowsOf()).find((r) => r[0] === failed) };
+  });
+  await step('delete', async () => {
+    await page.getByRole('button', { name: `Delete job ${pending}` }).click();
+    await page.locator('#confirm-dialog').waitFor({ state: 'visible' });
+    const focused = await focusedName(page);
+    const message = await text(page.locator('#confirm-message'));
+    await page.getByRole('button', { name: 'Delete the job' }).click();
+    await row(page, 'jobs-table', pending).waitFor({ state: 'detached', timeout: TIMEOUT });
+    return { focused_in_confirm: focused, message, notice: await text(page.locator('#notice')), rows: await rowsOf() };
+  });
+}
+
 async function liveScenario(page) {
   await step('sign_in', () => signIn(page, input.token));
   const requests = [];
@@ -527,7 +566,8 @@ async function liveScenario(page) {
       arrived_at: arrived,
     };
   });
-  await step('all_requests', () => requests);
+  // The last poll's body may still be on its way (then unread: items null).
+  await step('all_requests', () => requests.slice());
 }
 
 async function eventsScenario(page, context) {
@@ -651,7 +691,7 @@ try {
   const page = await context.newPage();
   page.setDefaultTimeout(TIMEOUT);
   watch(page);
-  const scenarios = { write: writeScenario, read: readScenario, hostile: hostileScenario, keyboard: keyboardScenario, events: eventsScenario, live: liveScenario };
+  const scenarios = { write: writeScenario, read: readScenario, hostile: hostileScenario, keyboard: keyboardScenario, events: eventsScenario, live: liveScenario, jobs: jobsScenario };
   const scenario = scenarios[input.scenario];
   if (!scenario) throw new Error(`unknown scenario ${input.scenario}`);
   try {

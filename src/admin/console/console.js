@@ -242,6 +242,7 @@ const VIEWS = {
   keys: () => loadKeys(),
   events: () => startEvents(),
   org: (rest) => startOrg(rest),
+  jobs: () => loadJobs(),
   status: () => loadStatus(),
 };
 let current = null;
@@ -1206,6 +1207,68 @@ $('org-all').addEventListener('click', () => {
   $('events-filter').reset();
   $('events-organization').value = orgState.organization ?? '';
 });
+
+// ---------------------------------------------------------------------------------------
+// Jobs: owed work, retried or given up by an operator.
+
+async function loadJobs() {
+  await attempt(async () => {
+    const { body } = await apiJson('GET', 'jobs');
+    const wanted = $('jobs-state').value;
+    const shown = body.items.filter((job) => !wanted || job.state === wanted);
+    const failed = body.items.filter((job) => job.state === 'failed').length;
+    replaceRows($('jobs-table').tBodies[0], shown.map(jobRow));
+    $('jobs-summary').textContent = `${body.items.length - failed} pending, ${failed} failed.`;
+    $('view-jobs').querySelector('.empty').hidden = shown.length > 0;
+  }, 'the jobs');
+}
+
+function jobRow(job) {
+  const id = job.id;
+  return el(
+    'tr',
+    { 'data-id': id, class: job.state === 'failed' ? 'failure' : null },
+    el('th', { scope: 'row' }, el('code', { text: id })),
+    cell(job.kind),
+    cell(el('span', { class: `badge state-${job.state}`, text: job.state })),
+    cell(String(job.attempts)),
+    cell(time(job.created_at)),
+    cell(job.state === 'failed' ? 'only when retried' : time(job.next_at)),
+    cell(job.last_error),
+    el(
+      'td',
+      { class: 'actions' },
+      button('Retry', `Retry job ${id}`, () => retryJob(job), { write: true }),
+      button('Delete', `Delete job ${id}`, () => deleteJob(job), { write: true, className: 'danger' }),
+    ),
+  );
+}
+
+async function retryJob(job) {
+  await attempt(async () => {
+    const response = await api('POST', `jobs/${encodeURIComponent(job.id)}/retry`);
+    notify(response.status === 204 ? `Job ${job.id} ran again and is done.` : `Job ${job.id} runs again now, its attempts counted afresh.`);
+    await loadJobs();
+  }, `job ${job.id}`);
+}
+
+function deleteJob(job) {
+  confirmThen(
+    {
+      title: `Delete job ${job.id}?`,
+      message: `This gives up on the ${job.kind} it stands for: nothing will do it. Only do so when the work is done some other way or no longer wanted.`,
+      yes: 'Delete the job',
+    },
+    async () => {
+      await api('DELETE', `jobs/${encodeURIComponent(job.id)}`);
+      notify(`Deleted job ${job.id}.`);
+      await loadJobs();
+    },
+  );
+}
+
+$('jobs-state').addEventListener('change', () => loadJobs());
+$('jobs-refresh').addEventListener('click', () => loadJobs());
 
 // ---------------------------------------------------------------------------------------
 // Status.
