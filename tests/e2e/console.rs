@@ -568,14 +568,14 @@ async fn the_event_log_adds_new_events_on_top_keeping_the_readers_rows_place_and
     for poll in polls.iter().filter(|p| !p["items"].is_null()) {
         let query = &poll["query"];
         let head = query == &json!({"limit": "1"}) && poll["items"] == 1;
-        // `since` is in milliseconds: the events of the newest one shown's millisecond come
-        // again (here the 80 earlier events may all have been written in one).
         let newer =
-            query["since"].is_string() && query["limit"] == "200" && poll["items"].as_u64().is_some_and(|n| n <= 83);
+            query["after"].is_string() && query["limit"] == "200" && poll["items"].as_u64().is_some_and(|n| n <= 3);
         assert!(head || newer, "a poll reads the newest id or what is newer, never a page again: {poll}");
     }
-    let newer = polls.iter().filter(|p| p["query"]["since"].is_string()).count();
-    assert!((1..=3).contains(&newer), "what is newer is read when the newest id moved, not before: {requests:?}");
+    let newer: Vec<_> = polls.iter().filter(|p| p["query"]["after"].is_string()).collect();
+    assert!((1..=3).contains(&newer.len()), "what is newer is read when the newest id moved, not before: {requests:?}");
+    let read: u64 = newer.iter().filter_map(|p| p["items"].as_u64()).sum();
+    assert_eq!(read, 3, "each new event read once, none of the 80 again: {requests:?}");
     assert!(std::path::Path::new(&format!("{}/console-events-live.png", artifacts())).exists());
 }
 

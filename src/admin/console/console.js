@@ -943,10 +943,10 @@ async function fetchEvents(filters, cursor) {
 }
 
 // Live updates ask only for what is newer than the newest event seen. Log ids are `<ms>-<seq>`
-// and only grow (a Redis stream's, and the memory store's alike), and `since` is compared with
-// their milliseconds: a poll first reads the log's newest id (one entry), and only when that
-// moved reads what the filters select from the previous newest on, a few entries. Reading the
-// head first means every event up to it is in what is read next: none is skipped.
+// and only grow (a Redis stream's, and the memory store's alike): a poll first reads the log's
+// newest id (one entry), and only when that moved asks for what the filters select `after`
+// the previous newest, a few entries. Reading the head first means every event up to it is in
+// what is read next: none is skipped.
 const NEWER_LIMIT = 200; // more than this between two polls: start again from the newest page
 const MAX_ROWS = 500; // live rows kept (older ones are a "Load older events" away)
 
@@ -984,9 +984,7 @@ async function fetchLatest(filters, limit) {
 async function fetchNewer(filters, anchor) {
   const head = await logHead();
   if (head === null || !newer(head, anchor)) return { items: [], head: anchor };
-  const from = new Date(anchor === null ? 0 : idParts(anchor)[0]).toISOString();
-  const since = filters.since && filters.since > from ? filters.since : from;
-  const page = await fetchEvents({ ...filters, since, limit: NEWER_LIMIT });
+  const page = await fetchEvents({ ...filters, after: anchor ?? undefined, limit: NEWER_LIMIT });
   if (page.next_cursor) return null;
   const items = page.items.filter((e) => newer(e.id, anchor));
   return { items, head: items[0] && newer(items[0].id, head) ? items[0].id : head };
