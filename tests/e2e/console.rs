@@ -497,7 +497,8 @@ async fn a_failed_login_is_on_screen_within_a_second_found_by_organization_with_
 /// The event log follows the log incrementally: twice a second it reads the log's newest id
 /// (one entry) and, only when that moved, the events after the newest it has; new events go on
 /// top while the rows already shown stay the same rows (the same DOM nodes), the row the reader
-/// scrolled to stays where it was on screen, and the focused Details button keeps focus.
+/// scrolled to stays where it was on screen, and the focused Details button keeps focus. While
+/// the tab is hidden it asks nothing; shown again, it polls at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_event_log_adds_new_events_on_top_keeping_the_readers_rows_place_and_focus() {
     use ssobridge::events::{Event, Kind, Outcome};
@@ -576,6 +577,9 @@ async fn the_event_log_adds_new_events_on_top_keeping_the_readers_rows_place_and
     assert!((1..=3).contains(&newer.len()), "what is newer is read when the newest id moved, not before: {requests:?}");
     let read: u64 = newer.iter().filter_map(|p| p["items"].as_u64()).sum();
     assert_eq!(read, 3, "each new event read once, none of the 80 again: {requests:?}");
+    let hidden = steps(&report, "hidden");
+    assert_eq!(hidden["requests_while_hidden"], 0, "no polling while the tab is hidden: {hidden}");
+    assert!(hidden["requests_on_showing"].as_u64().is_some_and(|n| n >= 1), "a poll at once when shown: {hidden}");
     assert!(std::path::Path::new(&format!("{}/console-events-live.png", artifacts())).exists());
 }
 

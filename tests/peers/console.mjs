@@ -29,7 +29,8 @@
 //   - live: the event log open, scrolled down a page's way with a row's Details button
 //     focused; three newer events arrive: which rows are the same DOM nodes as before, where
 //     the focused row is on screen before and after, what keeps focus, and every request the
-//     page made to /admin/events with its query and how many events it answered.
+//     page made to /admin/events with its query and how many events it answered; then how
+//     many requests it makes while hidden, and on being shown again.
 //   - events: the per-organization view open, a successful then a failed login in another
 //     tab (or recorded by the test); when the failure appears (seen_at, ms since the epoch),
 //     and what the page shows of it; its details; the event log filtered by the organization
@@ -565,6 +566,24 @@ async function liveScenario(page) {
       polls: requests.slice(polled),
       arrived_at: arrived,
     };
+  });
+  await step('hidden', async () => {
+    // Headless Chromium keeps every tab visible: the page is told it is hidden as a browser
+    // would (visibilityState and a visibilitychange event), then visible again.
+    const setVisibility = (state) =>
+      page.evaluate((state) => {
+        Object.defineProperty(document, 'visibilityState', { configurable: true, get: () => state });
+        document.dispatchEvent(new Event('visibilitychange'));
+      }, state);
+    await setVisibility('hidden');
+    await page.waitForTimeout(600); // a poll under way ends
+    const from = requests.length;
+    await page.waitForTimeout(2000);
+    const whileHidden = requests.length - from;
+    const shown = requests.length;
+    await setVisibility('visible');
+    await page.waitForTimeout(250); // less than a poll's interval: the poll is the one on showing
+    return { requests_while_hidden: whileHidden, requests_on_showing: requests.length - shown };
   });
   // The last poll's body may still be on its way (then unread: items null).
   await step('all_requests', () => requests.slice());
