@@ -39,14 +39,8 @@ pub fn guarded_client(timeout: Duration, allow_private_networks: bool) -> Result
 }
 
 fn builder(timeout: Duration) -> reqwest::ClientBuilder {
-    // reqwest is built without a bundled crypto provider; install aws-lc-rs, which the
-    // signing code already uses. A second install attempt is a harmless no-op.
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
+    ssobridge_adapter_core::http::client_builder(concat!("ssobridge/", env!("CARGO_PKG_VERSION")), timeout)
         .timeout(timeout)
-        .connect_timeout(timeout.min(Duration::from_secs(5)))
-        .user_agent(concat!("ssobridge/", env!("CARGO_PKG_VERSION")))
 }
 
 /// The body of `response`, refused beyond [`MAX_RESPONSE_BYTES`] whatever its headers say.

@@ -292,7 +292,10 @@ async fn after_login(
 /// Ends the broker's sessions of a deprovisioned person: their access tokens stop working and
 /// clients that registered a back-channel logout are told.
 async fn ended_sessions(app: &AppState, person: &Person) -> Result<(), JobError> {
-    let _ = (app, person);
+    for subject in &person.subjects {
+        let ended = crate::login::logout::end_user_sessions(app, subject).await.map_err(retry)?;
+        tracing::info!(sessions = ended, "a deprovisioned user's broker sessions ended");
+    }
     Ok(())
 }
 

@@ -2,6 +2,7 @@
 //! leaves their directory, signs out or changes groups. The work is queued durably
 //! ([`crate::jobs`]) and run here, one job at a time per instance, each kind by its own module.
 
+pub mod backchannel;
 pub mod directory;
 
 use std::sync::{Arc, Weak};
@@ -23,7 +24,8 @@ impl Runner for Work<'_> {
     async fn run(&self, job: &Job) -> Result<(), JobError> {
         match job.kind.as_str() {
             "deprovision" | "reactivate" | "roles" => directory::reconcile(self.app, &job.task).await,
-            other => Err(JobError::Permanent(format!("ssobridge has no job of kind {other:?}"))),
+            crate::login::logout::BACKCHANNEL_LOGOUT => backchannel::deliver(self.app, &job.task).await,
+            _ => Err(JobError::Permanent(format!("ssobridge has no job of kind {:?}", job.kind))),
         }
     }
 }

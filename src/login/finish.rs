@@ -185,6 +185,10 @@ pub async fn finish(app: &AppState, answer: UpstreamAnswer<'_>) -> Result<Finish
         }
         None => None,
     };
+    // Sign-out: the session this login opens, named in the ID token and the access token.
+    let session = super::sessions::open(app, &request.client_id, &identity.subject, &claims.sub)
+        .await
+        .map_err(|e| fail(e.into()))?;
     let grant = CodeGrant {
         client_id: request.client_id.clone(),
         redirect_uri: request.redirect_uri.clone(),
@@ -196,6 +200,7 @@ pub async fn finish(app: &AppState, answer: UpstreamAnswer<'_>) -> Result<Finish
         auth_time,
         acr: claims.acr.clone(),
         sealed_token_fields,
+        session: Some(session.reference()),
     };
     let lifetime = Lifetimes::of(&app.config).code;
     put_json(&app.store, &keys::code(&sha256_hex(&code)), &grant, lifetime).await.map_err(|e| fail(e.into()))?;

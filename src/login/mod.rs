@@ -9,7 +9,10 @@
 //! - [`finish()`]: the upstream's answer verified, the user linked by the client's adapter, a
 //!   code minted;
 //! - [`authenticate_client()`] and [`redeem()`]: the code exchanged for tokens at `/token`;
-//! - [`userinfo()`]: an access token's claims.
+//! - [`userinfo()`]: an access token's claims;
+//! - [`sessions`] and [`logout`]: the broker session each login opens, and its end: a user
+//!   signing out (RP-Initiated Logout) or deprovisioned, and the clients told (Back-Channel
+//!   Logout).
 //!
 //! Failures are [`LoginError`]s (at `/token` and `/userinfo`, [`OidcError`]s), which say what
 //! the client or the user is told; `oidc::error` alone turns them into responses. Nothing here
@@ -21,8 +24,10 @@ mod error;
 mod finish;
 pub mod home_realm;
 pub mod initiation;
+pub mod logout;
 pub mod records;
 mod redeem;
+pub mod sessions;
 mod userinfo;
 
 pub use self::begin::{begin, Next};

@@ -8,6 +8,7 @@
 //! | [`CodeGrant`] | `code:{tag}<SHA-256(code)>` | `finish` | `redeem` | [`Lifetimes::code`] |
 //! | [`AccessGrant`] | `at:{tag}<SHA-256(token)>` | `redeem` (the grant, copied) | read by `userinfo` | [`Lifetimes::access_token`] |
 //! | [`Initiation`] | `idp:<id>` | an IdP-initiated hand-off | the client's `/authorize` | [`Lifetimes::initiation`] |
+//! | [`super::sessions::Session`] | `session:<sid>`, `sessions:<user>:<slot>` | `finish` | taken at sign-out | [`Lifetimes::session`] |
 //!
 //! Stored fields have short names and skip what is empty: an outsider can start flows, so
 //! every byte counts per pending flow ([`MAX_FLOW_BYTES`]). The long names stay readable as
@@ -39,6 +40,10 @@ pub struct Lifetimes {
     pub access_token: Duration,
     /// An IdP-initiated login waiting for the client's `/authorize`.
     pub initiation: Duration,
+    /// A broker session and the user's session index: longer than any token of the session
+    /// (a code redeemed at its last second, then its access token), and at least a day, since
+    /// the relying parties' own sessions, which back-channel logout ends, outlive the tokens.
+    pub session: Duration,
 }
 
 impl Lifetimes {
@@ -49,6 +54,10 @@ impl Lifetimes {
             code: Duration::from_secs(tokens.code_ttl_seconds),
             access_token: Duration::from_secs(tokens.access_token_ttl_seconds),
             initiation: Duration::from_secs(300),
+            session: Duration::from_secs(
+                (tokens.code_ttl_seconds + tokens.access_token_ttl_seconds.max(tokens.id_token_ttl_seconds))
+                    .max(24 * 3600),
+            ),
         }
     }
 }
@@ -184,6 +193,22 @@ pub struct CodeGrant {
     /// the code itself: the store alone cannot read them, the code's redeemer can.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sealed_token_fields: Option<String>,
+    /// The broker session this login opened ([`super::sessions`]): its `sid` in the ID token,
+    /// and what `/userinfo` checks before it answers for the access token.
+    #[serde(rename = "ses", default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<SessionRef>,
+}
+
+/// A session as a code and its access token name it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SessionRef {
+    pub sid: String,
+    /// SHA-256 of the user's upstream subject ([`super::sessions::user_hash`]).
+    #[serde(rename = "uh")]
+    pub user: String,
+    /// When the session began (Unix milliseconds).
+    #[serde(rename = "sat")]
+    pub session_at: u64,
 }
 
 /// The authenticated data of sealed token fields.
@@ -197,6 +222,9 @@ pub struct AccessGrant {
     pub client_id: String,
     pub sub: String,
     pub claims: Map<String, Value>,
+    /// Absent on tokens issued before sessions existed.
+    #[serde(rename = "ses", default)]
+    pub session: Option<SessionRef>,
 }
 
 /// Left under the code's hash once redeemed, so that a replay can revoke what was issued.

@@ -114,6 +114,7 @@ async fn issue(
             acr: grant.acr.as_deref(),
             access_token: &access_token,
             nonce: grant.nonce.as_deref(),
+            sid: grant.session.as_ref().map(|s| s.sid.as_str()),
         },
     );
     let alg = client.record.id_token_signed_response_alg;

@@ -13,6 +13,10 @@ pub async fn userinfo(app: &AppState, access_token: &str) -> Result<Map<String, 
     let unknown = || OidcError::new(ErrorCode::InvalidToken, "the access token is invalid, expired or revoked");
     let key = access_token_key(access_token).ok_or_else(unknown)?;
     let grant: AccessGrant = get_json(&app.store, &key).await?.ok_or_else(unknown)?;
+    // Signed out, or deprovisioned: the session's tokens are revoked with it.
+    if !super::sessions::is_open(app, &grant).await? {
+        return Err(unknown());
+    }
     let mut claims = grant.claims;
     claims.insert("sub".into(), Value::String(grant.sub));
     Ok(claims)

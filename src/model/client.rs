@@ -145,7 +145,7 @@ impl Deprovision {
 
 /// Claims the broker always sets itself; a client mapping may not add or rename onto them.
 pub const PROTECTED_CLAIMS: &[&str] =
-    &["iss", "sub", "aud", "exp", "iat", "nbf", "nonce", "azp", "at_hash", "auth_time", "acr", "jti"];
+    &["iss", "sub", "aud", "exp", "iat", "nbf", "nonce", "azp", "at_hash", "auth_time", "acr", "jti", "sid"];
 
 /// What happens to a login whose email domain has no route.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -298,6 +298,14 @@ pub struct ClientSpec {
     /// What a user's deactivation in their directory does downstream.
     #[serde(default)]
     pub deprovision: Deprovision,
+    /// Where the client may ask to be sent after signing out (RP-Initiated Logout 1.0 §3.1):
+    /// exact URIs under the rules of `redirect_uris`.
+    #[serde(default)]
+    pub post_logout_redirect_uris: Vec<String>,
+    /// Where the broker posts a logout token when one of the client's users signs out or is
+    /// deprovisioned (Back-Channel Logout 1.0 §2.2): https to a public address, like `jwks_uri`.
+    #[serde(default)]
+    pub backchannel_logout_uri: Option<String>,
 }
 
 /// A JSON value, or a string holding one (TOML has no nested JSON).
@@ -357,6 +365,8 @@ impl ClientSpec {
             jwks_uri: None,
             jwks: None,
             deprovision: Deprovision::default(),
+            post_logout_redirect_uris: Vec::new(),
+            backchannel_logout_uri: None,
         }
     }
 
@@ -391,6 +401,30 @@ impl ClientSpec {
                 problem("redirect_uris", Some(i), "too long".into());
             } else if let Err(message) = super::url::check_redirect_uri(uri) {
                 problem("redirect_uris", Some(i), format!("{uri}: {message}"));
+            }
+        }
+        if self.post_logout_redirect_uris.len() > MAX_REDIRECT_URIS {
+            problem("post_logout_redirect_uris", None, format!("at most {MAX_REDIRECT_URIS} URIs"));
+        }
+        for (i, uri) in self.post_logout_redirect_uris.iter().enumerate() {
+            if uri.len() > MAX_URI_LEN {
+                problem("post_logout_redirect_uris", Some(i), "too long".into());
+            } else if let Err(message) = super::url::check_redirect_uri(uri) {
+                problem("post_logout_redirect_uris", Some(i), format!("{uri}: {message}"));
+            }
+        }
+        if let Some(uri) = &self.backchannel_logout_uri {
+            // The broker posts to it: the rules of a URL it fetches (no loopback, private or
+            // metadata address unless outbound.allow_private_networks), and no fragment (§2.2).
+            let checked = if uri.len() > MAX_URI_LEN {
+                Err(format!("at most {MAX_URI_LEN} characters"))
+            } else {
+                super::url::check_redirect_uri(uri)
+                    .and_then(|_| super::url::check_registered_url(uri, rules.allow_private_networks))
+                    .map_err(|message| format!("{uri}: {message}"))
+            };
+            if let Err(message) = checked {
+                problem("backchannel_logout_uri", None, message);
             }
         }
         if let Some(uri) = &self.initiate_login_uri {
@@ -583,6 +617,27 @@ mod tests {
                 ("claims/rename", None),
             ]
         );
+    }
+
+    #[test]
+    fn sign_out_uris_follow_the_redirect_and_fetch_rules() {
+        let mut spec = ClientSpec::new("rp", vec!["https://a.example/cb".into()]);
+        spec.post_logout_redirect_uris = vec!["https://a.example/bye".into(), "https://a.example/bye#x".into()];
+        spec.backchannel_logout_uri = Some("https://a.example/backchannel".into());
+        assert_eq!(fields(&spec), [("post_logout_redirect_uris", Some(1))]);
+        for refused in [
+            "https://169.254.169.254/latest",
+            "http://127.0.0.1:6379/",
+            "https://10.0.0.5/bc",
+            "https://a.example/bc#f",
+        ] {
+            spec.post_logout_redirect_uris.clear();
+            spec.backchannel_logout_uri = Some(refused.into());
+            assert_eq!(fields(&spec), [("backchannel_logout_uri", None)], "{refused}");
+        }
+        spec.backchannel_logout_uri = Some("http://127.0.0.1:8080/bc".into());
+        let allowed = Rules { allow_private_networks: true, ..RULES };
+        assert!(spec.problems(&allowed).is_empty(), "loopback with outbound.allow_private_networks");
     }
 
     #[test]

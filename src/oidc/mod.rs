@@ -6,6 +6,7 @@
 pub mod authorize;
 pub mod callback;
 mod cookie;
+pub mod end_session;
 pub mod error;
 pub mod home_realm;
 pub mod initiate_login;
@@ -38,6 +39,7 @@ pub fn routes() -> Route {
         .at(home_realm::SUBMIT_PATH, post(home_realm::submit_email))
         .at("/token", post(token::token))
         .at("/userinfo", get(userinfo::userinfo).post(userinfo::userinfo))
+        .at(end_session::PATH, get(end_session::end_session).post(end_session::end_session))
 }
 
 /// OpenID Connect Discovery 1.0 §3: only what is really implemented.
@@ -61,12 +63,18 @@ fn discovery_document(issuer: &str) -> serde_json::Value {
         "code_challenge_methods_supported": ["S256"],
         "claims_supported": [
             "iss", "sub", "aud", "exp", "iat", "auth_time", "acr", "nonce", "azp", "at_hash",
-            "email", "email_verified", "name", "given_name", "family_name", "org_id", "connection_id"
+            "email", "email_verified", "name", "given_name", "family_name", "org_id", "connection_id", "sid"
         ],
         "claims_parameter_supported": false,
         "request_parameter_supported": false,
         "request_uri_parameter_supported": false,
         "authorization_response_iss_parameter_supported": true,
+        // RP-Initiated Logout 1.0 §2.1, Back-Channel Logout 1.0 §2.1: logout tokens carry
+        // `sid`, which ID tokens carry too; no front-channel logout.
+        "end_session_endpoint": format!("{issuer}{}", end_session::PATH),
+        "backchannel_logout_supported": true,
+        "backchannel_logout_session_supported": true,
+        "frontchannel_logout_supported": false,
     })
 }
 

@@ -19,7 +19,7 @@ pub fn max_len(name: &str) -> usize {
         "acr_values" => 256,
         "code_challenge" | "code_verifier" => 128,
         "prompt" | "response_type" | "response_mode" | "code_challenge_method" | "grant_type" | "max_age" => 64,
-        "client_assertion" => 8192,
+        "client_assertion" | "id_token_hint" => 8192,
         _ => MAX_PARAM_LEN,
     }
 }

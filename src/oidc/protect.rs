@@ -18,7 +18,7 @@ const WINDOW_SECS: u64 = 60;
 /// Requests whose use is counted: the login endpoints, and IdP-initiated logins wherever they
 /// arrive (the callback takes them too).
 fn limited(path: &str, query: Option<&str>) -> bool {
-    matches!(path, "/authorize" | "/token" | "/login/email" | "/initiate-login")
+    matches!(path, "/authorize" | "/token" | "/login/email" | "/initiate-login" | "/logout")
         || path.starts_with("/initiate-login/")
         || (path == "/callback" && query.is_some_and(|q| q.contains("idp_initiated_login=")))
 }

@@ -350,6 +350,25 @@ pub mod keys {
     pub fn initiation_used(token_hash: &str) -> String {
         format!("idp-used:{token_hash}")
     }
+    /// A broker session (one login of one user at one client, named by the ID token's `sid`),
+    /// while it lives: taken when it ends, so that `/userinfo` refuses its access tokens.
+    pub fn session(sid: &str) -> String {
+        format!("session:{sid}")
+    }
+    /// One slot of a user's session index, by the SHA-256 of their upstream subject: a ring of
+    /// [`crate::login::sessions::INDEX_SLOTS`] slots, written in turn (the oldest is replaced).
+    pub fn user_session(user_hash: &str, slot: u64) -> String {
+        format!("sessions:{user_hash}:{slot}")
+    }
+    /// The counter that picks a user's next session slot.
+    pub fn user_session_counter(user_hash: &str) -> String {
+        format!("sessions:{user_hash}:n")
+    }
+    /// When every session of a user ended (deprovisioned): sessions begun before are refused
+    /// at `/userinfo`, including those the bounded index no longer lists.
+    pub fn user_signed_out(user_hash: &str) -> String {
+        format!("signed-out:{user_hash}")
+    }
     /// Present while the store holds what the configuration seeded into it.
     pub const SEEDED: &str = "seeded";
 

@@ -50,6 +50,8 @@ pub struct ProtocolClaims<'a> {
     pub access_token: &'a str,
     /// The client's nonce, echoed only when it sent one: Auth0 rejects an unexpected nonce.
     pub nonce: Option<&'a str>,
+    /// The broker session (Back-Channel Logout 1.0 §2.1: `backchannel_logout_session_supported`).
+    pub sid: Option<&'a str>,
 }
 
 /// An ID token's claims: `user_claims` and the protocol claims, which win.
@@ -71,6 +73,9 @@ pub fn id_token_claims(user_claims: Map<String, Value>, protocol: &ProtocolClaim
     set("at_hash", super::at_hash(protocol.access_token).into());
     if let Some(nonce) = protocol.nonce {
         set("nonce", nonce.into());
+    }
+    if let Some(sid) = protocol.sid {
+        set("sid", sid.into());
     }
     claims
 }

@@ -142,8 +142,20 @@ impl SigningKey {
 
     /// A compact JWS of `claims` signed with `alg`, which must suit the key.
     pub fn sign_jwt_with<T: Serialize>(&self, alg: SigningAlgorithm, claims: &T) -> Result<String, TokenError> {
+        self.sign_typed_jwt(alg, "JWT", claims)
+    }
+
+    /// A compact JWS of `claims` signed with `alg`, its header naming the type `typ` (RFC 8725
+    /// §3.11: `logout+jwt` keeps a logout token from passing for an ID token). `typ` is one of
+    /// the broker's own constants.
+    pub fn sign_typed_jwt<T: Serialize>(
+        &self,
+        alg: SigningAlgorithm,
+        typ: &str,
+        claims: &T,
+    ) -> Result<String, TokenError> {
         let payload = serde_json::to_vec(claims).map_err(|e| TokenError::Serialize(e.to_string()))?;
-        let header = format!(r#"{{"alg":"{}","kid":"{}","typ":"JWT"}}"#, alg.name(), self.kid);
+        let header = format!(r#"{{"alg":"{}","kid":"{}","typ":"{typ}"}}"#, alg.name(), self.kid);
         let mut jwt = String::with_capacity(4 * (header.len() + payload.len()) / 3 + 360);
         URL_SAFE_NO_PAD.encode_string(header, &mut jwt);
         jwt.push('.');

@@ -32,6 +32,7 @@ mod events;
 mod failures;
 mod fuzz_parsers;
 mod login;
+mod logout;
 mod operate;
 mod redis_cluster;
 mod redis_tls;

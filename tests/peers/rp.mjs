@@ -24,6 +24,14 @@
 //     "max_iat_skew":  60                             default (seconds); null disables; see CHECKS
 //     "max_age":       300                            send max_age and have openid-client check the
 //                                                     ID token's auth_time against it (maxAge)
+//     "end_session":   {"post_logout_redirect_uri": "...", "state": "..."}
+//                                                     after the login, build the RP-Initiated Logout
+//                                                     URL with openid-client's buildEndSessionUrl
+//                                                     (id_token_hint = the ID token just received;
+//                                                     openid-client adds client_id); output as
+//                                                     "end_session_url", never fetched
+//     "reveal_access_token": true                     output the access token as "access_token"
+//                                                     (to check it at /userinfo after a sign-out)
 //   }
 //   auth0:   PKCE S256, no nonce unless asked, claims from the ID token, no userinfo call.
 //   cognito: no PKCE, no nonce unless asked, always calls userinfo with the access token
@@ -340,7 +348,15 @@ async function main() {
   }
 
   const [rawHeader] = tokens.id_token.split('.');
+  const extra = {};
+  if (input.end_session && typeof input.end_session === 'object') {
+    extra.end_session_url = client
+      .buildEndSessionUrl(config, { id_token_hint: tokens.id_token, ...input.end_session })
+      .href;
+  }
+  if (input.reveal_access_token === true) extra.access_token = tokens.access_token;
   return emit({
+    ...extra,
     ok: true,
     id_token_claims: { ...claims },
     userinfo: userinfo ? { ...userinfo } : null,

@@ -84,17 +84,12 @@ pub(crate) fn misconfigured(detail: impl Into<String>) -> AdapterError {
 
 impl Http {
     pub(crate) fn new(timeout: Duration) -> Result<Http, AdapterError> {
-        // reqwest is built without a bundled crypto provider; installing aws-lc-rs is a no-op
-        // when the process (the broker) already installed one.
-        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-        let client = reqwest::Client::builder()
-            .connect_timeout(timeout)
-            // Auth0 answers the Management API directly; a redirect would be a misconfiguration
-            // and must not carry the bearer token elsewhere.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("ssobridge-adapter-auth0/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| misconfigured(format!("cannot build the HTTP client: {e}")))?;
+        let client = ssobridge_adapter_core::http::client_builder(
+            concat!("ssobridge-adapter-auth0/", env!("CARGO_PKG_VERSION")),
+            timeout,
+        )
+        .build()
+        .map_err(|e| misconfigured(format!("cannot build the HTTP client: {e}")))?;
         Ok(Http { client, timeout })
     }
 

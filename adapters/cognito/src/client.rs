@@ -56,17 +56,13 @@ impl std::fmt::Debug for Client {
 
 impl Client {
     pub(crate) fn new(settings: &Validated) -> Result<Client, AdapterError> {
-        // reqwest is built without a bundled crypto provider; the process-wide default may already
-        // be installed by the broker, which is fine.
-        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .connect_timeout(settings.timeout)
-            .timeout(settings.timeout)
-            // A redirect would resend a signed request somewhere else; Cognito never redirects.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("ssobridge-adapter-cognito/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| AdapterError::Misconfigured { detail: format!("cognito HTTP client: {e}") })?;
+        let http = ssobridge_adapter_core::http::client_builder(
+            concat!("ssobridge-adapter-cognito/", env!("CARGO_PKG_VERSION")),
+            settings.timeout,
+        )
+        .timeout(settings.timeout)
+        .build()
+        .map_err(|e| AdapterError::Misconfigured { detail: format!("cognito HTTP client: {e}") })?;
         Ok(Client {
             http,
             endpoint: settings.endpoint.clone(),

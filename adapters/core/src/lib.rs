@@ -211,6 +211,7 @@ impl Adapter for NoopAdapter {
 
 pub mod conformance;
 mod entitlements;
+pub mod http;
 pub mod retry;
 mod secret;
 

@@ -109,16 +109,12 @@ impl FirebaseAdapter {
                 (Credentials::ServiceAccount(ServiceAccount::new(service_account_email.clone(), key, token_uri)), false)
             }
         };
-        // reqwest is built without a default crypto provider; the process may already have
-        // installed one (the broker does), which is just as good.
-        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .connect_timeout(timeout)
-            // Google's admin API never redirects; following one would carry the bearer token.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("ssobridge-adapter-firebase/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| AdapterError::Misconfigured { detail: format!("firebase: building the HTTP client: {e}") })?;
+        let http = ssobridge_adapter_core::http::client_builder(
+            concat!("ssobridge-adapter-firebase/", env!("CARGO_PKG_VERSION")),
+            timeout,
+        )
+        .build()
+        .map_err(|e| AdapterError::Misconfigured { detail: format!("firebase: building the HTTP client: {e}") })?;
         Ok(FirebaseAdapter {
             toolkit: Toolkit::new(http, base, credentials),
             minter: CustomTokenMinter::new(service_account_email, tenant_id.clone(), key),

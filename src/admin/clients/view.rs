@@ -122,6 +122,12 @@ pub struct Client {
     #[oai(skip_serializing_if_is_none)]
     pub jwks: Option<serde_json::Value>,
     pub deprovision: Deprovision,
+    /// Where the client may send users after sign-out (`post_logout_redirect_uri`, exact match).
+    #[oai(default)]
+    pub post_logout_redirect_uris: Vec<String>,
+    /// Where the broker posts logout tokens (OpenID Connect Back-Channel Logout).
+    #[oai(skip_serializing_if_is_none)]
+    pub backchannel_logout_uri: Option<String>,
     /// `config` (seeded from the file at every start: the file wins) or `api`.
     pub source: String,
 }
@@ -151,6 +157,8 @@ fn client_example() -> Client {
         jwks_uri: None,
         jwks: None,
         deprovision: Deprovision::Disable,
+        post_logout_redirect_uris: vec!["https://acme.us.auth0.com/v2/logout".into()],
+        backchannel_logout_uri: None,
         source: "api".into(),
     }
 }
@@ -201,6 +209,13 @@ pub struct ClientCreate {
     /// `disable` when absent.
     #[oai(nullable)]
     pub deprovision: Option<Deprovision>,
+    /// Exact URIs (https, or http on loopback), no fragment: where users may go after sign-out.
+    #[oai(nullable, validator(max_items = 20, max_length = 2000))]
+    pub post_logout_redirect_uris: Option<Vec<Text>>,
+    /// https to a public address (loopback and private networks only with
+    /// `outbound.allow_private_networks`), no fragment: where logout tokens are posted.
+    #[oai(nullable, validator(max_length = 2000))]
+    pub backchannel_logout_uri: Option<Text>,
 }
 
 impl poem_openapi::types::Example for ClientCreate {
@@ -228,6 +243,8 @@ fn create_example() -> ClientCreate {
         jwks_uri: None,
         jwks: None,
         deprovision: None,
+        post_logout_redirect_uris: None,
+        backchannel_logout_uri: None,
     }
 }
 
@@ -267,6 +284,10 @@ pub struct ClientPatch {
     pub jwks: MaybeUndefined<serde_json::Value>,
     #[oai(nullable)]
     pub deprovision: MaybeUndefined<Deprovision>,
+    #[oai(nullable, validator(max_items = 20, max_length = 2000))]
+    pub post_logout_redirect_uris: MaybeUndefined<Vec<Text>>,
+    #[oai(nullable, validator(max_length = 2000))]
+    pub backchannel_logout_uri: MaybeUndefined<Text>,
 }
 
 impl poem_openapi::types::Example for ClientPatch {
@@ -293,6 +314,8 @@ fn patch_example() -> ClientPatch {
         jwks_uri: MaybeUndefined::Undefined,
         jwks: MaybeUndefined::Undefined,
         deprovision: MaybeUndefined::Undefined,
+        post_logout_redirect_uris: MaybeUndefined::Undefined,
+        backchannel_logout_uri: MaybeUndefined::Undefined,
     }
 }
 

@@ -267,6 +267,8 @@ impl BrokerSocket {
     async fn serve_with(self, toml: &str, key: SigningKey, admin: bool) -> Broker {
         let config = Config::from_toml(toml, Vec::<(String, String)>::new(), Path::new("test.toml")).expect("config");
         let state = AppState::new(config, key).await.expect("state");
+        // As `ssobridge serve` does: the queued work (deprovisioning, back-channel logouts) runs.
+        ssobridge::lifecycle::spawn_worker(&state);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let extra = admin.then(|| {
             let tokens = ssobridge::admin::AdminTokens {
