@@ -584,30 +584,53 @@ async fn the_event_log_adds_new_events_on_top_keeping_the_readers_rows_place_and
 }
 
 /// The Jobs view: the work the broker owes, a failed job (out of attempts) and a pending one
-/// (its next attempt due, its last error shown); the failed one retried from the console is
-/// pending again with its attempts counted afresh, the pending one deleted after confirming is
-/// gone from the queue.
+/// (its next attempt an hour away, its last error shown); the failed one retried from the
+/// console runs again at once (the broker's job worker), its attempts counted afresh; the
+/// pending one deleted after confirming is gone from the queue.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_jobs_view_shows_owed_work_and_retries_or_deletes_a_job() {
-    use ssobridge::jobs::{Job, JobError, Runner};
-    struct Fails;
-    impl Runner for Fails {
-        async fn run(&self, job: &Job) -> Result<(), JobError> {
-            Err(match job.kind.as_str() {
-                "backchannel_logout" => JobError::Permanent("the client's logout URI answered 500".to_owned()),
-                _ => JobError::Retry("the downstream did not answer within 10 s".to_owned()),
-            })
-        }
-    }
+    use ssobridge::jobs::{Job, JobState};
+    use ssobridge::store::Store;
     let socket = crate::common::BrokerSocket::bind().await;
     let upstream = Upstream::start(&[socket.callback()]).await;
     let toml = crate::common::broker_toml(&socket.url, "memory", "jobs:", &upstream.issuer);
     let broker = socket.serve_with_admin(&toml, ssobridge::tokens::SigningKey::generate_rsa().expect("key")).await;
-    let jobs = &broker.state.jobs;
-    let failed = jobs.enqueue("backchannel_logout", json!({"client": "app"})).await.expect("enqueue");
-    tokio::time::sleep(std::time::Duration::from_millis(5)).await; // listed oldest first
-    let pending = jobs.enqueue("deprovision", json!({"organization": "org_acme"})).await.expect("enqueue");
-    assert_eq!(jobs.run_due(&Fails).await.expect("run"), 2);
+    // The queue as hours of trying leave it (written as the queue writes jobs; the worker
+    // leaves a failed job and one not yet due alone).
+    let now = now_ms();
+    let job = |id: &str, kind: &str, task: Value, state, attempts, next_at_ms, error: &str| Job {
+        id: id.to_owned(),
+        kind: kind.to_owned(),
+        task,
+        state,
+        attempts,
+        created_at_ms: now - 6 * 3600 * 1000 - u64::from(attempts), // the failed one first
+        next_at_ms,
+        lease_until_ms: 0,
+        last_error: Some(error.to_owned()),
+    };
+    let failed = job(
+        "0a1b2c3d4e5f40718293a4b5c6d7e8f9",
+        "backchannel_logout",
+        json!({"client_id": "gone-app", "sub": "user-1", "sid": "sid-1"}),
+        JobState::Failed,
+        12,
+        now,
+        "client gone-app no longer exists",
+    );
+    let pending = job(
+        "9f8e7d6c5b4a43219f8e7d6c5b4a4321",
+        "deprovision",
+        json!({"organization": "org_acme"}),
+        JobState::Pending,
+        3,
+        now + 3600 * 1000,
+        "the downstream did not answer within 10 s",
+    );
+    for job in [&failed, &pending] {
+        let bytes = serde_json::to_vec(job).expect("job");
+        broker.state.store.set(&format!("{}{}", ssobridge::store::keys::JOBS, job.id), &bytes).await.expect("set");
+    }
 
     let report = browse(json!({
         "scenario": "jobs",
@@ -626,24 +649,28 @@ async fn the_jobs_view_shows_owed_work_and_retries_or_deletes_a_job() {
     assert_eq!(rows[0][1], "backchannel_logout");
     assert_eq!(rows[0][2], "failed");
     assert_eq!(rows[0][5], "only when retried");
-    assert_eq!(rows[0][6], "the client's logout URI answered 500");
+    assert_eq!(rows[0][3], "12");
+    assert_eq!(rows[0][6], "client gone-app no longer exists");
     assert_eq!(rows[1][0], pending.id.as_str(), "{list}");
     assert_eq!(rows[1][2], "pending");
-    assert_eq!(rows[1][3], "1");
+    assert_eq!(rows[1][3], "3");
     assert_eq!(rows[1][6], "the downstream did not answer within 10 s");
     let failed_only = steps(&report, "failed_only");
     assert_eq!(failed_only["rows"].as_array().map(Vec::len), Some(1), "{failed_only}");
+    // Retried, it ran at once and failed again for the same reason: one attempt, counted afresh.
     let retried = steps(&report, "retry");
-    assert_eq!(retried["row"][2], "pending", "{retried}");
-    assert_eq!(retried["row"][3], "0", "attempts counted afresh: {retried}");
+    assert!(retried["notice"].as_str().is_some_and(|n| n.contains("runs again now")), "{retried}");
+    assert_eq!(retried["row"][3], "1", "attempts counted afresh: {retried}");
+    assert_eq!(retried["row"][6], "client gone-app no longer exists", "{retried}");
     let deleted = steps(&report, "delete");
     assert_eq!(deleted["focused_in_confirm"], "Cancel", "{deleted}");
     assert!(deleted["message"].as_str().is_some_and(|m| m.contains("nothing will do it")), "{deleted}");
     assert_eq!(deleted["rows"].as_array().map(Vec::len), Some(1), "{deleted}");
 
     // What the queue holds now, asked directly.
+    let jobs = &broker.state.jobs;
     let after = jobs.get(&failed.id).await.expect("get").expect("the retried job");
-    assert_eq!((after.state, after.attempts), (ssobridge::jobs::JobState::Pending, 0));
+    assert_eq!((after.state, after.attempts), (JobState::Failed, 1));
     assert_eq!(jobs.get(&pending.id).await.expect("get"), None, "deleted");
     assert!(std::path::Path::new(&format!("{}/console-jobs.png", artifacts())).exists());
 }
