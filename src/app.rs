@@ -67,17 +67,27 @@ impl<E: Endpoint> Endpoint for RequestLogEndpoint<E> {
         let request_id = uuid::Uuid::new_v4().to_string();
         let span =
             tracing::info_span!("request", request_id = %request_id, method = %req.method(), path = %req.uri().path());
+        let route = route_template(req.uri().path());
+        let method = method_label(req.method());
+        let call = crate::telemetry::with_request_id(request_id.clone(), self.0.call(req));
         async move {
             let started = Instant::now();
-            let result = self.0.call(req).await;
+            let result = call.await;
             let mut response = match result {
                 Ok(output) => output.into_response(),
                 Err(error) => error.into_response(),
             };
-            tracing::info!(
-                status = response.status().as_u16(),
-                elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
-                "request"
+            let elapsed = started.elapsed().as_secs_f64();
+            let status = response.status().as_u16();
+            tracing::info!(status, elapsed_ms = elapsed * 1e3, "request");
+            crate::telemetry::count(
+                "ssobridge_http_requests_total",
+                &[("route", route), ("method", method), ("status", status_label(status))],
+            );
+            crate::telemetry::observe(
+                "ssobridge_http_request_duration_seconds",
+                &[("route", route), ("method", method)],
+                elapsed,
             );
             if let Ok(value) = poem::http::HeaderValue::from_str(&request_id) {
                 response.headers_mut().insert("x-request-id", value);
@@ -87,6 +97,70 @@ impl<E: Endpoint> Endpoint for RequestLogEndpoint<E> {
         .instrument(span)
         .await
     }
+}
+
+/// The `route` label of a request: the template of the route that answers `path`, so that
+/// what a client puts in a path (a client id, an admin resource's id, anything at all) never
+/// becomes a series of its own.
+pub fn route_template(path: &str) -> &'static str {
+    const EXACT: &[&str] = &[
+        "/authorize",
+        "/callback",
+        "/token",
+        "/userinfo",
+        "/jwks",
+        "/.well-known/openid-configuration",
+        crate::oidc::initiate_login::PATH,
+        crate::oidc::home_realm::SUBMIT_PATH,
+        crate::webhooks::PATH,
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/admin",
+    ];
+    /// The admin API's collections (and its spec and docs): `/admin/clients/{id}` is `/admin/clients`.
+    const ADMIN: &[&str] = &[
+        "/admin/clients",
+        "/admin/routes",
+        "/admin/keys",
+        "/admin/events",
+        "/admin/status",
+        "/admin/openapi.json",
+        "/admin/docs",
+    ];
+    if let Some(exact) = EXACT.iter().find(|route| **route == path) {
+        return exact;
+    }
+    if path.strip_prefix(crate::oidc::initiate_login::PATH).is_some_and(|rest| rest.starts_with('/')) {
+        return "/initiate-login/{client_id}";
+    }
+    if let Some(rest) = path.strip_prefix("/admin/") {
+        let segment = rest.split('/').next().unwrap_or("");
+        return ADMIN.iter().find(|route| route[7..] == *segment).copied().unwrap_or("/admin");
+    }
+    "other"
+}
+
+/// The `method` label: the methods the broker answers, anything else `other`.
+fn method_label(method: &poem::http::Method) -> &'static str {
+    const KNOWN: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
+    KNOWN.iter().find(|known| **known == method.as_str()).copied().unwrap_or("other")
+}
+
+/// The `status` label: the code, as text (a fixed set: responses are the broker's own).
+fn status_label(status: u16) -> &'static str {
+    const CODES: &[&str] = &[
+        "200", "201", "204", "206", "301", "302", "303", "304", "307", "308", "400", "401", "403", "404", "405", "406",
+        "409", "411", "412", "413", "414", "415", "422", "428", "429", "431", "500", "501", "502", "503", "504",
+    ];
+    let text = status.to_string();
+    CODES.iter().find(|code| **code == text).copied().unwrap_or(match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    })
 }
 
 /// Serves `endpoint` on `listener` until `shutdown` completes.
@@ -100,4 +174,24 @@ pub async fn serve(
         .run_with_graceful_shutdown(endpoint, shutdown, Some(std::time::Duration::from_secs(10)))
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a client puts in a path never becomes a `route` of its own.
+    #[test]
+    fn routes_are_templates_from_a_fixed_set() {
+        assert_eq!(route_template("/authorize"), "/authorize");
+        assert_eq!(route_template("/initiate-login"), "/initiate-login");
+        assert_eq!(route_template("/initiate-login/auth0-prod"), "/initiate-login/{client_id}");
+        assert_eq!(route_template("/admin/clients/some-client"), "/admin/clients");
+        assert_eq!(route_template("/admin/anything-at-all"), "/admin");
+        assert_eq!(route_template("/authorize/x"), "other");
+        assert_eq!(route_template("/random-1234"), "other");
+        assert_eq!(status_label(429), "429");
+        assert_eq!(status_label(599), "5xx");
+        assert_eq!(method_label(&poem::http::Method::from_bytes(b"BREW").expect("method")), "other");
+    }
 }

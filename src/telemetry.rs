@@ -23,6 +23,21 @@ pub fn init() {
         .try_init();
 }
 
+tokio::task_local! {
+    static REQUEST_ID: String;
+}
+
+/// Runs `future` as the handling of the request `id` (its `x-request-id`): what it records
+/// (a login event) can name the request without the id being passed down.
+pub async fn with_request_id<F: std::future::Future>(id: String, future: F) -> F::Output {
+    REQUEST_ID.scope(id, future).await
+}
+
+/// The id of the request being handled, if any.
+pub fn request_id() -> Option<String> {
+    REQUEST_ID.try_with(Clone::clone).ok()
+}
+
 /// Latency buckets in seconds: from a store round trip to an upstream timeout.
 const BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
@@ -51,8 +66,56 @@ const FAMILIES: &[(&str, Kind, &str, &[&str])] = &[
     ("ssobridge_tokens_issued_total", Kind::Counter, "Token responses, by client.", &["client"]),
     ("ssobridge_store_errors_total", Kind::Counter, "Store operations that failed.", &[]),
     ("ssobridge_rate_limited_total", Kind::Counter, "Requests refused with 429, by limit.", &["limit"]),
-    ("ssobridge_upstream_duration_seconds", Kind::Histogram, "Upstream calls, by operation.", &["operation"]),
-    ("ssobridge_adapter_duration_seconds", Kind::Histogram, "Downstream adapter calls, by adapter.", &["adapter"]),
+    (
+        "ssobridge_upstream_duration_seconds",
+        Kind::Histogram,
+        "Upstream calls, by operation and outcome (ok: the upstream answered; error: unreachable, 5xx or 429).",
+        &["operation", "outcome"],
+    ),
+    (
+        "ssobridge_adapter_duration_seconds",
+        Kind::Histogram,
+        "Downstream adapter calls, by adapter and outcome (linked, created, unchanged, refused, transient, \
+         misconfigured).",
+        &["adapter", "outcome"],
+    ),
+    (
+        "ssobridge_http_requests_total",
+        Kind::Counter,
+        "HTTP requests answered, by route template, method and status.",
+        &["route", "method", "status"],
+    ),
+    (
+        "ssobridge_http_request_duration_seconds",
+        Kind::Histogram,
+        "Time to answer HTTP requests, by route template and method.",
+        &["route", "method"],
+    ),
+    (
+        "ssobridge_token_failures_total",
+        Kind::Counter,
+        "/token requests answered with an error, by client (unknown before it authenticated) and OAuth error.",
+        &["client", "error"],
+    ),
+    (
+        "ssobridge_authorize_refusals_total",
+        Kind::Counter,
+        "/authorize requests answered with an error instead of a sign-in, by client and reason.",
+        &["client", "reason"],
+    ),
+    (
+        "ssobridge_ready",
+        Kind::Gauge,
+        "The last readiness check, by check (store, upstream, credentials): 1 ok.",
+        &["check"],
+    ),
+    ("ssobridge_build_info", Kind::Gauge, "Always 1, labelled with the running version.", &["version"]),
+    (
+        "ssobridge_signing_key_age_seconds",
+        Kind::Gauge,
+        "Age of each published signing key with a known creation time (rotated keys), by kid and key type.",
+        &["kid", "kty"],
+    ),
     (
         "ssobridge_route_sync_total",
         Kind::Counter,
@@ -126,6 +189,16 @@ fn metrics() -> &'static Metrics {
         if let Err(error) = metrics.registry.register(Box::new(Process::new())) {
             tracing::error!(error = %error, "process metrics not registered");
         }
+        // A counter without labels is one series: there at zero from the start, as Prometheus's
+        // own clients do it, so that an alert on its increase evaluates before the first error.
+        for (family, labels) in metrics.counters.values() {
+            if labels.is_empty() {
+                family.with_label_values::<&str>(&[]);
+            }
+        }
+        if let Some((family, _)) = metrics.gauges.get("ssobridge_build_info") {
+            family.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1.0);
+        }
         metrics
     })
 }
@@ -159,6 +232,35 @@ pub fn observe(name: &'static str, pairs: &[(&str, &str)], seconds: f64) {
     }
 }
 
+/// Makes the series of a counter or histogram exist at zero, so that a rate over it, or a
+/// ratio with it, reads 0 rather than nothing before the first event (Prometheus's advice for
+/// labels with a known set of values: an alert on an outcome that never happened yet still
+/// evaluates).
+pub fn touch(name: &'static str, pairs: &[(&str, &str)]) {
+    let m = metrics();
+    if let Some((family, labels)) = m.counters.get(name) {
+        family.with_label_values(&values(labels, pairs));
+    } else if let Some((family, labels)) = m.histograms.get(name) {
+        family.with_label_values(&values(labels, pairs));
+    } else {
+        undeclared(name);
+    }
+}
+
+/// Replaces every series of a gauge with `series` (label pairs and value): for gauges over a
+/// set that changes, such as the published signing keys.
+pub fn gauge_set_all(name: &'static str, series: &[(Vec<(&str, &str)>, f64)]) {
+    match metrics().gauges.get(name) {
+        Some((family, labels)) => {
+            family.reset();
+            for (pairs, value) in series {
+                family.with_label_values(&values(labels, pairs)).set(*value);
+            }
+        }
+        None => undeclared(name),
+    }
+}
+
 fn undeclared(name: &str) {
     // A programming error; metrics must never fail a request.
     debug_assert!(false, "metric {name} is not declared in telemetry::FAMILIES");
@@ -172,6 +274,38 @@ pub async fn timed<T>(name: &'static str, pairs: &[(&str, &str)], future: impl s
     observe(name, pairs, started.elapsed().as_secs_f64());
     result
 }
+
+/// Times `future` into the histogram `name`, with the label `outcome` that `outcome` reads from
+/// its result.
+pub async fn timed_outcome<T>(
+    name: &'static str,
+    pairs: &[(&str, &str)],
+    future: impl std::future::Future<Output = T>,
+    outcome: impl FnOnce(&T) -> &'static str,
+) -> T {
+    let started = std::time::Instant::now();
+    let result = future.await;
+    let mut labelled = pairs.to_vec();
+    labelled.push(("outcome", outcome(&result)));
+    observe(name, &labelled, started.elapsed().as_secs_f64());
+    result
+}
+
+/// An upstream HTTP call's outcome: `ok` when the upstream answered, whatever it said (a
+/// refusal is its answer), `error` when it could not be reached or answered 5xx or 429.
+pub fn http_outcome<E>(result: &Result<reqwest::Response, E>) -> &'static str {
+    match result {
+        Ok(response) if !response.status().is_server_error() && response.status().as_u16() != 429 => "ok",
+        _ => "error",
+    }
+}
+
+/// The operations of `ssobridge_upstream_duration_seconds` every deployment makes: discovery
+/// (with the keys), the code exchange, the check of the broker's credentials.
+pub const UPSTREAM_OPERATIONS: &[&str] = &["discovery", "token", "credentials_check"];
+/// Those of Scalekit's management API (`[scalekit]`): its token, organizations, domains,
+/// connections.
+pub const SCALEKIT_OPERATIONS: &[&str] = &["api_token", "api_organizations", "api_domains", "api_connections"];
 
 /// The Prometheus text exposition (format 0.0.4) of everything counted so far.
 pub fn render() -> String {
@@ -260,10 +394,25 @@ mod tests {
     #[test]
     fn counters_and_histograms_render_as_prometheus_text() {
         count("ssobridge_logins_failed_total", &[("client", "a\"b"), ("reason", "access_denied")]);
-        observe("ssobridge_adapter_duration_seconds", &[("adapter", "none")], 0.003);
+        observe("ssobridge_adapter_duration_seconds", &[("adapter", "none"), ("outcome", "unchanged")], 0.003);
+        touch("ssobridge_upstream_duration_seconds", &[("operation", "token"), ("outcome", "error")]);
         let text = render();
         assert!(text.contains("ssobridge_logins_failed_total{client=\"a\\\"b\",reason=\"access_denied\"} "), "{text}");
-        assert!(text.contains("ssobridge_adapter_duration_seconds_bucket{adapter=\"none\",le=\"0.005\"} "), "{text}");
+        assert!(
+            text.contains(
+                "ssobridge_adapter_duration_seconds_bucket{adapter=\"none\",outcome=\"unchanged\",le=\"0.005\"} "
+            ),
+            "{text}"
+        );
+        // Touched: there, at zero.
+        assert!(
+            text.contains("ssobridge_upstream_duration_seconds_count{operation=\"token\",outcome=\"error\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("ssobridge_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"))),
+            "{text}"
+        );
         assert!(text.contains("# TYPE ssobridge_adapter_duration_seconds histogram"));
     }
 

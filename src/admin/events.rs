@@ -58,18 +58,24 @@ pub struct Event {
     pub organization: Option<String>,
     pub connection: Option<String>,
     /// How the login was routed: `connection_id`, `organization_id`, `domain_hint`,
-    /// `login_hint`, `route`, `default`, `fallback`, `home_realm_page`, `idp_initiated`.
+    /// `login_hint` (its domain's route), `default` (the client's), `fallback`,
+    /// `home_realm_page` (the email typed there), `idp_initiated`.
     pub routed_by: Option<String>,
-    /// Why it failed: an OAuth error code, the upstream's error code, or the broker's own
-    /// (`state_expired`, `organization_mismatch`, `adapter_refused`, `deprovisioned`, ...).
+    /// Why it failed, as `ssobridge_logins_failed_total{reason}` says it: the upstream's error
+    /// code (`user_not_active`, `domain_not_found`, ...; an unknown one is
+    /// `upstream_error_other`), the broker's own (`invalid_state`, `nonce_mismatch`,
+    /// `organization_mismatch`, `adapter_refused`, `redirect_uri_not_registered`, ...), or the
+    /// OAuth error code when nothing says more. The list: README, "Login events".
     pub reason: Option<String>,
-    /// What the adapter did: `linked`, `created`, `unchanged`, `refused`, `unavailable`.
+    /// What the adapter did: `linked`, `created`, `unchanged`, `refused`, `transient`,
+    /// `misconfigured`.
     pub adapter: Option<String>,
-    /// Time spent at the upstream (code exchange and verification), in milliseconds.
+    /// Time spent at the upstream (the code exchange and the ID token's verification; for an
+    /// IdP-initiated login, its token's), in milliseconds.
     pub upstream_ms: Option<u64>,
     /// Time spent in the adapter, in milliseconds.
     pub adapter_ms: Option<u64>,
-    /// From the start of the attempt to its end, in milliseconds.
+    /// From the start of the attempt (the client's `/authorize`) to its end, in milliseconds.
     pub duration_ms: Option<u64>,
     pub email: Option<String>,
     /// A keyed hash of the lower-cased email: the same user, the same hash.

@@ -897,6 +897,7 @@ fn stored_sizes(state_len: usize) -> String {
                 selectors: Selectors::default(),
                 reauthentication,
                 requested_at: 1_800_000_000,
+                requested_at_ms: 1_800_000_000_000,
                 pending_ticket: Some("3000000|127.0.0.1".to_owned()),
                 client_ip: String::new(),
             },

@@ -67,14 +67,15 @@ pub struct Event {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connection: Option<String>,
     /// How the login was routed: `connection_id`, `organization_id`, `domain_hint`,
-    /// `login_hint`, `route`, `default`, `fallback`, `home_realm_page`, `idp_initiated`, …
+    /// `login_hint`, `default`, `fallback`, `home_realm_page`, `idp_initiated`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub routed_by: Option<String>,
-    /// Why it failed (an OAuth error code, an upstream error code, `nonce_mismatch`,
-    /// `organization_mismatch`, `adapter_refused`, `deprovisioned`, `rate_limited`, …).
+    /// Why it failed: the `reason` of `ssobridge_logins_failed_total` (`login::REASONS`, an
+    /// upstream error code of `login::UPSTREAM_ERRORS`, or an OAuth error code).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    /// The adapter's outcome: `linked`, `created`, `unchanged`, `refused`, `unavailable`, …
+    /// The adapter's outcome: `linked`, `created`, `unchanged`, `refused`, `transient`,
+    /// `misconfigured`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adapter: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -3,6 +3,7 @@
 
 use tracing::instrument;
 
+use super::attempt::{Attempt, Stage};
 use super::error::{ErrorCode, LoginError, OidcError};
 use super::records::{bounded_json, AuthorizationRequest, Flow, Lifetimes};
 use crate::routing::{self, Decision, RoutedBy, Selectors, Target};
@@ -30,15 +31,19 @@ pub(super) enum Routed {
 
 /// Routes a validated request: to the upstream (its flow stored) or to the home-realm page. A
 /// domain without single sign-on (fallback `deny`), or an organization or connection the client
-/// may not reach, is the client's `access_denied`.
+/// may not reach, is the client's `access_denied`. A refusal ends the attempt (its event).
 pub async fn begin(app: &AppState, request: AuthorizationRequest) -> Result<Next, LoginError> {
-    match route(app, request, false).await? {
-        Routed::Next(next) => Ok(next),
-        Routed::Denied { request, domain } => Err(request.fail(OidcError::new(
-            ErrorCode::AccessDenied,
-            format!("single sign-on is not set up for the domain {domain}"),
-        ))),
-    }
+    let attempt = Attempt::of_request(&request);
+    let failure = match route(app, request, false).await {
+        Ok(Routed::Next(next)) => return Ok(next),
+        Ok(Routed::Denied { request, domain }) => request.fail(
+            OidcError::new(ErrorCode::AccessDenied, format!("single sign-on is not set up for the domain {domain}"))
+                .because("domain_not_routed"),
+        ),
+        Err(failure) => failure,
+    };
+    attempt.failed(app, Stage::Authorize, &failure);
+    Err(failure)
 }
 
 /// Routes `request`; `via_hosted_page`: its `login_hint` is what the user typed at the
@@ -52,9 +57,10 @@ pub(super) async fn route(
     let client = match app.client(&request.client_id).await {
         Ok(Some(client)) => client,
         Ok(None) => {
-            return Err(
-                request.fail(OidcError::new(ErrorCode::UnauthorizedClient, "the application is no longer registered"))
-            )
+            return Err(request.fail(
+                OidcError::new(ErrorCode::UnauthorizedClient, "the application is no longer registered")
+                    .because("unknown_client"),
+            ))
         }
         Err(e) => return Err(request.fail(e.into())),
     };
@@ -73,10 +79,13 @@ pub(super) async fn route(
                 connection_id = request.selectors.connection_id.as_deref().unwrap_or(""),
                 "the request names an organization or connection the client may not reach"
             );
-            Err(request.fail(OidcError::new(
-                ErrorCode::AccessDenied,
-                "the application does not accept sign-in through that organization",
-            )))
+            Err(request.fail(
+                OidcError::new(
+                    ErrorCode::AccessDenied,
+                    "the application does not accept sign-in through that organization",
+                )
+                .because("organization_not_allowed"),
+            ))
         }
         Decision::Upstream { mut params, routed_by, target } => {
             params.extend(request.reauthentication.upstream_params());

@@ -62,12 +62,65 @@ impl ErrorCode {
 pub struct OidcError {
     pub code: ErrorCode,
     pub description: String,
+    /// Why, for the operator: the `reason` of the login event and of
+    /// `ssobridge_logins_failed_total` (one of [`REASONS`], an upstream error code of
+    /// [`UPSTREAM_ERRORS`], or the OAuth code itself when nothing says more).
+    pub reason: &'static str,
 }
 
 impl OidcError {
     pub fn new(code: ErrorCode, description: impl Into<String>) -> Self {
-        OidcError { code, description: description.into() }
+        OidcError { code, description: description.into(), reason: code.as_str() }
     }
+
+    /// The same error, for the operator's `reason`.
+    pub fn because(mut self, reason: &'static str) -> Self {
+        self.reason = reason;
+        self
+    }
+}
+
+/// The broker's own reasons a login fails, beside the OAuth error codes and the upstream's
+/// error codes ([`UPSTREAM_ERRORS`]): one bounded vocabulary for the event log and the metrics,
+/// whatever a request carries.
+pub const REASONS: &[(&str, &str)] = &[
+    ("unknown_client", "the request names no registered client"),
+    ("redirect_uri_not_registered", "the redirect_uri is not one the client registered"),
+    ("domain_not_routed", "the email's domain has no single sign-on and the client's fallback is deny"),
+    ("organization_not_allowed", "the request names an organization or connection the client may not reach"),
+    ("rate_limited", "too many requests or pending sign-ins from the source or for the client"),
+    ("store_unavailable", "the store failed"),
+    ("token_failure", "the broker could not mint or seal what it issues"),
+    ("invalid_state", "the callback's state names no sign-in in progress (expired, used, or forged)"),
+    ("issuer_mismatch", "the callback came from another issuer than the upstream (RFC 9207)"),
+    ("issuer_missing", "the callback has no iss though the upstream sends it"),
+    ("no_code", "the upstream answered with neither a code nor an error"),
+    ("upstream_unreachable", "the upstream could not be reached or answered 5xx"),
+    ("upstream_malformed", "the upstream answered something the broker cannot read"),
+    ("upstream_credentials_refused", "the upstream refused the broker's own client credentials"),
+    ("upstream_code_refused", "the upstream refused to redeem the code"),
+    ("id_token_invalid", "the upstream's ID token did not verify (signature, audience, expiry)"),
+    ("nonce_mismatch", "the upstream's ID token carries another nonce than the sign-in's"),
+    ("auth_time_invalid", "the upstream's auth_time is in the future"),
+    ("reauthentication_missing", "the upstream did not re-authenticate as max_age or prompt=login asked"),
+    ("organization_mismatch", "the sign-in ended in another organization or connection than it was routed to"),
+    ("routing_misconfigured", "a route or client default names an organization the upstream does not know"),
+    ("upstream_error_other", "an upstream error code the broker does not know"),
+    ("deprovisioned", "the user's directory deactivated or deleted them (Scalekit directory sync)"),
+    ("adapter_refused", "the client's adapter refused the user"),
+    ("adapter_unavailable", "the client's adapter could not reach the downstream"),
+    ("adapter_misconfigured", "the downstream refused the adapter's credentials or settings"),
+    ("idp_link_invalid", "an IdP-initiated login's token did not verify or expired"),
+    ("idp_link_replayed", "an IdP-initiated login's token was used before"),
+    ("idp_client_unknown", "no client could be chosen for an IdP-initiated login"),
+    ("idp_initiated_disabled", "the client has no initiate_login_uri"),
+    ("server_error", "the broker failed"),
+];
+
+/// The upstream's error code as a reason: itself when [`UPSTREAM_ERRORS`] has it, else
+/// `upstream_error_other` (a code is another party's text: it must not grow the metrics).
+pub fn upstream_reason(error: &str) -> &'static str {
+    UPSTREAM_ERRORS.iter().find(|(code, ..)| *code == error).map_or("upstream_error_other", |(code, ..)| code)
 }
 
 /// Failures of the layers below, logged once here with their detail and turned into a
@@ -77,13 +130,14 @@ impl From<StoreError> for OidcError {
         tracing::error!(error = %error, "store failure");
         crate::telemetry::count("ssobridge_store_errors_total", &[]);
         OidcError::new(ErrorCode::TemporarilyUnavailable, "the service is temporarily unavailable; try again")
+            .because("store_unavailable")
     }
 }
 
 impl From<TokenError> for OidcError {
     fn from(error: TokenError) -> Self {
         tracing::error!(error = %error, "token failure");
-        OidcError::new(ErrorCode::ServerError, "the service could not issue tokens")
+        OidcError::new(ErrorCode::ServerError, "the service could not issue tokens").because("token_failure")
     }
 }
 
@@ -93,10 +147,12 @@ impl From<UpstreamError> for OidcError {
             UpstreamError::Unreachable(_) => {
                 tracing::warn!(error = %error, "upstream unreachable");
                 OidcError::new(ErrorCode::TemporarilyUnavailable, "the identity provider is not reachable; try again")
+                    .because("upstream_unreachable")
             }
             UpstreamError::Malformed(_) => {
                 tracing::error!(error = %error, "upstream misbehaved");
                 OidcError::new(ErrorCode::ServerError, "the identity provider answered unexpectedly")
+                    .because("upstream_malformed")
             }
             // RFC 6749 §5.2: the client itself was not accepted. That is the broker's own
             // registration at the upstream, never the user's doing.
@@ -107,6 +163,7 @@ impl From<UpstreamError> for OidcError {
                      upstream.client_id)"
                 );
                 OidcError::new(ErrorCode::ServerError, "the sign-in service is misconfigured at the identity provider")
+                    .because("upstream_credentials_refused")
             }
             UpstreamError::TokenRefused { error: refusal } if refusal == "unauthorized_client" => {
                 tracing::error!(
@@ -115,14 +172,18 @@ impl From<UpstreamError> for OidcError {
                      upstream (upstream.client_id)"
                 );
                 OidcError::new(ErrorCode::ServerError, "the sign-in service is misconfigured at the identity provider")
+                    .because("upstream_credentials_refused")
             }
             UpstreamError::TokenRefused { .. } => {
                 tracing::warn!(error = %error, "upstream refused the code");
                 OidcError::new(ErrorCode::AccessDenied, "the identity provider did not confirm the sign-in")
+                    .because("upstream_code_refused")
             }
-            UpstreamError::InvalidIdToken(_) => {
+            UpstreamError::InvalidIdToken(detail) => {
                 tracing::warn!(error = %error, "upstream ID token rejected");
+                let reason = if detail.contains("nonce") { "nonce_mismatch" } else { "id_token_invalid" };
                 OidcError::new(ErrorCode::AccessDenied, "the identity provider's answer could not be verified")
+                    .because(reason)
             }
         }
     }
@@ -223,7 +284,7 @@ pub fn upstream_error(error: &str, description: Option<&str>) -> OidcError {
             tracing::info!(upstream_error = %code, upstream_error_description = %described, "upstream returned an error")
         }
     }
-    OidcError::new(mapped, text)
+    OidcError::new(mapped, text).because(upstream_reason(error))
 }
 
 /// An upstream error that arrived without a sign-in in progress to return it to (no `state`,
@@ -233,6 +294,7 @@ pub fn unsolicited_upstream_error(error: &str, description: Option<&str>) -> Log
     tracing::info!("an upstream error arrived without a sign-in in progress");
     let shown = upstream_error(error, description);
     LoginError::refused("Sign-in did not complete", format!("{}.", capitalized(&shown.description)))
+        .because(shown.reason)
 }
 
 /// `text` with its first letter in upper case: an error description as a page's sentence.
@@ -254,7 +316,8 @@ pub fn routed_upstream_error(error: &str, description: Option<&str>, routed_by: 
             "a route or the client's default names an organization or connection the upstream does not know: check \
              [[routes]] and the client's default_organization_id / default_connection_id"
         );
-        return OidcError::new(ErrorCode::ServerError, "the sign-in service's routing is misconfigured");
+        return OidcError::new(ErrorCode::ServerError, "the sign-in service's routing is misconfigured")
+            .because("routing_misconfigured");
     }
     mapped
 }
@@ -268,14 +331,16 @@ pub fn adapter_error(adapter: &str, error: AdapterError) -> OidcError {
                 ErrorCode::TemporarilyUnavailable,
                 "the application's user directory is temporarily unavailable",
             )
+            .because("adapter_unavailable")
         }
         AdapterError::Refused { reason } => {
             tracing::info!(adapter, "adapter refused the user");
-            OidcError::new(ErrorCode::AccessDenied, reason)
+            OidcError::new(ErrorCode::AccessDenied, reason).because("adapter_refused")
         }
         AdapterError::Misconfigured { .. } => {
             tracing::error!(adapter, error = %error, "adapter misconfigured");
             OidcError::new(ErrorCode::ServerError, "the application's user directory is misconfigured")
+                .because("adapter_misconfigured")
         }
     }
 }
@@ -286,11 +351,11 @@ pub enum LoginError {
     /// Told the user only: the client or its redirect URI is not trusted (RFC 6749 §4.1.2.1),
     /// or there is no sign-in in progress to return to.
     #[error("{title}: {message}")]
-    Refused { title: &'static str, message: String },
+    Refused { title: &'static str, message: String, reason: &'static str },
     /// The service itself cannot go on (its store or the upstream is unreachable): told the
     /// user as the outage it is, so that monitoring counts it.
     #[error("sign-in is unavailable: {message}")]
-    Unavailable { message: String },
+    Unavailable { message: String, reason: &'static str },
     /// The broker failed before it knew whom to tell more.
     #[error("sign-in failed")]
     Failed,
@@ -304,14 +369,35 @@ pub enum LoginError {
 
 impl LoginError {
     pub fn refused(title: &'static str, message: impl Into<String>) -> Self {
-        LoginError::Refused { title, message: message.into() }
+        LoginError::Refused { title, message: message.into(), reason: "invalid_request" }
+    }
+
+    /// The same failure, for the operator's `reason` ([`OidcError::reason`]).
+    pub fn because(mut self, why: &'static str) -> Self {
+        match &mut self {
+            LoginError::Refused { reason, .. } => *reason = why,
+            LoginError::Redirect { error, .. } => error.reason = why,
+            _ => {}
+        }
+        self
+    }
+
+    /// Why, for the operator: the login event's and the metrics' `reason`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            LoginError::Refused { reason, .. } => reason,
+            LoginError::Unavailable { reason, .. } => reason,
+            LoginError::Failed => "server_error",
+            LoginError::Busy { .. } => "rate_limited",
+            LoginError::Redirect { error, .. } => error.reason,
+        }
     }
 
     /// The store failed where no client can be told yet: logged ([`OidcError`]'s conversion),
     /// and the user told the service is unavailable.
     pub fn unavailable(error: StoreError) -> Self {
         let error: OidcError = error.into();
-        LoginError::Unavailable { message: error.description }
+        LoginError::Unavailable { message: error.description, reason: error.reason }
     }
 }
 
@@ -383,6 +469,27 @@ mod tests {
         codes.sort_unstable();
         codes.dedup();
         assert_eq!(codes.len(), UPSTREAM_ERRORS.len(), "no code twice");
+    }
+
+    /// The reasons are one bounded vocabulary: the broker's own, the OAuth codes and the
+    /// upstream's known codes; an unknown upstream code is one reason, whatever its text.
+    #[test]
+    fn reasons_are_a_bounded_vocabulary() {
+        let mut own: Vec<&str> = REASONS.iter().map(|(r, _)| *r).collect();
+        own.sort_unstable();
+        own.dedup();
+        assert_eq!(own.len(), REASONS.len(), "no reason twice");
+        assert_eq!(upstream_reason("user_not_active"), "user_not_active");
+        assert_eq!(upstream_reason("anything\nat all"), "upstream_error_other");
+        assert_eq!(upstream_error("evil_code_1234", None).reason, "upstream_error_other");
+        assert_eq!(OidcError::new(ErrorCode::InvalidScope, "x").reason, "invalid_scope");
+        let nonce: OidcError = UpstreamError::InvalidIdToken("nonce does not match".into()).into();
+        assert_eq!(nonce.reason, "nonce_mismatch");
+        // An operator reads them in the README's list.
+        let readme = include_str!("../../README.md");
+        for (reason, _) in REASONS {
+            assert!(readme.contains(&format!("`{reason}`")), "README, Login events: {reason} is not listed");
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@
 use ssobridge_adapter_core::Identity;
 use tracing::instrument;
 
+use super::attempt::{Attempt, Stage};
 use super::error::{adapter_error, routed_upstream_error, unsolicited_upstream_error, upstream_error};
 use super::error::{ErrorCode, LoginError, OidcError};
 use super::home_realm::{ask_again, AskAgain};
@@ -45,13 +46,27 @@ const ASK_AGAIN: &[&str] = &[
     "no_configured_connections",
 ];
 
-#[instrument(skip_all, fields(client_id, connection_id))]
+/// Finishes the login the upstream answered, and records how it ended (one event).
 pub async fn finish(app: &AppState, answer: UpstreamAnswer<'_>) -> Result<Finished, LoginError> {
+    let mut attempt = Attempt::start(crate::events::Kind::Login);
+    let finished = complete(app, answer, &mut attempt).await;
+    match &finished {
+        Ok(Finished::Issued { .. }) => attempt.succeeded(app),
+        // The user types another address: the attempt goes on.
+        Ok(Finished::AskAgain(_)) => {}
+        Err(failure) => attempt.failed(app, Stage::Upstream, failure),
+    }
+    finished
+}
+
+#[instrument(skip_all, fields(client_id, connection_id))]
+async fn complete(app: &AppState, answer: UpstreamAnswer<'_>, attempt: &mut Attempt) -> Result<Finished, LoginError> {
     let expired = || {
         LoginError::refused(
             "This sign-in link is no longer valid",
             "The sign-in attempt has expired or was already completed. Go back to the application and sign in again.",
         )
+        .because("invalid_state")
     };
     // An upstream error with no sign-in of ours to return it to (Scalekit's simulator sends
     // its "Error" choice without `state`): say what happened, rather than that a link expired.
@@ -62,13 +77,7 @@ pub async fn finish(app: &AppState, answer: UpstreamAnswer<'_>) -> Result<Finish
     // Taken, not read: a replayed or forged state finds nothing (single use).
     let flow: Flow = match take_json(&app.store, &keys::flow(upstream_state)).await {
         Ok(Some(flow)) => flow,
-        Ok(None) => {
-            crate::telemetry::count(
-                "ssobridge_logins_failed_total",
-                &[("client", "unknown"), ("reason", "invalid_state")],
-            );
-            return Err(unsolicited().unwrap_or_else(expired));
-        }
+        Ok(None) => return Err(unsolicited().unwrap_or_else(expired)),
         Err(error) => return Err(LoginError::unavailable(error)),
     };
     let request = &flow.request;
@@ -76,19 +85,28 @@ pub async fn finish(app: &AppState, answer: UpstreamAnswer<'_>) -> Result<Finish
         app.pending_flows.release(ticket);
     }
     tracing::Span::current().record("client_id", request.client_id.as_str());
+    attempt.client = Some(request.client_id.clone());
+    attempt.began_ms = Some(request.requested_at_ms).filter(|ms| *ms > 0);
+    attempt.routed(flow.routed_by, flow.via_hosted_page);
+    (attempt.organization, attempt.connection) =
+        (flow.target.organization_id.clone(), flow.target.connection_id.clone());
+    attempt.email = request.selectors.login_hint.as_ref().map(|hint| String::from(hint.clone()));
     let fail = |error: OidcError| request.fail(error);
     // RFC 9207: the response must come from the upstream we sent the user to (mix-up defence).
     let endpoints = app.upstream.endpoints().await.map_err(|e| fail(e.into()))?;
     match answer.iss {
         Some(iss) if iss != app.upstream.issuer() => {
             tracing::warn!("callback iss does not match the upstream issuer");
-            return Err(fail(OidcError::new(
-                ErrorCode::AccessDenied,
-                "the sign-in response came from an unexpected issuer",
-            )));
+            return Err(fail(
+                OidcError::new(ErrorCode::AccessDenied, "the sign-in response came from an unexpected issuer")
+                    .because("issuer_mismatch"),
+            ));
         }
         None if endpoints.iss_parameter_supported => {
-            return Err(fail(OidcError::new(ErrorCode::AccessDenied, "the sign-in response is missing its issuer")));
+            return Err(fail(
+                OidcError::new(ErrorCode::AccessDenied, "the sign-in response is missing its issuer")
+                    .because("issuer_missing"),
+            ));
         }
         _ => {}
     }
@@ -101,19 +119,24 @@ pub async fn finish(app: &AppState, answer: UpstreamAnswer<'_>) -> Result<Finish
         }
         return Err(fail(routed_upstream_error(error, description, flow.routed_by)));
     }
-    let code = answer
-        .code
-        .ok_or_else(|| fail(OidcError::new(ErrorCode::ServerError, "the identity provider returned no code")))?;
-    let claims = app
-        .upstream
-        .exchange(code, &flow.upstream_pkce_verifier, &flow.upstream_nonce)
+    let code = answer.code.ok_or_else(|| {
+        fail(OidcError::new(ErrorCode::ServerError, "the identity provider returned no code").because("no_code"))
+    })?;
+    let claims = attempt
+        .at_upstream(app.upstream.exchange(code, &flow.upstream_pkce_verifier, &flow.upstream_nonce))
         .await
         .map_err(|e| fail(e.into()))?;
+    attempt.organization = claims.organization().map(str::to_owned).or(attempt.organization.take());
+    attempt.connection = claims.connection().map(str::to_owned).or(attempt.connection.take());
+    attempt.email = claims.email.clone().or(attempt.email.take());
     let client = match app.client(&request.client_id).await {
         Ok(Some(client)) => client,
         // The client was removed while the user was away.
         Ok(None) => {
-            return Err(fail(OidcError::new(ErrorCode::UnauthorizedClient, "the application is no longer registered")))
+            return Err(fail(
+                OidcError::new(ErrorCode::UnauthorizedClient, "the application is no longer registered")
+                    .because("unknown_client"),
+            ))
         }
         Err(e) => return Err(fail(e.into())),
     };
@@ -136,10 +159,13 @@ pub async fn finish(app: &AppState, answer: UpstreamAnswer<'_>) -> Result<Finish
             upstream_connection_id = claims.connection().unwrap_or(""),
             "the upstream login ended outside where it was routed; refused"
         );
-        return Err(fail(OidcError::new(
-            ErrorCode::AccessDenied,
-            "the sign-in ended in another organization than the application accepts",
-        )));
+        return Err(fail(
+            OidcError::new(
+                ErrorCode::AccessDenied,
+                "the sign-in ended in another organization than the application accepts",
+            )
+            .because("organization_mismatch"),
+        ));
     }
     let mut identity = identity(app, &request.client_id, client.record.subject, &claims);
     // The broker's own statement, in its tokens and to the adapter alike: a customer's IdP may
@@ -148,6 +174,7 @@ pub async fn finish(app: &AppState, answer: UpstreamAnswer<'_>) -> Result<Finish
     identity.email_verified = claims.email_verified != Some(false)
         && domain_verified(app, &identity, &request.client_id).await.map_err(|e| fail(e.into()))?;
     tracing::Span::current().record("connection_id", identity.connection_id.as_deref().unwrap_or(""));
+    attempt.subject = Some(identity.subject.clone());
     // The customer's directory has the last word: a user it deactivated does not sign in,
     // whatever their IdP session says.
     let directory = match (&identity.organization_id, &identity.email) {
@@ -158,18 +185,18 @@ pub async fn finish(app: &AppState, answer: UpstreamAnswer<'_>) -> Result<Finish
     };
     if directory.as_ref().is_some_and(|record| !record.active) {
         tracing::warn!(reason = "deprovisioned", "the user's directory has deactivated them; login refused");
-        return Err(fail(OidcError::new(
-            ErrorCode::AccessDenied,
-            "this account has been deactivated in your organization's directory",
-        )));
+        return Err(fail(
+            OidcError::new(
+                ErrorCode::AccessDenied,
+                "this account has been deactivated in your organization's directory",
+            )
+            .because("deprovisioned"),
+        ));
     }
-    let outcome = crate::telemetry::timed(
-        "ssobridge_adapter_duration_seconds",
-        &[("adapter", client.adapter.name())],
-        client.adapter.link(&identity),
-    )
-    .await
-    .map_err(|e| fail(adapter_error(client.adapter.name(), e)))?;
+    let outcome = attempt
+        .at_adapter(client.adapter.name(), client.adapter.link(&identity))
+        .await
+        .map_err(|e| fail(adapter_error(client.adapter.name(), e)))?;
     if let (Some(organization), Some(email)) = (&identity.organization_id, &identity.email) {
         remember(app, &client.record.spec, organization, email, &identity, &outcome, directory.is_some()).await;
     }
@@ -282,7 +309,8 @@ fn authenticated_at(app: &AppState, request: &AuthorizationRequest, claims: &Ups
             return Err(OidcError::new(
                 ErrorCode::AccessDenied,
                 "the identity provider's answer could not be verified",
-            ));
+            )
+            .because("auth_time_invalid"));
         }
         Some(at) => at as u64,
         None => now,
@@ -290,6 +318,7 @@ fn authenticated_at(app: &AppState, request: &AuthorizationRequest, claims: &Ups
     let stale = |reason: &str| {
         tracing::info!(auth_time, reason, "the upstream did not re-authenticate as the client asked");
         OidcError::new(ErrorCode::LoginRequired, "the user did not sign in again at their identity provider")
+            .because("reauthentication_missing")
     };
     let reauthentication = &request.reauthentication;
     if reauthentication.max_age.is_some_and(|max_age| now.saturating_sub(auth_time) > max_age + skew) {

@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use super::attempt::{Attempt, Stage};
 use super::begin::{route, Next, Routed};
 use super::error::{upstream_error_meaning, LoginError, OidcError};
 use super::records::{bounded_json, AuthorizationRequest, Lifetimes};
@@ -46,10 +47,22 @@ pub enum Submitted {
     AskAgain(Box<AskAgain>),
 }
 
-/// Holds `request` in the store for the page (counted as a pending flow).
+/// Holds `request` in the store for the page (counted as a pending flow). A failure ends the
+/// attempt (its event).
 pub async fn hold(app: &AppState, request: AuthorizationRequest) -> Result<Held, LoginError> {
+    let attempt = Attempt::of_request(&request);
+    let held = hold_request(app, request).await;
+    if let Err(failure) = &held {
+        attempt.failed(app, Stage::Authorize, failure);
+    }
+    held
+}
+
+async fn hold_request(app: &AppState, request: AuthorizationRequest) -> Result<Held, LoginError> {
     let Ok(Some(client)) = app.client(&request.client_id).await else {
-        return Err(LoginError::refused("Sign-in request not accepted", "Unknown application."));
+        return Err(
+            LoginError::refused("Sign-in request not accepted", "Unknown application.").because("unknown_client")
+        );
     };
     let id = random_token(24).map_err(|e| request.fail(e.into()))?;
     let lifetime = Lifetimes::of(&app.config).flow;
@@ -71,15 +84,19 @@ pub async fn hold(app: &AppState, request: AuthorizationRequest) -> Result<Held,
 /// browser's).
 pub fn form_expired() -> LoginError {
     LoginError::refused("This sign-in form has expired", "Go back to the application and start the sign-in again.")
+        .because("invalid_state")
 }
 
 /// The page posted `email` for the request held under `id`: take it (once), and route it by
-/// the address. `client_ip` is where the post came from, as the limits count it.
+/// the address. `client_ip` is where the post came from, as the limits count it. A failure
+/// ends the attempt (its event).
 pub async fn submit(app: &AppState, id: &str, email: &str, client_ip: String) -> Result<Submitted, LoginError> {
     let mut request: AuthorizationRequest = match take_json(&app.store, &keys::pending(id)).await {
         Ok(Some(request)) => request,
-        Ok(None) => return Err(form_expired()),
-        Err(error) => return Err(LoginError::unavailable(error)),
+        Ok(None) => return Err(ended(app, Attempt::start(crate::events::Kind::Login), form_expired())),
+        Err(error) => {
+            return Err(ended(app, Attempt::start(crate::events::Kind::Login), LoginError::unavailable(error)))
+        }
     };
     if let Some(ticket) = request.pending_ticket.take() {
         app.pending_flows.release(&ticket);
@@ -90,7 +107,8 @@ pub async fn submit(app: &AppState, id: &str, email: &str, client_ip: String) ->
         return Ok(Submitted::AskAgain(Box::new(AskAgain { request, typed, problem: EmailProblem::NotAnAddress })));
     };
     request.selectors.login_hint = Some(LoginHint::from(email.to_owned()));
-    match route(app, request, true).await? {
+    let attempt = Attempt::of_request(&request);
+    match route(app, request, true).await.map_err(|failure| ended(app, attempt, failure))? {
         Routed::Next(next) => Ok(Submitted::Next(next)),
         Routed::Denied { request, .. } => Ok(Submitted::AskAgain(Box::new(AskAgain {
             request: *request,
@@ -98,6 +116,11 @@ pub async fn submit(app: &AppState, id: &str, email: &str, client_ip: String) ->
             problem: EmailProblem::NoSso { domain },
         }))),
     }
+}
+
+fn ended(app: &AppState, attempt: Attempt, failure: LoginError) -> LoginError {
+    attempt.failed(app, Stage::Authorize, &failure);
+    failure
 }
 
 /// The upstream answered `upstream_error` for the address typed at the page (one the user may

@@ -8,7 +8,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::error::LoginError;
+use super::attempt::{Attempt, Stage};
+use super::error::{unsolicited_upstream_error, LoginError};
 use super::records::{AuthorizationRequest, Initiation, Lifetimes};
 use crate::clients::{Client, ClientRecord};
 use crate::routing::{LoginHint, Selectors};
@@ -30,27 +31,53 @@ pub struct HandOff {
 }
 
 /// Hands the IdP-initiated login of `token` to a client: the one `named` in its URL, else the
-/// one its organization implies.
+/// one its organization implies. Recorded as an `idp_initiated` event either way.
 pub async fn hand_off(app: &AppState, token: &str, named: Option<&str>) -> Result<HandOff, LoginError> {
+    let mut attempt = Attempt::start(crate::events::Kind::IdpInitiated);
+    attempt.routed_by = Some("idp_initiated");
+    let handed = hand_off_to_client(app, token, named, &mut attempt).await;
+    match &handed {
+        Ok(_) => attempt.succeeded(app),
+        Err(failure) => attempt.failed(app, Stage::Upstream, failure),
+    }
+    handed
+}
+
+/// The upstream sent an error where an IdP-initiated login was expected: recorded, and shown
+/// as a page ([`unsolicited_upstream_error`]).
+pub fn upstream_refused(app: &AppState, error: &str, description: Option<&str>) -> LoginError {
+    let failure = unsolicited_upstream_error(error, description);
+    Attempt::start(crate::events::Kind::IdpInitiated).failed(app, Stage::Upstream, &failure);
+    failure
+}
+
+async fn hand_off_to_client(
+    app: &AppState,
+    token: &str,
+    named: Option<&str>,
+    attempt: &mut Attempt,
+) -> Result<HandOff, LoginError> {
     let link_not_valid = |message: &str| LoginError::refused("Sign-in link not valid", message);
-    let claims = match app.upstream.verify_login_initiation(token).await {
+    let claims = match attempt.at_upstream(app.upstream.verify_login_initiation(token)).await {
         Ok(claims) => claims,
         Err(error) if error.is_transient() => {
             tracing::warn!(error = %error, "IdP-initiated login: upstream unreachable");
             return Err(LoginError::Unavailable {
                 message: "The identity provider could not be reached. Try again from your portal.".to_owned(),
+                reason: "upstream_unreachable",
             });
         }
         Err(error) => {
             tracing::warn!(error = %error, "IdP-initiated login token refused");
             return Err(link_not_valid(
                 "The link from your identity provider is invalid or has expired. Start again from your portal.",
-            ));
+            )
+            .because("idp_link_invalid"));
         }
     };
     let store_failure = |error: crate::store::StoreError| {
         tracing::error!(error = %error, "store failure");
-        LoginError::Unavailable { message: "Try again in a moment.".to_owned() }
+        LoginError::Unavailable { message: "Try again in a moment.".to_owned(), reason: "store_unavailable" }
     };
     // Single use: the token may start one login, however often it is replayed. Scalekit's has
     // no `jti`, so the token itself is the key: its signed part (header and payload), which no
@@ -66,17 +93,24 @@ pub async fn hand_off(app: &AppState, token: &str, named: Option<&str>) -> Resul
             return Err(LoginError::refused(
                 "Sign-in link already used",
                 "This link from your identity provider was already used. Start again from your portal.",
-            ));
+            )
+            .because("idp_link_replayed"));
         }
         Err(error) => return Err(store_failure(error)),
     }
-    let client = choose_client(app, named, claims.organization_id.as_deref()).await.map_err(|m| link_not_valid(&m))?;
+    (attempt.organization, attempt.connection) = (claims.organization_id.clone(), claims.connection_id.clone());
+    attempt.email = claims.login_hint.clone();
+    let client = choose_client(app, named, claims.organization_id.as_deref())
+        .await
+        .map_err(|m| link_not_valid(&m).because("idp_client_unknown"))?;
+    attempt.client = Some(client.record.client_id.clone());
     let Some(initiate_login_uri) = client.record.initiate_login_uri.clone() else {
         let name = client.record.display_name();
         return Err(LoginError::refused(
             "Sign-in from your portal is not enabled",
             format!("IdP-initiated login is not enabled for {name}. Open {name} and sign in there."),
-        ));
+        )
+        .because("idp_initiated_disabled"));
     };
     let id = random_token(24).map_err(|_| LoginError::Failed)?;
     let remembered = Initiation {

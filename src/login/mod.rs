@@ -14,10 +14,14 @@
 //!   signing out (RP-Initiated Logout) or deprovisioned, and the clients told (Back-Channel
 //!   Logout).
 //!
+//! Each attempt ends in one event in the event log and its counters ([`attempt`]), recorded
+//! where the step returns.
+//!
 //! Failures are [`LoginError`]s (at `/token` and `/userinfo`, [`OidcError`]s), which say what
 //! the client or the user is told; `oidc::error` alone turns them into responses. Nothing here
 //! speaks HTTP.
 
+pub mod attempt;
 mod begin;
 mod client_auth;
 mod error;
@@ -32,7 +36,8 @@ mod userinfo;
 
 pub use self::begin::{begin, Next};
 pub use self::client_auth::{authenticate as authenticate_client, ClientCredentials};
-pub use self::error::{capitalized, unsolicited_upstream_error, ErrorCode, LoginError, OidcError};
+pub use self::error::{capitalized, unsolicited_upstream_error, upstream_reason, ErrorCode, LoginError, OidcError};
+pub use self::error::{REASONS, UPSTREAM_ERRORS};
 pub use self::finish::{finish, Finished, UpstreamAnswer};
 pub use self::records::{AuthorizationRequest, Flow, Reauthentication};
 pub use self::redeem::{redeem, CodeRedemption, Tokens};

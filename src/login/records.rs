@@ -87,6 +87,9 @@ pub struct AuthorizationRequest {
     /// When the client sent the request (seconds): `prompt=login` asks for a sign-in after it.
     #[serde(rename = "t", alias = "requested_at", default)]
     pub requested_at: u64,
+    /// The same, in milliseconds: the login event's `duration_ms` counts from it.
+    #[serde(rename = "ms", default)]
+    pub requested_at_ms: u64,
     /// Its place in the pending-flow count ([`crate::limiter::PendingFlows`]) while stored.
     #[serde(rename = "pf", default, skip_serializing_if = "Option::is_none")]
     pub pending_ticket: Option<String>,
@@ -96,12 +99,9 @@ pub struct AuthorizationRequest {
 }
 
 impl AuthorizationRequest {
-    /// An error for this request, to be sent back to the client (and counted as a failed login).
+    /// An error for this request, to be sent back to the client (the step that returns it
+    /// records the attempt's end: [`super::attempt`]).
     pub fn fail(&self, error: OidcError) -> LoginError {
-        crate::telemetry::count(
-            "ssobridge_logins_failed_total",
-            &[("client", &self.client_id), ("reason", error.code.as_str())],
-        );
         LoginError::Redirect { redirect_uri: self.redirect_uri.clone(), state: self.state.clone(), error }
     }
 }

@@ -18,8 +18,13 @@ use crate::tokens::is_pkce_value;
 #[handler]
 pub async fn authorize(req: &Request, body: Body, state: Data<&Arc<AppState>>) -> Response {
     let validated = match read_params(req, body).await {
-        Ok(params) => validate(&state, &params).await,
-        Err(failure) => Err(failure),
+        Ok(params) => validate(&state, &params).await.inspect_err(|failure| {
+            login::attempt::refused_at_authorize(&state, params.get("client_id").ok().flatten(), failure);
+        }),
+        Err(failure) => {
+            login::attempt::refused_at_authorize(&state, None, &failure);
+            Err(failure)
+        }
     };
     let mut request = match validated {
         Ok(request) => request,
@@ -28,6 +33,11 @@ pub async fn authorize(req: &Request, body: Body, state: Data<&Arc<AppState>>) -
     request.client_ip = client_ip(req, state.config.rate_limits.trust_forwarded_for);
     // Per client and source: an outsider naming the client spends only their own share.
     if let Err(retry_after) = count_client(&state, &request.client_id, Some(&request.client_ip)) {
+        login::attempt::Attempt::of_request(&request).failed_because(
+            &state,
+            login::attempt::Stage::Authorize,
+            "rate_limited",
+        );
         return too_many("/authorize", "client", retry_after);
     }
     login::initiation::recall(&state, initiate_login::remembered(req, &state), &mut request).await;
@@ -63,7 +73,8 @@ pub async fn validate(app: &AppState, params: &Params) -> Result<AuthorizationRe
         Ok(None) => {
             return Err(page(
                 "The application is not registered with this sign-in service (unknown client_id).".to_owned(),
-            ))
+            )
+            .because("unknown_client"))
         }
         Err(e) => return Err(LoginError::unavailable(e)),
     };
@@ -73,7 +84,8 @@ pub async fn validate(app: &AppState, params: &Params) -> Result<AuthorizationRe
         .ok_or_else(|| page("The request has no redirect_uri.".to_owned()))?;
     // Exact string match, no normalization (RFC 9700 §2.1).
     if !client.record.redirect_uris.iter().any(|registered| registered == redirect_uri) {
-        return Err(page("The redirect_uri is not registered for this application.".to_owned()));
+        return Err(page("The redirect_uri is not registered for this application.".to_owned())
+            .because("redirect_uri_not_registered"));
     }
     let state = params.get("state").ok().flatten().map(str::to_owned);
     let fail = |code: ErrorCode, description: &str| LoginError::Redirect {
@@ -167,6 +179,7 @@ pub async fn validate(app: &AppState, params: &Params) -> Result<AuthorizationRe
         selectors,
         reauthentication,
         requested_at: crate::clock::now_secs(),
+        requested_at_ms: crate::events::now_ms(),
         pending_ticket: None,
         client_ip: String::new(),
     })

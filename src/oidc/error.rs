@@ -11,8 +11,8 @@ use crate::pages;
 /// What the user's browser gets for a login that cannot go on.
 pub fn failure_response(failure: LoginError, issuer: &str) -> Response {
     match failure {
-        LoginError::Refused { title, message } => pages::error_page(StatusCode::BAD_REQUEST, title, &message),
-        LoginError::Unavailable { message } => {
+        LoginError::Refused { title, message, .. } => pages::error_page(StatusCode::BAD_REQUEST, title, &message),
+        LoginError::Unavailable { message, .. } => {
             pages::error_page(StatusCode::SERVICE_UNAVAILABLE, "Sign-in is temporarily unavailable", &message)
         }
         LoginError::Failed => pages::error_page(StatusCode::INTERNAL_SERVER_ERROR, "Sign-in failed", "Try again."),

@@ -17,7 +17,7 @@ use poem::{handler, Request, Response};
 use super::cookie::Cookie;
 use super::error::{failure_response, redirect, with_query};
 use super::params::Params;
-use crate::login::{self, unsolicited_upstream_error, LoginError};
+use crate::login::{self, LoginError};
 use crate::state::AppState;
 
 pub const PATH: &str = "/initiate-login";
@@ -51,7 +51,7 @@ pub async fn hand_off(state: &AppState, params: &Params, path_client: Option<&st
         |message: &str| failure_response(LoginError::refused("Sign-in link not valid", message), &state.issuer);
     // Scalekit's handlers read `error` at this endpoint too (research/scalekit.md §4.1).
     if let Some(error) = params.get("error").ok().flatten() {
-        let failure = unsolicited_upstream_error(error, params.get("error_description").ok().flatten());
+        let failure = login::initiation::upstream_refused(state, error, params.get("error_description").ok().flatten());
         return failure_response(failure, &state.issuer);
     }
     let Ok(Some(token)) = params.get("idp_initiated_login") else {

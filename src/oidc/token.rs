@@ -26,7 +26,8 @@ pub async fn token(req: &Request, body: Body, state: Data<&Arc<AppState>>) -> Re
     let used_basic = basic.as_deref().is_some_and(|v| v.len() >= 6 && v[..6].eq_ignore_ascii_case("basic "));
     let form_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     if !form_type.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded") {
-        return token_error(
+        return refused(
+            None,
             &invalid(ErrorCode::InvalidRequest, "the body must be application/x-www-form-urlencoded"),
             false,
         );
@@ -34,7 +35,7 @@ pub async fn token(req: &Request, body: Body, state: Data<&Arc<AppState>>) -> Re
     let params = match body.into_bytes_limit(MAX_BODY_BYTES).await {
         Ok(bytes) => Params::parse(&bytes),
         Err(_) => {
-            return token_error(&invalid(ErrorCode::InvalidRequest, "the body is too large or unreadable"), false)
+            return refused(None, &invalid(ErrorCode::InvalidRequest, "the body is too large or unreadable"), false)
         }
     };
     let authenticated = match credentials(basic.as_deref(), &params) {
@@ -43,7 +44,7 @@ pub async fn token(req: &Request, body: Body, state: Data<&Arc<AppState>>) -> Re
     };
     let client = match authenticated {
         Ok(client) => client,
-        Err(error) => return token_error(&error, used_basic),
+        Err(error) => return refused(None, &error, used_basic),
     };
     // The client's own budget, spent only by requests it authenticated.
     if let Err(retry_after) = count_client(&state, &client.record.client_id, None) {
@@ -55,8 +56,18 @@ pub async fn token(req: &Request, body: Body, state: Data<&Arc<AppState>>) -> Re
     };
     match redeemed {
         Ok(tokens) => json_response(StatusCode::OK, &token_response(tokens)),
-        Err(error) => token_error(&error, used_basic),
+        Err(error) => refused(Some(&client.record.client_id), &error, used_basic),
     }
+}
+
+/// The error response, counted in `ssobridge_token_failures_total{client,error}`: `client` is
+/// the client that authenticated, `unknown` before one did (whatever the request claims).
+fn refused(client: Option<&str>, error: &OidcError, basic_challenge: bool) -> Response {
+    crate::telemetry::count(
+        "ssobridge_token_failures_total",
+        &[("client", client.unwrap_or("unknown")), ("error", error.code.as_str())],
+    );
+    token_error(error, basic_challenge)
 }
 
 /// An authorization code grant request (RFC 6749 §4.1.3).

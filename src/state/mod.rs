@@ -109,6 +109,16 @@ impl AppState {
     pub async fn with_store(config: Config, key: SigningKey, store: AnyStore) -> Result<Arc<AppState>, StartError> {
         let state = Self::build(config, key, store)?;
         state.seed().await?;
+        // Outcomes at zero until they happen: an error ratio reads 0, not nothing.
+        let scalekit: &[&str] = if state.scalekit.is_some() { crate::telemetry::SCALEKIT_OPERATIONS } else { &[] };
+        for operation in crate::telemetry::UPSTREAM_OPERATIONS.iter().chain(scalekit) {
+            for outcome in ["ok", "error"] {
+                crate::telemetry::touch(
+                    "ssobridge_upstream_duration_seconds",
+                    &[("operation", operation), ("outcome", outcome)],
+                );
+            }
+        }
         let state = Arc::new(state);
         tokio::spawn(readiness::check(Arc::downgrade(&state)));
         Ok(state)

@@ -47,6 +47,17 @@ impl Readiness {
         *slot.write().unwrap_or_else(|p| p.into_inner()) = Some(result);
     }
 
+    /// `ssobridge_ready{check}`: 1 for each check `/readyz` counts as passed, else 0.
+    fn export(&self) {
+        let report = self.report();
+        for (check, word) in
+            [("store", report.store), ("upstream", report.upstream), ("credentials", report.credentials)]
+        {
+            let passed = matches!(word, "ok") || (check == "credentials" && word == "unknown");
+            crate::telemetry::gauge("ssobridge_ready", &[("check", check)], if passed { 1.0 } else { 0.0 });
+        }
+    }
+
     fn get<T: Clone>(slot: &Slot<T>) -> Option<T> {
         slot.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
@@ -101,6 +112,7 @@ pub(super) async fn check(state: Weak<AppState>) {
             Readiness::set(&app.readiness.upstream, upstream);
             upstream_checked = Some(Instant::now());
         }
+        app.readiness.export();
         drop(app);
         tokio::time::sleep(STORE_CHECK_EVERY).await;
     }

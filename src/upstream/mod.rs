@@ -225,9 +225,13 @@ impl UpstreamClient {
     async fn fetch_discovery(&self) -> Result<Arc<Discovered>, UpstreamError> {
         let url = format!("{}/.well-known/openid-configuration", self.issuer);
         let discovery = get_json::<Metadata>(&self.http, &url, "discovery");
-        let metadata =
-            crate::telemetry::timed("ssobridge_upstream_duration_seconds", &[("operation", "discovery")], discovery)
-                .await?;
+        let metadata = crate::telemetry::timed_outcome(
+            "ssobridge_upstream_duration_seconds",
+            &[("operation", "discovery")],
+            discovery,
+            |result| if result.is_ok() { "ok" } else { "error" },
+        )
+        .await?;
         // §4.3: the document must name the issuer it was fetched for (mix-up defence).
         if metadata.issuer().as_str().trim_end_matches('/') != self.issuer {
             return Err(UpstreamError::Malformed(format!(
@@ -330,10 +334,14 @@ impl UpstreamClient {
         ];
         let request =
             self.http.post(&endpoints.token_endpoint).header(reqwest::header::ACCEPT, "application/json").form(&form);
-        let response =
-            crate::telemetry::timed("ssobridge_upstream_duration_seconds", &[("operation", "token")], request.send())
-                .await
-                .map_err(transport)?;
+        let response = crate::telemetry::timed_outcome(
+            "ssobridge_upstream_duration_seconds",
+            &[("operation", "token")],
+            request.send(),
+            crate::telemetry::http_outcome,
+        )
+        .await
+        .map_err(transport)?;
         let status = response.status();
         let body = crate::http::read_capped(response).await?;
         if !status.is_success() {

@@ -151,10 +151,14 @@ pub async fn client_credentials(
     let form =
         [("grant_type", "client_credentials"), ("client_id", client_id), ("client_secret", client_secret.expose())];
     let request = http.post(token_url).header(reqwest::header::ACCEPT, "application/json").form(&form);
-    let response =
-        crate::telemetry::timed("ssobridge_upstream_duration_seconds", &[("operation", operation)], request.send())
-            .await
-            .map_err(transport)?;
+    let response = crate::telemetry::timed_outcome(
+        "ssobridge_upstream_duration_seconds",
+        &[("operation", operation)],
+        request.send(),
+        crate::telemetry::http_outcome,
+    )
+    .await
+    .map_err(transport)?;
     let status = response.status();
     let body = crate::http::read_capped(response).await?;
     if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
@@ -254,10 +258,14 @@ impl ScalekitApi {
                 .get(url.clone())
                 .bearer_auth(token.expose())
                 .header(reqwest::header::ACCEPT, "application/json");
-            let response =
-                crate::telemetry::timed("ssobridge_upstream_duration_seconds", &[("operation", what)], request.send())
-                    .await
-                    .map_err(transport)?;
+            let response = crate::telemetry::timed_outcome(
+                "ssobridge_upstream_duration_seconds",
+                &[("operation", what)],
+                request.send(),
+                crate::telemetry::http_outcome,
+            )
+            .await
+            .map_err(transport)?;
             let status = response.status();
             if status == reqwest::StatusCode::UNAUTHORIZED {
                 refused = Some(token);

@@ -8,10 +8,10 @@
 //! - the dashboard is a Grafana dashboard (schema 39 or later, the template variables it is
 //!   used through, a data source and queries on every panel, panels that do not overlap), and
 //!   every query in it is PromQL that promtool accepts (written as recording rules);
-//! - every metric and label the dashboard and the alerts name is one the broker exports:
-//!   [`contract`], the metrics contract of issue 17. It is a list for now; once every family in
-//!   it exists, a live `/metrics` scrape after a login takes its place, built into the same
-//!   [`Catalogue`].
+//! - every metric, label and label value the dashboard and the alerts name is in a live
+//!   `/metrics` ([`live_scrape`]: `ssobridge demo` after a login that succeeded, one that failed,
+//!   a key rotation and a 429), the metrics contract of issue 17; the outcome labels the alerts
+//!   watch exist at zero before anything happened (an error ratio reads 0, not nothing).
 //!
 //! promtool comes from Debian's `prometheus` package (`scripts/deps/prometheus.sh`); a missing
 //! one fails the test.
@@ -26,80 +26,6 @@ use serde_yaml::Value;
 use crate::common::tempdir::TempDir;
 use crate::topology::{deploy_dir, program};
 
-/// The kinds of metric family: a histogram is exported as `_bucket` (with `le`), `_sum` and
-/// `_count` series.
-#[derive(Clone, Copy)]
-enum Kind {
-    Counter,
-    Gauge,
-    Histogram,
-}
-
-/// The metric families the broker exports (issue 17's contract: the names and labels are final).
-const FAMILIES: &[(&str, Kind, &[&str])] = &[
-    ("ssobridge_logins_started_total", Kind::Counter, &["client"]),
-    ("ssobridge_logins_completed_total", Kind::Counter, &["client"]),
-    ("ssobridge_logins_failed_total", Kind::Counter, &["client", "reason"]),
-    ("ssobridge_tokens_issued_total", Kind::Counter, &["client"]),
-    ("ssobridge_store_errors_total", Kind::Counter, &[]),
-    ("ssobridge_rate_limited_total", Kind::Counter, &["limit"]),
-    ("ssobridge_route_sync_total", Kind::Counter, &["outcome"]),
-    ("ssobridge_webhooks_total", Kind::Counter, &["event", "outcome"]),
-    ("ssobridge_route_lookups_total", Kind::Counter, &["outcome"]),
-    ("ssobridge_route_sync_last_success_timestamp_seconds", Kind::Gauge, &[]),
-    ("ssobridge_routes", Kind::Gauge, &["source"]),
-    ("process_cpu_seconds_total", Kind::Counter, &[]),
-    ("process_resident_memory_bytes", Kind::Gauge, &[]),
-    ("process_open_fds", Kind::Gauge, &[]),
-    ("process_start_time_seconds", Kind::Gauge, &[]),
-    ("ssobridge_http_requests_total", Kind::Counter, &["route", "method", "status"]),
-    ("ssobridge_http_request_duration_seconds", Kind::Histogram, &["route", "method"]),
-    ("ssobridge_upstream_duration_seconds", Kind::Histogram, &["operation", "outcome"]),
-    ("ssobridge_adapter_duration_seconds", Kind::Histogram, &["adapter", "outcome"]),
-    ("ssobridge_token_failures_total", Kind::Counter, &["client", "error"]),
-    ("ssobridge_authorize_refusals_total", Kind::Counter, &["client", "reason"]),
-    ("ssobridge_ready", Kind::Gauge, &["check"]),
-    ("ssobridge_build_info", Kind::Gauge, &["version"]),
-    ("ssobridge_signing_key_age_seconds", Kind::Gauge, &["kid", "kty"]),
-];
-
-/// The values the contract fixes for a label of a family (others are open: clients, reasons,
-/// statuses, kids). A query that matches another value would never match anything.
-const VALUES: &[(&str, &str, &[&str])] = &[
-    ("ssobridge_rate_limited_total", "limit", &["ip", "client", "pending_flows"]),
-    ("ssobridge_route_sync_total", "outcome", &["ok", "error", "skipped"]),
-    ("ssobridge_routes", "source", &["config", "api", "synced"]),
-    (
-        "ssobridge_http_requests_total",
-        "route",
-        &[
-            "/authorize",
-            "/callback",
-            "/token",
-            "/userinfo",
-            "/login/email",
-            "/initiate-login",
-            "/.well-known/openid-configuration",
-            "/jwks",
-            "/webhooks/scalekit",
-            "/admin",
-            "/healthz",
-            "/readyz",
-            "/metrics",
-            "other",
-        ],
-    ),
-    ("ssobridge_upstream_duration_seconds", "operation", &["discovery", "token", "jwks", "client_credentials", "api"]),
-    ("ssobridge_upstream_duration_seconds", "outcome", &["ok", "error"]),
-    ("ssobridge_adapter_duration_seconds", "adapter", &["none", "auth0", "cognito", "firebase"]),
-    (
-        "ssobridge_adapter_duration_seconds",
-        "outcome",
-        &["linked", "created", "unchanged", "refused", "transient", "misconfigured"],
-    ),
-    ("ssobridge_ready", "check", &["store", "upstream", "credentials"]),
-];
-
 /// Series Prometheus makes itself for every target: `up` (1 when the scrape succeeded).
 const PROMETHEUS_SERIES: &[&str] = &["up"];
 
@@ -107,44 +33,144 @@ const PROMETHEUS_SERIES: &[&str] = &["up"];
 /// from the chart's ServiceMonitor (Prometheus Operator).
 const TARGET_LABELS: &[&str] = &["job", "instance", "namespace"];
 
-/// What queries may name: each series name with its label names, and the fixed values of some
-/// labels. Built from [`FAMILIES`] for now; a `/metrics` scrape can build the same.
+/// What queries may name: each series name with its label names, and every value each label
+/// has: read from a `/metrics` scrape ([`scraped`]).
 struct Catalogue {
     series: BTreeMap<String, BTreeSet<String>>,
     values: BTreeMap<(String, String), BTreeSet<String>>,
 }
 
-fn contract() -> Catalogue {
-    let mut series = BTreeMap::new();
-    let mut values = BTreeMap::new();
-    let labels = |names: &[&str], extra: &[&str]| -> BTreeSet<String> {
-        names.iter().chain(extra).chain(TARGET_LABELS).map(|l| (*l).to_owned()).collect()
-    };
-    for &(name, kind, names) in FAMILIES {
-        let exported: Vec<(String, Vec<&str>)> = match kind {
-            Kind::Counter | Kind::Gauge => vec![(name.to_owned(), vec![])],
-            Kind::Histogram => vec![
-                (format!("{name}_bucket"), vec!["le"]),
-                (format!("{name}_sum"), vec![]),
-                (format!("{name}_count"), vec![]),
-            ],
-        };
-        for (series_name, extra) in exported {
-            for &(family, label, allowed) in VALUES {
-                if family == name {
-                    values.insert(
-                        (series_name.clone(), label.to_owned()),
-                        allowed.iter().map(|v| (*v).to_owned()).collect(),
-                    );
+/// The catalogue of a Prometheus text exposition (format 0.0.4): every sample line's series
+/// name, label names and label values, with what Prometheus adds.
+fn scraped(text: &str) -> Catalogue {
+    let mut series: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut values: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
+    for line in text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
+        let name_end = line.find(['{', ' ']).unwrap_or(line.len());
+        let name = &line[..name_end];
+        let labels = series.entry(name.to_owned()).or_default();
+        labels.extend(TARGET_LABELS.iter().map(|l| (*l).to_owned()));
+        let Some(rest) = line[name_end..].strip_prefix('{') else { continue };
+        // label="value" pairs; values escape \, \" and \n.
+        let mut chars = rest.chars().peekable();
+        loop {
+            let label: String = chars.by_ref().take_while(|c| *c != '=').collect();
+            let label = label.trim_start_matches(',').trim().to_owned();
+            if label.is_empty() || label.starts_with('}') || chars.next() != Some('"') {
+                break;
+            }
+            let mut value = String::new();
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => match chars.next() {
+                        Some('n') => value.push('\n'),
+                        Some(other) => value.push(other),
+                        None => break,
+                    },
+                    '"' => break,
+                    other => value.push(other),
                 }
             }
-            series.insert(series_name, labels(names, &extra));
+            labels.insert(label.clone());
+            values.entry((name.to_owned(), label)).or_default().insert(value);
+            if chars.peek() == Some(&'}') {
+                break;
+            }
         }
     }
     for name in PROMETHEUS_SERIES {
-        series.insert((*name).to_owned(), labels(&[], &[]));
+        series.insert((*name).to_owned(), TARGET_LABELS.iter().map(|l| (*l).to_owned()).collect());
     }
     Catalogue { series, values }
+}
+
+/// `ssobridge demo`, used as an operator's users use it, then scraped: a login that succeeds
+/// (its code redeemed, userinfo read), one that fails (dave@example.org is deactivated at his
+/// IdP), a signing key rotated, and requests past the per-source limit until one is answered
+/// 429. The demo's own `/metrics` is its whole process's.
+async fn live_scrape() -> String {
+    use crate::common::{query, Browser};
+    use crate::demo::{authorize, start_demo_env, CLIENT_REDIRECT};
+    let demo = start_demo_env(
+        &["--port", "0"],
+        &[("SSOBRIDGE_RATE_LIMITS__PER_IP_PER_MINUTE", "40"), ("SSOBRIDGE_SCALEKIT__LOOKUP_ON_MISS", "true")],
+    )
+    .await;
+    let http = crate::common::http();
+    // Ready: the background checks have run (ssobridge_ready is theirs).
+    crate::common::wait_until("the demo is ready", crate::common::STARTUP_DEADLINE, || {
+        let url = format!("{}/readyz", demo.url);
+        let http = http.clone();
+        async move { http.get(url).send().await.is_ok_and(|r| r.status().is_success()) }
+    })
+    .await;
+    let landed =
+        Browser::default().follow_until(&authorize(&demo, "alice@example.com"), CLIENT_REDIRECT).await.expect("login");
+    let code = query(&landed).get("code").cloned().expect("a code");
+    let tokens: serde_json::Value = http
+        .post(format!("{}/token", demo.url))
+        .basic_auth("demo", Some("demo-secret"))
+        .form(&[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", CLIENT_REDIRECT)])
+        .send()
+        .await
+        .expect("token")
+        .json()
+        .await
+        .expect("JSON");
+    let userinfo = http
+        .get(format!("{}/userinfo", demo.url))
+        .bearer_auth(tokens["access_token"].as_str().expect("access_token"))
+        .send()
+        .await
+        .expect("userinfo");
+    assert_eq!(userinfo.status().as_u16(), 200);
+    let failed =
+        Browser::default().follow_until(&authorize(&demo, "dave@example.org"), CLIENT_REDIRECT).await.expect("login");
+    assert_eq!(query(&failed).get("error").map(String::as_str), Some("access_denied"));
+    // A domain with no route: looked up at the simulator (lookup_on_miss), then refused there.
+    let unrouted = Browser::default()
+        .follow_until(&authorize(&demo, "eve@nowhere.example"), CLIENT_REDIRECT)
+        .await
+        .expect("login");
+    assert_eq!(query(&unrouted).get("error").map(String::as_str), Some("access_denied"));
+    // A request /authorize refuses: a redirect_uri the demo client did not register.
+    let refused = http
+        .get(authorize(&demo, "alice@example.com").replace("localhost%3A3000", "localhost%3A3001"))
+        .send()
+        .await
+        .expect("authorize");
+    assert_eq!(refused.status().as_u16(), 400);
+    // A domain added in the IdP portal: Scalekit's signed webhooks to the broker.
+    let portal = http
+        .post(format!("{}/simulator/portal/domains", demo.url))
+        .form(&[("domain", "newco.example"), ("organization_id", ""), ("verification", "admin")])
+        .send()
+        .await
+        .expect("portal");
+    assert!(portal.text().await.expect("page").contains(": 200 OK"), "a webhook delivered");
+    let rotated = http
+        .post(format!("{}/admin/keys/rotate", demo.url))
+        .bearer_auth(ssobridge::demo::DEMO_ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("rotate");
+    assert_eq!(rotated.status().as_u16(), 201, "{:?}", rotated.text().await);
+    let mut limited = false;
+    for _ in 0..200 {
+        let response = http
+            .post(format!("{}/token", demo.url))
+            .basic_auth("demo", Some("not-the-secret"))
+            .form(&[("grant_type", "authorization_code"), ("code", "x")])
+            .send()
+            .await
+            .expect("token");
+        if response.status().as_u16() == 429 {
+            limited = true;
+            break;
+        }
+    }
+    assert!(limited, "40 requests a minute from one source, and no 429 after 200");
+    http.get(format!("{}/metrics", demo.url)).send().await.expect("metrics").text().await.expect("text")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -598,15 +624,13 @@ fn every_alert_has_a_severity_a_summary_and_what_to_check() {
     described("SsobridgeSigningKeyOld", &["POST /admin/keys/rotate"]);
 }
 
-/// Every metric, label and fixed label value the alerts name (in their expressions and in the
-/// metric names their descriptions cite) is one the broker exports.
-#[test]
-fn the_alerts_name_only_metrics_and_labels_the_broker_exports() {
-    let catalogue = contract();
+/// Every metric, label and label value the alerts name (in their expressions and in the metric
+/// names their descriptions cite) that `catalogue` lacks.
+fn alerts_problems(catalogue: &Catalogue) -> Vec<String> {
     let mut problems = Vec::new();
     for (name, rule) in alert_rules(&read_yaml(&alerts_file())) {
         let expr = rule["expr"].as_str().unwrap_or_else(|| panic!("{name}: expr"));
-        problems.extend(unknown_names(&name, expr, &catalogue));
+        problems.extend(unknown_names(&name, expr, catalogue));
         for annotation in ["summary", "description"] {
             for metric in metrics_in_text(rule["annotations"][annotation].as_str().unwrap_or_default()) {
                 if !catalogue.series.contains_key(&metric) {
@@ -615,7 +639,7 @@ fn the_alerts_name_only_metrics_and_labels_the_broker_exports() {
             }
         }
     }
-    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    problems
 }
 
 /// The dashboard imports into Grafana as it is: its schema, the variables it is used through
@@ -723,16 +747,25 @@ fn every_dashboard_query_is_valid_promql() {
     }
 }
 
-/// Every metric, label and fixed label value the dashboard names is one the broker exports, and
-/// it shows what the issue lists: logins by client and outcome, failure reasons, latency per
-/// step, the upstream and the adapters, store errors, 429s, instances up.
-#[test]
-fn the_dashboard_names_only_metrics_and_labels_the_broker_exports() {
-    let catalogue = contract();
+/// Issue 17's contract, live: every metric, label and label value that a dashboard query, a
+/// dashboard variable or an alert names (and every metric their descriptions cite) is in the
+/// `/metrics` of a broker that served a login that succeeded and one that failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_and_the_alerts_resolve_against_a_live_scrape() {
+    let catalogue = scraped(&live_scrape().await);
+    let mut problems = alerts_problems(&catalogue);
+    problems.extend(dashboard_problems(&catalogue));
+    assert!(problems.is_empty(), "not in the live /metrics:\n{}", problems.join("\n"));
+}
+
+/// Every metric, label and label value the dashboard names that `catalogue` lacks; and the
+/// dashboard shows what the issue lists: logins by client and outcome, failure reasons, latency
+/// per step, the upstream and the adapters, store errors, 429s, instances up.
+fn dashboard_problems(catalogue: &Catalogue) -> Vec<String> {
     let dashboard = dashboard();
     let queries = dashboard_queries(&dashboard);
     let mut problems: Vec<String> =
-        queries.iter().flat_map(|(what, expr)| unknown_names(what, expr, &catalogue)).collect();
+        queries.iter().flat_map(|(what, expr)| unknown_names(what, expr, catalogue)).collect();
     for (name, query) in variable_queries(&dashboard) {
         let (selector, label) = label_values(&query).expect("label_values");
         let metric = names(selector).selectors.first().map(|s| s.metric.clone()).unwrap_or_default();
@@ -747,7 +780,6 @@ fn the_dashboard_names_only_metrics_and_labels_the_broker_exports() {
             }
         }
     }
-    assert!(problems.is_empty(), "{}", problems.join("\n"));
 
     let all: Vec<&str> = queries.iter().map(|(_, expr)| expr.as_str()).collect();
     let shown = |needle: &str| all.iter().any(|e| e.contains(needle));
@@ -773,7 +805,23 @@ fn the_dashboard_names_only_metrics_and_labels_the_broker_exports() {
     ] {
         assert!(shown(needle), "no dashboard query has {needle}");
     }
+    problems
 }
+
+/// A scrape as the broker writes it, for the checks' own test.
+const SAMPLE: &str = r#"# HELP ssobridge_logins_failed_total Logins that ended in an error, by client and reason.
+# TYPE ssobridge_logins_failed_total counter
+ssobridge_logins_failed_total{client="a\"b",reason="user_not_active"} 1
+ssobridge_logins_failed_total{client="demo",reason="invalid_state"} 2
+ssobridge_store_errors_total 0
+ssobridge_ready{check="store"} 1
+ssobridge_ready{check="upstream"} 1
+ssobridge_adapter_duration_seconds_bucket{adapter="none",outcome="unchanged",le="0.005"} 1
+ssobridge_adapter_duration_seconds_count{adapter="none",outcome="linked"} 0
+ssobridge_adapter_duration_seconds_count{adapter="none",outcome="unchanged"} 1
+ssobridge_tokens_issued_total{client="demo"} 1
+ssobridge_routes{source="config"} 3
+"#;
 
 /// The lexer behind the contract checks finds what it must, and the checks catch what they
 /// exist for: an unknown metric, a label the metric lacks, a value the contract rules out, a
@@ -789,10 +837,16 @@ fn the_contract_check_catches_unknown_metrics_labels_and_values() {
     assert_eq!(found.grouping, ["operation", "le", "job"]);
     assert!(found.problems.is_empty(), "{:?}", found.problems);
 
-    let catalogue = contract();
+    let catalogue = scraped(SAMPLE);
+    assert_eq!(
+        catalogue.values[&("ssobridge_logins_failed_total".to_owned(), "client".to_owned())],
+        ["a\"b".to_owned(), "demo".to_owned()].into_iter().collect()
+    );
+    assert!(catalogue.series["ssobridge_adapter_duration_seconds_bucket"].contains("le"));
+    assert!(catalogue.series["ssobridge_store_errors_total"].contains("job"), "Prometheus's target labels");
     assert!(unknown_names(
         "ok",
-        r#"sum by (client) (rate(ssobridge_logins_failed_total{reason="x"}[5m]))"#,
+        r#"sum by (client) (rate(ssobridge_logins_failed_total{reason="user_not_active"}[5m]))"#,
         &catalogue
     )
     .is_empty());

@@ -19,9 +19,15 @@ pub(crate) async fn start_demo() -> Demo {
 }
 
 async fn start_demo_with(args: &[&str]) -> Demo {
+    start_demo_env(args, &[]).await
+}
+
+/// `ssobridge demo` with `args`, and `env` (`SSOBRIDGE_…` settings) in its environment.
+pub(crate) async fn start_demo_env(args: &[&str], env: &[(&str, &str)]) -> Demo {
     let mut child = Command::new(env!("CARGO_BIN_EXE_ssobridge"))
         .arg("demo")
         .args(args)
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)

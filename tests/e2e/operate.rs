@@ -5,13 +5,21 @@ use std::time::Duration;
 use crate::common::{redeem, Browser, Stack, AUTH0_CLIENT, VERIFIER};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn metrics_count_logins_tokens_and_upstream_latency() {
+async fn metrics_count_logins_tokens_requests_and_upstream_latency() {
     let stack = Stack::start().await;
     let params = crate::common::login_to_client(&stack, AUTH0_CLIENT, &[("login_hint", "alice@acme.test")]).await;
     let (status, _) = redeem(&stack.broker.url, AUTH0_CLIENT, &params["code"], Some(VERIFIER)).await;
     assert_eq!(status, 200);
     let failed = crate::common::login_to_client(&stack, AUTH0_CLIENT, &[("login_hint", "eve@nope.test")]).await;
     assert_eq!(failed["error"], "access_denied");
+    let refused = crate::common::http()
+        .post(format!("{}/token", stack.broker.url))
+        .basic_auth(AUTH0_CLIENT.client_id, Some("not-the-secret"))
+        .form(&[("grant_type", "authorization_code"), ("code", "x")])
+        .send()
+        .await
+        .expect("token");
+    assert_eq!(refused.status(), 401);
     let response = crate::common::http().get(format!("{}/metrics", stack.broker.url)).send().await.expect("metrics");
     assert!(response.headers()["content-type"].to_str().expect("ct").starts_with("text/plain"));
     let text = response.text().await.expect("text");
@@ -19,10 +27,13 @@ async fn metrics_count_logins_tokens_and_upstream_latency() {
     for series in [
         "ssobridge_logins_started_total{client=\"auth0-test\"}",
         "ssobridge_logins_completed_total{client=\"auth0-test\"}",
-        "ssobridge_logins_failed_total{client=\"auth0-test\",reason=\"access_denied\"}",
+        // The upstream's own code is the reason (the client sees access_denied).
+        "ssobridge_logins_failed_total{client=\"auth0-test\",reason=\"domain_not_found\"}",
         "ssobridge_tokens_issued_total{client=\"auth0-test\"}",
-        "ssobridge_upstream_duration_seconds_bucket{operation=\"token\",le=\"+Inf\"}",
-        "ssobridge_adapter_duration_seconds_count{adapter=\"none\"}",
+        "ssobridge_upstream_duration_seconds_bucket{operation=\"token\",outcome=\"ok\",le=\"+Inf\"}",
+        "ssobridge_adapter_duration_seconds_count{adapter=\"none\",outcome=\"unchanged\"}",
+        "ssobridge_http_requests_total{method=\"GET\",route=\"/authorize\",status=\"302\"}",
+        "ssobridge_token_failures_total{client=\"unknown\",error=\"invalid_client\"}",
     ] {
         assert!(text.contains(series), "{series} missing from:\n{text}");
     }
