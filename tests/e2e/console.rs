@@ -680,7 +680,6 @@ async fn the_jobs_view_shows_owed_work_and_retries_or_deletes_a_job() {
 /// second, found by its organization, with its reason; a success of the same organization
 /// comes after it. Both logins run in another tab of the same browser, as a user's would.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "waits for login events in the event log (branch `observe`: type login, outcome failure/success, reason, organization, client); main records admin changes and deprovisioning only"]
 async fn a_failed_demo_login_is_in_the_console_within_a_second_found_by_organization() {
     let demo = crate::demo::start_demo().await;
     let report = browse(json!({
@@ -691,11 +690,16 @@ async fn a_failed_demo_login_is_in_the_console_within_a_second_found_by_organiza
         "success_url": crate::demo::authorize(&demo, "carol.smith@example.org"),
         "failure_url": crate::demo::authorize(&demo, "dave@example.org"),
         "stop_prefix": crate::demo::CLIENT_REDIRECT,
+        "shot_prefix": "demo-",
     }))
     .await;
     let seen = steps(&report, "failed_login");
     assert!(seen["ended_at"].as_str().is_some_and(|u| u.contains("error=access_denied")), "{seen}");
-    assert!(seen["visible_after_ms"].as_u64().is_some_and(|ms| ms < 1000), "within a second: {seen}");
+    // Measured against the failed user's browser reaching the client's error page (the
+    // console may show it before: the event is recorded when the callback fails), and after
+    // that login began (the row is the live update, not one that was there).
+    assert!(seen["visible_after_ms"].as_i64().is_some_and(|ms| ms < 1000), "within a second: {seen}");
+    assert!(seen["visible_after_start_ms"].as_i64().is_some_and(|ms| ms > 0), "{seen}");
     let rows = seen["rows"].as_array().expect("rows");
     assert_eq!(rows[0][0], "failure", "{seen}");
     assert!(rows[0][2].as_str().is_some_and(|r| r.starts_with("user_not_active")), "{seen}");
@@ -707,4 +711,7 @@ async fn a_failed_demo_login_is_in_the_console_within_a_second_found_by_organiza
         export["events"].as_array().is_some_and(|e| e.iter().any(|e| e["reason"] == "user_not_active")),
         "{export}"
     );
+    for shot in ["organization", "event-details", "events"] {
+        assert!(std::path::Path::new(&format!("{}/console-demo-{shot}.png", artifacts())).exists(), "{shot}");
+    }
 }

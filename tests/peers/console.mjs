@@ -2,7 +2,8 @@
 // console (/admin/console) as an operator would, and reports what the page showed.
 //
 //   node console.mjs '<json>'
-//   input: {console_url, token, scenario, artifacts (a directory for screenshots), chromium
+//   input: {console_url, token, scenario, artifacts (a directory for screenshots), shot_prefix
+//           (in the screenshots' names, after `console-`), chromium
 //           (default $CHROMIUM or /usr/bin/chromium), and per scenario:
 //           write:    {client_id, route_domain}
 //           read:     {client_id}              a client that exists
@@ -65,7 +66,8 @@ const browser = await chromium.launch({
 
 const origin = new URL(input.console_url).origin;
 const apiBase = new URL('./', input.console_url).href;
-const shot = (page, name) => page.screenshot({ path: path.join(input.artifacts, `console-${name}.png`), fullPage: true });
+const shot = (page, name) =>
+  page.screenshot({ path: path.join(input.artifacts, `console-${input.shot_prefix ?? ''}${name}.png`), fullPage: true });
 
 /** Runs one named step; its return value is what the step observed. */
 async function step(name, fn) {
@@ -623,10 +625,11 @@ async function eventsScenario(page, context) {
       done({ at: Date.now(), url: route.request().url() });
       route.fulfill({ status: 200, contentType: 'text/plain', body: 'client' });
     });
+    const started = Date.now();
     await other.goto(url).catch(() => {});
     const end = await Promise.race([reached, new Promise((_, reject) => setTimeout(() => reject(new Error('login did not end')), TIMEOUT))]);
     await other.close();
-    return end;
+    return { ...end, started };
   };
   const rowsOf = (table) =>
     page.locator(`#${table} tbody tr`).evaluateAll((trs) => trs.map((tr) => [...tr.cells].map((td) => td.textContent.trim())));
@@ -659,7 +662,10 @@ async function eventsScenario(page, context) {
       return {
         ended_at: end.url,
         seen_at: seenAt,
+        // Negative when the console showed it before the failed user's browser reached the
+        // client's error page.
         visible_after_ms: seenAt - end.at,
+        visible_after_start_ms: seenAt - end.started,
         rows: await rowsOf('org-table'),
         summary: await text(page.locator('#org-summary')),
       };
