@@ -166,6 +166,7 @@ fn filter(
         reason: reason.filter(|r| !r.is_empty()),
         since_ms: since.map(ms),
         until_ms: until.map(ms),
+        after: None,
     }
 }
 
@@ -200,8 +201,17 @@ impl EventsApi {
         limit: Query<Option<u32>>,
         /// From a previous page's `next_cursor`.
         cursor: Query<Option<String>>,
+        /// Only events newer than this event id, e.g. the newest one a live view shows: it
+        /// then reads what came since, not a page again.
+        after: Query<Option<String>>,
     ) -> ListResponse {
-        let filter = filter(kind.0, client.0, organization.0, outcome.0, reason.0, since.0, until.0);
+        let mut filter = filter(kind.0, client.0, organization.0, outcome.0, reason.0, since.0, until.0);
+        if let Some(after) = after.0.filter(|a| !a.is_empty()) {
+            let Some(id) = crate::store::parse_log_id(&after) else {
+                return ListResponse::BadRequest(problem(400, "after must be an event id, e.g. 1765432100000-0"));
+            };
+            filter.after = Some(id);
+        }
         let limit = limit.0.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE) as usize;
         match self.state.events.page(&filter, limit, cursor.0.as_deref()).await {
             Ok(page) => ListResponse::Ok(Json(EventPage {

@@ -2,6 +2,7 @@
 //! generated from this code (served at `/admin/openapi.json`, committed in `openapi/`).
 
 mod clients;
+mod console;
 mod events;
 mod jobs;
 mod keys;
@@ -287,7 +288,7 @@ pub fn spec_json() -> Result<String, String> {
     Ok(service(state).spec())
 }
 
-/// The admin application, to be nested at `/admin`: the API, `/openapi.json`, `/docs`.
+/// The admin application, to be nested at `/admin`: the API, `/openapi.json`, `/docs`, `/console`.
 pub fn endpoint(state: Arc<AppState>, tokens: AdminTokens) -> BoxEndpoint<'static> {
     let api = service(state.clone());
     let spec = api.spec_endpoint();
@@ -295,6 +296,7 @@ pub fn endpoint(state: Arc<AppState>, tokens: AdminTokens) -> BoxEndpoint<'stati
     let admin = Route::new()
         .at("/openapi.json", spec)
         .nest("/docs", docs)
+        .nest("/console", console::endpoint())
         .nest("/", api)
         .around(|endpoint, request| async move {
             let allow = allowed_methods(request.uri().path());

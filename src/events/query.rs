@@ -18,6 +18,8 @@ pub struct Filter {
     pub reason: Option<String>,
     pub since_ms: Option<u64>,
     pub until_ms: Option<u64>,
+    /// Only events newer than this log id (`<ms>-<seq>`): what a live view has not seen yet.
+    pub after: Option<(u64, u64)>,
 }
 
 impl Filter {
@@ -47,7 +49,7 @@ impl EventLog {
             (None, Some(until)) => Some(format!("{}-0", until.saturating_add(1))),
             (None, None) => None,
         };
-        let since = filter.since_ms.unwrap_or(0);
+        let since = filter.since_ms.unwrap_or(0).max(filter.after.map_or(0, |(ms, _)| ms));
         let mut page = Page::default();
         let mut scanned = 0;
         loop {
@@ -56,6 +58,9 @@ impl EventLog {
             for (id, bytes) in batch {
                 scanned += 1;
                 before = Some(id.clone());
+                if filter.after.is_some_and(|after| parse_log_id(&id).is_none_or(|id| id <= after)) {
+                    continue; // the same millisecond as `after`, not newer
+                }
                 // An entry that does not read as an event (a newer version's?) is skipped.
                 let Ok(mut event) = serde_json::from_slice::<Event>(&bytes) else { continue };
                 event.id = id;

@@ -87,6 +87,20 @@ async fn admin_changes_on_one_instance_are_events_every_instance_reads_newest_fi
     }
     assert_eq!(seen, resources, "pages of two add up to the log");
 
+    // After an event (a live view's poll): only the newer ones, not it again, even in its
+    // millisecond; after the newest, nothing; an id that is not one is a 400.
+    let third = page["items"][2]["id"].as_str().expect("id");
+    let (status, newer) = get(&b.url, &format!("/events?type=admin&after={third}")).await;
+    assert_eq!(status, 200, "{newer}");
+    let newer: Vec<&str> =
+        newer["items"].as_array().expect("items").iter().filter_map(|e| e["resource"].as_str()).collect();
+    assert_eq!(newer, ["five.example", "four.example"]);
+    let (_, nothing) = get(&a.url, &format!("/events?after={id}")).await;
+    assert_eq!(nothing["items"].as_array().map(Vec::len), Some(0), "{nothing}");
+    let (status, page) = get(&a.url, "/events?after=yesterday").await;
+    assert_eq!(status, 400, "{page}");
+    assert!(page["detail"].as_str().is_some_and(|d| d.contains("after")), "{page}");
+
     // Filters: a time window in the future holds nothing; a bad time is a 400 naming it.
     let (status, page) = get(&a.url, "/events?since=2999-01-01T00:00:00Z").await;
     assert_eq!((status, page["items"].as_array().map(Vec::len)), (200, Some(0)), "{page}");

@@ -25,6 +25,7 @@ mod attacks;
 mod browser;
 mod chart;
 mod cli;
+mod console;
 mod dashboards;
 mod demo;
 mod events;
