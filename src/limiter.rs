@@ -13,6 +13,10 @@
 //!
 //! [`PendingFlows`] counts this way how many sign-ins are pending, to cap what an outsider can
 //! make the broker keep.
+//!
+//! Written here rather than taken from a crate: the limiters on crates.io (governor and the
+//! like) count within one process; this one shares its counts through the broker's own store
+//! (Redis, or Redis Cluster) without a store round trip per request.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -113,6 +117,17 @@ impl RateLimiter {
 }
 
 impl Inner {
+    /// Waits until every count this instance took has been answered by the store (tests wait
+    /// on this rather than for a while).
+    #[cfg(test)]
+    async fn flushed(&self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while self.counters().values().any(|c| c.sending) {
+            assert!(std::time::Instant::now() < deadline, "the store never answered");
+            tokio::task::yield_now().await;
+        }
+    }
+
     fn counters(&self) -> MutexGuard<'_, HashMap<String, Counter>> {
         // Each update is a few integer operations: a panic cannot leave one half done.
         self.counters.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -220,7 +235,7 @@ mod tests {
         let store = AnyStore::Memory(MemoryStore::new());
         let (a, b) = (RateLimiter::shared(store.clone()), RateLimiter::shared(store.clone()));
         let ttl = Duration::from_secs(61);
-        let settle = || tokio::time::sleep(Duration::from_millis(100));
+        let settle = || async { tokio::join!(a.inner.flushed(), b.inner.flushed()) };
         let counts: Vec<u64> = (0..3).map(|_| a.hit("k:7", 7, ttl)).collect();
         assert_eq!(counts, [1, 2, 3], "exact on one instance");
         settle().await;
@@ -245,15 +260,12 @@ mod tests {
         let limiter = RateLimiter::local();
         let ttl = Duration::from_secs(61);
         limiter.hit("k:1", 1, ttl);
-        tokio::time::sleep(Duration::from_millis(100)).await;
         limiter.hit("k:2", 2, ttl);
-        tokio::time::sleep(Duration::from_millis(100)).await;
         {
             let counters = limiter.inner.counters();
             assert!(counters.contains_key("k:2") && counters.contains_key("k:1"), "the window before is kept");
         }
         limiter.hit("k:3", 3, ttl);
-        tokio::time::sleep(Duration::from_millis(100)).await;
         let counters = limiter.inner.counters();
         assert!(counters.contains_key("k:3") && !counters.contains_key("k:1"), "older ones go");
     }
@@ -265,7 +277,7 @@ mod tests {
         let ttl = Duration::from_secs(61);
         let counts: Vec<u64> = (0..4).map(|_| limiter.hit("k:3", 3, ttl)).collect();
         assert_eq!(counts, [1, 2, 3, 4]);
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        limiter.inner.flushed().await;
         assert_eq!(store.get("k:3").await.expect("get"), None, "one process: nothing to share");
     }
 }
