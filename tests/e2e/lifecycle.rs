@@ -839,6 +839,91 @@ async fn a_failed_deprovisioning_job_is_listed_and_runs_again_when_an_operator_r
     assert_eq!(gone.status(), 404, "done jobs are not kept");
 }
 
+/// alice's directory deactivates her while Auth0 half answers: she is blocked, but ending her
+/// Auth0 sessions fails, so the job waits for a retry. Before it comes, her directory
+/// reactivates her. Whatever the order, the end is what the directory said last: she is not
+/// blocked, and Auth0 signs her in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_reactivation_while_a_half_done_deprovisioning_waits_for_its_retry_leaves_the_user_enabled() {
+    let tenant = FakeTenant::start().await;
+    let (_upstream, broker, directory, login, user) = auth0_broker_with_alice(&tenant).await;
+    let url = broker.url.as_str();
+    // Her directory knew her, active, before: that word is brought about and settled.
+    let known_at = now_ms() - 120_000;
+    assert_eq!(directory.send(&directory.event(USER_CREATED, true, &[], known_at)).await, applied());
+    wait_for_no_jobs(url).await;
+
+    tenant.fail_next(Op::DeleteSessions, 1_000, Fault::server_error(503));
+    assert_eq!(directory.deactivate(known_at + 1_000).await, applied());
+    the_job(url, "the deprovisioning waiting for its retry", |job| job["attempts"].as_u64() >= Some(1)).await;
+    assert_eq!(tenant.user(&user).expect("alice")["blocked"], true, "the block went through");
+
+    assert_eq!(directory.reactivate(known_at + 2_000, &[]).await, applied());
+    tenant.clear_faults();
+    wait_for_no_jobs(url).await;
+    wait_blocked(&tenant, &user, false, "alice unblocked", JOB_DEADLINE).await;
+    let identity = crate::adapter_auth0::identity_in(&login.claims);
+    assert_eq!(tenant.try_login(&identity), Ok(user.clone()), "Auth0 signs her in");
+    sign_in(url, AUTH0_APP).await;
+}
+
+/// A Management API call of the application's own (any PATCH of a user), made with the tenant's
+/// client credentials.
+async fn patch_user_directly(tenant: &FakeTenant, user: &str, body: Value) {
+    let token: Value = http()
+        .post(format!("{}/oauth/token", tenant.base))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", CLIENT_ID),
+            ("client_secret", CLIENT_SECRET),
+            ("audience", &format!("https://{DOMAIN}/api/v2/")),
+        ])
+        .send()
+        .await
+        .expect("token")
+        .json()
+        .await
+        .expect("json");
+    let id: String = url::form_urlencoded::byte_serialize(user.as_bytes()).collect();
+    let response = http()
+        .patch(format!("{}/api/v2/users/{id}", tenant.base))
+        .bearer_auth(token["access_token"].as_str().expect("access_token"))
+        .json(&body)
+        .send()
+        .await
+        .expect("patch");
+    assert_eq!(response.status(), 200);
+}
+
+/// alice is reactivated, and while the broker is lifting her Auth0 block (the request is on its
+/// way) her directory deactivates her again (Okta drops a deactivated user's groups, so the
+/// event says exactly what the broker last applied). The end is what the directory said last:
+/// she is blocked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_deactivation_while_a_reactivation_is_being_applied_leaves_the_user_blocked() {
+    let tenant = FakeTenant::start().await;
+    let (_upstream, broker, directory, _login, user) = auth0_broker_with_alice(&tenant).await;
+    let url = broker.url.as_str();
+    let at = now_ms() - 120_000;
+    assert_eq!(directory.deactivate(at).await, applied());
+    wait_blocked(&tenant, &user, true, "alice blocked", JOB_DEADLINE).await;
+    wait_for_no_jobs(url).await;
+
+    // The next PATCH of a user waits until a second one arrives.
+    tenant.line_up(Op::PatchUser, 2);
+    let patches = tenant.count(Op::PatchUser);
+    assert_eq!(directory.reactivate(at + 1_000, &["Engineering"]).await, applied());
+    wait_until("the unblocking on its way", JOB_DEADLINE, || std::future::ready(tenant.count(Op::PatchUser) > patches))
+        .await;
+    assert_eq!(directory.deactivate(at + 2_000).await, applied());
+    // The application's own PATCH lets the broker's go on.
+    patch_user_directly(&tenant, &user, json!({"app_metadata": {"plan": "gold"}})).await;
+
+    wait_for_no_jobs(url).await;
+    wait_blocked(&tenant, &user, true, "alice blocked again", JOB_DEADLINE).await;
+    assert_refused(url, AUTH0_APP).await;
+}
+
 // ----- The demo -----
 
 /// What alice sees at the demo's sample app after signing in: its page.
