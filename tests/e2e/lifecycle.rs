@@ -83,6 +83,9 @@ struct Directory {
     webhook: String,
     key: Vec<u8>,
     user_id: String,
+    /// The organization and the email address the directory events name.
+    organization_id: String,
+    email: String,
 }
 
 /// The `webhook-*` headers of a delivery.
@@ -97,21 +100,35 @@ impl Directory {
             webhook: format!("{broker}/webhooks/scalekit"),
             key: signature::decode_secret(secret).expect("key"),
             user_id: format!("diruser_{}", &uuid::Uuid::new_v4().simple().to_string()[..17]),
+            organization_id: ORG.to_owned(),
+            email: EMAIL.to_owned(),
+        }
+    }
+
+    /// The same directory speaking of `email` in `organization_id`.
+    fn about(&self, organization_id: &str, email: &str) -> Directory {
+        Directory {
+            webhook: self.webhook.clone(),
+            key: self.key.clone(),
+            user_id: format!("diruser_{}", &uuid::Uuid::new_v4().simple().to_string()[..17]),
+            organization_id: organization_id.to_owned(),
+            email: email.to_owned(),
         }
     }
 
     /// An event about alice, shaped as research/lifecycle.md §1 shows Scalekit's:
     /// `user_deleted` carries only the ids and the email.
     fn event(&self, kind: &str, active: bool, groups: &[&str], occurred_at_ms: u64) -> String {
+        let (organization_id, email) = (&self.organization_id, &self.email);
         let data = if kind == USER_DELETED {
-            json!({"id": self.user_id, "organization_id": ORG, "dp_id": "00u-alice", "email": EMAIL})
+            json!({"id": self.user_id, "organization_id": organization_id, "dp_id": "00u-alice", "email": email})
         } else {
             json!({
                 "id": self.user_id,
-                "organization_id": ORG,
+                "organization_id": organization_id,
                 "dp_id": "00u-alice",
-                "email": EMAIL,
-                "preferred_username": EMAIL,
+                "email": email,
+                "preferred_username": email,
                 "given_name": "Alice",
                 "family_name": "Anders",
                 "name": "Alice Anders",
@@ -129,7 +146,7 @@ impl Directory {
             "type": kind,
             "occurred_at": ssobridge::events::rfc3339_millis(occurred_at_ms),
             "environment_id": "env_test",
-            "organization_id": ORG,
+            "organization_id": organization_id,
             "object": "DirectoryUser",
             "data": data,
         })
@@ -773,6 +790,55 @@ async fn an_older_user_created_arriving_after_a_newer_user_deleted_does_not_reac
     assert_eq!(directory.send(&directory.event(USER_CREATED, true, &[], deleted_at + 1)).await, applied());
     wait_blocked(&tenant, &user, false, "alice unblocked", JOB_DEADLINE).await;
     sign_in(url, AUTH0_APP).await;
+}
+
+/// A customer's directory speaks of its own users only: an organization whose directory lists
+/// an address at another organization's domain (a SCIM feed anyone can fill) deactivates no one
+/// there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn another_organizations_directory_cannot_deprovision_the_user() {
+    let tenant = FakeTenant::start().await;
+    let (_upstream, broker, directory, login, user) = auth0_broker_with_alice(&tenant).await;
+    let url = broker.url.as_str();
+    let globex = directory.about("org_globex", EMAIL);
+    assert_eq!(globex.deactivate(now_ms()).await, applied(), "recorded, for org_globex");
+    assert_eq!(globex.send(&globex.event(USER_DELETED, false, &[], now_ms())).await.0, 200);
+    wait_for_no_jobs(url).await;
+    assert_eq!(tenant.user(&user).expect("alice")["blocked"], Value::Null, "never blocked");
+    assert_eq!(userinfo_status(url, login.access_token()).await, 200, "her session goes on");
+    let again = sign_in(url, AUTH0_APP).await;
+    assert_eq!(again.claims["org_id"], ORG);
+}
+
+/// §3 without a deactivation: her directory puts her in Engineering before she ever signed in,
+/// under an address written in another case. Her first login carries `editor` in the ID token
+/// and, once Auth0 has created her, in her Auth0 user; the directory then takes her out of the
+/// group and the role leaves Auth0 without a login, and her next ID token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn directory_groups_reach_auth0_at_the_first_login_and_a_group_change_without_one() {
+    let tenant = FakeTenant::start().await;
+    let (_upstream, broker, directory) = broker_with(|_| auth0_client(AUTH0_APP, &tenant.base, "")).await;
+    let url = broker.url.as_str();
+    let directory = directory.about(ORG, "Alice@ACME.test");
+    let at = now_ms() - 60_000;
+    assert_eq!(directory.send(&directory.event(USER_CREATED, true, &["Engineering", "Sales"], at)).await, applied());
+    wait_for_no_jobs(url).await;
+
+    let login = sign_in(url, AUTH0_APP).await;
+    assert_eq!(login.claims["roles"], json!(["editor"]), "{}", login.claims);
+    let auth0 = Auth0Tenant { tenant: &tenant };
+    let user = auth0.signed_in(&login).await;
+    let user = user.as_str();
+    let auth0 = &auth0;
+    wait_until("editor in her Auth0 user", JOB_DEADLINE, || async move { auth0.roles(user).await == ["editor"] }).await;
+    wait_for_no_jobs(url).await;
+
+    assert_eq!(directory.send(&directory.event(USER_UPDATED, true, &["Sales"], at + 1_000)).await, applied());
+    wait_until("editor gone from her Auth0 user", JOB_DEADLINE, || async move { auth0.roles(user).await.is_empty() })
+        .await;
+    let again = sign_in(url, AUTH0_APP).await;
+    assert_eq!(again.claims["roles"], json!([]), "{}", again.claims);
+    assert_eq!(tenant.user(user).expect("alice")["blocked"], Value::Null, "a group change blocks no one");
 }
 
 // ----- Resilience -----
