@@ -40,6 +40,16 @@ pub struct DirectoryRecord {
     /// What the downstreams were last brought to; `None` before the first job ran.
     #[serde(default)]
     pub applied: Option<Applied>,
+    /// What a job began bringing the downstreams to and has not yet confirmed (it is running,
+    /// or failed half-way): until it does, the downstreams may be anywhere between `applied`
+    /// and this, so the record is not settled and a directory event queues its own job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applying: Option<Applied>,
+    /// The broker may hold this user disabled downstream: set before a deprovisioning job
+    /// touches a downstream, cleared only once a job for an active user has succeeded. A
+    /// reactivation enables them whenever it is set, even after a job that failed half-way.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub may_be_disabled: bool,
 }
 
 /// The part of a [`DirectoryRecord`] that downstreams are brought to.
@@ -55,9 +65,15 @@ impl DirectoryRecord {
         Applied { active: self.active, groups: self.groups.clone(), roles: self.roles.clone() }
     }
 
-    /// Whether the last job left every downstream as the record says.
+    /// Whether the last job left every downstream as the record says, and none is under way.
     pub fn settled(&self) -> bool {
-        self.applied.as_ref() == Some(&self.desired())
+        self.applying.is_none() && self.applied.as_ref() == Some(&self.desired())
+    }
+
+    /// Whether a downstream may hold the user disabled by the broker (then reactivating them
+    /// must enable them).
+    pub fn may_be_disabled(&self) -> bool {
+        self.may_be_disabled || [&self.applied, &self.applying].into_iter().flatten().any(|a| !a.active)
     }
 
     /// The entitlements a client with `mapping` gives this user: its directory groups, and the

@@ -15,7 +15,7 @@ use ssobridge_adapter_core::{AdapterError, UserChange};
 use crate::events::{Event, Kind, Outcome};
 use crate::jobs::JobError;
 use crate::model::Deprovision;
-use crate::people::{person_id, DirectoryRecord, Person};
+use crate::people::{person_id, Applied, DirectoryRecord, Person};
 use crate::state::AppState;
 use crate::store::{get_json, keys, Store, StoreError};
 
@@ -140,6 +140,8 @@ pub async fn apply_user_event(
             },
             occurred_at_ms,
             applied: current.as_ref().and_then(|c| c.applied.clone()),
+            applying: current.as_ref().and_then(|c| c.applying.clone()),
+            may_be_disabled: current.as_ref().is_some_and(|c| c.may_be_disabled),
         };
         let change = match (was_active, active) {
             (true, false) => "deprovisioned",
@@ -153,10 +155,10 @@ pub async fn apply_user_event(
         // with nothing to bring it along (a redelivery finds the record unchanged). A job
         // that runs before the record is written finds nothing to do and a later one runs.
         if !record.settled() {
-            let job_kind = match (record.active, record.applied.as_ref().is_none_or(|a| a.active)) {
+            let job_kind = match (record.active, record.may_be_disabled()) {
                 (false, _) => "deprovision",
-                (true, false) => "reactivate",
-                (true, true) => "roles",
+                (true, true) => "reactivate",
+                (true, false) => "roles",
             };
             app.jobs.enqueue(job_kind, json!({ "person": person, "organization_id": user.organization_id })).await?;
         }
@@ -203,23 +205,26 @@ struct Task {
 pub async fn reconcile(app: &AppState, task: &Value) -> Result<(), JobError> {
     let task: Task = Task::deserialize(task).map_err(|e| JobError::Permanent(format!("not a directory task: {e}")))?;
     let record_key = keys::directory_user(&task.person);
-    let Some(record_bytes) = app.store.get(&record_key).await.map_err(retry)? else {
-        return Ok(()); // no directory word on this person: nothing to bring about
-    };
-    let record: DirectoryRecord = serde_json::from_slice(&record_bytes)
-        .map_err(|e| JobError::Permanent(format!("unreadable directory record: {e}")))?;
     let person: Person = get_json(&app.store, &keys::person(&task.person)).await.map_err(retry)?.unwrap_or_default();
     if let Some(client_id) = &task.after_login {
-        return after_login(app, &record, &person, client_id).await;
+        let record: Option<DirectoryRecord> = get_json(&app.store, &record_key).await.map_err(retry)?;
+        return match record {
+            Some(record) => after_login(app, &record, &person, client_id).await,
+            None => Ok(()),
+        };
     }
-    let was_active = record.applied.as_ref().is_none_or(|a| a.active);
+    let Some(record) = begin(app, &record_key).await? else {
+        return Ok(()); // no directory word on this person, or nothing left to bring about
+    };
+    let target = record.desired();
+    let enable = record.may_be_disabled();
     let mut failures = Vec::new();
     let mut deleted = Vec::new();
     for (client_id, user_id) in &person.links {
         let Some(client) = app.client(client_id).await.map_err(retry)? else { continue };
         let spec = &client.record.spec;
         let adapter = &client.adapter;
-        let result = match (record.active, was_active, spec.deprovision) {
+        let result = match (record.active, enable, spec.deprovision) {
             (false, _, Deprovision::Disable) => adapter.disable(user_id).await,
             (false, _, Deprovision::Delete) => {
                 let result = adapter.delete(user_id).await;
@@ -228,8 +233,8 @@ pub async fn reconcile(app: &AppState, task: &Value) -> Result<(), JobError> {
                 }
                 result
             }
-            (true, false, Deprovision::Disable) => adapter.enable(user_id).await,
-            (false, _, Deprovision::None) | (true, false, _) | (true, true, _) => Ok(UserChange::Unchanged),
+            (true, true, Deprovision::Disable) => adapter.enable(user_id).await,
+            (false, _, Deprovision::None) | (true, true, _) | (true, false, _) => Ok(UserChange::Unchanged),
         };
         let result = match result {
             Ok(_) if record.active && spec.claims.wants_entitlements() => {
@@ -252,20 +257,60 @@ pub async fn reconcile(app: &AppState, task: &Value) -> Result<(), JobError> {
         ended_sessions(app, &person).await?;
     }
     if let Some(failure) = failures.iter().find(|f| matches!(f, JobError::Retry(_))).or(failures.first()) {
+        // The record keeps saying that this job began (`applying`, `may_be_disabled`): its
+        // retry, and any job a newer event queues, know what may already have changed.
         return Err(failure.clone());
     }
     if !deleted.is_empty() {
         forget_links(app, &task.person, &deleted).await.map_err(retry)?;
     }
-    settle(app, &record_key, &record_bytes, record).await
+    settle(app, &record_key, &target).await
 }
 
-/// Marks the record applied, unless it changed meanwhile (then its own job follows).
-async fn settle(app: &AppState, key: &str, bytes: &[u8], mut record: DirectoryRecord) -> Result<(), JobError> {
-    record.applied = Some(record.desired());
-    let settled = serde_json::to_vec(&record).map_err(|e| JobError::Permanent(e.to_string()))?;
-    app.store.replace(key, Some(bytes), &settled).await.map_err(retry)?;
-    Ok(())
+/// Marks in the record, before any downstream is touched, that a job is bringing them to what
+/// it says now (and, for a deprovisioning, that they may hold the user disabled from here
+/// on). An event arriving meanwhile then finds the record unsettled and queues its own job,
+/// which runs after this one; a retry after a half-done attempt knows what it may have
+/// changed. `None`: no record, or it is settled.
+async fn begin(app: &AppState, key: &str) -> Result<Option<DirectoryRecord>, JobError> {
+    for _ in 0..8 {
+        let Some(bytes) = app.store.get(key).await.map_err(retry)? else { return Ok(None) };
+        let mut record: DirectoryRecord = serde_json::from_slice(&bytes)
+            .map_err(|e| JobError::Permanent(format!("unreadable directory record: {e}")))?;
+        if record.settled() {
+            return Ok(None);
+        }
+        record.applying = Some(record.desired());
+        record.may_be_disabled |= !record.active;
+        let started = serde_json::to_vec(&record).map_err(|e| JobError::Permanent(e.to_string()))?;
+        if app.store.replace(key, Some(&bytes), &started).await.map_err(retry)? {
+            return Ok(Some(record));
+        }
+    }
+    Err(JobError::Retry("the directory record kept changing".into()))
+}
+
+/// Marks the record applied up to `target`. What a newer event asked meanwhile stays unsettled
+/// (its own job follows: `begin` made sure the event saw this one under way).
+async fn settle(app: &AppState, key: &str, target: &Applied) -> Result<(), JobError> {
+    for _ in 0..8 {
+        let Some(bytes) = app.store.get(key).await.map_err(retry)? else { return Ok(()) };
+        let mut record: DirectoryRecord = serde_json::from_slice(&bytes)
+            .map_err(|e| JobError::Permanent(format!("unreadable directory record: {e}")))?;
+        record.applied = Some(target.clone());
+        if record.applying.as_ref() == Some(target) {
+            record.applying = None;
+        }
+        // Enabled everywhere, and no other job under way that may have disabled since.
+        if target.active && record.applying.is_none() {
+            record.may_be_disabled = false;
+        }
+        let settled = serde_json::to_vec(&record).map_err(|e| JobError::Permanent(e.to_string()))?;
+        if app.store.replace(key, Some(&bytes), &settled).await.map_err(retry)? {
+            return Ok(());
+        }
+    }
+    Err(JobError::Retry("the directory record kept changing".into()))
 }
 
 async fn after_login(

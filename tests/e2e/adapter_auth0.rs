@@ -21,7 +21,7 @@ const APP: TestClient = TestClient {
 const EMAIL: &str = "alice@acme.test";
 
 /// The identity Auth0 takes from the broker's ID token when it redeems the code.
-fn identity_in(claims: &Value) -> Identity {
+pub(crate) fn identity_in(claims: &Value) -> Identity {
     let text = |name: &str| claims[name].as_str().map(str::to_owned);
     let sub = text("sub").expect("sub");
     Identity {

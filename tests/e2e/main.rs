@@ -31,6 +31,7 @@ mod demo;
 mod events;
 mod failures;
 mod fuzz_parsers;
+mod lifecycle;
 mod login;
 mod logout;
 mod operate;
