@@ -204,6 +204,23 @@ struct Task {
 /// Brings every client's downstream user of the person to what the directory record says.
 pub async fn reconcile(app: &AppState, task: &Value) -> Result<(), JobError> {
     let task: Task = Task::deserialize(task).map_err(|e| JobError::Permanent(format!("not a directory task: {e}")))?;
+    // One job per person at a time across the fleet (the queue claims one job at a time, not
+    // one person): two instances must not interleave one user's downstream writes.
+    let lock = keys::person_lock(&task.person);
+    if !app.store.put_new(&lock, b"1", PERSON_LEASE).await.map_err(retry)? {
+        return Err(JobError::Retry("another job is bringing this user along".into()));
+    }
+    let outcome = reconcile_locked(app, &task).await;
+    if let Err(error) = app.store.delete(&lock).await {
+        tracing::warn!(error = %error, "a person's job lease was not released; it runs out by itself");
+    }
+    outcome
+}
+
+/// How long one job may hold a person (the queue's own lease is as long).
+const PERSON_LEASE: std::time::Duration = std::time::Duration::from_secs(60);
+
+async fn reconcile_locked(app: &AppState, task: &Task) -> Result<(), JobError> {
     let record_key = keys::directory_user(&task.person);
     let person: Person = get_json(&app.store, &keys::person(&task.person)).await.map_err(retry)?.unwrap_or_default();
     if let Some(client_id) = &task.after_login {

@@ -308,6 +308,10 @@ pub mod keys {
     pub fn person(person: &str) -> String {
         format!("person:{person}")
     }
+    /// Held while a job brings a person's downstream users along, so that one runs at a time.
+    pub fn person_lock(person: &str) -> String {
+        format!("person-lock:{person}")
+    }
 
     /// The upstream ID token of a session, kept for a sign-out continued at the upstream
     /// (`upstream.logout_at_upstream`).
