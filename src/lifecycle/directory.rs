@@ -241,6 +241,12 @@ async fn reconcile_locked(app: &AppState, task: &Task) -> Result<(), JobError> {
         let Some(client) = app.client(client_id).await.map_err(retry)? else { continue };
         let spec = &client.record.spec;
         let adapter = &client.adapter;
+        let action = match (record.active, enable, spec.deprovision) {
+            (false, _, Deprovision::Disable) => "user.disable",
+            (false, _, Deprovision::Delete) => "user.delete",
+            (true, true, Deprovision::Disable) => "user.enable",
+            _ => "user.roles",
+        };
         let result = match (record.active, enable, spec.deprovision) {
             (false, _, Deprovision::Disable) => adapter.disable(user_id).await,
             (false, _, Deprovision::Delete) => {
@@ -260,8 +266,13 @@ async fn reconcile_locked(app: &AppState, task: &Task) -> Result<(), JobError> {
             other => other,
         };
         match result {
+            // The same audit line as an admin change, its actor the customer's directory.
             Ok(change) => tracing::info!(
-                client_id,
+                target: "audit",
+                audit = true,
+                actor = "directory",
+                action,
+                resource = %format!("{client_id}/{user_id}"),
                 adapter = adapter.name(),
                 ?change,
                 active = record.active,

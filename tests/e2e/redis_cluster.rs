@@ -355,7 +355,12 @@ async fn logins_through_two_brokers_on_a_cluster_survive_a_primary_failover() {
     let mut clients = listed(&a.url, "clients", "client_id").await;
     clients.sort();
     assert_eq!(clients, ["api-made", "auth0-test", "cognito-test"], "listed from the promoted replica");
-    let ready = crate::common::http().get(format!("{}/readyz", a.url)).send().await.expect("readyz");
-    assert_eq!(ready.status(), 200);
+    // Readiness comes from the background store check (every 2 s), which may still hold what
+    // it saw during the failover.
+    wait_until("ready again after the failover", Duration::from_secs(10), || async {
+        let ready = crate::common::http().get(format!("{}/readyz", a.url)).send().await.expect("readyz");
+        ready.status() == 200
+    })
+    .await;
     assert_eq!(PANICS.load(Ordering::SeqCst), 0, "nothing panicked");
 }
