@@ -168,7 +168,7 @@ impl AppState {
             .scalekit
             .as_ref()
             .and_then(|s| s.webhook_secret.as_ref())
-            .map(|secret| crate::webhooks::signature::decode_secret(secret.expose()))
+            .map(|secret| crate::tokens::webhook_signature::decode_secret(secret.expose()))
             .transpose()
             .map_err(|message| {
                 StartError::Config(crate::config::ConfigError::Invalid(vec![crate::config::Problem {

@@ -5,6 +5,7 @@ mod claims;
 mod keys;
 mod ring;
 mod seal;
+pub mod webhook_signature;
 
 use aws_lc_rs::digest;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

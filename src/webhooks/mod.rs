@@ -14,7 +14,9 @@
 //! work durably in the store and answer once it is queued; steps 1 and 2 stay as they are.
 
 pub mod events;
-pub mod signature;
+/// The signature check lives with the other key material ([`crate::tokens`]): the shared state
+/// decodes the secret at start, below this face.
+pub use crate::tokens::webhook_signature as signature;
 
 use std::sync::Arc;
 use std::time::Duration;
