@@ -197,9 +197,17 @@ async fn complete(app: &AppState, answer: UpstreamAnswer<'_>, attempt: &mut Atte
         .at_adapter(client.adapter.name(), client.adapter.link(&identity))
         .await
         .map_err(|e| fail(adapter_error(client.adapter.name(), e)))?;
-    if let (Some(organization), Some(email)) = (&identity.organization_id, &identity.email) {
-        remember(app, &client.record.spec, organization, email, &identity, &outcome, directory.is_some()).await;
-    }
+    // Sign-out: the session this login opens, named in the ID token and the access token. It
+    // is opened while the user's downstream id is remembered: independent store writes, so
+    // their round trips overlap.
+    let remembering = async {
+        if let (Some(organization), Some(email)) = (&identity.organization_id, &identity.email) {
+            remember(app, &client.record.spec, organization, email, &identity, &outcome, directory.is_some()).await;
+        }
+    };
+    let (session, ()) =
+        tokio::join!(super::sessions::open(app, &request.client_id, &identity.subject, &claims.sub), remembering);
+    let session = session.map_err(|e| fail(e.into()))?;
     let extra = extra_claims(&client.record.claims, &claims, directory.as_ref(), outcome.extra_claims());
     let user_claims =
         user_claims(&identity, ClaimScopes::from_scope(&request.scope), Some(&extra), &client.record.claims);
@@ -212,10 +220,6 @@ async fn complete(app: &AppState, answer: UpstreamAnswer<'_>, attempt: &mut Atte
         }
         None => None,
     };
-    // Sign-out: the session this login opens, named in the ID token and the access token.
-    let session = super::sessions::open(app, &request.client_id, &identity.subject, &claims.sub)
-        .await
-        .map_err(|e| fail(e.into()))?;
     if app.config.upstream.logout_at_upstream && !claims.id_token.is_empty() {
         let lifetime = Lifetimes::of(&app.config).session;
         let key = keys::upstream_logout_hint(&session.sid);

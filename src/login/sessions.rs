@@ -64,10 +64,14 @@ pub async fn open(app: &AppState, client_id: &str, sub: &str, upstream_subject: 
         user: user_hash(upstream_subject),
         created_at: crate::events::now_ms(),
     };
-    put_json(&app.store, &keys::session(&session.sid), &session, lifetime).await?;
-    let n = app.store.incr(&keys::user_session_counter(&session.user), 1, lifetime).await?;
-    let slot = n.unsigned_abs() % INDEX_SLOTS;
-    put_json(&app.store, &keys::user_session(&session.user, slot), &session, lifetime).await?;
+    // The session and its index slot are written side by side (their round trips overlap).
+    let indexed = async {
+        let n = app.store.incr(&keys::user_session_counter(&session.user), 1, lifetime).await?;
+        let slot = n.unsigned_abs() % INDEX_SLOTS;
+        put_json(&app.store, &keys::user_session(&session.user, slot), &session, lifetime).await
+    };
+    let session_key = keys::session(&session.sid);
+    tokio::try_join!(put_json(&app.store, &session_key, &session, lifetime), indexed)?;
     Ok(session)
 }
 
