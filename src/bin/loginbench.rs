@@ -1212,6 +1212,10 @@ async fn bench(
         "loginbench: complete demo logins (authorize → simulator → callback → token → userinfo), then /token alone"
     );
     println!("  server:  {base}{}", spawned.map(|s| format!(" ({})", s.how)).unwrap_or_default());
+    if let (Some(_), Some(pid)) = (spawned, server_pid) {
+        // benches/profile.sh attaches perf to this process.
+        println!("  broker pid: {pid}");
+    }
     println!("  commit:  {} (loginbench)", commit());
     println!("  machine: {machine_cores} core(s) (nproc); load average {}", summary.load);
     println!(
