@@ -1254,6 +1254,15 @@ async fn bench(
         what_is_kept(&clients[0], &target, &numbers, server_pid, options.store.as_deref()).await?;
     }
 
+    let mut redis = match (spawned, options.store.as_deref()) {
+        (Some(_), Some(url)) => Some(redis_connection(url).await?),
+        _ => None,
+    };
+    let commands_before = match redis.as_mut() {
+        Some(connection) => Some(command_calls(connection).await?),
+        None => None,
+    };
+    let mut all_logins = 0usize;
     println!("\ncomplete logins ({} s each)", options.duration.as_secs_f64());
     println!("{}", header("logins/s"));
     let (mut loaded_cpu, mut loaded_logins, mut loaded_wall) = (Duration::ZERO, 0usize, Duration::ZERO);
@@ -1261,6 +1270,7 @@ async fn bench(
         let run =
             report(concurrency, logins(&clients, &target, concurrency, options.duration, &numbers, server_pid).await);
         summary.best_rate = summary.best_rate.max(run.per_second());
+        all_logins += run.latencies_ms.len();
         if concurrency == 1 {
             summary.p50_ms = Some(percentile(&run.latencies_ms, 0.5));
             summary.p99_ms = Some(percentile(&run.latencies_ms, 0.99));
@@ -1270,6 +1280,21 @@ async fn bench(
             loaded_logins += run.latencies_ms.len();
             loaded_wall += run.elapsed;
         }
+    }
+    if let (Some(connection), Some(before)) = (redis.as_mut(), commands_before) {
+        let after = command_calls(connection).await?;
+        let line: Vec<String> = after
+            .iter()
+            .filter(|(name, _)| !["info", "client|setinfo", "hello", "ping"].contains(&name.as_str()))
+            .filter_map(|(name, calls)| {
+                let per_login = calls.saturating_sub(*before.get(name).unwrap_or(&0)) as f64 / all_logins.max(1) as f64;
+                (per_login >= 0.005).then(|| format!("{} {per_login:.2}", name.to_uppercase()))
+            })
+            .collect();
+        println!(
+            "Redis commands per login over these phases (INFO commandstats; scripts' own commands counted too): {}",
+            line.join(", ")
+        );
     }
     if loaded_logins > 0 && !loaded_cpu.is_zero() {
         summary.cpu_ms = Some(loaded_cpu.as_secs_f64() * 1e3 / loaded_logins as f64);
