@@ -64,7 +64,7 @@ impl<E: Endpoint> Endpoint for RequestLogEndpoint<E> {
     type Output = Response;
 
     async fn call(&self, req: Request) -> poem::Result<Response> {
-        let request_id = uuid::Uuid::new_v4().to_string();
+        let request_id = next_request_id();
         let span =
             tracing::info_span!("request", request_id = %request_id, method = %req.method(), path = %req.uri().path());
         let route = route_template(req.uri().path());
@@ -163,6 +163,30 @@ fn status_label(status: u16) -> &'static str {
     })
 }
 
+/// A request id in the UUID format: 60 random bits drawn once per process and a counter, so
+/// that ids are unique across instances without a system call per request (a v4 UUID asked the
+/// kernel for randomness on every request). Request ids are labels, not secrets.
+fn next_request_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::OnceLock;
+    static PREFIX: OnceLock<[u8; 8]> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let prefix = PREFIX.get_or_init(|| {
+        let mut bytes = [0u8; 8];
+        if aws_lc_rs::rand::fill(&mut bytes).is_err() {
+            // No randomness: the time still tells instances apart in practice.
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            bytes = (now.as_nanos() as u64).to_be_bytes();
+        }
+        bytes
+    });
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(prefix);
+    bytes[8..].copy_from_slice(&COUNTER.fetch_add(1, Ordering::Relaxed).to_be_bytes());
+    // The version and variant bits land in the prefix and in the counter's top byte.
+    uuid::Builder::from_random_bytes(bytes).into_uuid().hyphenated().to_string()
+}
+
 /// Serves `endpoint` on `listener` until `shutdown` completes.
 pub async fn serve(
     listener: tokio::net::TcpListener,
@@ -193,5 +217,12 @@ mod tests {
         assert_eq!(status_label(429), "429");
         assert_eq!(status_label(599), "5xx");
         assert_eq!(method_label(&poem::http::Method::from_bytes(b"BREW").expect("method")), "other");
+    }
+
+    #[test]
+    fn request_ids_are_uuids_and_never_repeat() {
+        let ids: std::collections::HashSet<String> = (0..10_000).map(|_| super::next_request_id()).collect();
+        assert_eq!(ids.len(), 10_000);
+        assert!(ids.iter().all(|id| id.len() == 36 && uuid::Uuid::parse_str(id).is_ok()), "UUID format");
     }
 }

@@ -1,14 +1,19 @@
-//! loginbench: complete demo logins per second, and token requests per second, against a
-//! running ssobridge, or against a `ssobridge demo` it starts itself pinned to one core.
+//! loginbench: what a complete login costs the broker: logins per second, the broker's CPU per
+//! login against the cost of the one signature it must make, latency, memory, store round trips.
 //!
 //! ```text
 //! cargo build --release --bin loginbench --bin ssobridge
-//! target/release/loginbench [--url http://127.0.0.1:PORT] [--concurrency 1,8,32,64] [--duration-secs 5] [--spawn]
+//! target/release/loginbench [--alg RS256,ES256] [--store memory,redis] [--ssobridge PATH]
+//!                           [--upstream simulator|in-process] [--concurrency 1,8,32,64] [--duration-secs 5]
+//! target/release/loginbench --url http://127.0.0.1:PORT [--server-pid PID]
 //! ```
 //!
-//! Without `--url` (or with `--spawn`) it starts `ssobridge demo --port 0` from its own
-//! directory, under `taskset -c 0` when there is more than one core, and moves itself to the
-//! other cores, so that server and client do not share a core.
+//! By default it measures the broker alone: `ssobridge serve` (the binary next to loginbench,
+//! or `--ssobridge PATH`) pinned to core 0 with a temporary config, its upstream
+//! `ssobridge simulator` as its own process on core 1, and loginbench on core 1 too, so that
+//! the broker's CPU time (/proc/PID/stat) is the broker's only. With `--store redis` it starts a
+//! `redis-server` of its own on a free loopback port, on core 1. `--upstream in-process` runs
+//! `ssobridge demo` instead (broker and simulator in one process, as earlier figures were made).
 //!
 //! A login: GET /authorize (login_hint) → the simulator's /authorize → the broker's /callback
 //! (which redeems the upstream code at the simulator) → the client's redirect_uri (read, not
@@ -16,8 +21,15 @@
 //! failed step counts as an error, not a login. Then the token endpoint alone: codes made
 //! beforehand (the authorize part of a login), only POST /token timed.
 //!
+//! Beside the rates it prints, per configuration: the cost of one RSA-2048 and one ES256
+//! signature measured on core 0 in the same run (aws-lc, as the broker signs) and the broker's
+//! CPU per login over it; p50/p99 of one login alone; the broker's RSS idle and with 1,000 logins
+//! in flight; what a pending flow and an unredeemed code keep; on Redis, the commands each
+//! step sends (INFO commandstats) and the stored value sizes.
+//!
 //! This is a benchmark, not a test: it asserts nothing about the figures.
 
+use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -36,8 +48,8 @@ const MAX_HOPS: usize = 8;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
-/// loginbench: complete demo logins per second, and token requests per second, against a
-/// running ssobridge demo or one it starts itself.
+/// loginbench: what a complete login costs the broker (by default `ssobridge serve` alone on
+/// core 0, its upstream simulator and loginbench on core 1).
 #[derive(Clone, Parser)]
 #[command(name = "loginbench")]
 struct Options {
@@ -48,22 +60,37 @@ struct Options {
     // A server loginbench started itself is known already.
     #[arg(long, value_name = "PID", requires = "url")]
     server_pid: Option<u32>,
-    /// Start `ssobridge demo --port 0` (next to this binary) instead; the default without --url
+    /// Start the broker itself; the default without --url
     #[arg(long, conflicts_with = "url")]
     spawn: bool,
+    /// The ssobridge binary to measure [default: the one next to loginbench]
+    #[arg(long, value_name = "PATH")]
+    ssobridge: Option<std::path::PathBuf>,
+    /// simulator: `ssobridge serve` with `ssobridge simulator` as its own process on another
+    /// core (the broker's figures alone); in-process: `ssobridge demo` (broker and simulator in
+    /// one process)
+    #[arg(long, default_value = "simulator", value_parser = ["simulator", "in-process"])]
+    upstream: String,
     /// Logins in flight at once, one keep-alive connection each
     #[arg(long, value_name = "LIST", value_delimiter = ',', default_value = "1,8,32,64", value_parser = positive)]
     concurrency: Vec<usize>,
     /// How long each login phase runs, in seconds (the token phases run at most 3 s each)
     #[arg(long = "duration-secs", value_name = "N", default_value = "5", value_parser = seconds)]
     duration: Duration,
-    /// The ID token algorithm of client `demo`; with --spawn it is configured on the demo, and
-    /// every ID token's header is checked for it
-    #[arg(long, default_value = "RS256", value_parser = ["RS256", "PS256", "ES256"])]
-    alg: String,
-    /// With --spawn: the demo's store (default memory), e.g. redis://127.0.0.1:6379/0
-    #[arg(long, value_name = "URL")]
-    store: Option<String>,
+    /// The ID token algorithm(s) of client `demo`, each run in turn; when loginbench starts the
+    /// broker it configures the client so, and every ID token's header is checked for it
+    #[arg(long = "alg", value_name = "LIST", value_delimiter = ',', default_value = "RS256", value_parser = ["RS256", "PS256", "ES256"])]
+    algs: Vec<String>,
+    /// The store(s), each run in turn: memory, redis (a redis-server loginbench starts on a
+    /// free loopback port, on core 1) or a redis:// URL
+    #[arg(long = "store", value_name = "LIST", value_delimiter = ',', default_value = "memory")]
+    stores: Vec<String>,
+    /// The broker's RSS is read with this many logins in flight at once (0: not measured)
+    #[arg(long, value_name = "N", default_value = "1000")]
+    in_flight: usize,
+    /// Skip the token-endpoint-alone phases
+    #[arg(long)]
+    no_token_phase: bool,
     /// Instead of logins: what N pending flows cost
     ///
     /// Starts its own demos and sends N unauthenticated /authorize requests that are never
@@ -72,6 +99,16 @@ struct Options {
     /// at their defaults.
     #[arg(long, value_name = "N")]
     pending_flows: Option<usize>,
+    /// Print the cost of one RSA-2048 and one ES256 signature on this process's core, and exit
+    /// (loginbench runs itself so, under taskset, on the broker's core)
+    #[arg(long, hide = true)]
+    signature_cost: bool,
+    /// The ID token algorithm of the run under way.
+    #[arg(skip)]
+    alg: String,
+    /// The store of the run under way.
+    #[arg(skip)]
+    store: Option<String>,
     /// Extra environment for the demo this bench starts.
     #[arg(skip)]
     demo_env: Vec<(String, String)>,
@@ -117,15 +154,17 @@ struct Target {
     base: url::Url,
     /// The algorithm every ID token must be signed with.
     alg: String,
+    /// Where /authorize sends a login upstream (a prefix of its Location).
+    upstream: String,
 }
 
 impl Target {
-    fn new(base: &str, alg: &str) -> Result<Self, Error> {
+    fn new(base: &str, alg: &str, upstream: &str) -> Result<Self, Error> {
         let base = url::Url::parse(base)?;
         if base.scheme() != "http" && base.scheme() != "https" {
             return Err(format!("{base} is not an http(s) URL").into());
         }
-        Ok(Self { base, alg: alg.to_owned() })
+        Ok(Self { base, alg: alg.to_owned(), upstream: upstream.to_owned() })
     }
 
     fn endpoint(&self, path: &str) -> Result<url::Url, Error> {
@@ -144,8 +183,8 @@ impl Target {
     }
 }
 
-/// The authorize part of a login: from GET /authorize to the code at the client's redirect_uri.
-async fn code(http: &reqwest::Client, target: &Target, n: u64) -> Result<String, Error> {
+/// GET /authorize for login `n` (login_hint user<n>@example.com, state bench<n>).
+fn authorize_url(target: &Target, n: u64) -> Result<url::Url, Error> {
     let mut url = target.endpoint("/authorize")?;
     url.query_pairs_mut()
         .append_pair("client_id", CLIENT_ID)
@@ -154,31 +193,49 @@ async fn code(http: &reqwest::Client, target: &Target, n: u64) -> Result<String,
         .append_pair("scope", "openid email profile")
         .append_pair("state", &format!("bench{n}"))
         .append_pair("login_hint", &format!("user{n}@example.com"));
-    for hop in 0..MAX_HOPS {
-        let response = http.get(url.clone()).send().await?;
-        let status = response.status();
-        if status != reqwest::StatusCode::FOUND && status != reqwest::StatusCode::SEE_OTHER {
-            let path = url.path().to_owned();
-            let body = response.text().await.unwrap_or_default();
-            return Err(format!("hop {hop} {path}: {status}: {}", first_chars(&body, 200)).into());
+    Ok(url)
+}
+
+/// One redirect: GET `url`, which must answer 302/303; the absolute Location.
+async fn hop(http: &reqwest::Client, target: &Target, url: url::Url) -> Result<url::Url, Error> {
+    let response = http.get(url.clone()).send().await?;
+    let status = response.status();
+    if status != reqwest::StatusCode::FOUND && status != reqwest::StatusCode::SEE_OTHER {
+        let path = url.path().to_owned();
+        let body = response.text().await.unwrap_or_default();
+        return Err(format!("{path}: {status}: {}", first_chars(&body, 200)).into());
+    }
+    let location =
+        response.headers().get(reqwest::header::LOCATION).and_then(|v| v.to_str().ok()).ok_or("no Location")?;
+    let next = url.join(location)?;
+    // Drain the (empty) body so the connection goes back to the pool.
+    response.bytes().await?;
+    Ok(target.same_server(next))
+}
+
+/// The code of login `n` at the client's redirect_uri, if `url` is that.
+fn code_at(url: &url::Url, n: u64) -> Option<Result<String, Error>> {
+    if !url.as_str().starts_with(REDIRECT) {
+        return None;
+    }
+    let get = |name: &str| url.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned());
+    if let Some(error) = get("error") {
+        return Some(Err(format!("authorize: {error}: {}", get("error_description").unwrap_or_default()).into()));
+    }
+    if get("state").as_deref() != Some(format!("bench{n}").as_str()) {
+        return Some(Err("authorize: the state did not come back".into()));
+    }
+    Some(get("code").ok_or_else(|| "authorize: no code at the redirect_uri".into()))
+}
+
+/// The authorize part of a login: from GET /authorize to the code at the client's redirect_uri.
+async fn code(http: &reqwest::Client, target: &Target, n: u64) -> Result<String, Error> {
+    let mut url = authorize_url(target, n)?;
+    for hop_number in 0..MAX_HOPS {
+        url = hop(http, target, url).await.map_err(|e| format!("hop {hop_number} {e}"))?;
+        if let Some(code) = code_at(&url, n) {
+            return code;
         }
-        let location =
-            response.headers().get(reqwest::header::LOCATION).and_then(|v| v.to_str().ok()).ok_or("no Location")?;
-        if location.starts_with(REDIRECT) {
-            let back = url::Url::parse(location)?;
-            let get = |name: &str| back.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned());
-            if let Some(error) = get("error") {
-                return Err(format!("authorize: {error}: {}", get("error_description").unwrap_or_default()).into());
-            }
-            if get("state").as_deref() != Some(format!("bench{n}").as_str()) {
-                return Err("authorize: the state did not come back".into());
-            }
-            return get("code").ok_or_else(|| "authorize: no code at the redirect_uri".into());
-        }
-        let next = url.join(location)?;
-        // Drain the (empty) body so the connection goes back to the pool.
-        response.bytes().await?;
-        url = target.same_server(next);
     }
     Err(format!("more than {MAX_HOPS} redirects before the redirect_uri").into())
 }
@@ -490,11 +547,40 @@ fn report(concurrency: usize, mut run: Run) -> Run {
     run
 }
 
-/// The demo server this bench started: killed when dropped.
+/// The processes a run started (killed when dropped) and its temporary directory.
 struct Spawned {
+    /// The broker: `ssobridge serve`, or `ssobridge demo` with the upstream in process.
     child: tokio::process::Child,
+    /// `ssobridge simulator`, when the upstream runs on its own.
+    simulator: Option<tokio::process::Child>,
     url: String,
     pinned: bool,
+    /// Where a login leaves the broker for its upstream (a prefix of the Location).
+    upstream: String,
+    /// What was started, for the header.
+    how: String,
+    /// The temporary config and keys.
+    _dir: Option<TempDir>,
+}
+
+/// A directory removed when dropped.
+struct TempDir(std::path::PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl Spawned {
+    async fn stop(mut self) {
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+        if let Some(simulator) = self.simulator.as_mut() {
+            let _ = simulator.start_kill();
+            let _ = simulator.wait().await;
+        }
+    }
 }
 
 fn taskset_works() -> bool {
@@ -536,9 +622,12 @@ fn pin_self_off_core0() -> Option<String> {
     ok.then_some(list)
 }
 
-/// Starts `ssobridge demo --port 0` (the binary next to this one), on core 0 when it can.
-async fn spawn_demo(pin: bool, options: &Options) -> Result<Spawned, Error> {
-    let exe = std::env::current_exe()?.with_file_name(format!("ssobridge{}", std::env::consts::EXE_SUFFIX));
+/// The ssobridge binary to measure: --ssobridge, else the one next to loginbench.
+fn ssobridge_exe(options: &Options) -> Result<std::path::PathBuf, Error> {
+    let exe = match &options.ssobridge {
+        Some(path) => path.clone(),
+        None => std::env::current_exe()?.with_file_name(format!("ssobridge{}", std::env::consts::EXE_SUFFIX)),
+    };
     if !exe.exists() {
         return Err(format!(
             "{} not found: build it too (cargo build --release --bin ssobridge --bin loginbench)",
@@ -546,13 +635,56 @@ async fn spawn_demo(pin: bool, options: &Options) -> Result<Spawned, Error> {
         )
         .into());
     }
-    let mut command = if pin {
-        let mut c = tokio::process::Command::new("taskset");
-        c.args(["-c", "0"]).arg(&exe);
-        c
-    } else {
-        tokio::process::Command::new(&exe)
+    Ok(exe)
+}
+
+/// `program`, under `taskset -c core` when given one.
+fn on_core(program: &std::path::Path, core: Option<&str>) -> tokio::process::Command {
+    match core {
+        Some(core) => {
+            let mut command = tokio::process::Command::new("taskset");
+            command.args(["-c", core]).arg(program);
+            command
+        }
+        None => tokio::process::Command::new(program),
+    }
+}
+
+/// A loopback port nobody listens on now.
+fn free_port() -> Result<u16, Error> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Reads `lines` until one starts with `prefix` (within 30 s), then keeps draining them so that
+/// the process never blocks on a full pipe; returns the rest of that line.
+async fn wait_for_line(
+    mut lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+    prefix: &str,
+    what: &str,
+) -> Result<String, Error> {
+    let found = tokio::time::timeout(secs(30), async {
+        while let Some(line) = lines.next_line().await? {
+            if let Some(rest) = line.strip_prefix(prefix) {
+                return Ok::<_, std::io::Error>(Some(rest.trim().to_owned()));
+            }
+        }
+        Ok(None)
+    })
+    .await;
+    let rest = match found {
+        Ok(Ok(Some(rest))) => rest,
+        Ok(Ok(None)) => return Err(format!("{what} exited before it was ready").into()),
+        Ok(Err(error)) => return Err(format!("reading the output of {what}: {error}").into()),
+        Err(_) => return Err(format!("{what} was not ready within 30 s").into()),
     };
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok(rest)
+}
+
+/// Starts `ssobridge demo --port 0`, on core 0 when it can: broker and simulator in one process.
+async fn spawn_demo(pin: bool, options: &Options) -> Result<Spawned, Error> {
+    let exe = ssobridge_exe(options)?;
+    let mut command = on_core(&exe, pin.then_some("0"));
     command.env("SSOBRIDGE_CLIENTS__DEMO__ID_TOKEN_SIGNED_RESPONSE_ALG", &options.alg);
     command.envs(options.demo_env.iter().map(|(k, v)| (k, v)));
     if let Some(store) = &options.store {
@@ -572,25 +704,201 @@ async fn spawn_demo(pin: bool, options: &Options) -> Result<Spawned, Error> {
         .kill_on_drop(true)
         .spawn()?;
     let stdout = child.stdout.take().ok_or("no stdout from the demo")?;
-    let mut lines = BufReader::new(stdout).lines();
-    let listening = tokio::time::timeout(secs(30), async {
-        while let Some(line) = lines.next_line().await? {
-            if let Some(url) = line.strip_prefix("ssobridge demo listening on ") {
-                return Ok::<_, std::io::Error>(Some(url.trim().to_owned()));
+    let url = wait_for_line(BufReader::new(stdout).lines(), "ssobridge demo listening on ", "the demo").await?;
+    Ok(Spawned {
+        child,
+        simulator: None,
+        upstream: format!("{url}/simulator/"),
+        url,
+        pinned: pin,
+        how: format!("{} demo (broker and simulator in one process)", exe.display()),
+        _dir: None,
+    })
+}
+
+/// Writes a file only its owner can read.
+fn write_private(path: &std::path::Path, contents: &[u8]) -> Result<(), Error> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(contents)?;
+    Ok(())
+}
+
+/// Starts `ssobridge simulator` on core 1 and `ssobridge serve` on core 0 with a temporary
+/// config (memory store unless the run's store is a Redis URL): the broker alone in its process.
+async fn spawn_serve(pin: bool, options: &Options) -> Result<Spawned, Error> {
+    use ssobridge::tokens::{generate_pem, random_token, KeyType};
+    let exe = ssobridge_exe(options)?;
+    let dir = TempDir(std::env::temp_dir().join(format!("loginbench-{}-{}", std::process::id(), random_token(6)?)));
+    std::fs::create_dir_all(&dir.0)?;
+    let (rsa, ec) = (dir.0.join("rsa.pem"), dir.0.join("ec.pem"));
+    write_private(&rsa, generate_pem(KeyType::Rsa)?.as_bytes())?;
+    write_private(&ec, generate_pem(KeyType::Ec)?.as_bytes())?;
+    let port = free_port()?;
+    let url = format!("http://127.0.0.1:{port}");
+    let upstream_secret = random_token(24)?;
+
+    let mut simulator = on_core(&exe, pin.then_some("1"))
+        .args(["simulator", "--port", "0", "--client-id", "ssobridge-bench", "--client-secret", &upstream_secret])
+        .args(["--redirect-uri", &format!("{url}/callback")])
+        .env("SSOBRIDGE_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()?;
+    let stdout = simulator.stdout.take().ok_or("no stdout from the simulator")?;
+    let ready = wait_for_line(BufReader::new(stdout).lines(), "READY ", "ssobridge simulator").await?;
+    let ready: serde_json::Value = serde_json::from_str(&ready)?;
+    let issuer = ready["issuer"].as_str().ok_or("the simulator's READY line has no issuer")?.to_owned();
+
+    let store = options.store.clone().unwrap_or_else(|| "memory".to_owned());
+    let config = format!(
+        r#"public_url = "{url}"
+listen = "127.0.0.1:{port}"
+[store]
+url = "{store}"
+[signing]
+key_file = "{rsa}"
+ec_key_file = "{ec}"
+[tokens]
+pairwise_salt = "{salt}"
+[admin]
+listen = "public"
+[rate_limits]
+per_ip_per_minute = {RATE_LIMIT}
+per_client_per_minute = {RATE_LIMIT}
+[upstream]
+issuer = "{issuer}"
+client_id = "ssobridge-bench"
+client_secret = "{upstream_secret}"
+allowed_algorithms = ["RS256"]
+[[clients]]
+client_id = "{CLIENT_ID}"
+client_secret = "{CLIENT_SECRET}"
+redirect_uris = ["{REDIRECT}"]
+id_token_signed_response_alg = "{alg}"
+[[routes]]
+domain = "example.com"
+organization_id = "org_example_com"
+connection_id = "conn_example_com"
+[[routes]]
+domain = "example.org"
+organization_id = "org_example_org"
+connection_id = "conn_example_org"
+"#,
+        rsa = rsa.display(),
+        ec = ec.display(),
+        salt = random_token(32)?,
+        alg = options.alg,
+    );
+    let config_path = dir.0.join("ssobridge.toml");
+    write_private(&config_path, config.as_bytes())?;
+    let mut child = on_core(&exe, pin.then_some("0"))
+        .arg("serve")
+        .arg("--config")
+        .arg(&config_path)
+        .env("SSOBRIDGE_LOG", std::env::var("SSOBRIDGE_LOG").unwrap_or_else(|_| "warn".to_owned()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()?;
+    // Ready when discovery answers.
+    let http = http_client()?;
+    let discovery = format!("{url}/.well-known/openid-configuration");
+    let started = Instant::now();
+    loop {
+        if let Ok(response) = http.get(&discovery).send().await {
+            if response.status().is_success() {
+                break;
             }
         }
-        Ok(None)
-    })
-    .await;
-    let url = match listening {
-        Ok(Ok(Some(url))) => url,
-        Ok(Ok(None)) => return Err("the demo exited before listening".into()),
-        Ok(Err(error)) => return Err(format!("reading the demo's output: {error}").into()),
-        Err(_) => return Err("the demo did not say it was listening within 30 s".into()),
-    };
-    // Keep reading its stdout, so that it never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Ok(Spawned { child, url, pinned: pin })
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("ssobridge serve exited ({status})").into());
+        }
+        if started.elapsed() > secs(30) {
+            return Err("ssobridge serve did not answer discovery within 30 s".into());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let how = format!(
+        "{exe} serve (store {store}) on core {broker}; {exe} simulator on core {other}",
+        exe = exe.display(),
+        store = store.split('@').next_back().unwrap_or(&store),
+        broker = if pin { "0" } else { "any" },
+        other = if pin { "1" } else { "any" },
+    );
+    Ok(Spawned { child, simulator: Some(simulator), url, pinned: pin, upstream: issuer, how, _dir: Some(dir) })
+}
+
+/// A `redis-server` loginbench started on a free loopback port (core 1 when pinned).
+struct RedisServer {
+    _child: tokio::process::Child,
+    url: String,
+}
+
+async fn start_redis(pin: bool) -> Result<RedisServer, Error> {
+    let port = free_port()?;
+    let child = on_core(std::path::Path::new("redis-server"), pin.then_some("1"))
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("redis-server: {e}"))?;
+    let url = format!("redis://127.0.0.1:{port}/0");
+    let started = Instant::now();
+    loop {
+        if redis_connection(&url).await.is_ok() {
+            return Ok(RedisServer { _child: child, url });
+        }
+        if started.elapsed() > secs(10) {
+            return Err("redis-server did not answer within 10 s".into());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn redis_connection(url: &str) -> Result<redis::aio::MultiplexedConnection, Error> {
+    let mut connection = redis::Client::open(url)?.get_multiplexed_async_connection().await?;
+    redis::cmd("PING").query_async::<String>(&mut connection).await?;
+    Ok(connection)
+}
+
+/// Calls per command so far (INFO commandstats), lower-case names.
+async fn command_calls(connection: &mut redis::aio::MultiplexedConnection) -> Result<BTreeMap<String, u64>, Error> {
+    let info: String = redis::cmd("INFO").arg("commandstats").query_async(connection).await?;
+    let mut calls = BTreeMap::new();
+    for line in info.lines() {
+        let Some((name, stats)) = line.strip_prefix("cmdstat_").and_then(|l| l.split_once(':')) else { continue };
+        let count = stats.split(',').find_map(|kv| kv.strip_prefix("calls=")).and_then(|n| n.parse().ok());
+        if let Some(count) = count {
+            calls.insert(name.to_owned(), count);
+        }
+    }
+    Ok(calls)
+}
+
+/// Stored string values by kind of key (`flow`, `code`, `at`, …): how many, and their bytes.
+async fn value_sizes(
+    connection: &mut redis::aio::MultiplexedConnection,
+) -> Result<BTreeMap<String, (u64, u64)>, Error> {
+    let keys: Vec<String> = redis::cmd("KEYS").arg("*").query_async(connection).await?;
+    let mut sizes = BTreeMap::new();
+    for key in keys {
+        let Ok(len) = redis::cmd("STRLEN").arg(&key).query_async::<u64>(connection).await else { continue };
+        let bare = key.strip_prefix("ssobridge:").unwrap_or(&key);
+        let kind = bare.split(':').next().unwrap_or(bare).to_owned();
+        let entry = sizes.entry(kind).or_insert((0, 0));
+        entry.0 += 1;
+        entry.1 += len;
+    }
+    Ok(sizes)
 }
 
 /// The checked-out commit: of the current directory, else of the source tree loginbench was
@@ -624,7 +932,19 @@ fn commit() -> String {
 fn main() -> std::process::ExitCode {
     // Usage mistakes exit with 2, --help with 0.
     let mut options = Options::parse();
-    // Without --url it measures a demo of its own.
+    if options.signature_cost {
+        return match signature_cost() {
+            Ok(line) => {
+                println!("{line}");
+                std::process::ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("loginbench: {error}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
+    // Without --url it measures a broker of its own.
     options.spawn |= options.url.is_none();
     let machine_cores = machine_cores();
     // Pin before the runtime starts its threads: they inherit the mask.
@@ -644,46 +964,260 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// The cost of one signature on this core, in µs.
+#[derive(Clone, Copy)]
+struct Signatures {
+    rsa2048_us: f64,
+    es256_us: f64,
+}
+
+impl Signatures {
+    /// The signature an ID token of `alg` costs.
+    fn of(&self, alg: &str) -> f64 {
+        if alg == "ES256" {
+            self.es256_us
+        } else {
+            self.rsa2048_us
+        }
+    }
+}
+
+/// This thread's CPU time so far, in ns (/proc/thread-self/schedstat, Linux).
+fn thread_cpu_ns() -> Result<u64, Error> {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat")?;
+    Ok(stat.split_whitespace().next().ok_or("empty schedstat")?.parse()?)
+}
+
+/// `--signature-cost`: one RSA-2048 (RS256) and one P-256 (ES256) signature of an ID-token-sized
+/// message with aws-lc, as the broker signs, in this thread's CPU µs: the median of 7 batches.
+fn signature_cost() -> Result<String, Error> {
+    use aws_lc_rs::rsa::{KeyPair as RsaKeyPair, KeySize};
+    use aws_lc_rs::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING, RSA_PKCS1_SHA256};
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    // header.payload of a typical ID token, base64url: about 700 bytes.
+    let message = vec![b'e'; 700];
+    let rsa = RsaKeyPair::generate(KeySize::Rsa2048).map_err(|_| "RSA key generation failed")?;
+    let ec = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).map_err(|_| "EC key generation failed")?;
+    let mut rsa_signature = vec![0u8; rsa.public_modulus_len()];
+    let median = |batch: u64, sign: &mut dyn FnMut() -> Result<(), Error>| -> Result<f64, Error> {
+        sign()?;
+        let mut costs = Vec::new();
+        for _ in 0..7 {
+            let started = thread_cpu_ns()?;
+            for _ in 0..batch {
+                sign()?;
+            }
+            costs.push((thread_cpu_ns()? - started) as f64 / batch as f64 / 1e3);
+        }
+        costs.sort_by(f64::total_cmp);
+        Ok(costs[costs.len() / 2])
+    };
+    let rsa2048_us = median(150, &mut || {
+        rsa.sign(&RSA_PKCS1_SHA256, &rng, &message, &mut rsa_signature).map_err(|_| Error::from("RSA signing failed"))
+    })?;
+    let es256_us =
+        median(1500, &mut || ec.sign(&rng, &message).map(|_| ()).map_err(|_| Error::from("EC signing failed")))?;
+    Ok(format!("rsa2048_us={rsa2048_us:.1} es256_us={es256_us:.1}"))
+}
+
+/// Runs `loginbench --signature-cost` on the broker's core (core 0 when pinned).
+async fn measure_signatures(pin: bool) -> Result<Signatures, Error> {
+    let exe = std::env::current_exe()?;
+    let output = on_core(&exe, pin.then_some("0")).arg("--signature-cost").output().await?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let field = |name: &str| {
+        text.split_whitespace().find_map(|kv| kv.strip_prefix(name)?.strip_prefix('=')?.parse::<f64>().ok())
+    };
+    match (field("rsa2048_us"), field("es256_us")) {
+        (Some(rsa2048_us), Some(es256_us)) => Ok(Signatures { rsa2048_us, es256_us }),
+        _ => Err(format!("loginbench --signature-cost: {text} {}", String::from_utf8_lossy(&output.stderr)).into()),
+    }
+}
+
+/// The load average (/proc/loadavg: 1, 5 and 15 minutes).
+fn load() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+/// What one configuration (algorithm, store) gave, for the closing table.
+#[derive(Default)]
+struct Summary {
+    label: String,
+    /// The store was Redis.
+    redis: bool,
+    alg: String,
+    load: String,
+    signature_us: Option<f64>,
+    /// Broker CPU per login (ms), over the phases with 8 or more logins in flight.
+    cpu_ms: Option<f64>,
+    /// The broker's CPU share (1.0 = one core) in those phases.
+    busy: Option<f64>,
+    best_rate: f64,
+    /// One login alone (concurrency 1).
+    p50_ms: Option<f64>,
+    p99_ms: Option<f64>,
+    rss_idle: Option<u64>,
+    rss_in_flight: Option<u64>,
+}
+
 async fn run(options: Options, machine_cores: usize, client_cores: Option<String>) -> Result<(), Error> {
     let pin = client_cores.is_some();
+    let first_alg = options.algs.first().cloned().unwrap_or_else(|| "RS256".to_owned());
     if let Some(n) = options.pending_flows {
+        let store = options.stores.first().filter(|s| s.starts_with("redis://")).cloned();
+        let options = Options { alg: first_alg, store, ..options.clone() };
         return pending_flows(&options, pin, n).await;
     }
-    let mut spawned = match options.spawn {
-        true => Some(spawn_demo(pin, &options).await?),
-        false => None,
-    };
-    let result = bench(&options, spawned.as_ref(), machine_cores, client_cores).await;
-    if let Some(server) = spawned.as_mut() {
-        let _ = server.child.start_kill();
-        let _ = server.child.wait().await;
+    if !options.spawn {
+        let options = Options { alg: first_alg, ..options.clone() };
+        bench(&options, None, machine_cores, &client_cores).await?;
+        return Ok(());
     }
-    result
+    let mut summaries = Vec::new();
+    for store in &options.stores {
+        let redis = match store.as_str() {
+            "redis" => Some(start_redis(pin).await?),
+            _ => None,
+        };
+        let store_url = match (store.as_str(), &redis) {
+            ("memory", _) => None,
+            (_, Some(redis)) => Some(redis.url.clone()),
+            (url, None) => Some(url.to_owned()),
+        };
+        for alg in &options.algs {
+            let setup = Options { alg: alg.clone(), store: store_url.clone(), ..options.clone() };
+            if let Some(url) = &store_url {
+                let mut connection = redis_connection(url).await?;
+                redis::cmd("FLUSHDB").query_async::<()>(&mut connection).await?;
+            }
+            println!(
+                "\n=== {alg}, store {} ===",
+                if store == "redis" { "redis (started by loginbench)" } else { store }
+            );
+            let before = measure_signatures(pin).await?;
+            let spawned = match options.upstream.as_str() {
+                "in-process" => spawn_demo(pin, &setup).await?,
+                _ => spawn_serve(pin, &setup).await?,
+            };
+            let result = bench(&setup, Some(&spawned), machine_cores, &client_cores).await;
+            spawned.stop().await;
+            let after = measure_signatures(pin).await?;
+            let mut summary = result?;
+            let signature = before.of(alg).min(after.of(alg));
+            println!(
+                "\nsignatures on the broker's core (aws-lc, thread CPU, before / after the run): RSA-2048 {:.0} / {:.0} µs, ES256 {:.1} / {:.1} µs",
+                before.rsa2048_us, after.rsa2048_us, before.es256_us, after.es256_us
+            );
+            if let Some(cpu_ms) = summary.cpu_ms {
+                println!(
+                    "broker CPU per login {:.0} µs = {:.2} × one {} signature ({signature:.0} µs); {:.0} logins per second per core",
+                    cpu_ms * 1e3,
+                    cpu_ms * 1e3 / signature,
+                    if alg == "ES256" { "ES256" } else { "RSA-2048" },
+                    1e3 / cpu_ms
+                );
+            }
+            summary.signature_us = Some(signature);
+            summary.label =
+                format!("{alg} {}", if store == "redis" || store.starts_with("redis") { "redis" } else { "memory" });
+            summary.redis = store_url.is_some();
+            summary.alg = alg.clone();
+            summaries.push(summary);
+        }
+    }
+    print_summaries(&summaries);
+    Ok(())
+}
+
+fn mb(bytes: Option<u64>) -> String {
+    bytes.map(|b| format!("{:.1}", b as f64 / 1e6)).unwrap_or_else(|| "-".to_owned())
+}
+
+fn print_summaries(summaries: &[Summary]) {
+    println!("\nsummary (broker CPU at 8+ logins in flight; latency of one login alone; RSS in MB)");
+    println!(
+        "{:<14} {:>9} {:>10} {:>6} {:>10} {:>9} {:>6} {:>7} {:>7} {:>8} {:>9} {:>8} {:<14}",
+        "run",
+        "sign µs",
+        "CPU µs/lg",
+        "ratio",
+        "logins/s/c",
+        "measured",
+        "busy",
+        "p50 ms",
+        "p99 ms",
+        "RSS idle",
+        "RSS 1000",
+        "vs mem",
+        "load"
+    );
+    for s in summaries {
+        let memory = summaries.iter().find(|m| !m.redis && m.alg == s.alg).and_then(|m| m.cpu_ms);
+        let versus = match (s.redis, s.cpu_ms, memory) {
+            (true, Some(cpu), Some(memory)) => format!("{:+.0}%", 100.0 * (cpu / memory - 1.0)),
+            _ => "-".to_owned(),
+        };
+        let f = |v: Option<f64>, digits: usize| v.map(|v| format!("{v:.digits$}")).unwrap_or_else(|| "-".to_owned());
+        println!(
+            "{:<14} {:>9} {:>10} {:>6} {:>10} {:>9.0} {:>6} {:>7} {:>7} {:>8} {:>9} {:>8} {:<14}",
+            s.label,
+            f(s.signature_us, 0),
+            f(s.cpu_ms.map(|ms| ms * 1e3), 0),
+            f(s.cpu_ms.zip(s.signature_us).map(|(ms, us)| ms * 1e3 / us), 2),
+            f(s.cpu_ms.map(|ms| 1e3 / ms), 0),
+            s.best_rate,
+            s.busy.map(|b| format!("{:.0}%", b * 100.0)).unwrap_or_else(|| "-".to_owned()),
+            f(s.p50_ms, 2),
+            f(s.p99_ms, 2),
+            mb(s.rss_idle),
+            mb(s.rss_in_flight),
+            versus,
+            s.load
+        );
+    }
+    println!(
+        "ratio: broker CPU per login over one signature of the ID token's algorithm, both measured on core 0 in the same run;\n\
+         logins/s/c: 1000 / CPU ms per login, what one fully busy core gives; measured: the best rate seen, with the broker at `busy`."
+    );
+}
+
+/// Percentile `q` of sorted `values`.
+fn percentile(values: &[f64], q: f64) -> f64 {
+    let count = values.len();
+    values.get(((count as f64 * q).ceil() as usize).clamp(1, count.max(1)) - 1).copied().unwrap_or(0.0)
 }
 
 async fn bench(
     options: &Options,
     spawned: Option<&Spawned>,
     machine_cores: usize,
-    client_cores: Option<String>,
-) -> Result<(), Error> {
+    client_cores: &Option<String>,
+) -> Result<Summary, Error> {
     let base = match (spawned, &options.url) {
         (Some(server), _) => server.url.clone(),
         (None, Some(url)) => url.clone(),
         (None, None) => return Err("no server: pass --url or --spawn".into()),
     };
     let server_pid = spawned.and_then(|s| s.child.id()).or(options.server_pid);
-    let target = Arc::new(Target::new(&base, &options.alg)?);
+    let upstream = spawned.map(|s| s.upstream.clone()).unwrap_or_else(|| format!("{base}/simulator/"));
+    let target = Arc::new(Target::new(&base, &options.alg, &upstream)?);
     let max_concurrency = options.concurrency.iter().copied().max().unwrap_or(1).max(8);
-    let clients = (0..max_concurrency).map(|_| http_client()).collect::<Result<Vec<_>, _>>()?;
+    let clients = (0..max_concurrency.max(options.in_flight)).map(|_| http_client()).collect::<Result<Vec<_>, _>>()?;
     let numbers = Arc::new(AtomicU64::new(0));
+    let mut summary = Summary { load: load(), ..Summary::default() };
 
     println!(
         "loginbench: complete demo logins (authorize → simulator → callback → token → userinfo), then /token alone"
     );
-    println!("  server:  {base}{}", if spawned.is_some() { " (ssobridge demo started by loginbench)" } else { "" });
-    println!("  commit:  {}", commit());
-    println!("  machine: {machine_cores} core(s) (nproc)");
+    println!("  server:  {base}{}", spawned.map(|s| format!(" ({})", s.how)).unwrap_or_default());
+    if let (Some(_), Some(pid)) = (spawned, server_pid) {
+        // benches/profile.sh attaches perf to this process.
+        println!("  broker pid: {pid}");
+    }
+    println!("  commit:  {} (loginbench)", commit());
+    println!("  machine: {machine_cores} core(s) (nproc); load average {}", summary.load);
     println!(
         "  client:  demo, ID tokens {}; store {}",
         options.alg,
@@ -693,9 +1227,9 @@ async fn bench(
             (None, _) => "as the server was started".to_owned(),
         }
     );
-    match (spawned, &client_cores) {
+    match (spawned, client_cores) {
         (Some(s), Some(cores)) if s.pinned => {
-            println!("  pinning: server on core 0 (taskset -c 0), loginbench on core(s) {cores}")
+            println!("  pinning: broker on core 0 (taskset -c 0), loginbench (and simulator, redis) on core(s) {cores}")
         }
         (Some(_), _) => println!("  pinning: none (taskset missing or a single core): server and client share the CPU"),
         (None, _) => println!("  pinning: unknown (server given by --url; pin it yourself with taskset -c 0)"),
@@ -709,40 +1243,220 @@ async fn bench(
     // Warm-up: one login alone (a clear error if the server is not a demo), then every
     // worker's connection, discovery and JWKS caches, the allocator.
     login(&clients[0], &target, numbers.fetch_add(1, Ordering::Relaxed)).await?;
-    let warm = logins(&clients, &target, max_concurrency, secs(1), &numbers, server_pid).await;
+    let warm = logins(&clients[..max_concurrency], &target, max_concurrency, secs(1), &numbers, server_pid).await;
     if warm.latencies_ms.is_empty() {
         return Err(format!("warm-up: no login succeeded: {}", warm.first_error.unwrap_or_default()).into());
     }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    summary.rss_idle = rss_bytes(server_pid);
 
+    if spawned.is_some() {
+        what_is_kept(&clients[0], &target, &numbers, server_pid, options.store.as_deref()).await?;
+    }
+
+    let mut redis = match (spawned, options.store.as_deref()) {
+        (Some(_), Some(url)) => Some(redis_connection(url).await?),
+        _ => None,
+    };
+    let commands_before = match redis.as_mut() {
+        Some(connection) => Some(command_calls(connection).await?),
+        None => None,
+    };
+    let mut all_logins = 0usize;
     println!("\ncomplete logins ({} s each)", options.duration.as_secs_f64());
     println!("{}", header("logins/s"));
-    let mut best_login_rate: f64 = 0.0;
+    let (mut loaded_cpu, mut loaded_logins, mut loaded_wall) = (Duration::ZERO, 0usize, Duration::ZERO);
     for &concurrency in &options.concurrency {
         let run =
             report(concurrency, logins(&clients, &target, concurrency, options.duration, &numbers, server_pid).await);
-        best_login_rate = best_login_rate.max(run.per_second());
+        summary.best_rate = summary.best_rate.max(run.per_second());
+        all_logins += run.latencies_ms.len();
+        if concurrency == 1 {
+            summary.p50_ms = Some(percentile(&run.latencies_ms, 0.5));
+            summary.p99_ms = Some(percentile(&run.latencies_ms, 0.99));
+        }
+        if let (true, Some(cpu)) = (concurrency >= 8 || options.concurrency.len() == 1, run.server_cpu) {
+            loaded_cpu += cpu;
+            loaded_logins += run.latencies_ms.len();
+            loaded_wall += run.elapsed;
+        }
+    }
+    if let (Some(connection), Some(before)) = (redis.as_mut(), commands_before) {
+        let after = command_calls(connection).await?;
+        let line: Vec<String> = after
+            .iter()
+            .filter(|(name, _)| !["info", "client|setinfo", "hello", "ping"].contains(&name.as_str()))
+            .filter_map(|(name, calls)| {
+                let per_login = calls.saturating_sub(*before.get(name).unwrap_or(&0)) as f64 / all_logins.max(1) as f64;
+                (per_login >= 0.005).then(|| format!("{} {per_login:.2}", name.to_uppercase()))
+            })
+            .collect();
+        println!(
+            "Redis commands per login over these phases (INFO commandstats; scripts' own commands counted too): {}",
+            line.join(", ")
+        );
+    }
+    if loaded_logins > 0 && !loaded_cpu.is_zero() {
+        summary.cpu_ms = Some(loaded_cpu.as_secs_f64() * 1e3 / loaded_logins as f64);
+        summary.busy = Some(loaded_cpu.as_secs_f64() / loaded_wall.as_secs_f64().max(1e-9));
     }
 
-    let duration = token_duration(options);
-    println!("\ntoken endpoint alone (POST /token with fresh codes, up to {} s each)", duration.as_secs_f64());
-    println!("{}", header("tokens/s"));
-    for &concurrency in &options.concurrency {
-        // /token alone runs at 1.5 to 2 times the login rate (more when signing is cheap); running
-        // out early only shortens the phase. Codes live 60 s: make them just before.
-        let wanted = ((best_login_rate * 2.5 * duration.as_secs_f64()) as usize).clamp(500, 40_000);
-        let codes = make_codes(&clients, &target, max_concurrency, wanted, &numbers).await?;
-        let made = codes.len();
-        let run = report(concurrency, tokens_only(&clients, &target, concurrency, codes, duration, server_pid).await);
-        if run.elapsed < duration.mul_f64(0.9) {
-            println!("            (all {made} codes redeemed in {:.2} s)", run.elapsed.as_secs_f64());
+    if options.in_flight > 0 && server_pid.is_some() {
+        let n = options.in_flight;
+        let peak = Arc::new(AtomicU64::new(0));
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let sampler = {
+            let (peak, done) = (peak.clone(), done.clone());
+            tokio::spawn(async move {
+                while !done.load(Ordering::Relaxed) {
+                    peak.fetch_max(rss_bytes(server_pid).unwrap_or(0), Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            })
+        };
+        let mut run = logins(&clients, &target, n, secs(3), &numbers, server_pid).await;
+        done.store(true, Ordering::Relaxed);
+        let _ = sampler.await;
+        run.latencies_ms.sort_by(f64::total_cmp);
+        summary.rss_in_flight = Some(peak.load(Ordering::Relaxed));
+        println!(
+            "\n{n} logins in flight (3 s): broker RSS {} MB at its peak, {} MB idle before; {:.0} logins/s, p50 {:.1} ms, {} errors{}",
+            mb(summary.rss_in_flight),
+            mb(summary.rss_idle),
+            run.per_second(),
+            percentile(&run.latencies_ms, 0.5),
+            run.errors,
+            run.first_error.take().map(|e| format!(" (first: {e})")).unwrap_or_default()
+        );
+    }
+
+    if !options.no_token_phase {
+        let duration = token_duration(options);
+        println!("\ntoken endpoint alone (POST /token with fresh codes, up to {} s each)", duration.as_secs_f64());
+        println!("{}", header("tokens/s"));
+        for &concurrency in &options.concurrency {
+            // /token alone runs at 1.5 to 2 times the login rate (more when signing is cheap); running
+            // out early only shortens the phase. Codes live 60 s: make them just before.
+            let wanted = ((summary.best_rate * 2.5 * duration.as_secs_f64()) as usize).clamp(500, 40_000);
+            let codes = make_codes(&clients, &target, max_concurrency, wanted, &numbers).await?;
+            let made = codes.len();
+            let run =
+                report(concurrency, tokens_only(&clients, &target, concurrency, codes, duration, server_pid).await);
+            if run.elapsed < duration.mul_f64(0.9) {
+                println!("            (all {made} codes redeemed in {:.2} s)", run.elapsed.as_secs_f64());
+            }
         }
     }
     if spawned.is_some() {
         println!(
-            "\nsrv CPU: the demo process's user+system time over the phase's wall time (/proc; 100% = one core);\n\
-             srv CPU ms: server CPU per login (per /token), whatever the concurrency; at 100% CPU: 1000 / that,\n\
+            "\nsrv CPU: the broker process's user+system time over the phase's wall time (/proc; 100% = one core);\n\
+             srv CPU ms: broker CPU per login (per /token), whatever the concurrency; at 100% CPU: 1000 / that,\n\
              the rate one fully busy core would give; bench CPU: loginbench itself (100% = one core)."
         );
+    }
+    Ok(summary)
+}
+
+/// What a pending flow and an unredeemed code keep (the broker's RSS growth for 2,000 of each;
+/// on Redis the stored values too), and on Redis the commands each step of a login sends.
+async fn what_is_kept(
+    http: &reqwest::Client,
+    target: &Target,
+    numbers: &AtomicU64,
+    pid: Option<u32>,
+    store: Option<&str>,
+) -> Result<(), Error> {
+    const N: usize = 2000;
+    let mut redis = match store {
+        Some(url) => Some(redis_connection(url).await?),
+        None => None,
+    };
+    println!("\nwhat is kept ({N} of each; RSS growth of the broker; on Redis the stored value sizes)");
+    let rss = || rss_bytes(pid).unwrap_or(0) as f64;
+    let before = rss();
+    let from = numbers.fetch_add(N as u64, Ordering::Relaxed);
+    let (admitted, _) = leave_pending(http, target, from, N, None).await?;
+    let per_flow = (rss() - before) / admitted.max(1) as f64;
+    let before = rss();
+    let mut codes = Vec::with_capacity(N);
+    for _ in 0..N {
+        codes.push(code(http, target, numbers.fetch_add(1, Ordering::Relaxed)).await?);
+    }
+    let per_code = (rss() - before) / N as f64;
+    println!("  pending flow:     RSS +{per_flow:.0} B each ({admitted} left pending)");
+    println!("  unredeemed code:  RSS +{per_code:.0} B each");
+    if let Some(connection) = redis.as_mut() {
+        // Some of the codes redeemed, for the access token's record and the used-code marker.
+        for code in codes.iter().take(200) {
+            let access_token = token(http, target, code).await?;
+            userinfo(http, target, &access_token).await?;
+        }
+        let sizes = value_sizes(connection).await?;
+        let line: Vec<String> = sizes
+            .iter()
+            .filter(|(kind, _)| ["flow", "code", "code-used", "at"].contains(&kind.as_str()))
+            .map(|(kind, (count, bytes))| format!("{kind} {:.0} B", *bytes as f64 / (*count).max(1) as f64))
+            .collect();
+        println!("  stored values (Redis STRLEN, mean; the memory store keeps the same bytes): {}", line.join(", "));
+        round_trips(http, target, numbers, connection).await?;
+    }
+    Ok(())
+}
+
+/// The Redis commands each step of a login sends (INFO commandstats before and after 200 logins
+/// made one step at a time), per login.
+async fn round_trips(
+    http: &reqwest::Client,
+    target: &Target,
+    numbers: &AtomicU64,
+    connection: &mut redis::aio::MultiplexedConnection,
+) -> Result<(), Error> {
+    const K: u64 = 200;
+    let from = numbers.fetch_add(K, Ordering::Relaxed);
+    let mut per_step = Vec::new();
+    let mut measure = |step: &str, before: BTreeMap<String, u64>, after: BTreeMap<String, u64>| {
+        let ours = ["info", "keys", "strlen", "ping", "flushdb", "client|setinfo", "hello"];
+        let line: Vec<String> = after
+            .iter()
+            .filter(|(name, _)| !ours.contains(&name.as_str()))
+            .filter_map(|(name, calls)| {
+                let delta = calls.saturating_sub(*before.get(name).unwrap_or(&0)) as f64 / K as f64;
+                (delta >= 0.005).then(|| format!("{} {delta:.2}", name.to_uppercase()))
+            })
+            .collect();
+        per_step.push(format!("  {step:<16} {}", if line.is_empty() { "none".to_owned() } else { line.join(", ") }));
+    };
+    let before = command_calls(connection).await?;
+    let mut upstream = Vec::new();
+    for n in from..from + K {
+        upstream.push(hop(http, target, authorize_url(target, n)?).await?);
+    }
+    measure("GET /authorize", before, command_calls(connection).await?);
+    let mut callbacks = Vec::new();
+    for url in upstream {
+        callbacks.push(hop(http, target, url).await?);
+    }
+    let before = command_calls(connection).await?;
+    let mut codes = Vec::new();
+    for (n, url) in (from..).zip(callbacks) {
+        let back = hop(http, target, url).await?;
+        codes.push(code_at(&back, n).ok_or("the callback did not go to the redirect_uri")??);
+    }
+    measure("GET /callback", before, command_calls(connection).await?);
+    let before = command_calls(connection).await?;
+    let mut access_tokens = Vec::new();
+    for code in codes {
+        access_tokens.push(token(http, target, &code).await?);
+    }
+    measure("POST /token", before, command_calls(connection).await?);
+    let before = command_calls(connection).await?;
+    for access_token in access_tokens {
+        userinfo(http, target, &access_token).await?;
+    }
+    measure("GET /userinfo", before, command_calls(connection).await?);
+    println!("  Redis commands per login, by step ({K} logins one step at a time; INFO commandstats; rate-limit counters are sent off the request path, as EVAL):");
+    for line in per_step {
+        println!("{line}");
     }
     Ok(())
 }
@@ -805,7 +1519,7 @@ async fn leave_pending(
             .headers()
             .get(reqwest::header::LOCATION)
             .and_then(|l| l.to_str().ok())
-            .is_some_and(|l| l.contains("/simulator/"));
+            .is_some_and(|l| l.starts_with(&target.upstream));
         match response.status() {
             reqwest::StatusCode::FOUND if upstream => admitted += 1,
             reqwest::StatusCode::TOO_MANY_REQUESTS => refused += 1,
@@ -825,7 +1539,7 @@ async fn longest_state(http: &reqwest::Client, target: &Target) -> Result<usize,
         let mid = (low + high).div_ceil(2);
         let response = http.get(authorize_request(target, 0, Some(mid))?).send().await?;
         let location = response.headers().get(reqwest::header::LOCATION).and_then(|l| l.to_str().ok()).unwrap_or("");
-        if location.contains("/simulator/") {
+        if location.starts_with(&target.upstream) {
             low = mid;
         } else {
             high = mid - 1;
@@ -849,7 +1563,7 @@ async fn pending_flows(options: &Options, pin: bool, n: usize) -> Result<(), Err
         }
         let mut server = spawn_demo(pin, &options).await?;
         let pid = server.child.id();
-        let target = Target::new(&server.url, &options.alg)?;
+        let target = Target::new(&server.url, &options.alg, &server.upstream)?;
         let state_len = longest_state(&http, &target).await?;
         // Warm the process (allocator arenas, caches) before measuring.
         leave_pending(&http, &target, 1_000_000, 200, None).await?;

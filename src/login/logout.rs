@@ -160,7 +160,7 @@ async fn at_upstream(app: &AppState, sid: &str, signed_out: SignedOut) -> Result
         return Ok(signed_out);
     };
     let endpoint = match app.upstream.endpoints().await {
-        Ok(endpoints) => endpoints.end_session_endpoint,
+        Ok(endpoints) => endpoints.end_session_endpoint.clone(),
         Err(error) => {
             tracing::warn!(error = %error, "the upstream's discovery is unavailable; sign-out ends at the broker");
             None

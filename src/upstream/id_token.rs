@@ -1,8 +1,12 @@
 //! Verification of upstream-signed JWTs (ID tokens, IdP-initiated login tokens).
 
 use std::collections::HashSet;
+use std::sync::{Arc, RwLock};
 
-use jsonwebtoken::jwk::Jwk;
+use aws_lc_rs::signature::{self as sig, ParsedPublicKey, RsaPublicKeyComponents};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use jsonwebtoken::jwk::{AlgorithmParameters, Jwk};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::{Deserialize, Deserializer};
 
@@ -123,6 +127,116 @@ pub(super) struct Verifier {
     skew: u64,
     /// The `iss` an IdP-initiated login token may carry besides `issuer`.
     initiation_issuers: Vec<String>,
+    /// The upstream's RSA keys, each parsed once per algorithm: rebuilding the key from its JWK
+    /// (and its Montgomery context) at every verification cost a fifth of the RSA check.
+    parsed: RwLock<Vec<(Jwk, Algorithm, Arc<ParsedPublicKey>)>>,
+}
+
+/// How many parsed keys are kept (a JWKS holds a few; a rotation adds one).
+const PARSED_KEYS_KEPT: usize = 16;
+
+/// A claim as jsonwebtoken reads it for validation: there, absent (or null), or of another type.
+#[derive(Default)]
+enum Claim<T> {
+    Parsed(T),
+    FailedToParse,
+    #[default]
+    NotPresent,
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Claim<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(match Option::<T>::deserialize(deserializer) {
+            Ok(Some(value)) => Claim::Parsed(value),
+            Ok(None) => Claim::NotPresent,
+            Err(_) => Claim::FailedToParse,
+        })
+    }
+}
+
+impl<T> Claim<T> {
+    fn is_parsed(&self) -> bool {
+        matches!(self, Claim::Parsed(_))
+    }
+}
+
+/// A NumericDate as jsonwebtoken accepts it: a non-negative integer, or a float rounded;
+/// anything else that is there (null included) does not parse. Called only when present.
+fn numeric_date<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Claim<u64>, D::Error> {
+    Ok(match serde_json::Value::deserialize(deserializer) {
+        Ok(serde_json::Value::Number(number)) => match (number.as_u64(), number.as_f64()) {
+            (Some(n), _) => Claim::Parsed(n),
+            (None, Some(f)) if number.is_f64() && f.is_finite() && f >= 0.0 && f < u64::MAX as f64 => {
+                Claim::Parsed(f.round() as u64)
+            }
+            _ => Claim::FailedToParse,
+        },
+        _ => Claim::FailedToParse,
+    })
+}
+
+/// `iat` when present: a number, or (null included) something that is not.
+fn present_number<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Claim<serde_json::Number>, D::Error> {
+    Ok(match serde_json::Value::deserialize(deserializer) {
+        Ok(serde_json::Value::Number(number)) => Claim::Parsed(number),
+        _ => Claim::FailedToParse,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    fn contains(&self, wanted: &str) -> bool {
+        match self {
+            OneOrMany::One(one) => one == wanted,
+            OneOrMany::Many(many) => many.iter().any(|one| one == wanted),
+        }
+    }
+}
+
+/// The registered claims jsonwebtoken validates, read as it reads them.
+#[derive(Deserialize)]
+struct Registered {
+    #[serde(default, deserialize_with = "numeric_date")]
+    exp: Claim<u64>,
+    #[serde(default, deserialize_with = "numeric_date")]
+    nbf: Claim<u64>,
+    #[serde(default)]
+    sub: Claim<String>,
+    #[serde(default)]
+    iss: Claim<OneOrMany>,
+    #[serde(default)]
+    aud: Claim<OneOrMany>,
+    #[serde(default, deserialize_with = "present_number")]
+    iat: Claim<serde_json::Number>,
+}
+
+/// The RSA verification algorithm of `alg`, as jsonwebtoken verifies it (2048 to 8192 bits).
+fn rsa_parameters(alg: Algorithm) -> Option<&'static sig::RsaParameters> {
+    Some(match alg {
+        Algorithm::RS256 => &sig::RSA_PKCS1_2048_8192_SHA256,
+        Algorithm::RS384 => &sig::RSA_PKCS1_2048_8192_SHA384,
+        Algorithm::RS512 => &sig::RSA_PKCS1_2048_8192_SHA512,
+        Algorithm::PS256 => &sig::RSA_PSS_2048_8192_SHA256,
+        Algorithm::PS384 => &sig::RSA_PSS_2048_8192_SHA384,
+        Algorithm::PS512 => &sig::RSA_PSS_2048_8192_SHA512,
+        _ => return None,
+    })
+}
+
+/// An RSA JWK parsed for `alg` (the same components jsonwebtoken's `DecodingKey::from_jwk`
+/// reads); None for other keys and algorithms, which are verified through jsonwebtoken.
+fn parse_rsa_key(jwk: &Jwk, alg: Algorithm) -> Option<ParsedPublicKey> {
+    let AlgorithmParameters::RSA(rsa) = &jwk.algorithm else { return None };
+    let parameters = rsa_parameters(alg)?;
+    let n = URL_SAFE_NO_PAD.decode(&rsa.n).ok()?;
+    let e = URL_SAFE_NO_PAD.decode(&rsa.e).ok()?;
+    RsaPublicKeyComponents { n: n.as_slice(), e: e.as_slice() }.to_parsed_public_key(parameters).ok()
 }
 
 impl Verifier {
@@ -140,7 +254,14 @@ impl Verifier {
             return Err(UpstreamError::Malformed(format!("algorithm {alg:?} is not allowed")));
         }
         let algorithms = algorithms.to_vec();
-        Ok(Verifier { issuer, audience, algorithms, skew, initiation_issuers: Vec::new() })
+        Ok(Verifier {
+            issuer,
+            audience,
+            algorithms,
+            skew,
+            initiation_issuers: Vec::new(),
+            parsed: RwLock::new(Vec::new()),
+        })
     }
 
     /// Also accepts these issuers on IdP-initiated login tokens (`upstream.idp_initiated_issuers`).
@@ -155,23 +276,114 @@ impl Verifier {
         Ok(header.kid)
     }
 
+    /// `jwk` parsed for `alg`, from the cache or now.
+    fn parsed_key(&self, jwk: &Jwk, alg: Algorithm) -> Option<Arc<ParsedPublicKey>> {
+        {
+            let cache = self.parsed.read().unwrap_or_else(|p| p.into_inner());
+            if let Some((_, _, key)) = cache.iter().find(|(k, a, _)| *a == alg && k == jwk) {
+                return Some(key.clone());
+            }
+        }
+        let key = Arc::new(parse_rsa_key(jwk, alg)?);
+        let mut cache = self.parsed.write().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= PARSED_KEYS_KEPT {
+            cache.clear();
+        }
+        cache.push((jwk.clone(), alg, key.clone()));
+        Some(key)
+    }
+
     /// Signature with an allow-listed algorithm, `iss` (when `check_issuer`), `aud` (required or
     /// only when present), `exp` and `nbf` with skew, and an `iat` that is not in the future.
+    /// Returns the claims' JSON.
     fn verify_claims(
         &self,
         jwt: &str,
         keys: &[Jwk],
         required: &[&str],
         check_issuer: bool,
-    ) -> Result<serde_json::Value, VerifyError> {
+    ) -> Result<Vec<u8>, VerifyError> {
         // decode_header refuses `alg: none` (not an Algorithm) before anything else is read.
         let header = jsonwebtoken::decode_header(jwt).map_err(|e| VerifyError::Invalid(format!("header: {e}")))?;
         if !self.algorithms.contains(&header.alg) {
             return Err(VerifyError::Invalid(format!("algorithm {:?} is not allowed", header.alg)));
         }
         let jwk = select_key(keys, header.kid.as_deref(), header.alg).ok_or(VerifyError::UnknownKey)?;
+        let Some(key) = self.parsed_key(jwk, header.alg) else {
+            return self.verify_with_jsonwebtoken(jwt, jwk, header.alg, required, check_issuer);
+        };
+        // The token split as jsonwebtoken splits it: the signature after the last dot, the
+        // claims between it and the one before.
+        let invalid = |what: &str| VerifyError::Invalid(what.to_owned());
+        let (message, signature) = jwt.rsplit_once('.').ok_or_else(|| invalid("InvalidToken"))?;
+        let (_, payload) = message.rsplit_once('.').ok_or_else(|| invalid("InvalidToken"))?;
+        let signature = URL_SAFE_NO_PAD.decode(signature).map_err(|e| VerifyError::Invalid(e.to_string()))?;
+        key.verify_sig(message.as_bytes(), &signature).map_err(|_| invalid("InvalidSignature"))?;
+        let payload = URL_SAFE_NO_PAD.decode(payload).map_err(|e| VerifyError::Invalid(e.to_string()))?;
+        let claims: Registered = serde_json::from_slice(&payload).map_err(|e| VerifyError::Invalid(e.to_string()))?;
+        self.validate(&claims, required, check_issuer)?;
+        Ok(payload)
+    }
+
+    /// What `jsonwebtoken::decode` checks of the registered claims with the validation
+    /// [`Self::verify_with_jsonwebtoken`] configures, and the `iat` check.
+    fn validate(&self, claims: &Registered, required: &[&str], check_issuer: bool) -> Result<(), VerifyError> {
+        let invalid = |what: String| Err(VerifyError::Invalid(what));
+        for claim in required {
+            let present = match *claim {
+                "exp" => claims.exp.is_parsed(),
+                "sub" => claims.sub.is_parsed(),
+                "iss" => claims.iss.is_parsed(),
+                "aud" => claims.aud.is_parsed(),
+                "nbf" => claims.nbf.is_parsed(),
+                "iat" => !matches!(claims.iat, Claim::NotPresent),
+                _ => continue,
+            };
+            if !present {
+                return invalid(format!("{claim} is missing"));
+            }
+        }
+        let now = jsonwebtoken::get_current_timestamp();
+        match claims.exp {
+            Claim::FailedToParse => return invalid("exp is not a NumericDate".to_owned()),
+            Claim::Parsed(exp) if exp < now.saturating_sub(self.skew) => return invalid("ExpiredSignature".to_owned()),
+            _ => {}
+        }
+        match claims.nbf {
+            Claim::FailedToParse => return invalid("nbf is not a NumericDate".to_owned()),
+            Claim::Parsed(nbf) if nbf > now.saturating_add(self.skew) => {
+                return invalid("ImmatureSignature".to_owned())
+            }
+            _ => {}
+        }
+        if check_issuer && matches!(&claims.iss, Claim::Parsed(iss) if !iss.contains(&self.issuer)) {
+            return invalid("InvalidIssuer".to_owned());
+        }
+        if matches!(&claims.aud, Claim::Parsed(aud) if !aud.contains(&self.audience)) {
+            return invalid("InvalidAudience".to_owned());
+        }
+        match &claims.iat {
+            Claim::FailedToParse => invalid("iat is not a number".to_owned()),
+            Claim::Parsed(iat) => match iat.as_i64() {
+                None => invalid("iat is not a number".to_owned()),
+                Some(iat) if iat > now as i64 + self.skew as i64 => invalid("iat is in the future".to_owned()),
+                Some(_) => Ok(()),
+            },
+            Claim::NotPresent => Ok(()),
+        }
+    }
+
+    /// The same checks through jsonwebtoken, for keys that are not pre-parsed (EC, Ed25519).
+    fn verify_with_jsonwebtoken(
+        &self,
+        jwt: &str,
+        jwk: &Jwk,
+        alg: Algorithm,
+        required: &[&str],
+        check_issuer: bool,
+    ) -> Result<Vec<u8>, VerifyError> {
         let key = DecodingKey::from_jwk(jwk).map_err(|e| VerifyError::Invalid(format!("JWK: {e}")))?;
-        let mut validation = Validation::new(header.alg);
+        let mut validation = Validation::new(alg);
         if check_issuer {
             validation.set_issuer(&[&self.issuer]);
         }
@@ -191,14 +403,14 @@ impl Verifier {
             }
             _ => {}
         }
-        Ok(claims)
+        serde_json::to_vec(&claims).map_err(|e| VerifyError::Invalid(e.to_string()))
     }
 
     /// An upstream ID token (OIDC Core §3.1.3.7).
     pub(super) fn verify(&self, jwt: &str, keys: &[Jwk], nonce: Option<&str>) -> Result<UpstreamClaims, VerifyError> {
         let claims = self.verify_claims(jwt, keys, &["exp", "iss", "aud", "sub", "iat"], true)?;
         let claims: UpstreamClaims =
-            serde_json::from_value(claims).map_err(|e| VerifyError::Invalid(format!("claims: {e}")))?;
+            serde_json::from_slice(&claims).map_err(|e| VerifyError::Invalid(format!("claims: {e}")))?;
         // Items 4 and 5: several audiences need an azp, and an azp must be this client.
         if claims.aud.0.len() > 1 && claims.azp.is_none() {
             return Err(VerifyError::Invalid("several audiences and no azp".to_owned()));
@@ -221,6 +433,8 @@ impl Verifier {
     /// `upstream.idp_initiated_issuers`, as the docs' example names the application's URL.
     pub(super) fn verify_login_initiation(&self, jwt: &str, keys: &[Jwk]) -> Result<LoginInitiation, VerifyError> {
         let claims = self.verify_claims(jwt, keys, &["exp", "iss"], false)?;
+        let claims: serde_json::Value =
+            serde_json::from_slice(&claims).map_err(|e| VerifyError::Invalid(format!("claims: {e}")))?;
         let iss = claims.get("iss").and_then(|v| v.as_str()).unwrap_or("");
         let trimmed = iss.trim_end_matches('/');
         if trimmed != self.issuer && !self.initiation_issuers.iter().any(|allowed| allowed == trimmed) {
@@ -349,6 +563,128 @@ mod fuzz {
             prop_assume!(decoded(&mutated) != decoded(&valid));
             prop_assert!(verifier.verify(&mutated, &keys, Some("n")).is_err(), "accepted {mutated}");
         }
+    }
+}
+
+/// The pre-parsed RSA path and jsonwebtoken's decide alike, whatever the registered claims
+/// say: an attacker gains nothing from the one the broker takes.
+#[cfg(test)]
+mod same_decisions {
+    use serde_json::{json, Value};
+
+    use super::*;
+    use crate::tokens::SigningKey;
+
+    #[test]
+    fn the_parsed_key_path_accepts_and_refuses_what_jsonwebtoken_does() {
+        let key = SigningKey::generate_rsa().expect("key");
+        let jwk: Jwk = serde_json::from_value(key.public_jwk().clone()).expect("jwk");
+        let verifier =
+            Verifier::new("https://up.example".into(), "client".into(), &[Algorithm::RS256], 60).expect("verifier");
+        let now = jsonwebtoken::get_current_timestamp() as i64;
+        let variants: Vec<(&str, Vec<Value>)> = vec![
+            (
+                "exp",
+                vec![
+                    json!(null),
+                    json!("soon"),
+                    json!(-5),
+                    json!(now - 30),
+                    json!(now - 120),
+                    json!(now + 300),
+                    json!((now + 300) as f64 + 0.4),
+                    json!(1e30),
+                    json!([now + 300]),
+                ],
+            ),
+            (
+                "nbf",
+                vec![
+                    json!(null),
+                    json!("x"),
+                    json!(now + 30),
+                    json!(now + 120),
+                    json!(now - 10),
+                    json!(now as f64 + 200.5),
+                ],
+            ),
+            (
+                "iss",
+                vec![
+                    json!(null),
+                    json!(7),
+                    json!("https://evil.example"),
+                    json!(["https://up.example"]),
+                    json!(["https://evil.example", "https://up.example"]),
+                    json!(["https://evil.example"]),
+                    json!([]),
+                    json!([1]),
+                ],
+            ),
+            (
+                "aud",
+                vec![
+                    json!(null),
+                    json!(7),
+                    json!("other"),
+                    json!(["client"]),
+                    json!(["other", "client"]),
+                    json!(["other"]),
+                    json!([]),
+                    json!({"a": 1}),
+                ],
+            ),
+            ("sub", vec![json!(null), json!(7), json!(""), json!("s")]),
+            (
+                "iat",
+                vec![
+                    json!(null),
+                    json!("x"),
+                    json!(1.5),
+                    json!(now + 30),
+                    json!(now + 120),
+                    json!(now - 1000),
+                    json!(-1),
+                ],
+            ),
+        ];
+        let base = json!({"iss": "https://up.example", "aud": "client", "sub": "s", "iat": now, "exp": now + 300});
+        let mut cases = vec![base.clone()];
+        for (name, values) in &variants {
+            let mut absent = base.clone();
+            absent.as_object_mut().expect("object").remove(*name);
+            cases.push(absent);
+            for value in values {
+                let mut changed = base.clone();
+                changed[*name] = value.clone();
+                cases.push(changed);
+            }
+        }
+        let mut accepted = 0;
+        for claims in &cases {
+            let jwt = key.sign_jwt(claims).expect("sign");
+            for (required, check_issuer) in
+                [(&["exp", "iss", "aud", "sub", "iat"][..], true), (&["exp", "iss"][..], false)]
+            {
+                let parsed = verifier.verify_claims(&jwt, std::slice::from_ref(&jwk), required, check_issuer);
+                let reference = verifier.verify_with_jsonwebtoken(&jwt, &jwk, Algorithm::RS256, required, check_issuer);
+                assert_eq!(parsed.is_ok(), reference.is_ok(), "{claims} {required:?}: {parsed:?} vs {reference:?}");
+                accepted += usize::from(parsed.is_ok());
+            }
+        }
+        assert!(accepted > 10, "the cases include accepted tokens");
+        assert!(verifier.parsed.read().expect("cache").len() == 1, "the key was parsed once");
+        // A signature made by another key, and a changed claim, are refused on the parsed path.
+        let other = SigningKey::generate_rsa().expect("key").with_kid(key.kid()).expect("kid");
+        let forged = other.sign_jwt(&base).expect("sign");
+        assert!(verifier.verify(&forged, std::slice::from_ref(&jwk), None).is_err());
+        let jwt = key.sign_jwt(&base).expect("sign");
+        let mut parts: Vec<String> = jwt.split('.').map(str::to_owned).collect();
+        let mut changed = base.clone();
+        changed["sub"] = json!("admin");
+        parts[1] = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&changed).expect("json"));
+        assert!(verifier.verify(&parts.join("."), std::slice::from_ref(&jwk), None).is_err());
+        assert!(verifier.verify(&jwt, std::slice::from_ref(&jwk), None).is_ok());
     }
 }
 

@@ -103,7 +103,10 @@ pub struct Endpoints {
 }
 
 struct Discovered {
-    endpoints: Endpoints,
+    endpoints: Arc<Endpoints>,
+    /// The two endpoints a login uses, parsed once rather than per request.
+    authorization_url: url::Url,
+    token_url: url::Url,
     keys: Arc<Vec<Jwk>>,
     fetched_at: Instant,
 }
@@ -258,8 +261,18 @@ impl UpstreamClient {
                 .unwrap_or(false),
             end_session_endpoint: metadata.additional_metadata().end_session_endpoint.clone(),
         };
+        let parse =
+            |url: &str, name: &str| url::Url::parse(url).map_err(|e| UpstreamError::Malformed(format!("{name}: {e}")));
+        let authorization_url = parse(&endpoints.authorization_endpoint, "authorization_endpoint")?;
+        let token_url = parse(&endpoints.token_endpoint, "token_endpoint")?;
         let keys = jwk_set(&get_json::<serde_json::Value>(&self.http, &endpoints.jwks_uri, "JWKS").await?);
-        let discovered = Arc::new(Discovered { endpoints, keys: Arc::new(keys), fetched_at: Instant::now() });
+        let discovered = Arc::new(Discovered {
+            endpoints: Arc::new(endpoints),
+            authorization_url,
+            token_url,
+            keys: Arc::new(keys),
+            fetched_at: Instant::now(),
+        });
         *self.discovered.write().unwrap_or_else(|p| p.into_inner()) = Some(discovered.clone());
         Ok(discovered)
     }
@@ -287,7 +300,7 @@ impl UpstreamClient {
         }
     }
 
-    pub async fn endpoints(&self) -> Result<Endpoints, UpstreamError> {
+    pub async fn endpoints(&self) -> Result<Arc<Endpoints>, UpstreamError> {
         Ok(self.discovered().await?.endpoints.clone())
     }
 
@@ -300,9 +313,7 @@ impl UpstreamClient {
         code_challenge: &str,
         selectors: &[(&str, &str)],
     ) -> Result<String, UpstreamError> {
-        let endpoints = self.endpoints().await?;
-        let mut url = url::Url::parse(&endpoints.authorization_endpoint)
-            .map_err(|e| UpstreamError::Malformed(format!("authorization_endpoint: {e}")))?;
+        let mut url = self.discovered().await?.authorization_url.clone();
         {
             let mut query = url.query_pairs_mut();
             query
@@ -329,7 +340,7 @@ impl UpstreamClient {
         pkce_verifier: &str,
         nonce: &str,
     ) -> Result<UpstreamClaims, UpstreamError> {
-        let endpoints = self.endpoints().await?;
+        let token_url = self.discovered().await?.token_url.clone();
         let form = [
             ("grant_type", "authorization_code"),
             ("code", code),
@@ -338,8 +349,7 @@ impl UpstreamClient {
             ("client_secret", self.client_secret.expose()),
             ("code_verifier", pkce_verifier),
         ];
-        let request =
-            self.http.post(&endpoints.token_endpoint).header(reqwest::header::ACCEPT, "application/json").form(&form);
+        let request = self.http.post(token_url).header(reqwest::header::ACCEPT, "application/json").form(&form);
         let response = crate::telemetry::timed_outcome(
             "ssobridge_upstream_duration_seconds",
             &[("operation", "token")],
@@ -410,6 +420,8 @@ impl UpstreamClient {
         let keys = Arc::new(jwk_set(&document));
         let refreshed = Arc::new(Discovered {
             endpoints: discovered.endpoints.clone(),
+            authorization_url: discovered.authorization_url.clone(),
+            token_url: discovered.token_url.clone(),
             keys: keys.clone(),
             fetched_at: discovered.fetched_at,
         });
