@@ -94,50 +94,29 @@ pub async fn apply_user_event(
         if current.as_ref().is_some_and(|c| c.occurred_at_ms > occurred_at_ms) {
             return Ok(UserEventOutcome::Ignored("older than what the directory said since"));
         }
-        let names = |refs: Option<Vec<GroupRef>>| {
-            refs.map(|refs| {
-                let mut names: Vec<String> = refs
-                    .into_iter()
-                    .filter_map(|g| g.name.or(g.display_name))
-                    .map(|n| n.trim().to_owned())
-                    .filter(|n| !n.is_empty())
-                    .collect();
-                names.sort();
-                names.dedup();
-                names
-            })
-        };
         let was_active = current.as_ref().is_none_or(|c| c.active);
         let active = match kind {
             USER_DELETED => false,
             USER_CREATED => user.active.unwrap_or(true),
             _ => user.active.unwrap_or(was_active),
         };
+        // Groups and roles come as full sets; an event without them (`user_deleted` carries
+        // only the user's id and email) keeps what the record had.
         let keep = |pick: fn(&DirectoryRecord) -> &Vec<String>| current.as_ref().map(pick).cloned().unwrap_or_default();
+        let sent = kind != USER_DELETED;
+        let groups =
+            user.groups.as_ref().filter(|_| sent).map(|groups| {
+                sorted_names(groups.iter().filter_map(|g| g.name.as_deref().or(g.display_name.as_deref())))
+            });
+        let roles =
+            user.roles.as_ref().filter(|_| sent).map(|roles| sorted_names(roles.iter().map(|r| r.role_name.as_str())));
         let record = DirectoryRecord {
             directory_user_id: user.id.clone(),
             organization_id: user.organization_id.clone(),
             email: email.to_owned(),
             active,
-            groups: if kind == USER_DELETED {
-                keep(|c| &c.groups)
-            } else {
-                names(clone_groups(&user.groups)).unwrap_or_else(|| keep(|c| &c.groups))
-            },
-            roles: if kind == USER_DELETED {
-                keep(|c| &c.roles)
-            } else {
-                user.roles
-                    .as_ref()
-                    .map(|roles| {
-                        let mut names: Vec<String> =
-                            roles.iter().map(|r| r.role_name.trim().to_owned()).filter(|n| !n.is_empty()).collect();
-                        names.sort();
-                        names.dedup();
-                        names
-                    })
-                    .unwrap_or_else(|| keep(|c| &c.roles))
-            },
+            groups: groups.unwrap_or_else(|| keep(|c| &c.groups)),
+            roles: roles.unwrap_or_else(|| keep(|c| &c.roles)),
             occurred_at_ms,
             applied: current.as_ref().and_then(|c| c.applied.clone()),
             applying: current.as_ref().and_then(|c| c.applying.clone()),
@@ -180,10 +159,12 @@ pub async fn apply_user_event(
     Err(DirectoryError::Contended)
 }
 
-fn clone_groups(groups: &Option<Vec<GroupRef>>) -> Option<Vec<GroupRef>> {
-    groups.as_ref().map(|groups| {
-        groups.iter().map(|g| GroupRef { name: g.name.clone(), display_name: g.display_name.clone() }).collect()
-    })
+/// Names trimmed, without empty ones, sorted, each once.
+fn sorted_names<'a>(names: impl Iterator<Item = &'a str>) -> Vec<String> {
+    let mut names: Vec<String> = names.map(str::trim).filter(|n| !n.is_empty()).map(str::to_owned).collect();
+    names.sort();
+    names.dedup();
+    names
 }
 
 fn parse_rfc3339_ms(text: &str) -> Option<u64> {
