@@ -232,6 +232,8 @@ async fn a_write_token_manages_clients_routes_and_keys_in_the_console() {
     assert_eq!(created["focused_in_dialog"], "secret-dialog");
     assert_eq!(created["secret_left_in_page"], false, "gone from the page once the dialog is closed");
     assert!(created["row_text"].as_str().is_some_and(|t| t.contains("Console Test App")), "{created}");
+    assert_eq!(created["api"]["deprovision"], "delete", "the lifecycle settings are the console's too: {created}");
+    assert_eq!(created["api"]["post_logout_redirect_uris"], json!(["https://app.example/signed-out"]), "{created}");
 
     let edited = steps(&report, "edit_client");
     assert_eq!(edited["id_read_only"], true);

@@ -165,6 +165,9 @@ async function writeScenario(page) {
     await dialog.getByLabel('Client ID', { exact: true }).fill(id);
     await dialog.getByLabel('Name', { exact: true }).fill('Console Test App');
     await dialog.getByLabel('Redirect URIs (one per line)').fill('https://app.example/callback\nhttps://app.example/other');
+    await dialog.getByText('More settings').click();
+    await dialog.getByLabel('Post-logout redirect URIs', { exact: false }).fill('https://app.example/signed-out');
+    await dialog.getByLabel('When the directory deactivates a user').selectOption('delete');
     await dialog.getByRole('button', { name: 'Create client' }).click();
     const secretDialog = page.locator('#secret-dialog');
     await secretDialog.waitFor({ state: 'visible', timeout: TIMEOUT });
@@ -193,6 +196,8 @@ async function writeScenario(page) {
     await row(page, 'clients-table', id).waitFor();
     observed.row_text = await text(row(page, 'clients-table', id));
     observed.notice = await text(page.locator('#notice'));
+    const stored = (await apiCall('GET', `clients/${id}`)).body ?? {};
+    observed.api = { deprovision: stored.deprovision, post_logout_redirect_uris: stored.post_logout_redirect_uris };
     result.secret = secret;
     return observed;
   });

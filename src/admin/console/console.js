@@ -455,9 +455,9 @@ $('clients-filter').addEventListener('submit', (event) => {
 $('clients-more').addEventListener('click', () => loadClients(true));
 $('clients-new').addEventListener('click', () => openClientForm(null, null));
 
-const CLIENT_TEXT = ['client_id', 'name', 'fallback', 'default_organization_id', 'default_connection_id', 'initiate_login_uri', 'jwks_uri'];
-const CLIENT_LISTS = ['redirect_uris', 'allowed_organizations'];
-const CLIENT_CHOICES = ['token_endpoint_auth_method', 'subject', 'id_token_signed_response_alg', 'adapter'];
+const CLIENT_TEXT = ['client_id', 'name', 'fallback', 'default_organization_id', 'default_connection_id', 'initiate_login_uri', 'jwks_uri', 'backchannel_logout_uri'];
+const CLIENT_LISTS = ['redirect_uris', 'allowed_organizations', 'post_logout_redirect_uris'];
+const CLIENT_CHOICES = ['token_endpoint_auth_method', 'subject', 'id_token_signed_response_alg', 'adapter', 'deprovision'];
 const CLIENT_JSON = ['jwks', 'claims'];
 const CLIENT_DEFAULTS = {
   token_endpoint_auth_method: 'client_secret_basic',
@@ -465,6 +465,7 @@ const CLIENT_DEFAULTS = {
   id_token_signed_response_alg: 'RS256',
   adapter: 'none',
   fallback: 'pass',
+  deprovision: 'disable',
 };
 
 let editing = null; // {kind, id, etag, original}
