@@ -73,6 +73,10 @@ pub async fn deliver(app: &AppState, task: &serde_json::Value) -> Result<(), Job
             tracing::info!(client_id = %task.client_id, "back-channel logout delivered");
             Ok(())
         }
+        // Back-Channel Logout 1.0 §2.8: 400 is the relying party refusing this token (invalid,
+        // or the logout failed there); the same token again would be refused again. Kept as a
+        // failed job for an operator, with what the client said.
+        400 => Err(JobError::Permanent(format!("back-channel logout to {} was refused (400)", task.client_id))),
         _ => Err(JobError::Retry(format!("back-channel logout to {} answered {status}", task.client_id))),
     }
 }

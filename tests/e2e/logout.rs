@@ -387,6 +387,29 @@ async fn backchannel_logout_tokens_verify_as_a_relying_party_checks_them_and_a_5
     .await;
 }
 
+/// Back-Channel Logout 1.0 §2.8: a 400 is the relying party refusing the token, not an outage:
+/// it is not sent again and again, but kept as a failed job with the reason for an operator.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logout_token_a_client_refuses_with_400_is_not_retried_but_listed_as_failed() {
+    let receiver = Receiver::start().await;
+    let stack = stack(&receiver).await;
+    receiver.answer_first(APP, &[400]);
+    let end = json!({"post_logout_redirect_uri": SIGNED_OUT, "state": "s"});
+    let at_app = login(&stack, APP_CLIENT, "alice@acme.test", end).await;
+    let url = at_app["end_session_url"].as_str().expect("url");
+    assert_eq!(no_redirect().get(url).send().await.expect("logout").status().as_u16(), 302);
+    let jobs = &stack.broker.state.jobs;
+    wait_until("the refused delivery failed", Duration::from_secs(10), || async {
+        jobs.list().await.expect("jobs").iter().any(|job| job.state == ssobridge::jobs::JobState::Failed)
+    })
+    .await;
+    let failed = jobs.list().await.expect("jobs");
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!((failed[0].kind.as_str(), failed[0].attempts), ("backchannel_logout", 1));
+    assert!(failed[0].last_error.as_deref().is_some_and(|e| e.contains("refused (400)")), "{failed:?}");
+    assert_eq!(receiver.received(APP).len(), 1, "sent once");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn end_user_sessions_revokes_every_session_of_a_deprovisioned_user_and_tells_their_clients() {
     let receiver = Receiver::start().await;
