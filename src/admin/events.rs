@@ -203,7 +203,7 @@ impl EventsApi {
         cursor: Query<Option<String>>,
         /// Only events newer than this event id, e.g. the newest one a live view shows: it
         /// then reads what came since, not a page again.
-        #[oai(validator(pattern = "^[0-9]{1,20}-[0-9]{1,20}$"))]
+        #[oai(validator(pattern = "^[0-9]{1,15}-[0-9]{1,19}$"))]
         after: Query<Option<String>>,
     ) -> ListResponse {
         let mut filter = filter(kind.0, client.0, organization.0, outcome.0, reason.0, since.0, until.0);
