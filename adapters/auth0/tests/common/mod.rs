@@ -5,7 +5,7 @@
 pub mod prism;
 pub mod tenant;
 
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -321,59 +321,5 @@ impl Recorder {
     }
 }
 
-/// Every event and span of the process as `LEVEL field=value …` (spans as `SPAN name …`),
-/// so that a test can check what was logged (the conformance suite looks for secrets).
-#[derive(Clone, Default)]
-pub struct LogRecorder(Arc<Mutex<Vec<String>>>);
-
-struct FieldLine(String);
-
-impl tracing::field::Visit for FieldLine {
-    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-        self.0.push_str(&format!(" {}={:?}", field.name(), value));
-    }
-}
-
-impl tracing::Subscriber for LogRecorder {
-    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
-        true
-    }
-    fn new_span(&self, span: &tracing::span::Attributes<'_>) -> tracing::span::Id {
-        let mut line = FieldLine(format!("SPAN {}", span.metadata().name()));
-        span.record(&mut line);
-        let mut lines = self.0.lock().unwrap();
-        lines.push(line.0);
-        tracing::span::Id::from_u64(lines.len() as u64)
-    }
-    fn record(&self, _: &tracing::span::Id, values: &tracing::span::Record<'_>) {
-        let mut line = FieldLine("SPAN record".to_owned());
-        values.record(&mut line);
-        self.0.lock().unwrap().push(line.0);
-    }
-    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
-    fn event(&self, event: &tracing::Event<'_>) {
-        let mut line = FieldLine(event.metadata().level().to_string());
-        event.record(&mut line);
-        self.0.lock().unwrap().push(line.0);
-    }
-    fn enter(&self, _: &tracing::span::Id) {}
-    fn exit(&self, _: &tracing::span::Id) {}
-}
-
-impl LogRecorder {
-    /// The process-wide recorder, installed as the global subscriber on first use.
-    pub fn global() -> &'static LogRecorder {
-        static RECORDER: OnceLock<LogRecorder> = OnceLock::new();
-        RECORDER.get_or_init(|| {
-            let recorder = LogRecorder::default();
-            // Fails only if another global subscriber is set already; then this one stays
-            // empty and the suite's "the harness records the log" check says so.
-            let _ = tracing::subscriber::set_global_default(recorder.clone());
-            recorder
-        })
-    }
-
-    pub fn lines(&self) -> Vec<String> {
-        self.0.lock().unwrap().clone()
-    }
-}
+#[allow(unused_imports)] // not every test crate that includes this harness records the log
+pub use ssobridge_adapter_core::conformance::LogRecorder;
