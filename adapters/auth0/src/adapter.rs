@@ -266,15 +266,15 @@ impl Adapter for Auth0Adapter {
     }
 
     fn disable<'a>(&'a self, user_id: &'a str) -> BoxFuture<'a, Result<UserChange, AdapterError>> {
-        audited("disable", user_id, self.disable_user(user_id))
+        ssobridge_adapter_core::audited("auth0", "disable", user_id, self.disable_user(user_id))
     }
 
     fn enable<'a>(&'a self, user_id: &'a str) -> BoxFuture<'a, Result<UserChange, AdapterError>> {
-        audited("enable", user_id, self.enable_user(user_id))
+        ssobridge_adapter_core::audited("auth0", "enable", user_id, self.enable_user(user_id))
     }
 
     fn delete<'a>(&'a self, user_id: &'a str) -> BoxFuture<'a, Result<UserChange, AdapterError>> {
-        audited("delete", user_id, self.delete_user(user_id))
+        ssobridge_adapter_core::audited("auth0", "delete", user_id, self.delete_user(user_id))
     }
 
     fn set_roles<'a>(
@@ -283,37 +283,11 @@ impl Adapter for Auth0Adapter {
         entitlements: &'a Entitlements,
         managed: &'a [String],
     ) -> BoxFuture<'a, Result<UserChange, AdapterError>> {
-        audited("set_roles", user_id, self.set_user_roles(user_id, entitlements, managed))
+        ssobridge_adapter_core::audited(
+            "auth0",
+            "set_roles",
+            user_id,
+            self.set_user_roles(user_id, entitlements, managed),
+        )
     }
-}
-
-/// Runs one operation on a downstream user inside its span and leaves one line of what it came
-/// to: an audit line when it changed the user, a warning or an error when it failed.
-fn audited<'a>(
-    action: &'static str,
-    user_id: &'a str,
-    operation: impl std::future::Future<Output = Result<UserChange, AdapterError>> + Send + 'a,
-) -> BoxFuture<'a, Result<UserChange, AdapterError>> {
-    let span = tracing::info_span!("adapter.user", adapter = "auth0", action, downstream_user_id = user_id);
-    Box::pin(
-        async move {
-            let result = operation.await;
-            match &result {
-                Ok(change) => tracing::info!(
-                    audit = true,
-                    action,
-                    adapter = "auth0",
-                    downstream_user_id = user_id,
-                    outcome = ?change,
-                    "auth0: {action} done"
-                ),
-                Err(error @ AdapterError::Misconfigured { .. }) => {
-                    tracing::error!(action, %error, "auth0: {action} failed: misconfigured")
-                }
-                Err(error) => tracing::warn!(action, %error, "auth0: {action} failed; retry later"),
-            }
-            result
-        }
-        .instrument(span),
-    )
 }

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use tracing::Instrument;
 
 /// A verified, normalized upstream identity.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -207,6 +208,39 @@ impl Adapter for NoopAdapter {
     ) -> BoxFuture<'a, Result<UserChange, AdapterError>> {
         Box::pin(async { Ok(UserChange::Unchanged) })
     }
+}
+
+/// Runs one operation on a downstream user inside its span and leaves one line of what it came
+/// to: an audit line when it changed the user, a warning or an error when it failed. Every
+/// adapter's lifecycle operations go through it.
+pub fn audited<'a>(
+    adapter: &'static str,
+    action: &'static str,
+    user_id: &'a str,
+    operation: impl std::future::Future<Output = Result<UserChange, AdapterError>> + Send + 'a,
+) -> BoxFuture<'a, Result<UserChange, AdapterError>> {
+    let span = tracing::info_span!("adapter.user", adapter, action, downstream_user_id = user_id);
+    Box::pin(
+        async move {
+            let result = operation.await;
+            match &result {
+                Ok(change) => tracing::info!(
+                    audit = true,
+                    action,
+                    adapter,
+                    downstream_user_id = user_id,
+                    outcome = ?change,
+                    "{adapter}: {action} done"
+                ),
+                Err(error @ AdapterError::Misconfigured { .. }) => {
+                    tracing::error!(action, %error, "{adapter}: {action} failed: misconfigured")
+                }
+                Err(error) => tracing::warn!(action, %error, "{adapter}: {action} failed; retry later"),
+            }
+            result
+        }
+        .instrument(span),
+    )
 }
 
 pub mod conformance;

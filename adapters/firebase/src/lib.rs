@@ -332,15 +332,15 @@ impl Adapter for FirebaseAdapter {
     }
 
     fn disable<'a>(&'a self, user_id: &'a str) -> BoxFuture<'a, Result<UserChange, AdapterError>> {
-        audited("disable", user_id, self.bounded(self.disable_user(user_id)))
+        ssobridge_adapter_core::audited("firebase", "disable", user_id, self.bounded(self.disable_user(user_id)))
     }
 
     fn enable<'a>(&'a self, user_id: &'a str) -> BoxFuture<'a, Result<UserChange, AdapterError>> {
-        audited("enable", user_id, self.bounded(self.enable_user(user_id)))
+        ssobridge_adapter_core::audited("firebase", "enable", user_id, self.bounded(self.enable_user(user_id)))
     }
 
     fn delete<'a>(&'a self, user_id: &'a str) -> BoxFuture<'a, Result<UserChange, AdapterError>> {
-        audited("delete", user_id, self.bounded(self.delete_user(user_id)))
+        ssobridge_adapter_core::audited("firebase", "delete", user_id, self.bounded(self.delete_user(user_id)))
     }
 
     fn set_roles<'a>(
@@ -349,39 +349,13 @@ impl Adapter for FirebaseAdapter {
         entitlements: &'a Entitlements,
         managed: &'a [String],
     ) -> BoxFuture<'a, Result<UserChange, AdapterError>> {
-        audited("set_roles", user_id, self.bounded(self.set_user_roles(user_id, entitlements, managed)))
+        ssobridge_adapter_core::audited(
+            "firebase",
+            "set_roles",
+            user_id,
+            self.bounded(self.set_user_roles(user_id, entitlements, managed)),
+        )
     }
-}
-
-/// Runs one operation on a downstream user inside its span and leaves one line of what it came
-/// to: an audit line when it changed the user, a warning or an error when it failed.
-fn audited<'a>(
-    action: &'static str,
-    user_id: &'a str,
-    operation: impl std::future::Future<Output = Result<UserChange, AdapterError>> + Send + 'a,
-) -> BoxFuture<'a, Result<UserChange, AdapterError>> {
-    let span = tracing::info_span!("adapter.user", adapter = "firebase", action, downstream_user_id = user_id);
-    Box::pin(
-        async move {
-            let result = operation.await;
-            match &result {
-                Ok(change) => tracing::info!(
-                    audit = true,
-                    action,
-                    adapter = "firebase",
-                    downstream_user_id = user_id,
-                    outcome = ?change,
-                    "firebase: {action} done"
-                ),
-                Err(error @ AdapterError::Misconfigured { .. }) => {
-                    tracing::error!(action, %error, "firebase: {action} failed: misconfigured")
-                }
-                Err(error) => tracing::warn!(action, %error, "firebase: {action} failed; retry later"),
-            }
-            result
-        }
-        .instrument(span),
-    )
 }
 
 #[cfg(test)]
