@@ -14,7 +14,7 @@ use ssobridge_adapter_core::Entitlements;
 
 use crate::jobs::JobQueue;
 use crate::model::ClaimMapping;
-use crate::store::{get_json, keys, AnyStore, Store, StoreError};
+use crate::store::{get_json, keys, update_json, AnyStore, StoreError};
 use crate::tokens::sha256_hex;
 
 /// The key part of a person: organization and lower-cased email, hashed (no address in a key).
@@ -120,11 +120,8 @@ pub async fn remember_login(
     downstream_user_id: Option<&str>,
 ) -> Result<(), StoreError> {
     let key = keys::person(&person_id(organization_id, email));
-    for _ in 0..8 {
-        let current_bytes = store.get(&key).await?;
-        let mut person: Person =
-            current_bytes.as_deref().and_then(|bytes| serde_json::from_slice(bytes).ok()).unwrap_or_default();
-        let before = person.clone();
+    update_json(store, &key, |current: Option<Person>| {
+        let mut person = current.clone().unwrap_or_default();
         if !person.subjects.iter().any(|s| s == upstream_subject) {
             person.subjects.push(upstream_subject.to_owned());
             if person.subjects.len() > MAX_SUBJECTS {
@@ -134,16 +131,11 @@ pub async fn remember_login(
         if let Some(user_id) = downstream_user_id {
             person.links.insert(client_id.to_owned(), user_id.to_owned());
         }
-        if person == before && current_bytes.is_some() {
-            return Ok(());
-        }
-        let bytes =
-            serde_json::to_vec(&person).map_err(|e| StoreError::Corrupt { key: key.clone(), detail: e.to_string() })?;
-        if store.replace(&key, current_bytes.as_deref(), &bytes).await? {
-            return Ok(());
-        }
-    }
-    Ok(())
+        // Written only when it changes: a returning user's login costs a read.
+        (current.as_ref() != Some(&person)).then_some(person)
+    })
+    .await
+    .map(|_| ())
 }
 
 /// Queues, after a login, the writing of the user's roles to the client's downstream.

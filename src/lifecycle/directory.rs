@@ -17,7 +17,7 @@ use crate::jobs::JobError;
 use crate::model::Deprovision;
 use crate::people::{person_id, Applied, DirectoryRecord, Person};
 use crate::state::AppState;
-use crate::store::{get_json, keys, Store, StoreError};
+use crate::store::{get_json, keys, update_json, Store, StoreError};
 
 /// The directory user events the broker acts on.
 pub const USER_CREATED: &str = "organization.directory.user_created";
@@ -282,30 +282,21 @@ async fn reconcile_locked(app: &AppState, task: &Task) -> Result<(), JobError> {
 /// which runs after this one; a retry after a half-done attempt knows what it may have
 /// changed. `None`: no record, or it is settled.
 async fn begin(app: &AppState, key: &str) -> Result<Option<DirectoryRecord>, JobError> {
-    for _ in 0..8 {
-        let Some(bytes) = app.store.get(key).await.map_err(retry)? else { return Ok(None) };
-        let mut record: DirectoryRecord = serde_json::from_slice(&bytes)
-            .map_err(|e| JobError::Permanent(format!("unreadable directory record: {e}")))?;
-        if record.settled() {
-            return Ok(None);
-        }
+    update_json(&app.store, key, |record: Option<DirectoryRecord>| {
+        let mut record = record.filter(|r| !r.settled())?;
         record.applying = Some(record.desired());
         record.may_be_disabled |= !record.active;
-        let started = serde_json::to_vec(&record).map_err(|e| JobError::Permanent(e.to_string()))?;
-        if app.store.replace(key, Some(&bytes), &started).await.map_err(retry)? {
-            return Ok(Some(record));
-        }
-    }
-    Err(JobError::Retry("the directory record kept changing".into()))
+        Some(record)
+    })
+    .await
+    .map_err(record_error)
 }
 
 /// Marks the record applied up to `target`. What a newer event asked meanwhile stays unsettled
 /// (its own job follows: `begin` made sure the event saw this one under way).
 async fn settle(app: &AppState, key: &str, target: &Applied) -> Result<(), JobError> {
-    for _ in 0..8 {
-        let Some(bytes) = app.store.get(key).await.map_err(retry)? else { return Ok(()) };
-        let mut record: DirectoryRecord = serde_json::from_slice(&bytes)
-            .map_err(|e| JobError::Permanent(format!("unreadable directory record: {e}")))?;
+    update_json(&app.store, key, |record: Option<DirectoryRecord>| {
+        let mut record = record?;
         record.applied = Some(target.clone());
         if record.applying.as_ref() == Some(target) {
             record.applying = None;
@@ -314,12 +305,19 @@ async fn settle(app: &AppState, key: &str, target: &Applied) -> Result<(), JobEr
         if target.active && record.applying.is_none() {
             record.may_be_disabled = false;
         }
-        let settled = serde_json::to_vec(&record).map_err(|e| JobError::Permanent(e.to_string()))?;
-        if app.store.replace(key, Some(&bytes), &settled).await.map_err(retry)? {
-            return Ok(());
-        }
+        Some(record)
+    })
+    .await
+    .map(|_| ())
+    .map_err(record_error)
+}
+
+/// A directory record that does not decode cannot be brought along by trying again.
+fn record_error(error: StoreError) -> JobError {
+    match error {
+        StoreError::Corrupt { detail, .. } => JobError::Permanent(format!("unreadable directory record: {detail}")),
+        other => retry(other),
     }
-    Err(JobError::Retry("the directory record kept changing".into()))
 }
 
 async fn after_login(
@@ -354,20 +352,13 @@ async fn ended_sessions(app: &AppState, person: &Person) -> Result<(), JobError>
 }
 
 async fn forget_links(app: &AppState, person: &str, clients: &[String]) -> Result<(), StoreError> {
-    let key = keys::person(person);
-    for _ in 0..8 {
-        let Some(bytes) = app.store.get(&key).await? else { return Ok(()) };
-        let Ok(mut current) = serde_json::from_slice::<Person>(&bytes) else { return Ok(()) };
-        for client in clients {
-            current.links.remove(client);
-        }
-        let updated = serde_json::to_vec(&current)
-            .map_err(|e| StoreError::Corrupt { key: key.clone(), detail: e.to_string() })?;
-        if app.store.replace(&key, Some(&bytes), &updated).await? {
-            return Ok(());
-        }
-    }
-    Ok(())
+    update_json(&app.store, &keys::person(person), |current: Option<Person>| {
+        let mut current = current?;
+        current.links.retain(|client, _| !clients.contains(client));
+        Some(current)
+    })
+    .await
+    .map(|_| ())
 }
 
 fn adapter_failure(client_id: &str, adapter: &str, error: AdapterError) -> JobError {

@@ -248,6 +248,27 @@ pub async fn get_json<S: Store, T: DeserializeOwned>(store: &S, key: &str) -> Re
     decode(key, store.get(key).await?)
 }
 
+/// Changes the JSON value under `key` (kept without expiry) by compare-and-set: `change` is
+/// given the current value (`None`: absent) and answers the value to write, or `None` to leave
+/// it as it is. When another writer got in between, it runs again on what that one wrote.
+/// Answers what was written, `None` when nothing was.
+pub async fn update_json<S: Store, T: Serialize + DeserializeOwned>(
+    store: &S,
+    key: &str,
+    mut change: impl FnMut(Option<T>) -> Option<T>,
+) -> Result<Option<T>, StoreError> {
+    for _ in 0..8 {
+        let current = store.get(key).await?;
+        let Some(updated) = change(decode(key, current.clone())?) else { return Ok(None) };
+        let bytes = serde_json::to_vec(&updated)
+            .map_err(|e| StoreError::Corrupt { key: key.to_owned(), detail: e.to_string() })?;
+        if store.replace(key, current.as_deref(), &bytes).await? {
+            return Ok(Some(updated));
+        }
+    }
+    Err(StoreError::Unavailable(format!("{key} kept changing under concurrent writers; try again")))
+}
+
 fn decode<T: DeserializeOwned>(key: &str, bytes: Option<Vec<u8>>) -> Result<Option<T>, StoreError> {
     bytes
         .map(|b| {
