@@ -46,15 +46,7 @@ pub async fn end_session(req: &Request, body: Body, state: Data<&Arc<AppState>>)
         Ok(request) => sign_out(&state, request).await,
         Err(refused) => Err(refused),
     };
-    match outcome {
-        Ok(SignedOut::Redirect { uri, state }) => match state {
-            Some(state) => redirect(&with_query(&uri, &[("state", &state)])),
-            None => redirect(&uri),
-        },
-        Ok(SignedOut::Page { application }) => signed_out_page(application.as_deref()),
-        Ok(SignedOut::Upstream { uri }) => redirect(&uri),
-        Err(failure) => failure_response(failure, &state.issuer),
-    }
+    answer(outcome, &state.issuer)
 }
 
 /// `GET /logout/done`: the upstream's end-session endpoint sends the browser back here.
@@ -62,14 +54,17 @@ pub async fn end_session(req: &Request, body: Body, state: Data<&Arc<AppState>>)
 pub async fn back_from_upstream(req: &Request, state: Data<&Arc<AppState>>) -> Response {
     let params = Params::parse(req.uri().query().unwrap_or("").as_bytes());
     let returned = params.get("state").ok().flatten();
-    match crate::login::logout::back_from_upstream(&state, returned).await {
-        Ok(SignedOut::Redirect { uri, state }) => match state {
-            Some(state) => redirect(&with_query(&uri, &[("state", &state)])),
-            None => redirect(&uri),
-        },
+    answer(crate::login::logout::back_from_upstream(&state, returned).await, &state.issuer)
+}
+
+/// Where a sign-out sends the browser: the client's URI with its `state`, the upstream's
+/// end-session endpoint, the signed-out page, or the page of what was wrong.
+fn answer(outcome: Result<SignedOut, LoginError>, issuer: &str) -> Response {
+    match outcome {
+        Ok(SignedOut::Redirect { uri, state: Some(state) }) => redirect(&with_query(&uri, &[("state", &state)])),
+        Ok(SignedOut::Redirect { uri, state: None } | SignedOut::Upstream { uri }) => redirect(&uri),
         Ok(SignedOut::Page { application }) => signed_out_page(application.as_deref()),
-        Ok(SignedOut::Upstream { .. }) => signed_out_page(None),
-        Err(failure) => failure_response(failure, &state.issuer),
+        Err(failure) => failure_response(failure, issuer),
     }
 }
 
